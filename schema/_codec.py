@@ -1,0 +1,142 @@
+"""Frame codecs for the two subprotocols, each with one reused Encoder and Decoder per direction.
+
+Every failure to decode becomes a :class:`SchemaError` carrying the code to answer with; no
+msgspec exception, ``RecursionError`` or ``KeyError`` leaves this module.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NoReturn, TypeVar
+
+import msgspec
+
+from ._broker_frames import BrokerFrame
+from ._client_frames import ClientFrame, Hello
+from ._errors import ErrorCode, SchemaError
+from ._limits import PROTOCOL_VERSION
+
+JSON_SUBPROTOCOL: Final = "pierhead.v1.json"
+MSGPACK_SUBPROTOCOL: Final = "pierhead.v1.msgpack"
+
+_Frame = TypeVar("_Frame", ClientFrame, BrokerFrame)
+
+_PATH_MARKER = " - at `"
+
+
+def _refuse_extension(code: int, data: memoryview) -> NoReturn:
+    # Extension types have no JSON form, so a msgpack client could not be relayed to a JSON one.
+    raise SchemaError(ErrorCode.BAD_FRAME, f"MessagePack extension type {code} is not allowed")
+
+
+def _schema_error(exc: Exception) -> SchemaError:
+    if isinstance(exc, msgspec.ValidationError):
+        text = str(exc)
+        message, marker, path = text.partition(_PATH_MARKER)
+        field = path.rstrip("`") if marker else None
+        code = ErrorCode.TOO_LARGE if "length <=" in message else ErrorCode.BAD_FRAME
+        return SchemaError(code, text, field=field)
+    if isinstance(exc, RecursionError):
+        return SchemaError(ErrorCode.BAD_FRAME, "frame is nested too deeply")
+    return SchemaError(ErrorCode.BAD_FRAME, f"malformed frame: {exc}")
+
+
+class Codec:
+    """Encodes and decodes frames for one subprotocol.
+
+    ``text`` tells the transport whether the encoded bytes go out as a text frame (JSON) or a
+    binary frame (MessagePack).
+    """
+
+    __slots__ = ("_broker_decoder", "_client_decoder", "_encoder", "subprotocol", "text")
+
+    subprotocol: str
+    text: bool
+
+    def __init__(
+        self,
+        subprotocol: str,
+        *,
+        text: bool,
+        encoder: msgspec.json.Encoder | msgspec.msgpack.Encoder,
+        client_decoder: msgspec.json.Decoder[ClientFrame] | msgspec.msgpack.Decoder[ClientFrame],
+        broker_decoder: msgspec.json.Decoder[BrokerFrame] | msgspec.msgpack.Decoder[BrokerFrame],
+    ) -> None:
+        self.subprotocol = subprotocol
+        self.text = text
+        self._encoder = encoder
+        self._client_decoder = client_decoder
+        self._broker_decoder = broker_decoder
+
+    def __repr__(self) -> str:
+        return f"Codec({self.subprotocol!r})"
+
+    def encode(self, frame: ClientFrame | BrokerFrame) -> bytes:
+        """Encode one frame; the result is one websocket message."""
+        return self._encoder.encode(frame)
+
+    def decode_client_frame(self, data: bytes | str) -> ClientFrame:
+        """Decode a frame a client sent (the broker's side)."""
+        frame = self._decode(self._client_decoder, data)
+        if isinstance(frame, Hello) and frame.protocol != PROTOCOL_VERSION:
+            raise SchemaError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol {frame.protocol} is not supported; "
+                f"this broker speaks {PROTOCOL_VERSION}",
+                field="$.protocol",
+            )
+        return frame
+
+    def decode_broker_frame(self, data: bytes | str) -> BrokerFrame:
+        """Decode a frame a broker sent (the client's side)."""
+        return self._decode(self._broker_decoder, data)
+
+    def _decode(
+        self,
+        decoder: msgspec.json.Decoder[_Frame] | msgspec.msgpack.Decoder[_Frame],
+        data: bytes | str,
+    ) -> _Frame:
+        if isinstance(data, str):
+            if not self.text:
+                raise SchemaError(ErrorCode.BAD_FRAME, f"{self.subprotocol} frames must be binary")
+            data = data.encode()
+        try:
+            return decoder.decode(data)
+        except SchemaError:
+            raise
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            raise _schema_error(exc) from None
+
+
+JSON_CODEC: Final = Codec(
+    JSON_SUBPROTOCOL,
+    text=True,
+    encoder=msgspec.json.Encoder(),
+    client_decoder=msgspec.json.Decoder(ClientFrame),
+    broker_decoder=msgspec.json.Decoder(BrokerFrame),
+)
+
+MSGPACK_CODEC: Final = Codec(
+    MSGPACK_SUBPROTOCOL,
+    text=False,
+    encoder=msgspec.msgpack.Encoder(),
+    client_decoder=msgspec.msgpack.Decoder(ClientFrame, ext_hook=_refuse_extension),
+    broker_decoder=msgspec.msgpack.Decoder(BrokerFrame, ext_hook=_refuse_extension),
+)
+
+SUBPROTOCOLS: Final = (JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL)
+"""In order of preference; JSON is the default when a client asks for none."""
+
+_CODECS: Final = {codec.subprotocol: codec for codec in (JSON_CODEC, MSGPACK_CODEC)}
+
+
+def codec_for(subprotocol: str | None) -> Codec:
+    """The codec for a negotiated subprotocol; JSON when none was negotiated."""
+    if subprotocol is None:
+        return JSON_CODEC
+    try:
+        return _CODECS[subprotocol]
+    except KeyError:
+        raise SchemaError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"unknown subprotocol {subprotocol!r}; expected one of {', '.join(SUBPROTOCOLS)}",
+        ) from None

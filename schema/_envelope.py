@@ -1,0 +1,32 @@
+"""The event as a worker submits it, and the envelope as the broker stores and delivers it."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ._payloads import Payload, WorkerPayload
+from ._types import Label, Offset, RunId, Seq, UtcDateTime, WorkspaceName
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One event inside a ``publish`` frame; the broker fills in the rest of the envelope."""
+
+    payload: WorkerPayload
+    create_time: UtcDateTime
+    series: Label | None = None
+
+
+class EventMsg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """An event as stored and delivered: its place in the workspace stream and who sent it.
+
+    ``run_id`` and ``seq`` are absent on events the broker made itself.
+    """
+
+    workspace: WorkspaceName
+    offset: Offset
+    create_time: UtcDateTime
+    received_time: UtcDateTime
+    payload: Payload
+    run_id: RunId | None = None
+    seq: Seq | None = None
+    series: Label | None = None

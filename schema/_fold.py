@@ -1,0 +1,124 @@
+"""The workspace state fold: ``state + event -> state``, pure and deterministic.
+
+The broker keeps each workspace's live state with it and sends it as the snapshot in
+``subscribed``; the SDK applies the events that follow with the same function. Because the
+fold depends only on the previous state and the event, a snapshot taken at offset N followed by
+the events after N gives exactly the live state.
+
+Events at or below ``state.last_offset`` are ignored, so re-applying a delivered event is
+harmless. Memory stays bounded: new status keys and progress names beyond the limits are
+ignored, and workers leave the state when their presence expires.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+
+import msgspec
+
+from ._envelope import EventMsg
+from ._limits import MAX_PROGRESS_BARS, MAX_STATUS_KEYS
+from ._payloads import (
+    DetailsChange,
+    Presence,
+    Progress,
+    SemaphoresChange,
+    Status,
+    WorkspaceEvent,
+)
+from ._state import WorkerEntry, WorkspaceState
+from ._workspace import WorkspaceSemaphores
+
+_replace = msgspec.structs.replace
+
+
+def new_workspace_state(name: str, *, epoch: int, created: datetime.datetime) -> WorkspaceState:
+    """The state of a workspace with no events yet."""
+    return WorkspaceState(name=name, epoch=epoch, created=created)
+
+
+def semaphores_of(change: SemaphoresChange) -> WorkspaceSemaphores:
+    """The semaphores a ``semaphores`` event sets."""
+    return WorkspaceSemaphores(
+        caught=change.caught,
+        has_mutex=change.has_mutex,
+        holder=change.holder,
+        fence=change.fence,
+        by=change.by,
+        reason=change.reason,
+    )
+
+
+def fold_event(state: WorkspaceState, event: EventMsg) -> WorkspaceState:
+    """Apply one event of ``state.name``'s stream and return the new state."""
+    if event.offset <= state.last_offset:
+        return state
+    if event.workspace != state.name:
+        raise ValueError(f"event of workspace {event.workspace!r} folded into {state.name!r}")
+    now = event.received_time
+    workers = state.workers
+    if event.run_id is not None:
+        workers = _touch(workers, event.run_id, now)
+    changes: dict[str, object] = {}
+    payload = event.payload
+    match payload:
+        case Status(key=key, value=value):
+            if key in state.status or len(state.status) < MAX_STATUS_KEYS:
+                changes["status"] = {**state.status, key: value}
+        case Progress(name=name):
+            if name in state.progress or len(state.progress) < MAX_PROGRESS_BARS:
+                changes["progress"] = {**state.progress, name: payload}
+        case WorkspaceEvent():
+            changes["last_event"] = payload
+        case DetailsChange(details=details):
+            changes["details"] = details
+        case SemaphoresChange():
+            changes["semaphores"] = semaphores_of(payload)
+        case Presence():
+            workers = _apply_presence(workers, payload, now)
+    return _replace(state, last_offset=event.offset, updated=now, workers=workers, **changes)
+
+
+def fold_events(state: WorkspaceState, events: Iterable[EventMsg]) -> WorkspaceState:
+    """Apply events in order."""
+    for event in events:
+        state = fold_event(state, event)
+    return state
+
+
+def _touch(
+    workers: tuple[WorkerEntry, ...], run_id: str, now: datetime.datetime
+) -> tuple[WorkerEntry, ...]:
+    for index, worker in enumerate(workers):
+        if worker.run_id == run_id:
+            if worker.last_seen >= now:
+                return workers
+            touched = _replace(worker, last_seen=now)
+            return (*workers[:index], touched, *workers[index + 1 :])
+    return workers
+
+
+def _apply_presence(
+    workers: tuple[WorkerEntry, ...], presence: Presence, now: datetime.datetime
+) -> tuple[WorkerEntry, ...]:
+    others = tuple(worker for worker in workers if worker.run_id != presence.run_id)
+    if presence.state == "expired":
+        return others
+    if presence.state == "connected":
+        entry = WorkerEntry(
+            run_id=presence.run_id,
+            connected=True,
+            connected_at=now,
+            last_seen=now,
+            client=presence.client,
+            actions=presence.actions,
+        )
+        return (*others, entry)
+    # Disconnected: the run stays listed, offline and in place, until it returns or expires.
+    return tuple(
+        _replace(worker, connected=False, last_seen=max(worker.last_seen, now))
+        if worker.run_id == presence.run_id
+        else worker
+        for worker in workers
+    )

@@ -1,0 +1,76 @@
+"""Constrained scalar types shared by payloads, state and frames.
+
+The constraints live in the types so that msgspec checks them while decoding, in C, before any
+Struct exists.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from ._limits import (
+    MAX_COUNTER,
+    MAX_LABEL_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_REQUEST_ID,
+    MAX_TEXT_CHARS,
+    MAX_TIMEOUT_S,
+)
+
+# ``\Z`` rather than ``$``: ``$`` also matches before a trailing newline.
+WORKSPACE_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_CHARS - 1}}}\Z"
+RUN_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_NAME_CHARS - 1}}}\Z"
+WORKSPACE_PATTERN_PATTERN = rf"^[A-Za-z0-9_.*?\[\]!-]{{1,{MAX_PATTERN_CHARS}}}\Z"
+ACTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
+
+WorkspaceName = Annotated[str, Meta(pattern=WORKSPACE_NAME_PATTERN)]
+RunId = Annotated[str, Meta(pattern=RUN_ID_PATTERN)]
+WorkspacePattern = Annotated[str, Meta(pattern=WORKSPACE_PATTERN_PATTERN)]
+ActionName = Annotated[str, Meta(pattern=ACTION_NAME_PATTERN)]
+
+Label = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]
+"""A non-empty short name (scalar name, status key, series)."""
+ShortText = Annotated[str, Meta(max_length=MAX_LABEL_CHARS)]
+Text = Annotated[str, Meta(max_length=MAX_TEXT_CHARS)]
+Message = Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
+
+RequestId = Annotated[int, Meta(ge=0, le=MAX_REQUEST_ID)]
+Offset = Annotated[int, Meta(ge=0, le=MAX_COUNTER)]
+Seq = Annotated[int, Meta(ge=0, le=MAX_COUNTER)]
+PublishSeq = Annotated[int, Meta(ge=1, le=MAX_COUNTER)]
+Epoch = Annotated[int, Meta(ge=0, le=MAX_COUNTER)]
+Fence = Annotated[int, Meta(ge=0, le=MAX_COUNTER)]
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNTER)]
+
+FiniteFloat = Annotated[float, Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+"""A float that is neither NaN nor infinite (JSON cannot carry those)."""
+NonNegativeFloat = Annotated[float, Meta(ge=0.0, le=1.7976931348623157e308)]
+Timeout = Annotated[float, Meta(gt=0.0, le=MAX_TIMEOUT_S)]
+
+UtcDateTime = Annotated[datetime.datetime, Meta(tz=True)]
+"""An RFC 3339 time with an offset. Naive times are refused; the broker emits UTC (``Z``)."""
+
+Role = Literal["worker", "watcher", "operator", "admin"]
+SessionRole = Literal["worker", "watcher"]
+Severity = Literal["info", "success", "warning", "error"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+PresenceState = Literal["connected", "disconnected", "expired"]
+PayloadKind = Literal[
+    "event",
+    "log",
+    "scalar",
+    "progress",
+    "status",
+    "hyperparameters",
+    "hardware",
+    "custom",
+    "details",
+    "semaphores",
+    "presence",
+]
+StartPosition = Literal["latest", "earliest"]

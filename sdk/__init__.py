@@ -1,0 +1,3 @@
+"""Async clients for pierhead workers and watchers."""
+
+__all__: list[str] = []
