@@ -1,0 +1,77 @@
+"""Run every benchmark: ``python -m bench [--quick] [--write]``; ``nox -s bench`` in practice.
+
+Exits 1 when any benchmark misses a goal, so the command can gate a change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final, Protocol
+
+import msgspec
+
+from . import codec
+from ._report import Report, render_markdown, render_text, write_section
+
+COMMAND: Final = "nox -s bench"
+RESULTS_FILE: Final = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+class Benchmark(Protocol):
+    def __call__(self, *, quick: bool) -> Report: ...
+
+
+BENCHMARKS: Final[list[Benchmark]] = [codec.run]
+"""Every benchmark, in the order run; add a module's ``run`` here to include it."""
+
+
+def machine() -> str:
+    """Enough to tell two machines' figures apart, without anything identifying the host."""
+    cpus = os.cpu_count() or "unknown number of"
+    return (
+        f"{platform.system()} {platform.release()} {platform.machine()},"
+        f" {cpus} logical CPUs; {platform.python_implementation()} {platform.python_version()},"
+        f" msgspec {msgspec.__version__}"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="few iterations: a smoke test, not a measurement"
+    )
+    parser.add_argument(
+        "--write", action="store_true", help=f"also record the figures in {RESULTS_FILE.name}"
+    )
+    args = parser.parse_args(argv)
+    if args.quick and args.write:
+        # Smoke-test figures are too noisy to stand in the record as measurements.
+        parser.error("--write records measurements; run it without --quick")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    description = machine()
+    print(f"Machine: {description}\n")
+    passed = True
+    for benchmark in BENCHMARKS:
+        report = benchmark(quick=args.quick)
+        print(render_text(report), end="\n\n")
+        passed = passed and report.passed
+        if args.write:
+            section = render_markdown(report, machine=description, command=COMMAND)
+            write_section(RESULTS_FILE, report.name, section)
+    if args.write:
+        print(f"Recorded in {RESULTS_FILE}")
+    print("All goals met." if passed else "Some goals were missed.")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""decode(encode(x)) == x for every frame and every payload kind, in both codecs."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import schema
+from tests.schema.strategies import client_frames, event_msgs, for_struct, members
+
+CODECS = [schema.JSON_CODEC, schema.MSGPACK_CODEC]
+CODEC_IDS = [codec.subprotocol for codec in CODECS]
+ROUND_TRIP = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+@pytest.mark.parametrize("frame_type", members(schema.ClientFrame), ids=lambda t: t.__name__)
+def test_client_frames_round_trip(codec: schema.Codec, frame_type: type[Any]) -> None:
+    @ROUND_TRIP
+    @given(client_frames(frame_type))
+    def check(frame: schema.ClientFrame) -> None:
+        data = codec.encode(frame)
+        assert codec.decode_client_frame(data) == frame
+
+    check()
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+@pytest.mark.parametrize("frame_type", members(schema.BrokerFrame), ids=lambda t: t.__name__)
+def test_broker_frames_round_trip(codec: schema.Codec, frame_type: type[Any]) -> None:
+    @ROUND_TRIP
+    @given(for_struct(frame_type))
+    def check(frame: schema.BrokerFrame) -> None:
+        data = codec.encode(frame)
+        assert codec.decode_broker_frame(data) == frame
+
+    check()
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+@pytest.mark.parametrize("payload_type", members(schema.Payload), ids=lambda t: t.__name__)
+def test_every_payload_kind_round_trips_inside_events(
+    codec: schema.Codec, payload_type: type[Any]
+) -> None:
+    @ROUND_TRIP
+    @given(st.lists(event_msgs(for_struct(payload_type)), min_size=1, max_size=3))
+    def check(events: list[schema.EventMsg]) -> None:
+        frame = schema.Events(sub=1, events=events)
+        assert codec.decode_broker_frame(codec.encode(frame)) == frame
+
+    check()
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+@pytest.mark.parametrize("payload_type", members(schema.WorkerPayload), ids=lambda t: t.__name__)
+def test_worker_payload_kinds_round_trip_inside_publish(
+    codec: schema.Codec, payload_type: type[Any]
+) -> None:
+    @ROUND_TRIP
+    @given(for_struct(schema.Event), for_struct(payload_type))
+    def check(event: schema.Event, payload: Any) -> None:
+        frame = schema.Publish(seq=1, events=[msgspec.structs.replace(event, payload=payload)])
+        assert codec.decode_client_frame(codec.encode(frame)) == frame
+
+    check()
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+def test_frames_go_out_as_the_subprotocol_says(codec: schema.Codec) -> None:
+    data = codec.encode(schema.Ok(id=7))
+    assert isinstance(data, bytes)
+    if codec.text:
+        assert data.decode() == '{"type":"ok","id":7}'
+        assert codec.decode_broker_frame(data.decode()) == schema.Ok(id=7)
+    else:
+        assert msgspec.msgpack.decode(data) == {"type": "ok", "id": 7}
+
+
+def test_subscribe_from_is_spelled_from_on_the_wire() -> None:
+    cursor = {"deploy-1": schema.Cursor(epoch=2, offset=40)}
+    frame = schema.Subscribe(id=1, pattern="deploy-*", from_=cursor)
+    wire = msgspec.json.decode(schema.JSON_CODEC.encode(frame))
+    assert wire["from"] == {"deploy-1": {"epoch": 2, "offset": 40}}
+    assert schema.JSON_CODEC.decode_client_frame(schema.JSON_CODEC.encode(frame)) == frame
+
+
+def test_msgpack_times_arrive_in_utc_as_the_same_instant() -> None:
+    local = datetime.datetime(
+        2026, 5, 1, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+    )
+    event = schema.Event(payload=schema.WorkspaceEvent(message="m"), create_time=local)
+    frame = schema.MSGPACK_CODEC.decode_client_frame(
+        schema.MSGPACK_CODEC.encode(schema.Publish(seq=1, events=[event]))
+    )
+    assert isinstance(frame, schema.Publish)
+    assert frame.events[0].create_time == local
+    assert frame.events[0].create_time.utcoffset() == datetime.timedelta(0)
+
+
+def test_codec_for_picks_by_subprotocol_and_defaults_to_json() -> None:
+    assert schema.codec_for(None) is schema.JSON_CODEC
+    assert schema.codec_for("pierhead.v1.json") is schema.JSON_CODEC
+    assert schema.codec_for("pierhead.v1.msgpack") is schema.MSGPACK_CODEC
+    assert schema.SUBPROTOCOLS == ("pierhead.v1.json", "pierhead.v1.msgpack")
