@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeAlias
 import msgspec
 from msgspec import Meta
 
-from ._client_frames import ActionFailure, Arguments
+from ._client_frames import ActionFailure, Arguments, check_outcome
 from ._envelope import EventMsg
 from ._errors import ErrorCode
 from ._limits import MAX_DELIVERY_BATCH, MAX_MAP_ENTRIES
@@ -152,6 +152,21 @@ class Gap(_BrokerFrame, tag="gap", frozen=True):
     to_offset: Offset
 
 
+class Joined(_BrokerFrame, tag="joined", frozen=True):
+    """A workspace created after ``subscribed`` matches subscription ``sub``; its events follow."""
+
+    sub: RequestId
+    snapshot: WorkspaceState
+
+
+class Removed(_BrokerFrame, tag="removed", frozen=True):
+    """Workspace epoch ``epoch`` was deleted; no more events of it follow for ``sub``."""
+
+    sub: RequestId
+    workspace: WorkspaceName
+    epoch: Epoch
+
+
 class Workspaces(_BrokerFrame, tag="workspaces", frozen=True):
     id: RequestId
     items: list[WorkspaceState]
@@ -172,6 +187,9 @@ class CallResult(_BrokerFrame, tag="result", frozen=True):
     ok: bool
     result: Any = None
     error: ActionFailure | None = None
+
+    def __post_init__(self) -> None:
+        check_outcome(self.ok, self.error)
 
 
 class StatsReport(_BrokerFrame, tag="stats", frozen=True):
@@ -194,6 +212,8 @@ BrokerFrame: TypeAlias = (
     | Subscribed
     | Events
     | Gap
+    | Joined
+    | Removed
     | Workspaces
     | HistoryPage
     | CallResult

@@ -120,6 +120,14 @@ class ActionFailure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     message: Text = ""
 
 
+def check_outcome(ok: bool, error: ActionFailure | None) -> None:
+    """``ok`` and ``error`` must agree: a failure names its error, a success has none."""
+    if ok and error is not None:
+        raise ValueError("a successful outcome must not carry `error`")
+    if not ok and error is None:
+        raise ValueError("a failed outcome needs `error`")
+
+
 class ActionResult(_ClientFrame, tag="action_result", frozen=True):
     """A worker's answer to ``action_request`` number ``call``."""
 
@@ -129,8 +137,7 @@ class ActionResult(_ClientFrame, tag="action_result", frozen=True):
     error: ActionFailure | None = None
 
     def __post_init__(self) -> None:
-        if not self.ok and self.error is None:
-            raise ValueError("a failed `action_result` needs `error`")
+        check_outcome(self.ok, self.error)
 
 
 class Subscribe(_ClientFrame, tag="subscribe", frozen=True):
@@ -155,8 +162,11 @@ class ListWorkspaces(_ClientFrame, tag="list", frozen=True):
 
 
 class HistoryQuery(_ClientFrame, tag="history", frozen=True):
-    """A page of one workspace's stored events, newest first below ``before``, or oldest
-    first above ``after``."""
+    """A page of one workspace's stored events, filtered by ``kinds``, ``series``, ``run_id``.
+
+    With ``after``: oldest first from ``after + 1``, below ``before`` if that is given too.
+    Without it: newest first from ``before - 1``, or from the latest event.
+    """
 
     id: RequestId
     workspace: WorkspaceName
