@@ -21,7 +21,6 @@ from ._types import (
     Offset,
     RequestId,
     Role,
-    RunId,
     Seq,
     ShortText,
     Text,
@@ -94,25 +93,10 @@ class MutexLost(_BrokerFrame, tag="mutex_lost", frozen=True):
     reason: ShortText
 
 
-class SemaphoresPush(_BrokerFrame, tag="semaphores", frozen=True):
+class SemaphoresPush(WorkspaceSemaphores, tag_field="type", tag="semaphores", frozen=True):
     """Pushed to every worker of ``workspace`` whenever its semaphores change."""
 
     workspace: WorkspaceName
-    caught: bool
-    has_mutex: bool
-    holder: RunId | None = None
-    fence: Fence = 0
-    by: ShortText | None = None
-    reason: Text | None = None
-
-    @classmethod
-    def of(cls, workspace: str, semaphores: WorkspaceSemaphores) -> SemaphoresPush:
-        return cls(workspace=workspace, **msgspec.structs.asdict(semaphores))
-
-    def semaphores(self) -> WorkspaceSemaphores:
-        fields = msgspec.structs.asdict(self)
-        del fields["workspace"]
-        return WorkspaceSemaphores(**fields)
 
 
 class ActionRequest(_BrokerFrame, tag="action_request", frozen=True):

@@ -31,6 +31,7 @@ from ._state import WorkerEntry, WorkspaceState
 from ._workspace import WorkspaceSemaphores
 
 _replace = msgspec.structs.replace
+_SEMAPHORE_FIELDS = WorkspaceSemaphores.__struct_fields__
 
 
 def new_workspace_state(name: str, *, epoch: int, created: datetime.datetime) -> WorkspaceState:
@@ -38,16 +39,11 @@ def new_workspace_state(name: str, *, epoch: int, created: datetime.datetime) ->
     return WorkspaceState(name=name, epoch=epoch, created=created)
 
 
-def semaphores_of(change: SemaphoresChange) -> WorkspaceSemaphores:
-    """The semaphores a ``semaphores`` event sets."""
-    return WorkspaceSemaphores(
-        caught=change.caught,
-        has_mutex=change.has_mutex,
-        holder=change.holder,
-        fence=change.fence,
-        by=change.by,
-        reason=change.reason,
-    )
+def semaphores_of(value: WorkspaceSemaphores) -> WorkspaceSemaphores:
+    """The plain semaphores carried by a ``semaphores`` event or push."""
+    if type(value) is WorkspaceSemaphores:
+        return value
+    return WorkspaceSemaphores(**{name: getattr(value, name) for name in _SEMAPHORE_FIELDS})
 
 
 def fold_event(state: WorkspaceState, event: EventMsg) -> WorkspaceState:

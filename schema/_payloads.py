@@ -14,7 +14,6 @@ from msgspec import Meta
 from ._limits import MAX_ACTIONS, MAX_GPUS, MAX_MAP_ENTRIES
 from ._types import (
     Count,
-    Fence,
     FiniteFloat,
     Label,
     LogLevel,
@@ -26,7 +25,7 @@ from ._types import (
     ShortText,
     Text,
 )
-from ._workspace import ActionSpec, WorkspaceDetails
+from ._workspace import ActionSpec, WorkspaceDetails, WorkspaceSemaphores
 
 
 class _Payload(
@@ -106,15 +105,8 @@ class DetailsChange(_Payload, tag="details", frozen=True):
     details: WorkspaceDetails
 
 
-class SemaphoresChange(_Payload, tag="semaphores", frozen=True):
-    """Broker-made: catch, release, or a change of mutex holder."""
-
-    caught: bool
-    has_mutex: bool
-    holder: RunId | None = None
-    fence: Fence = 0
-    by: ShortText | None = None
-    reason: Text | None = None
+class SemaphoresChange(WorkspaceSemaphores, tag_field="kind", tag="semaphores", frozen=True):
+    """Broker-made: the semaphores as they are after a catch, release or mutex change."""
 
 
 class Presence(_Payload, tag="presence", frozen=True):
