@@ -6,12 +6,14 @@ msgspec exception, ``RecursionError`` or ``KeyError`` leaves this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, NoReturn, TypeVar
 
 import msgspec
 
-from ._broker_frames import BrokerFrame
+from ._broker_frames import BrokerFrame, Events
 from ._client_frames import ClientFrame, Hello
+from ._envelope import EventMsg
 from ._errors import ErrorCode, SchemaError
 from ._limits import PROTOCOL_VERSION
 
@@ -40,6 +42,14 @@ def _schema_error(exc: Exception) -> SchemaError:
     return SchemaError(ErrorCode.BAD_FRAME, f"malformed frame: {exc}")
 
 
+def _msgpack_array_header(length: int) -> bytes:
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 2**16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
+
+
 class Codec:
     """Encodes and decodes frames for one subprotocol.
 
@@ -47,7 +57,15 @@ class Codec:
     binary frame (MessagePack).
     """
 
-    __slots__ = ("_broker_decoder", "_client_decoder", "_encoder", "subprotocol", "text")
+    __slots__ = (
+        "_broker_decoder",
+        "_client_decoder",
+        "_encoder",
+        "_events_head",
+        "_events_middle",
+        "subprotocol",
+        "text",
+    )
 
     subprotocol: str
     text: bool
@@ -66,6 +84,14 @@ class Codec:
         self._encoder = encoder
         self._client_decoder = client_decoder
         self._broker_decoder = broker_decoder
+        # The encoder's own bytes around ``sub`` and before the (empty) events array; see
+        # events_frame. Taken from the encoder so that the spliced frames match it exactly.
+        marker = 0x5EED_CAFE
+        empty = encoder.encode(Events(sub=marker, events=[]))
+        head, _, rest = empty.partition(encoder.encode(marker))
+        empty_tail = b"[]}" if text else encoder.encode([])
+        self._events_head = head
+        self._events_middle = rest[: -len(empty_tail)]
 
     def __repr__(self) -> str:
         return f"Codec({self.subprotocol!r})"
@@ -73,6 +99,21 @@ class Codec:
     def encode(self, frame: ClientFrame | BrokerFrame) -> bytes:
         """Encode one frame; the result is one websocket message."""
         return self._encoder.encode(frame)
+
+    def encode_event(self, event: EventMsg) -> bytes:
+        """Encode one event on its own, to be sent later inside :meth:`events_frame`."""
+        return self._encoder.encode(event)
+
+    def events_frame(self, sub: int, encoded_events: Sequence[bytes]) -> bytes:
+        """An ``events`` frame from events already encoded with :meth:`encode_event`.
+
+        A broker encodes each event once per codec and shares the bytes among all the
+        subscribers that receive it; the result equals ``encode(Events(sub, events))``.
+        """
+        head = (self._events_head, self._encoder.encode(sub), self._events_middle)
+        if self.text:
+            return b"".join((*head, b"[", b",".join(encoded_events), b"]}"))
+        return b"".join((*head, _msgpack_array_header(len(encoded_events)), *encoded_events))
 
     def decode_client_frame(self, data: bytes | str) -> ClientFrame:
         """Decode a frame a client sent (the broker's side)."""

@@ -104,3 +104,27 @@ def test_codec_for_picks_by_subprotocol_and_defaults_to_json() -> None:
     assert schema.codec_for("pierhead.v1.json") is schema.JSON_CODEC
     assert schema.codec_for("pierhead.v1.msgpack") is schema.MSGPACK_CODEC
     assert schema.SUBPROTOCOLS == ("pierhead.v1.json", "pierhead.v1.msgpack")
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+@ROUND_TRIP
+@given(
+    sub=st.integers(0, 2**53 - 1),
+    events=st.lists(event_msgs(), max_size=3) | st.lists(st.just(None), min_size=14, max_size=70),
+)
+def test_events_frames_from_pre_encoded_events_match_the_encoder(
+    codec: schema.Codec, sub: int, events: list[schema.EventMsg | None]
+) -> None:
+    real = [event or _FILLER for event in events]
+    spliced = codec.events_frame(sub, [codec.encode_event(event) for event in real])
+    assert spliced == codec.encode(schema.Events(sub=sub, events=real))
+    assert codec.decode_broker_frame(spliced) == schema.Events(sub=sub, events=real)
+
+
+_FILLER = schema.EventMsg(
+    workspace="w",
+    offset=1,
+    create_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    received_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    payload=schema.Scalar(name="x", value=1.0),
+)
