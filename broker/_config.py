@@ -1,0 +1,68 @@
+"""Broker settings, with the defaults ``pierhead serve`` uses."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    """0 picks a free port (the bound one is on ``Broker.port``)."""
+    data_dir: Path = Path("pierhead-data")
+    insecure: bool = False
+    """Allow a non-loopback bind while auth is off."""
+
+    heartbeat_s: float = 5.0
+    heartbeat_timeout_s: float = 10.0
+    hello_timeout_s: float = 5.0
+    mutex_grace_s: float = 30.0
+    """How long a disconnected worker keeps its lease and its place in the workspace."""
+    drain_timeout_s: float = 10.0
+    drain_reconnect_after_s: float = 1.0
+
+    retention_events: int = 1_000_000
+    retention_age: datetime.timedelta = datetime.timedelta(days=30)
+    retention_interval_s: float = 60.0
+
+    max_frame_bytes: int = 1 * MiB
+    max_batch: int = 1000
+    session_buffer_bytes: int = 4 * MiB
+    """Outbound bytes queued per session before it counts as a slow consumer."""
+    max_bad_frames: int = 10
+    """Consecutive undecodable frames after which a session is closed with 4000."""
+
+    commit_max_events: int = 5000
+    synchronous: Literal["full", "normal"] = "full"
+    tail_events: int = 8192
+    """Recent events kept in memory per workspace, so live subscribers never touch the store."""
+    delivery_page_events: int = 1000
+    """Most events in one ``events`` frame."""
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not in 0..65535")
+        if self.max_batch < 1 or self.commit_max_events < self.max_batch:
+            raise ValueError("max_batch must be at least 1 and at most commit_max_events")
+        if self.heartbeat_timeout_s <= 0 or self.heartbeat_s <= 0:
+            raise ValueError("heartbeat interval and timeout must be positive")
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the bind address admits only this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False

@@ -1,0 +1,257 @@
+"""The websocket server: handshake, health check, sessions, and draining on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from http import HTTPStatus
+from importlib.metadata import version
+from types import TracebackType
+from typing import Any
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from schema import (
+    PROTOCOL_VERSION,
+    SUBPROTOCOLS,
+    CloseCode,
+    Codec,
+    Draining,
+    ErrorCode,
+    ErrorReply,
+    Hello,
+    Limits,
+    SchemaError,
+    Welcome,
+    codec_for,
+)
+
+from ._broker import Broker
+from ._config import BrokerConfig
+from ._session import Session
+from ._sqlite_store import SQLiteStore
+from ._store import Store
+from ._watcher_session import WatcherSession
+from ._worker_session import WorkerSession
+
+log = structlog.get_logger("pierhead.server")
+
+ALL_ROLES = ["worker", "watcher", "operator", "admin"]
+
+
+class InsecureBindError(RuntimeError):
+    """A non-loopback address was asked for while authentication is off."""
+
+
+class BrokerServer:
+    """A running broker: ``async with BrokerServer(config) as server: ...`` serves until exit,
+    then drains."""
+
+    def __init__(self, config: BrokerConfig, *, store: Store | None = None) -> None:
+        if not config.loopback_only and not config.insecure:
+            raise InsecureBindError(
+                f"refusing to listen on {config.host} without authentication; "
+                "bind to 127.0.0.1, or pass --insecure to accept anyone who can connect"
+            )
+        self.config = config
+        self.server_name = f"pierhead/{version('pierhead')}"
+        self._store = store
+        self.broker: Broker | None = None
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._drained = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the server is not running"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}"
+
+    async def __aenter__(self) -> BrokerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.drain()
+
+    async def start(self) -> None:
+        config = self.config
+        store = self._store or SQLiteStore(config.data_dir, synchronous=config.synchronous)
+        self._store = store
+        broker = Broker(config, store, server=self.server_name)
+        self.broker = broker
+        broker.restore()
+        self._tasks = [
+            asyncio.create_task(self._watch(broker.run_writer())),
+            asyncio.create_task(self._watch(broker.run_retention())),
+        ]
+        self._server = await serve(
+            self._handle,
+            config.host,
+            config.port,
+            subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
+            process_request=_health,
+            compression=None,
+            max_size=config.max_frame_bytes,
+            ping_interval=config.heartbeat_s,
+            ping_timeout=config.heartbeat_timeout_s,
+            server_header=self.server_name,
+        )
+        log.info("listening", host=config.host, port=self.port, data=str(config.data_dir))
+
+    async def serve_until_signalled(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+            log.info("signal_received")
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Stop accepting, tell every session, make everything durable, close with 1001."""
+        if self._drained.is_set() or self._server is None or self.broker is None:
+            return
+        self._drained.set()
+        broker, server, config = self.broker, self._server, self.config
+        server.close(close_connections=False)
+        sessions = broker.sessions()
+        log.info("draining", sessions=len(sessions))
+        for session in sessions:
+            session.send(Draining(reconnect_after_s=config.drain_reconnect_after_s))
+        try:
+            async with asyncio.timeout(config.drain_timeout_s):
+                await broker.writer.flush()
+                for session in sessions:
+                    session.close_after_flush(CloseCode.GOING_AWAY, "broker draining")
+                await server.wait_closed()
+        except TimeoutError:
+            log.warning("drain_timeout", remaining=len(broker.sessions()))
+            for connection in server.connections:
+                connection.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        assert self._store is not None
+        self._store.close()
+        log.info("stopped")
+
+    async def _watch(self, job: Any) -> None:
+        try:
+            await job
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The writer failing means nothing more can be made durable: stop serving rather
+            # than acknowledge events that would be lost.
+            log.critical("broker_task_failed", exc_info=True)
+            if self._server is not None:
+                self._server.close()
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        assert self.broker is not None
+        _broker, config = self.broker, self.config
+        codec = codec_for(connection.subprotocol)
+        try:
+            async with asyncio.timeout(config.hello_timeout_s):
+                data = await connection.recv(decode=False)
+        except TimeoutError:
+            await connection.close(CloseCode.PROTOCOL_ERROR, "no hello in time")
+            return
+        except ConnectionClosed:
+            return
+        try:
+            hello = codec.decode_client_frame(data)
+            if not isinstance(hello, Hello):
+                raise SchemaError(ErrorCode.BAD_FRAME, "the first frame must be hello")
+        except SchemaError as exc:
+            await _refuse(connection, codec, exc)
+            return
+        session = self._open(connection, codec, hello)
+        session.log.info("session_opened")
+        try:
+            await session.run()
+        finally:
+            session.log.info(
+                "session_closed", code=connection.close_code, reason=connection.close_reason
+            )
+
+    def _open(self, connection: ServerConnection, codec: Codec, hello: Hello) -> Session:
+        assert self.broker is not None
+        broker, config = self.broker, self.config
+        session_id = secrets.token_hex(6)
+        peer = connection.remote_address[0] if connection.remote_address else "?"
+        session_log = log.bind(session=session_id, role=hello.role, peer=peer, client=hello.client)
+        limits = Limits(max_frame_bytes=config.max_frame_bytes, max_batch=config.max_batch)
+        welcome = {
+            "protocol": PROTOCOL_VERSION,
+            "server": self.server_name,
+            "session": session_id,
+            "roles": ALL_ROLES,
+            "heartbeat_s": config.heartbeat_s,
+            "limits": limits,
+        }
+        if hello.role == "worker":
+            assert hello.workspace is not None
+            assert hello.run_id is not None
+            workspace = broker.workspace(hello.workspace)
+            worker = WorkerSession(
+                broker,
+                connection,
+                codec,
+                session_id=session_id,
+                client=hello.client,
+                log=session_log.bind(workspace=hello.workspace, run_id=hello.run_id),
+                workspace=workspace,
+                run_id=hello.run_id,
+                actions=hello.actions,
+            )
+            worker.send(
+                Welcome(
+                    **welcome,  # type: ignore[arg-type]
+                    acked_seq=workspace.acked_seqs.get(hello.run_id, 0),
+                    semaphores=workspace.state.semaphores,
+                    epoch=workspace.epoch,
+                )
+            )
+            broker.worker_started(worker, hello.details)
+            return worker
+        watcher = WatcherSession(
+            broker, connection, codec, session_id=session_id, client=hello.client, log=session_log
+        )
+        watcher.send(Welcome(**welcome))  # type: ignore[arg-type]
+        broker.watcher_started(watcher)
+        return watcher
+
+
+async def _refuse(connection: ServerConnection, codec: Codec, exc: SchemaError) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        await connection.send(
+            codec.encode(ErrorReply(code=exc.code, message=str(exc))), text=codec.text
+        )
+        await connection.close(CloseCode.PROTOCOL_ERROR, exc.code.value)
+
+
+def _health(connection: ServerConnection, request: Request) -> Response | None:
+    if request.path == "/healthz":
+        return connection.respond(HTTPStatus.OK, "ok\n")
+    return None

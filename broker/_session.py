@@ -1,0 +1,190 @@
+"""What every session has: a codec, a bounded outbox, a receive loop and a clean ending.
+
+Frame handlers live in the worker and watcher session modules; this module only moves frames
+between the socket and them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import structlog
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from schema import (
+    BrokerFrame,
+    ClientFrame,
+    CloseCode,
+    Codec,
+    ErrorCode,
+    ErrorReply,
+    Ok,
+    SchemaError,
+)
+
+from ._outbox import OutboxClosedError, SessionOutbox
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+
+Handler = Callable[[Any, Any], Any]
+
+
+class Session:
+    """One websocket after a valid ``hello``."""
+
+    role: ClassVar[str]
+    handlers: ClassVar[dict[type[Any], Handler]]
+    """Frame type -> handler; a frame without one is refused with ``forbidden``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        connection: ServerConnection,
+        codec: Codec,
+        *,
+        session_id: str,
+        client: str,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self.broker = broker
+        self.connection = connection
+        self.codec = codec
+        self.session_id = session_id
+        self.client = client
+        self.log = log
+        self.outbox = SessionOutbox(broker.config.session_buffer_bytes)
+        self._bad_frames = 0
+        self._close: tuple[int, str] | None = None
+
+    @property
+    def label(self) -> str:
+        """Who this is, as other parties see it (``by`` of a catch, ``caller`` of an action)."""
+        return self.client or self.session_id
+
+    # Sending ------------------------------------------------------------------------------
+
+    def send(self, frame: BrokerFrame) -> None:
+        """Queue a frame; a session that lets its outbox overflow is closed as a slow consumer."""
+        self.send_encoded(self.codec.encode(frame))
+
+    def send_encoded(self, data: bytes) -> None:
+        if not self.outbox.put_nowait(data):
+            self.log.warning("slow_consumer", queued_bytes=self.outbox.queued_bytes)
+            self.abort(CloseCode.SLOW_CONSUMER, "outbound buffer full; resume from your offset")
+
+    def ok(self, request_id: int) -> None:
+        self.send(Ok(id=request_id))
+
+    def error(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        request_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.send(ErrorReply(code=code, message=message, id=request_id, detail=detail))
+
+    def reply_when_durable(self, done: asyncio.Future[None], request_id: int) -> None:
+        """Answer ``ok`` once the writes behind ``done`` are committed."""
+
+        def answer(future: asyncio.Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                self.error(ErrorCode.INTERNAL, "the store failed", request_id=request_id)
+            else:
+                self.ok(request_id)
+
+        done.add_done_callback(answer)
+
+    # Ending -------------------------------------------------------------------------------
+
+    def close_after_flush(self, code: int, reason: str) -> None:
+        """Send what is queued, then close with ``code``."""
+        if self._close is None:
+            self._close = (code, reason)
+            self.outbox.close()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now, dropping what is queued (the peer is not reading it anyway)."""
+        if self._close is None:
+            self._close = (code, reason)
+            self.outbox.close()
+        asyncio.get_running_loop().create_task(self.connection.close(code, reason))
+
+    # Running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the session until the socket closes; then let the broker forget it."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                writer = tasks.create_task(self._write())
+                extra = [tasks.create_task(job) for job in self.background()]
+                await self._receive()
+                self.outbox.close()
+                for task in extra:
+                    task.cancel()
+                # Let queued replies go out, but never wait on a peer that stopped reading.
+                try:
+                    await asyncio.wait_for(asyncio.shield(writer), timeout=1.0)
+                except TimeoutError:
+                    writer.cancel()
+        finally:
+            self.ended()
+
+    def background(self) -> list[Any]:
+        """Coroutines that run beside the receive loop (the watcher's delivery)."""
+        return []
+
+    def ended(self) -> None:
+        """The socket is gone; unregister (overridden by the session kinds)."""
+
+    async def _write(self) -> None:
+        text = self.codec.text
+        try:
+            while True:
+                await self.connection.send(await self.outbox.get(), text=text)
+        except OutboxClosedError:
+            if self._close is not None:
+                await self.connection.close(*self._close)
+        except ConnectionClosed:
+            pass
+
+    async def _receive(self) -> None:
+        try:
+            while self._close is None:
+                data = await self.connection.recv(decode=False)
+                self._handle(data)
+        except ConnectionClosed:
+            pass
+
+    def _handle(self, data: bytes | str) -> None:
+        try:
+            frame: ClientFrame = self.codec.decode_client_frame(data)
+        except SchemaError as exc:
+            self._bad_frame(exc.code, str(exc))
+            return
+        handler = self.handlers.get(type(frame))
+        if handler is None:
+            self.error(
+                ErrorCode.FORBIDDEN,
+                f"{frame.__struct_config__.tag} frames are not for {self.role} sessions",
+                request_id=getattr(frame, "id", None),
+            )
+            return
+        self._bad_frames = 0
+        result = handler(self, frame)
+        if asyncio.iscoroutine(result):
+            # Handlers that wait on the store run beside the receive loop, not inside it.
+            task = asyncio.get_running_loop().create_task(result)
+            self.broker.keep(task)
+
+    def _bad_frame(self, code: ErrorCode, message: str) -> None:
+        self._bad_frames += 1
+        self.log.info("bad_frame", code=code.value, message=message, count=self._bad_frames)
+        self.error(code, message)
+        if self._bad_frames >= self.broker.config.max_bad_frames:
+            self.close_after_flush(CloseCode.PROTOCOL_ERROR, "too many bad frames")

@@ -1,0 +1,86 @@
+"""The storage interface the broker is written against.
+
+Sessions and routing never touch a database: they hand the writer a :class:`Commit` and read
+through :class:`Store`. The embedded implementation is SQLite (``_sqlite_store``); a
+Redis-backed one for several broker nodes maps onto the same calls (see docs/storage.md).
+
+Threading contract: ``commit`` and ``trim`` are called from one writer thread at a
+time; ``read`` and ``history`` may be called from other threads concurrently with them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schema import EventMsg, PayloadKind, WorkspaceState
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWorkspace:
+    """A workspace as the store holds it, loaded at boot."""
+
+    state: WorkspaceState
+    """The state folded up to ``state.last_offset`` (name and epoch included)."""
+    first_offset: int
+    """The oldest offset still stored; ``state.last_offset + 1`` when none is."""
+    run_seqs: Mapping[str, int]
+    """Highest durable seq per run id: what ``welcome.acked_seq`` reports."""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One group commit: everything in it becomes durable together, or not at all."""
+
+    events: Sequence[EventMsg] = ()
+    """New events, offsets already assigned, in offset order per workspace."""
+    states: Mapping[tuple[str, int], WorkspaceState] = field(default_factory=dict)
+    """The state after ``events`` of every workspace (name, epoch) they touch, or that changed."""
+    run_seqs: Mapping[tuple[str, int, str], int] = field(default_factory=dict)
+    """(workspace, epoch, run_id) -> highest seq now stored for that run."""
+    deleted: Sequence[tuple[str, int]] = ()
+    """Workspace epochs to remove (events, state, run positions), applied before the rest."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """What a ``history`` request asks for; see ``schema.HistoryQuery`` for the order rules."""
+
+    workspace: str
+    epoch: int
+    before: int | None = None
+    after: int | None = None
+    limit: int = 100
+    kinds: Sequence[PayloadKind] | None = None
+    series: str | None = None
+    run_id: str | None = None
+
+
+class Store(Protocol):
+    """Durable workspace streams, their folded states and the dedupe positions of runs."""
+
+    def load(self) -> list[StoredWorkspace]:
+        """Every live workspace, for the broker to restore at boot."""
+        ...
+
+    def commit(self, commit: Commit) -> None:
+        """Write a commit atomically; it is durable when this returns."""
+        ...
+
+    def read(self, workspace: str, epoch: int, after: int, limit: int) -> list[EventMsg]:
+        """Up to ``limit`` stored events with offset > ``after``, oldest first."""
+        ...
+
+    def history(self, query: HistoryFilter) -> tuple[list[EventMsg], bool]:
+        """A page of events and whether more match beyond ``query.limit``."""
+        ...
+
+    def trim(
+        self, *, max_events: int, max_age: datetime.timedelta, now: datetime.datetime
+    ) -> dict[tuple[str, int], int]:
+        """Apply retention to every workspace; the new ``first_offset`` of each one trimmed."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,224 @@
+"""Frames from watchers, and the loop that delivers their subscriptions.
+
+Delivery is pulled, not pushed: a commit only wakes the loop, which reads each followed
+workspace from the in-memory tail (or from the store when it has fallen behind the tail) and
+waits for room in the outbox before each frame. A slow watcher therefore lags in the store,
+never in memory, and never holds up a publisher or another watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import structlog
+from websockets.asyncio.server import ServerConnection
+
+from schema import (
+    ActionCall,
+    Catch,
+    Codec,
+    DeleteWorkspace,
+    ErrorCode,
+    Gap,
+    HistoryQuery,
+    Joined,
+    ListWorkspaces,
+    MutexBreak,
+    Release,
+    Removed,
+    StatsRequest,
+    Subscribe,
+    Unsubscribe,
+)
+
+from ._outbox import OutboxClosedError
+from ._session import Handler, Session
+from ._subscription import ReadCursor, Subscription
+from ._tail import TailEntry
+from ._workspace import Workspace
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+
+
+class WatcherSession(Session):
+    role: ClassVar[str] = "watcher"
+
+    def __init__(
+        self,
+        broker: Broker,
+        connection: ServerConnection,
+        codec: Codec,
+        *,
+        session_id: str,
+        client: str,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        super().__init__(broker, connection, codec, session_id=session_id, client=client, log=log)
+        self.subscriptions: dict[int, Subscription] = {}
+        self._sub_ids = itertools.count(1)
+        self._wake = asyncio.Event()
+
+    def ended(self) -> None:
+        self.broker.watcher_ended(self)
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._deliver()]
+
+    # Membership, called by the broker -----------------------------------------------------
+
+    def follows(self, workspace: str) -> bool:
+        return any(workspace in sub.cursors for sub in self.subscriptions.values())
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def workspace_created(self, workspace: Workspace) -> None:
+        for sub in self.subscriptions.values():
+            if sub.matches(workspace.name):
+                sub.cursors[workspace.name] = ReadCursor(workspace.epoch, 0)
+                self.send(Joined(sub=sub.sub, snapshot=workspace.initial_state))
+
+    def workspace_removed(self, workspace: Workspace) -> None:
+        for sub in self.subscriptions.values():
+            cursor = sub.cursors.get(workspace.name)
+            if cursor is not None and cursor.epoch == workspace.epoch:
+                del sub.cursors[workspace.name]
+                self.send(Removed(sub=sub.sub, workspace=workspace.name, epoch=workspace.epoch))
+
+    # Handlers -----------------------------------------------------------------------------
+
+    def on_subscribe(self, frame: Subscribe) -> None:
+        sub = Subscription(next(self._sub_ids), frame.pattern, frame.kinds)
+        self.send(self.broker.subscribe(sub, frame))
+        self.subscriptions[sub.sub] = sub
+        self.wake()
+
+    def on_unsubscribe(self, frame: Unsubscribe) -> None:
+        if self.subscriptions.pop(frame.sub, None) is None:
+            self.error(ErrorCode.NOT_FOUND, f"no subscription {frame.sub}", request_id=frame.id)
+        else:
+            self.ok(frame.id)
+
+    def on_list(self, frame: ListWorkspaces) -> None:
+        self.send(self.broker.list_workspaces(frame))
+
+    async def on_history(self, frame: HistoryQuery) -> None:
+        self.send(await self.broker.history(frame))
+
+    def on_catch(self, frame: Catch) -> None:
+        if frame.workspace is None:
+            self.error(
+                ErrorCode.BAD_FRAME, "a watcher's catch names `workspace`", request_id=frame.id
+            )
+            return
+        self._with_workspace(frame.workspace, frame.id, self._catch, frame)
+
+    def on_release(self, frame: Release) -> None:
+        self._with_workspace(frame.workspace, frame.id, self._release, frame)
+
+    def on_call(self, frame: ActionCall) -> None:
+        self.broker.call(self, frame)
+
+    def on_mutex_break(self, frame: MutexBreak) -> None:
+        self._with_workspace(frame.workspace, frame.id, self.broker.mutex_break, self, frame)
+
+    async def on_delete_workspace(self, frame: DeleteWorkspace) -> None:
+        await self.broker.delete_workspace(self, frame)
+
+    def on_stats(self, frame: StatsRequest) -> None:
+        self.send(self.broker.stats(frame))
+
+    handlers: ClassVar[dict[type[Any], Handler]] = {
+        Subscribe: on_subscribe,
+        Unsubscribe: on_unsubscribe,
+        ListWorkspaces: on_list,
+        HistoryQuery: on_history,
+        Catch: on_catch,
+        Release: on_release,
+        ActionCall: on_call,
+        MutexBreak: on_mutex_break,
+        DeleteWorkspace: on_delete_workspace,
+        StatsRequest: on_stats,
+    }
+
+    def _catch(self, workspace: Workspace, frame: Catch) -> None:
+        done = self.broker.set_caught(workspace, True, by=self.label, reason=frame.reason)
+        self.reply_when_durable(done, frame.id)
+
+    def _release(self, workspace: Workspace, frame: Release) -> None:
+        done = self.broker.set_caught(workspace, False, by=self.label, reason=None)
+        self.reply_when_durable(done, frame.id)
+
+    def _with_workspace(self, name: str, request_id: int, then: Any, *args: Any) -> None:
+        workspace = self.broker.workspaces.get(name)
+        if workspace is None:
+            self.error(ErrorCode.NOT_FOUND, f"no workspace {name!r}", request_id=request_id)
+        else:
+            then(workspace, *args)
+
+    # Delivery -----------------------------------------------------------------------------
+
+    async def _deliver(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while await self._deliver_round():
+                    pass
+        except OutboxClosedError:
+            pass
+
+    async def _deliver_round(self) -> bool:
+        """One page per followed workspace, so that a busy one cannot starve the others."""
+        progressed = False
+        for sub in list(self.subscriptions.values()):
+            for name, cursor in list(sub.cursors.items()):
+                workspace = self.broker.workspaces.get(name)
+                if workspace is None or workspace.epoch != cursor.epoch:
+                    continue
+                if cursor.offset < workspace.state.last_offset:
+                    await self._deliver_page(sub, workspace, cursor)
+                    progressed = True
+        return progressed
+
+    async def _deliver_page(
+        self, sub: Subscription, workspace: Workspace, cursor: ReadCursor
+    ) -> None:
+        config = self.broker.config
+        if cursor.offset + 1 < workspace.first_offset:
+            gap = Gap(
+                sub=sub.sub,
+                workspace=workspace.name,
+                from_offset=cursor.offset + 1,
+                to_offset=workspace.first_offset - 1,
+            )
+            cursor.offset = workspace.first_offset - 1
+            await self.outbox.put(self.codec.encode(gap))
+        end = workspace.state.last_offset
+        limit = min(config.delivery_page_events, end - cursor.offset)
+        entries = workspace.tail.after(cursor.offset, limit)
+        if entries is None:
+            stored = await self.broker.read(workspace, cursor.offset, limit)
+            if sub.cursors.get(workspace.name) is not cursor:
+                return  # unsubscribed or removed while reading
+            entries = [TailEntry(event) for event in stored]
+            if not entries:
+                return  # retention raced the read; the next round reports the gap
+        parts: list[bytes] = []
+        size = 0
+        last = cursor.offset
+        for entry in entries:
+            if parts and size >= config.max_frame_bytes // 2:
+                break
+            last = entry.offset
+            if sub.wants(entry.kind):
+                data = entry.encoded(self.codec)
+                parts.append(data)
+                size += len(data)
+        cursor.offset = last
+        if parts:
+            await self.outbox.put(self.codec.events_frame(sub.sub, parts))

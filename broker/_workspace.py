@@ -1,0 +1,127 @@
+"""A workspace as the broker holds it: its stream positions, its state, its tail.
+
+Two states are kept: ``state`` is folded up to the last *committed* offset and is what
+subscribers are shown; ``pending`` is folded up to the last *assigned* offset and is what the
+next commit stores. Events get their offsets here, in arrival order, before they are durable;
+nobody sees them until the commit that makes them durable has returned.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+
+from schema import (
+    Event,
+    EventMsg,
+    Payload,
+    WorkspaceSemaphores,
+    WorkspaceState,
+    fold_event,
+    new_workspace_state,
+)
+
+from ._tail import Tail
+
+
+class Workspace:
+    __slots__ = (
+        "acked_seqs",
+        "assigned_seqs",
+        "first_offset",
+        "name",
+        "next_offset",
+        "pending",
+        "state",
+        "tail",
+    )
+
+    def __init__(
+        self,
+        state: WorkspaceState,
+        *,
+        tail_events: int,
+        first_offset: int | None = None,
+        run_seqs: dict[str, int] | None = None,
+    ) -> None:
+        self.name = state.name
+        self.state = state
+        self.pending = state
+        self.next_offset = state.last_offset + 1
+        self.first_offset = state.last_offset + 1 if first_offset is None else first_offset
+        self.tail = Tail(tail_events, next_offset=self.next_offset)
+        self.acked_seqs: dict[str, int] = dict(run_seqs or {})
+        """Highest durable seq per run."""
+        self.assigned_seqs: dict[str, int] = dict(self.acked_seqs)
+        """Highest seq given an offset per run (durable or on its way)."""
+
+    @classmethod
+    def create(
+        cls, name: str, *, epoch: int, created: datetime.datetime, tail_events: int
+    ) -> Workspace:
+        return cls(new_workspace_state(name, epoch=epoch, created=created), tail_events=tail_events)
+
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.name, self.state.epoch)
+
+    @property
+    def initial_state(self) -> WorkspaceState:
+        """The state before the first event: what a subscriber that joins late starts from."""
+        return new_workspace_state(self.name, epoch=self.state.epoch, created=self.state.created)
+
+    @property
+    def semaphores(self) -> WorkspaceSemaphores:
+        """The semaphores as of the latest assigned event: what decisions are made against."""
+        return self.pending.semaphores
+
+    def append_published(
+        self, events: Sequence[Event], *, run_id: str, first_seq: int, now: datetime.datetime
+    ) -> list[EventMsg]:
+        """A worker's events, numbered from ``first_seq``: offsets given, ``pending`` folded."""
+        self.assigned_seqs[run_id] = first_seq + len(events) - 1
+        return [
+            self._add(
+                EventMsg(
+                    workspace=self.name,
+                    offset=self.next_offset,
+                    create_time=event.create_time,
+                    received_time=now,
+                    payload=event.payload,
+                    run_id=run_id,
+                    seq=first_seq + index,
+                    series=event.series,
+                )
+            )
+            for index, event in enumerate(events)
+        ]
+
+    def append_made(self, payloads: Iterable[Payload], *, now: datetime.datetime) -> list[EventMsg]:
+        """Events the broker makes itself (presence, details, semaphores)."""
+        return [
+            self._add(
+                EventMsg(
+                    workspace=self.name,
+                    offset=self.next_offset,
+                    create_time=now,
+                    received_time=now,
+                    payload=payload,
+                )
+            )
+            for payload in payloads
+        ]
+
+    def _add(self, event: EventMsg) -> EventMsg:
+        self.next_offset += 1
+        self.pending = fold_event(self.pending, event)
+        return event
+
+    def committed(self, events: Sequence[EventMsg], state: WorkspaceState | None) -> None:
+        """Events of this workspace and its state are now durable."""
+        self.tail.extend(events)
+        if state is not None:
+            self.state = state

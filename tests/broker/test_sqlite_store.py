@@ -1,0 +1,481 @@
+"""SQLiteStore against real database files: round trips, paging, history, retention, atomicity."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import pathlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import schema
+from broker._sqlite_store import DATABASE_NAME, SQLiteStore, StoreVersionError
+from broker._store import Commit, HistoryFilter, Store, StoredWorkspace
+from schema import EventMsg, PayloadKind, WorkspaceState
+
+NAME = "ws"
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+MINUTE = datetime.timedelta(minutes=1)
+LONG_AGO = datetime.timedelta(days=3650)
+
+HISTORY_KINDS: list[PayloadKind] = ["event", "log", "scalar", "status"]
+
+
+def make_payload(kind: PayloadKind) -> schema.Payload:
+    match kind:
+        case "event":
+            return schema.WorkspaceEvent(message="milestone")
+        case "scalar":
+            return schema.Scalar(name="loss", value=0.5)
+        case "status":
+            return schema.Status(key="phase", value="train")
+        case "progress":
+            return schema.Progress(name="epoch", current=1.0)
+        case _:
+            return schema.LogRecord(message="a line")
+
+
+def make_event(
+    offset: int,
+    *,
+    workspace: str = NAME,
+    kind: PayloadKind = "log",
+    series: str | None = None,
+    run_id: str | None = None,
+    seq: int | None = None,
+    received: datetime.datetime | None = None,
+) -> EventMsg:
+    return EventMsg(
+        workspace=workspace,
+        offset=offset,
+        create_time=T0,
+        received_time=T0 + offset * MINUTE if received is None else received,
+        payload=make_payload(kind),
+        run_id=run_id,
+        seq=seq,
+        series=series,
+    )
+
+
+def fold(name: str, epoch: int, events: Sequence[EventMsg]) -> WorkspaceState:
+    return schema.fold_events(schema.new_workspace_state(name, epoch=epoch, created=T0), events)
+
+
+def batch(
+    name: str,
+    epoch: int,
+    events: Sequence[EventMsg],
+    *,
+    before: Sequence[EventMsg] = (),
+    run_seqs: dict[str, int] | None = None,
+    deleted: Sequence[tuple[str, int]] = (),
+) -> Commit:
+    """A commit of ``events`` to one workspace whose earlier events were ``before``."""
+    return Commit(
+        events=events,
+        states={(name, epoch): fold(name, epoch, [*before, *events])},
+        run_seqs={(name, epoch, run): seq for run, seq in (run_seqs or {}).items()},
+        deleted=deleted,
+    )
+
+
+def offsets(events: Sequence[EventMsg]) -> list[int]:
+    return [event.offset for event in events]
+
+
+def by_key(loaded: list[StoredWorkspace]) -> dict[tuple[str, int], StoredWorkspace]:
+    return {(item.state.name, item.state.epoch): item for item in loaded}
+
+
+@pytest.fixture
+def store(tmp_path: pathlib.Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+def test_is_a_store(store: SQLiteStore) -> None:
+    checked: Store = store
+    assert checked.load() == []
+
+
+def test_creates_the_data_directory_and_a_wal_database(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "nested" / "data"
+    SQLiteStore(data, synchronous="normal").close()
+    with sqlite3.connect(data / DATABASE_NAME) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_refuses_an_unknown_synchronous_mode(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path, synchronous="off")  # type: ignore[arg-type]
+
+
+# -- commit and load ---------------------------------------------------------------------------
+
+
+def test_commit_and_load_round_trip(store: SQLiteStore) -> None:
+    events = [make_event(n, run_id="r1", seq=n) for n in range(1, 6)]
+    store.commit(batch(NAME, 3, events, run_seqs={"r1": 5}))
+    store.commit(Commit(states={("idle", 1): fold("idle", 1, [])}))
+
+    loaded = by_key(store.load())
+
+    assert set(loaded) == {(NAME, 3), ("idle", 1)}
+    assert loaded[NAME, 3] == StoredWorkspace(
+        state=fold(NAME, 3, events), first_offset=1, run_seqs={"r1": 5}
+    )
+    # A workspace without stored events starts after its state.
+    assert loaded["idle", 1] == StoredWorkspace(
+        state=fold("idle", 1, []), first_offset=1, run_seqs={}
+    )
+
+
+def test_reopen_after_close_gives_the_same(tmp_path: pathlib.Path) -> None:
+    first = SQLiteStore(tmp_path)
+    events = [make_event(n, kind="status", run_id="r1", seq=n) for n in range(1, 4)]
+    first.commit(batch(NAME, 1, events, run_seqs={"r1": 3}))
+    loaded = first.load()
+    first.close()
+
+    second = SQLiteStore(tmp_path)
+    try:
+        assert second.load() == loaded
+        assert second.read(NAME, 1, 0, 10) == events
+    finally:
+        second.close()
+
+
+def test_closed_store_refuses_reads(tmp_path: pathlib.Path) -> None:
+    closed = SQLiteStore(tmp_path)
+    closed.close()
+    closed.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        closed.read(NAME, 1, 0, 10)
+
+
+def test_run_seq_never_decreases(store: SQLiteStore) -> None:
+    store.commit(batch(NAME, 1, [], run_seqs={"r1": 5, "r2": 1}))
+    store.commit(batch(NAME, 1, [], run_seqs={"r1": 3, "r2": 2}))
+    assert store.load()[0].run_seqs == {"r1": 5, "r2": 2}
+
+
+def test_delete_then_recreate_with_a_new_epoch(store: SQLiteStore) -> None:
+    old = [make_event(n, run_id="r1", seq=n) for n in range(1, 6)]
+    store.commit(batch(NAME, 1, old, run_seqs={"r1": 5}))
+    store.commit(batch("other", 1, [make_event(1, workspace="other")]))
+
+    # Same offsets as the old epoch: they only fit because the delete is applied first.
+    new = [make_event(n) for n in range(1, 3)]
+    store.commit(batch(NAME, 2, new, run_seqs={"r1": 1}, deleted=[(NAME, 1), ("never", 1)]))
+
+    loaded = by_key(store.load())
+    assert set(loaded) == {(NAME, 2), ("other", 1)}
+    assert loaded[NAME, 2].run_seqs == {"r1": 1}
+    assert loaded[NAME, 2].state.last_offset == 2
+    assert store.read(NAME, 1, 0, 100) == []
+    assert store.read(NAME, 2, 0, 100) == new
+    assert offsets(store.read("other", 1, 0, 100)) == [1]
+
+
+def test_events_follow_the_stored_epoch_when_the_commit_has_no_state(
+    store: SQLiteStore,
+) -> None:
+    store.commit(batch(NAME, 4, [make_event(1)]))
+    store.commit(Commit(events=[make_event(2)]))
+    assert offsets(store.read(NAME, 4, 0, 10)) == [1, 2]
+
+
+def test_events_of_a_workspace_without_state_are_refused(store: SQLiteStore) -> None:
+    with pytest.raises(ValueError, match="no state"):
+        store.commit(Commit(events=[make_event(1, workspace="ghost")]))
+    with pytest.raises(ValueError, match="no state"):
+        store.commit(Commit(run_seqs={("ghost", 1, "r1"): 1}))
+    assert store.load() == []
+
+
+def test_failing_commit_rolls_back_everything_in_it(store: SQLiteStore) -> None:
+    first = [make_event(n, run_id="r1", seq=n) for n in range(1, 4)]
+    store.commit(batch(NAME, 1, first, run_seqs={"r1": 3}))
+    store.commit(batch("doomed", 1, [make_event(1, workspace="doomed")]))
+    before = store.load()
+
+    duplicate = [make_event(4), make_event(3)]
+    failing = Commit(
+        events=duplicate,
+        states={
+            (NAME, 1): fold(NAME, 1, [*first, *duplicate]),
+            ("new", 1): fold("new", 1, []),
+        },
+        run_seqs={(NAME, 1, "r1"): 9},
+        deleted=[("doomed", 1)],
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        store.commit(failing)
+
+    assert store.load() == before
+    assert store.read(NAME, 1, 0, 100) == first
+    assert offsets(store.read("doomed", 1, 0, 100)) == [1]
+    # The transaction is closed: the store keeps working.
+    store.commit(batch(NAME, 1, [make_event(4)], before=first))
+    assert offsets(store.read(NAME, 1, 0, 100)) == [1, 2, 3, 4]
+
+
+def test_refuses_a_database_with_a_newer_schema_version(tmp_path: pathlib.Path) -> None:
+    SQLiteStore(tmp_path).close()
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+        conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+    conn.close()
+
+    with pytest.raises(StoreVersionError, match="schema version 2, newer than version 1"):
+        SQLiteStore(tmp_path)
+
+
+# -- read --------------------------------------------------------------------------------------
+
+
+def test_read_pages_in_offset_order(store: SQLiteStore) -> None:
+    events = [make_event(n) for n in range(1, 11)]
+    store.commit(batch(NAME, 1, events[:6]))
+    store.commit(batch(NAME, 1, events[6:], before=events[:6]))
+
+    pages = []
+    after = 0
+    while page := store.read(NAME, 1, after, 4):
+        pages.append(offsets(page))
+        after = page[-1].offset
+    assert pages == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    assert store.read(NAME, 1, 3, 2) == events[3:5]
+    assert store.read(NAME, 1, 10, 5) == []
+
+
+def test_read_of_an_unknown_workspace_or_epoch_is_empty(store: SQLiteStore) -> None:
+    store.commit(batch(NAME, 1, [make_event(1)]))
+    assert store.read("unknown", 1, 0, 10) == []
+    assert store.read(NAME, 2, 0, 10) == []
+
+
+def test_readers_on_another_thread_see_only_whole_commits(tmp_path: pathlib.Path) -> None:
+    store = SQLiteStore(tmp_path, synchronous="normal")
+    batch_size, batches = 25, 40
+    events = [make_event(n) for n in range(1, batch_size * batches + 1)]
+    seen: list[list[int]] = []
+    reads = 0
+    stop = threading.Event()
+
+    def reader() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            seen.append(offsets(store.read(NAME, 1, 0, len(events))))
+            reads += 1
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for start in range(0, len(events), batch_size):
+            store.commit(batch(NAME, 1, events[start : start + batch_size], before=events[:start]))
+            # Let the reader in after every commit, so reads interleave with writes.
+            read_before = reads
+            while reads == read_before and thread.is_alive():
+                stop.wait(0.0005)
+    finally:
+        stop.set()
+        thread.join()
+        store.close()
+
+    assert len({len(result) for result in seen}) > batches // 2
+    for result in seen:
+        assert len(result) % batch_size == 0
+        assert result == list(range(1, len(result) + 1))
+
+
+# -- history -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ten(store: SQLiteStore) -> list[EventMsg]:
+    """Offsets 1-10: odd ones are logs of series "a" by run r1, even ones scalars of "b"."""
+    events = [
+        make_event(n, kind="log", series="a", run_id="r1", seq=n)
+        if n % 2
+        else make_event(n, kind="scalar", series="b")
+        for n in range(1, 11)
+    ]
+    store.commit(batch(NAME, 1, events, run_seqs={"r1": 9}))
+    return events
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "more"),
+    [
+        # Newest first without ``after``.
+        (HistoryFilter(NAME, 1, limit=3), [10, 9, 8], True),
+        (HistoryFilter(NAME, 1, limit=9), [10, 9, 8, 7, 6, 5, 4, 3, 2], True),
+        (HistoryFilter(NAME, 1, limit=10), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1], False),
+        (HistoryFilter(NAME, 1, limit=11), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1], False),
+        (HistoryFilter(NAME, 1, before=5, limit=3), [4, 3, 2], True),
+        (HistoryFilter(NAME, 1, before=4, limit=3), [3, 2, 1], False),
+        (HistoryFilter(NAME, 1, before=1), [], False),
+        # Oldest first with ``after``, below ``before`` if given.
+        (HistoryFilter(NAME, 1, after=6, limit=3), [7, 8, 9], True),
+        (HistoryFilter(NAME, 1, after=7, limit=3), [8, 9, 10], False),
+        (HistoryFilter(NAME, 1, after=10), [], False),
+        (HistoryFilter(NAME, 1, after=2, before=6, limit=3), [3, 4, 5], False),
+        (HistoryFilter(NAME, 1, after=2, before=6, limit=2), [3, 4], True),
+        (HistoryFilter(NAME, 1, after=0, before=11, limit=10), list(range(1, 11)), False),
+        # Filters, alone and together.
+        (HistoryFilter(NAME, 1, kinds=["log"], limit=5), [9, 7, 5, 3, 1], False),
+        (HistoryFilter(NAME, 1, kinds=["log"], limit=4), [9, 7, 5, 3], True),
+        (HistoryFilter(NAME, 1, kinds=["scalar", "log"], limit=3), [10, 9, 8], True),
+        (HistoryFilter(NAME, 1, kinds=["event"]), [], False),
+        (HistoryFilter(NAME, 1, kinds=[]), [], False),
+        (HistoryFilter(NAME, 1, series="b", after=4), [6, 8, 10], False),
+        (HistoryFilter(NAME, 1, series="c"), [], False),
+        (HistoryFilter(NAME, 1, run_id="r1", before=9, limit=2), [7, 5], True),
+        (HistoryFilter(NAME, 1, run_id="r1", kinds=["log"], series="a", after=5), [7, 9], False),
+        (HistoryFilter(NAME, 1, run_id="r1", series="b"), [], False),
+        (
+            HistoryFilter(NAME, 1, kinds=["scalar"], series="b", after=1, before=9),
+            [2, 4, 6, 8],
+            False,
+        ),
+        # Unknown workspace or epoch.
+        (HistoryFilter("unknown", 1), [], False),
+        (HistoryFilter(NAME, 2), [], False),
+    ],
+)
+def test_history(
+    store: SQLiteStore,
+    ten: list[EventMsg],
+    query: HistoryFilter,
+    expected: list[int],
+    more: bool,
+) -> None:
+    events, has_more = store.history(query)
+    assert (offsets(events), has_more) == (expected, more)
+    assert events == [ten[offset - 1] for offset in expected]
+
+
+def model_history(events: Sequence[EventMsg], query: HistoryFilter) -> tuple[list[EventMsg], bool]:
+    """HistoryQuery's rules, written as plainly as possible."""
+    matching = [
+        event
+        for event in events
+        if (query.kinds is None or event.payload.__struct_config__.tag in query.kinds)
+        and (query.series is None or event.series == query.series)
+        and (query.run_id is None or event.run_id == query.run_id)
+        and (query.before is None or event.offset < query.before)
+        and (query.after is None or event.offset > query.after)
+    ]
+    if query.after is None:
+        matching.reverse()
+    return matching[: query.limit], len(matching) > query.limit
+
+
+event_shapes = st.tuples(
+    st.sampled_from(HISTORY_KINDS),
+    st.sampled_from([None, "a", "b"]),
+    st.sampled_from([None, "r1", "r2"]),
+)
+offset_bounds = st.none() | st.integers(0, 32)
+
+
+def test_history_matches_a_simple_model(tmp_path: pathlib.Path) -> None:
+    store = SQLiteStore(tmp_path, synchronous="normal")
+    workspace_names = (f"w{n}" for n in itertools.count())
+
+    @settings(max_examples=150, deadline=None)
+    @given(shapes=st.lists(event_shapes, max_size=30), data=st.data())
+    def check(
+        shapes: list[tuple[PayloadKind, str | None, str | None]], data: st.DataObject
+    ) -> None:
+        name = next(workspace_names)
+        events = [
+            make_event(offset, workspace=name, kind=kind, series=series, run_id=run_id)
+            for offset, (kind, series, run_id) in enumerate(shapes, start=1)
+        ]
+        store.commit(batch(name, 1, events))
+        for _ in range(5):
+            query = HistoryFilter(
+                name,
+                1,
+                before=data.draw(offset_bounds),
+                after=data.draw(offset_bounds),
+                limit=data.draw(st.integers(1, 12)),
+                kinds=data.draw(st.none() | st.lists(st.sampled_from(HISTORY_KINDS), max_size=3)),
+                series=data.draw(st.sampled_from([None, "a", "b"])),
+                run_id=data.draw(st.sampled_from([None, "r1", "r2"])),
+            )
+            assert store.history(query) == model_history(events, query)
+
+    try:
+        check()
+    finally:
+        store.close()
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+def test_trim_by_count(store: SQLiteStore) -> None:
+    events = [make_event(n) for n in range(1, 11)]
+    store.commit(batch(NAME, 1, events))
+    store.commit(batch("small", 1, [make_event(1, workspace="small")]))
+    state_before = by_key(store.load())[NAME, 1].state
+
+    trimmed = store.trim(max_events=3, max_age=LONG_AGO, now=T0)
+
+    assert trimmed == {(NAME, 1): 8}
+    assert offsets(store.read(NAME, 1, 0, 100)) == [8, 9, 10]
+    loaded = by_key(store.load())
+    assert loaded[NAME, 1].first_offset == 8
+    assert loaded[NAME, 1].state == state_before
+    assert loaded["small", 1].first_offset == 1
+    assert store.trim(max_events=3, max_age=LONG_AGO, now=T0) == {}
+
+
+def test_trim_by_age(store: SQLiteStore) -> None:
+    # Offset n is received at T0 + n minutes.
+    store.commit(batch(NAME, 1, [make_event(n) for n in range(1, 11)]))
+
+    trimmed = store.trim(max_events=1000, max_age=5 * MINUTE, now=T0 + 10 * MINUTE)
+
+    # Offset 5 was received exactly at the cut-off, so it stays.
+    assert trimmed == {(NAME, 1): 5}
+    assert offsets(store.read(NAME, 1, 0, 100)) == [5, 6, 7, 8, 9, 10]
+    assert store.load()[0].first_offset == 5
+
+
+def test_trim_takes_the_stricter_of_count_and_age(store: SQLiteStore) -> None:
+    store.commit(batch(NAME, 1, [make_event(n) for n in range(1, 11)]))
+    assert store.trim(max_events=2, max_age=5 * MINUTE, now=T0 + 10 * MINUTE) == {(NAME, 1): 9}
+    assert store.trim(max_events=2, max_age=0 * MINUTE, now=T0 + 10 * MINUTE) == {(NAME, 1): 10}
+
+
+def test_trim_of_every_event_leaves_the_state(store: SQLiteStore) -> None:
+    events = [make_event(n) for n in range(1, 6)]
+    store.commit(batch(NAME, 1, events))
+
+    assert store.trim(max_events=1000, max_age=MINUTE, now=T0 + 60 * MINUTE) == {(NAME, 1): 6}
+
+    assert store.read(NAME, 1, 0, 100) == []
+    assert store.history(HistoryFilter(NAME, 1)) == ([], False)
+    assert store.load() == [
+        StoredWorkspace(state=fold(NAME, 1, events), first_offset=6, run_seqs={})
+    ]
+
+
+def test_trim_by_age_only_removes_a_prefix(store: SQLiteStore) -> None:
+    # Receive times stepping backwards: offset 4 is old but sits behind young offset 3.
+    minutes = {1: 1, 2: 2, 3: 9, 4: 3, 5: 10}
+    events = [make_event(n, received=T0 + m * MINUTE) for n, m in minutes.items()]
+    store.commit(batch(NAME, 1, events))
+
+    assert store.trim(max_events=1000, max_age=5 * MINUTE, now=T0 + 10 * MINUTE) == {(NAME, 1): 3}
+    assert offsets(store.read(NAME, 1, 0, 100)) == [3, 4, 5]
