@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 PLANNED_COMMANDS = {
-    "serve": "run a broker on an embedded store",
     "watch": "live console of workspaces and their events",
     "ls": "list workspaces",
     "tail": "follow one workspace's events",
@@ -31,19 +30,28 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("version", help="print the installed version")
+    version_command = commands.add_parser("version", help="print the installed version")
+    version_command.set_defaults(run=lambda _: _print_version())
+    from broker._cli import add_serve_command
+
+    add_serve_command(commands)
     return parser
+
+
+def _print_version() -> int:
+    print(f"pierhead {version('pierhead')}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "version":
-        print(f"pierhead {version('pierhead')}")
+    if args.command is None:
+        _print_version()
+        parser.print_help()
         return 0
-    print(f"pierhead {version('pierhead')}\n")
-    parser.print_help()
-    return 0
+    result: int = args.run(args)
+    return result
 
 
 if __name__ == "__main__":

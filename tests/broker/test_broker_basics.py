@@ -12,28 +12,27 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_publish_is_acked_and_delivered_to_a_watcher() -> None:
-    async with running_broker() as broker:
-        async with (
-            wire_client(broker.url, watcher_hello(client="t")) as watcher,
-            wire_client(broker.url, worker_hello("w1", "run-1")) as worker,
-        ):
-            assert worker.welcome is not None
-            assert worker.welcome.acked_seq == 0
-            subscribed = await watcher.request(
-                schema.Subscribe(id=watcher.next_id(), pattern="w*", from_="earliest")
-            )
-            assert isinstance(subscribed, schema.Subscribed)
-            await worker.publish(1, scalars(0, 10))
-            ack = await worker.expect(schema.Ack)
-            assert ack.seq == 10
-            seen: list[schema.EventMsg] = []
-            while len([e for e in seen if e.seq is not None]) < 10:
-                frame = await watcher.expect(schema.Events)
-                seen.extend(frame.events)
-            offsets = [event.offset for event in seen]
-            assert offsets == list(range(1, len(seen) + 1))
-            published = [event for event in seen if isinstance(event.payload, schema.Scalar)]
-            assert [event.seq for event in published] == list(range(1, 11))
+    async with (
+        running_broker() as broker, wire_client(broker.url, watcher_hello(client="t")) as watcher,
+        wire_client(broker.url, worker_hello("w1", "run-1")) as worker,
+    ):
+        assert worker.welcome is not None
+        assert worker.welcome.acked_seq == 0
+        subscribed = await watcher.request(
+            schema.Subscribe(id=watcher.next_id(), pattern="w*", from_="earliest")
+        )
+        assert isinstance(subscribed, schema.Subscribed)
+        await worker.publish(1, scalars(0, 10))
+        ack = await worker.expect(schema.Ack)
+        assert ack.seq == 10
+        seen: list[schema.EventMsg] = []
+        while len([e for e in seen if e.seq is not None]) < 10:
+            frame = await watcher.expect(schema.Events)
+            seen.extend(frame.events)
+        offsets = [event.offset for event in seen]
+        assert offsets == list(range(1, len(seen) + 1))
+        published = [event for event in seen if isinstance(event.payload, schema.Scalar)]
+        assert [event.seq for event in published] == list(range(1, 11))
 
 
 async def test_healthz_answers_plain_http() -> None:
