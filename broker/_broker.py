@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-import anyio.to_thread
 import structlog
 
 from schema import (
@@ -53,6 +52,7 @@ from ._config import BrokerConfig
 from ._mutex import MutexLease
 from ._store import Commit, HistoryFilter, Store
 from ._subscription import Subscription, start_cursor
+from ._threads import StoreThreads
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
 from ._workspace import Workspace
@@ -76,7 +76,10 @@ class Broker:
         """Live worker sessions by workspace, then run id."""
         self.watchers: set[WatcherSession] = set()
         self.calls = ActionCalls()
-        self.writer = GroupCommitWriter(store, self._on_commit, max_events=config.commit_max_events)
+        self.threads = StoreThreads()
+        self.writer = GroupCommitWriter(
+            store, self._on_commit, max_events=config.commit_max_events, threads=self.threads
+        )
         self._lease_timers: dict[str, asyncio.TimerHandle] = {}
         self._expiry_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -144,6 +147,12 @@ class Broker:
         """Hold a reference to a fire-and-forget task until it ends."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def cancel_tasks(self) -> None:
+        """End the request handlers still running (at shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         self.keep(asyncio.get_running_loop().create_task(coroutine))
@@ -467,9 +476,8 @@ class Broker:
         return Workspaces(id=frame.id, items=[ws.state for ws in self.matching(frame.pattern)])
 
     async def read(self, workspace: Workspace, after: int, limit: int) -> list[EventMsg]:
-        return await anyio.to_thread.run_sync(
-            self.store.read, workspace.name, workspace.epoch, after, limit
-        )
+        name, epoch = workspace.key
+        return await self.threads.run(lambda: self.store.read(name, epoch, after, limit))
 
     async def history(self, frame: HistoryQuery) -> HistoryPage | ErrorReply:
         workspace = self.workspaces.get(frame.workspace)
@@ -485,7 +493,7 @@ class Broker:
             series=frame.series,
             run_id=frame.run_id,
         )
-        events, more = await anyio.to_thread.run_sync(self.store.history, query)
+        events, more = await self.threads.run(lambda: self.store.history(query))
         return HistoryPage(id=frame.id, events=events, more=more)
 
     def call(self, session: WatcherSession, frame: ActionCall) -> None:

@@ -64,7 +64,8 @@ class BrokerServer:
         self._store = store
         self.broker: Broker | None = None
         self._server: Server | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._writer_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
 
     @property
@@ -95,10 +96,8 @@ class BrokerServer:
         broker = Broker(config, store, server=self.server_name)
         self.broker = broker
         broker.restore()
-        self._tasks = [
-            asyncio.create_task(self._watch(broker.run_writer())),
-            asyncio.create_task(self._watch(broker.run_retention())),
-        ]
+        self._writer_task = asyncio.create_task(self._watch(broker.run_writer()))
+        self._retention_task = asyncio.create_task(self._watch(broker.run_retention()))
         self._server = await serve(
             self._handle,
             config.host,
@@ -148,9 +147,14 @@ class BrokerServer:
             log.warning("drain_timeout", remaining=len(broker.sessions()))
             for connection in server.connections:
                 connection.transport.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        assert self._writer_task is not None
+        assert self._retention_task is not None
+        self._retention_task.cancel()
+        broker.writer.stop()
+        await asyncio.gather(self._writer_task, self._retention_task, return_exceptions=True)
+        await broker.cancel_tasks()
+        # No thread may still be inside the store when it closes.
+        await broker.threads.wait_idle()
         assert self._store is not None
         self._store.close()
         log.info("stopped")
@@ -173,7 +177,7 @@ class BrokerServer:
         codec = codec_for(connection.subprotocol)
         try:
             async with asyncio.timeout(config.hello_timeout_s):
-                data = await connection.recv(decode=False)
+                data = await connection.recv()
         except TimeoutError:
             await connection.close(CloseCode.PROTOCOL_ERROR, "no hello in time")
             return

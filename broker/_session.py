@@ -156,7 +156,8 @@ class Session:
     async def _receive(self) -> None:
         try:
             while self._close is None:
-                data = await self.connection.recv(decode=False)
+                # Text frames arrive as str, binary as bytes: the codec refuses the wrong kind.
+                data = await self.connection.recv()
                 self._handle(data)
         except ConnectionClosed:
             pass

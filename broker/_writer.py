@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
-import anyio.to_thread
 import structlog
 
 from schema import EventMsg, WorkspaceState
 
 from ._store import Commit, Store
+from ._threads import StoreThreads
 
 log = structlog.get_logger("pierhead.writer")
 
@@ -44,9 +44,17 @@ class StoreFailedError(RuntimeError):
 
 class GroupCommitWriter:
     def __init__(
-        self, store: Store, on_commit: Callable[[Commit], None], *, max_events: int
+        self,
+        store: Store,
+        on_commit: Callable[[Commit], None],
+        *,
+        max_events: int,
+        threads: StoreThreads,
     ) -> None:
         self._store = store
+        self._threads = threads
+        self._last: asyncio.Future[None] | None = None
+        self._stopping = False
         self._on_commit = on_commit
         self._max_events = max_events
         self._pending: deque[_Submission] = deque()
@@ -73,8 +81,11 @@ class GroupCommitWriter:
         """Queue writes for the next commit; the future resolves once they are durable."""
         if self._failure is not None:
             raise StoreFailedError("the store failed earlier; nothing more is accepted")
+        if self._stopping:
+            raise StoreFailedError("the writer is stopping; nothing more is accepted")
         submission = _Submission(events, states or {}, run_seqs or {}, deleted)
         self._pending.append(submission)
+        self._last = submission.done
         self._wakeup.set()
         return submission.done
 
@@ -86,13 +97,18 @@ class GroupCommitWriter:
         return await future  # type: ignore[return-value]
 
     async def flush(self) -> None:
-        """Wait until everything submitted so far is durable."""
-        if self._pending:
-            await asyncio.shield(self._pending[-1].done)
+        """Wait until everything submitted so far is durable (or has failed)."""
+        if self._last is not None and not self._last.done():
+            await asyncio.wait([self._last])
+
+    def stop(self) -> None:
+        """Refuse new submissions; ``run`` returns once everything before is committed."""
+        self._stopping = True
+        self._wakeup.set()
 
     async def run(self) -> None:
-        """Commit forever; if the store fails, fail every waiter and raise StoreFailedError."""
-        while True:
+        """Commit until stopped; a store failure fails every waiter and raises StoreFailedError."""
+        while not (self._stopping and not self._pending and not self._jobs):
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._jobs:
@@ -135,7 +151,7 @@ class GroupCommitWriter:
         return batch
 
     async def _in_thread(self, job: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(job, limiter=self._limiter)
+        return await self._threads.run(job, limiter=self._limiter)
 
 
 def _merge(batch: Sequence[_Submission]) -> Commit:

@@ -136,12 +136,11 @@ class Codec:
         decoder: msgspec.json.Decoder[_Frame] | msgspec.msgpack.Decoder[_Frame],
         data: bytes | str,
     ) -> _Frame:
-        if isinstance(data, str):
-            if not self.text:
-                raise SchemaError(ErrorCode.BAD_FRAME, f"{self.subprotocol} frames must be binary")
-            data = data.encode()
+        if isinstance(data, str) and not self.text:
+            raise SchemaError(ErrorCode.BAD_FRAME, f"{self.subprotocol} frames must be binary")
         try:
-            return decoder.decode(data)
+            # msgspec's JSON decoder reads str as well as bytes, without a copy.
+            return decoder.decode(data)  # type: ignore[arg-type]
         except SchemaError:
             raise
         except (msgspec.MsgspecError, RecursionError) as exc:

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.asyncio
 
 async def test_publish_is_acked_and_delivered_to_a_watcher() -> None:
     async with (
-        running_broker() as broker, wire_client(broker.url, watcher_hello(client="t")) as watcher,
+        running_broker() as broker,
+        wire_client(broker.url, watcher_hello(client="t")) as watcher,
         wire_client(broker.url, worker_hello("w1", "run-1")) as worker,
     ):
         assert worker.welcome is not None

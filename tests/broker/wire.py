@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 import schema
@@ -37,6 +38,15 @@ class WireClient:
     async def receive(self) -> schema.BrokerFrame:
         data = await asyncio.wait_for(self.connection.recv(decode=False), RECEIVE_TIMEOUT)
         return self.codec.decode_broker_frame(data)
+
+    async def frames_until_closed(self) -> AsyncIterator[schema.BrokerFrame]:
+        """Every frame until the socket closes (see ``connection.close_code``), no timeout."""
+        try:
+            while True:
+                data = await self.connection.recv(decode=False)
+                yield self.codec.decode_broker_frame(data)
+        except ConnectionClosed:
+            return
 
     async def expect(self, frame_type: type[F]) -> F:
         """The next frame of that type; frames of other types in between are skipped."""

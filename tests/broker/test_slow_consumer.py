@@ -1,0 +1,52 @@
+"""A watcher that stops reading never holds up the publisher, and still gets everything."""
+
+from __future__ import annotations
+
+import pytest
+
+import schema
+from broker.testing import running_broker
+from tests.broker.wire import watcher_hello, wire_client, worker_hello
+
+pytestmark = pytest.mark.asyncio
+
+TOTAL = 40_000
+BATCH = 500
+LINE = "x" * 1000  # 40 MB in all: far more than the socket buffers in between can hold
+
+
+def lines(start: int, count: int) -> list[schema.WorkerPayload]:
+    return [schema.LogRecord(message=LINE, logger=str(i)) for i in range(start, start + count)]
+
+
+async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher() -> None:
+    async with running_broker(session_buffer_bytes=64 * 1024, tail_events=1024) as broker:
+        assert broker.broker is not None
+        async with (
+            wire_client(broker.url, watcher_hello(client="paused")) as paused,
+            wire_client(broker.url, worker_hello("firehose", "run")) as worker,
+        ):
+            subscribed = await paused.request(
+                schema.Subscribe(id=paused.next_id(), pattern="firehose", kinds=["log"])
+            )
+            assert isinstance(subscribed, schema.Subscribed)
+            # From here on the watcher reads nothing until the worker is done.
+            for seq in range(1, TOTAL + 1, BATCH):
+                await worker.publish(seq, lines(seq, BATCH))
+            acked = 0
+            while acked < TOTAL:
+                acked = (await worker.expect(schema.Ack)).seq
+            assert acked == TOTAL
+            (session,) = broker.broker.watchers
+            cursor = session.subscriptions[subscribed.sub].cursors["firehose"]
+            workspace = broker.broker.workspaces["firehose"]
+            # Every event is acknowledged while the paused watcher is far behind, with its
+            # outbox full: the publisher did not wait for it.
+            assert workspace.state.last_offset > TOTAL
+            assert cursor.offset < TOTAL // 2
+            assert session.outbox.queued_bytes >= session.outbox.limit_bytes
+            received: list[schema.EventMsg] = []
+            while len(received) < TOTAL:
+                received.extend((await paused.expect(schema.Events)).events)
+            assert [event.seq for event in received] == list(range(1, TOTAL + 1))
+            assert len({event.offset for event in received}) == TOTAL
