@@ -55,6 +55,15 @@ class WireClient:
             if isinstance(frame, frame_type):
                 return frame
 
+    async def expect_all(self, *frame_types: type[Any]) -> dict[type[Any], Any]:
+        """The first frame of each type, in whatever order they come; others are skipped."""
+        found: dict[type[Any], Any] = {}
+        while len(found) < len(frame_types):
+            frame = await self.receive()
+            if type(frame) in frame_types:
+                found.setdefault(type(frame), frame)
+        return found
+
     async def request(self, frame: Any) -> schema.BrokerFrame:
         """Send a request and return the frame answering its id."""
         await self.send(frame)
