@@ -55,7 +55,7 @@ from ._subscription import Subscription, start_cursor
 from ._threads import StoreThreads
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
-from ._workspace import Workspace
+from ._workspace import Workspace, WorkspaceClosedError
 from ._writer import GroupCommitWriter
 
 log = structlog.get_logger("pierhead.broker")
@@ -261,11 +261,19 @@ class Broker:
         *,
         now: datetime.datetime | None = None,
     ) -> asyncio.Future[None]:
-        events = workspace.append_made(payloads, now=now or utcnow())
+        try:
+            events = workspace.append_made(payloads, now=now or utcnow())
+        except WorkspaceClosedError as exc:
+            refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            refused.exception()  # most callers do not wait on presence or semaphore events
+            return refused
         return self.writer.submit(events=events, states={workspace.key: workspace.pending})
 
     def publish(self, session: WorkerSession, frame: Publish) -> None:
         workspace, run_id = session.workspace, session.run_id
+        if workspace.closed:
+            return  # deleted with force: the session is being closed with 4003
         assigned = workspace.assigned_seqs.get(run_id, 0)
         skip = max(0, assigned - frame.seq + 1)
         fresh = frame.events[skip:]
@@ -522,6 +530,7 @@ class Broker:
                 request_id=frame.id,
             )
             return
+        workspace.closed = True
         for worker in list(runs.values()):
             worker.abort(4003, "workspace deleted")
         # Everything of this epoch that is on its way to the store lands before it is deleted.

@@ -93,7 +93,10 @@ class Session:
         """Answer ``ok`` once the writes behind ``done`` are committed."""
 
         def answer(future: asyncio.Future[None]) -> None:
-            if future.cancelled() or future.exception() is not None:
+            failure = future.exception() if not future.cancelled() else None
+            if isinstance(failure, LookupError):
+                self.error(ErrorCode.NOT_FOUND, str(failure), request_id=request_id)
+            elif failure is not None or future.cancelled():
                 self.error(ErrorCode.INTERNAL, "the store failed", request_id=request_id)
             else:
                 self.ok(request_id)

@@ -24,10 +24,15 @@ from schema import (
 from ._tail import Tail
 
 
+class WorkspaceClosedError(LookupError):
+    """An append to a workspace epoch that is being deleted."""
+
+
 class Workspace:
     __slots__ = (
         "acked_seqs",
         "assigned_seqs",
+        "closed",
         "first_offset",
         "name",
         "next_offset",
@@ -54,6 +59,8 @@ class Workspace:
         """Highest durable seq per run."""
         self.assigned_seqs: dict[str, int] = dict(self.acked_seqs)
         """Highest seq given an offset per run (durable or on its way)."""
+        self.closed = False
+        """Being deleted: nothing more is appended, so nothing revives the epoch in the store."""
 
     @classmethod
     def create(
@@ -116,6 +123,8 @@ class Workspace:
         ]
 
     def _add(self, event: EventMsg) -> EventMsg:
+        if self.closed:
+            raise WorkspaceClosedError(f"workspace {self.name!r} is being deleted")
         self.next_offset += 1
         self.pending = fold_event(self.pending, event)
         return event
