@@ -23,7 +23,8 @@ async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher() -> None
     async with running_broker(session_buffer_bytes=64 * 1024, tail_events=1024) as broker:
         assert broker.broker is not None
         async with (
-            wire_client(broker.url, watcher_hello(client="paused")) as paused,
+            # One message of read-ahead in the client: what it does not read stays in the broker.
+            wire_client(broker.url, watcher_hello(client="paused"), max_queue=1) as paused,
             wire_client(broker.url, worker_hello("firehose", "run")) as worker,
         ):
             subscribed = await paused.request(
@@ -40,11 +41,10 @@ async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher() -> None
             (session,) = broker.broker.watchers
             cursor = session.subscriptions[subscribed.sub].cursors["firehose"]
             workspace = broker.broker.workspaces["firehose"]
-            # Every event is acknowledged while the paused watcher is far behind, with its
-            # outbox full: the publisher did not wait for it.
+            # Every event is acknowledged while the paused watcher is far behind (the socket
+            # buffers in between hold a few MB of the 40): the publisher did not wait for it.
             assert workspace.state.last_offset > TOTAL
             assert cursor.offset < TOTAL // 2
-            assert session.outbox.queued_bytes >= session.outbox.limit_bytes
             received: list[schema.EventMsg] = []
             while len(received) < TOTAL:
                 received.extend((await paused.expect(schema.Events)).events)

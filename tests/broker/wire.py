@@ -85,10 +85,15 @@ async def wire_client(
     *,
     codec: schema.Codec = schema.JSON_CODEC,
     max_size: int | None = 16 * 1024 * 1024,
+    max_queue: int = 16,
 ) -> AsyncIterator[WireClient]:
     """Connect, send ``hello`` (if given) and wait for ``welcome``."""
     async with connect(
-        url, subprotocols=[Subprotocol(codec.subprotocol)], max_size=max_size, compression=None
+        url,
+        subprotocols=[Subprotocol(codec.subprotocol)],
+        max_size=max_size,
+        max_queue=max_queue,
+        compression=None,
     ) as connection:
         client = WireClient(connection, codec)
         if hello is not None:
