@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import secrets
 import signal
+from dataclasses import replace
 from http import HTTPStatus
 from importlib.metadata import version
 from types import TracebackType
 from typing import Any
 
+import msgspec
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -27,6 +29,7 @@ from schema import (
     ErrorReply,
     Hello,
     Limits,
+    Role,
     SchemaError,
     Welcome,
     codec_for,
@@ -34,7 +37,7 @@ from schema import (
 
 from ._broker import Broker
 from ._config import BrokerConfig
-from ._session import Session
+from ._session import Session, SessionContext
 from ._sqlite_store import SQLiteStore
 from ._store import Store
 from ._watcher_session import WatcherSession
@@ -42,7 +45,7 @@ from ._worker_session import WorkerSession
 
 log = structlog.get_logger("pierhead.server")
 
-ALL_ROLES = ["worker", "watcher", "operator", "admin"]
+ALL_ROLES: list[Role] = ["worker", "watcher", "operator", "admin"]
 
 
 class InsecureBindError(RuntimeError):
@@ -206,32 +209,37 @@ class BrokerServer:
         peer = connection.remote_address[0] if connection.remote_address else "?"
         session_log = log.bind(session=session_id, role=hello.role, peer=peer, client=hello.client)
         limits = Limits(max_frame_bytes=config.max_frame_bytes, max_batch=config.max_batch)
-        welcome = {
-            "protocol": PROTOCOL_VERSION,
-            "server": self.server_name,
-            "session": session_id,
-            "roles": ALL_ROLES,
-            "heartbeat_s": config.heartbeat_s,
-            "limits": limits,
-        }
+        welcome = Welcome(
+            protocol=PROTOCOL_VERSION,
+            server=self.server_name,
+            session=session_id,
+            roles=ALL_ROLES,
+            heartbeat_s=config.heartbeat_s,
+            limits=limits,
+        )
+        context = SessionContext(
+            broker=broker,
+            connection=connection,
+            codec=codec,
+            session_id=session_id,
+            client=hello.client,
+            log=session_log,
+        )
         if hello.role == "worker":
             assert hello.workspace is not None
             assert hello.run_id is not None
             workspace = broker.workspace(hello.workspace)
             worker = WorkerSession(
-                broker,
-                connection,
-                codec,
-                session_id=session_id,
-                client=hello.client,
-                log=session_log.bind(workspace=hello.workspace, run_id=hello.run_id),
+                replace(
+                    context, log=session_log.bind(workspace=workspace.name, run_id=hello.run_id)
+                ),
                 workspace=workspace,
                 run_id=hello.run_id,
                 actions=hello.actions,
             )
             worker.send(
-                Welcome(
-                    **welcome,  # type: ignore[arg-type]
+                msgspec.structs.replace(
+                    welcome,
                     acked_seq=workspace.acked_seqs.get(hello.run_id, 0),
                     semaphores=workspace.state.semaphores,
                     epoch=workspace.epoch,
@@ -239,10 +247,8 @@ class BrokerServer:
             )
             broker.worker_started(worker, hello.details)
             return worker
-        watcher = WatcherSession(
-            broker, connection, codec, session_id=session_id, client=hello.client, log=session_log
-        )
-        watcher.send(Welcome(**welcome))  # type: ignore[arg-type]
+        watcher = WatcherSession(context)
+        watcher.send(welcome)
         broker.watcher_started(watcher)
         return watcher
 

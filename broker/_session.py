@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -33,6 +34,18 @@ if TYPE_CHECKING:
 Handler = Callable[[Any, Any], Any]
 
 
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What every session is opened with, whatever its role."""
+
+    broker: Broker
+    connection: ServerConnection
+    codec: Codec
+    session_id: str
+    client: str
+    log: structlog.typing.FilteringBoundLogger
+
+
 class Session:
     """One websocket after a valid ``hello``."""
 
@@ -40,23 +53,14 @@ class Session:
     handlers: ClassVar[dict[type[Any], Handler]]
     """Frame type -> handler; a frame without one is refused with ``forbidden``."""
 
-    def __init__(
-        self,
-        broker: Broker,
-        connection: ServerConnection,
-        codec: Codec,
-        *,
-        session_id: str,
-        client: str,
-        log: structlog.typing.FilteringBoundLogger,
-    ) -> None:
-        self.broker = broker
-        self.connection = connection
-        self.codec = codec
-        self.session_id = session_id
-        self.client = client
-        self.log = log
-        self.outbox = SessionOutbox(broker.config.session_buffer_bytes)
+    def __init__(self, context: SessionContext) -> None:
+        self.broker = context.broker
+        self.connection = context.connection
+        self.codec = context.codec
+        self.session_id = context.session_id
+        self.client = context.client
+        self.log = context.log
+        self.outbox = SessionOutbox(self.broker.config.session_buffer_bytes)
         self._bad_frames = 0
         self._close: tuple[int, str] | None = None
 

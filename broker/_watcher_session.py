@@ -13,13 +13,9 @@ import itertools
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import structlog
-from websockets.asyncio.server import ServerConnection
-
 from schema import (
     ActionCall,
     Catch,
-    Codec,
     DeleteWorkspace,
     ErrorCode,
     Gap,
@@ -35,29 +31,20 @@ from schema import (
 )
 
 from ._outbox import OutboxClosedError
-from ._session import Handler, Session
+from ._session import Handler, Session, SessionContext
 from ._subscription import ReadCursor, Subscription
 from ._tail import TailEntry
 from ._workspace import Workspace
 
 if TYPE_CHECKING:
-    from ._broker import Broker
+    pass
 
 
 class WatcherSession(Session):
     role: ClassVar[str] = "watcher"
 
-    def __init__(
-        self,
-        broker: Broker,
-        connection: ServerConnection,
-        codec: Codec,
-        *,
-        session_id: str,
-        client: str,
-        log: structlog.typing.FilteringBoundLogger,
-    ) -> None:
-        super().__init__(broker, connection, codec, session_id=session_id, client=client, log=log)
+    def __init__(self, context: SessionContext) -> None:
+        super().__init__(context)
         self.subscriptions: dict[int, Subscription] = {}
         self._sub_ids = itertools.count(1)
         self._wake = asyncio.Event()

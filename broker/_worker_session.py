@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import structlog
-from websockets.asyncio.server import ServerConnection
-
 from schema import (
     Ack,
     ActionResult,
     ActionSpec,
     Catch,
-    Codec,
     ErrorCode,
     MutexAcquire,
     MutexRelease,
@@ -20,11 +16,11 @@ from schema import (
     SetDetails,
 )
 
-from ._session import Handler, Session
+from ._session import Handler, Session, SessionContext
 from ._workspace import Workspace
 
 if TYPE_CHECKING:
-    from ._broker import Broker
+    pass
 
 
 class WorkerSession(Session):
@@ -32,18 +28,13 @@ class WorkerSession(Session):
 
     def __init__(
         self,
-        broker: Broker,
-        connection: ServerConnection,
-        codec: Codec,
+        context: SessionContext,
         *,
-        session_id: str,
-        client: str,
-        log: structlog.typing.FilteringBoundLogger,
         workspace: Workspace,
         run_id: str,
         actions: list[ActionSpec],
     ) -> None:
-        super().__init__(broker, connection, codec, session_id=session_id, client=client, log=log)
+        super().__init__(context)
         self.workspace = workspace
         self.run_id = run_id
         self.actions = {action.name: action for action in actions}
