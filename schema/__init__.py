@@ -53,6 +53,7 @@ from ._codec import (
     SUBPROTOCOLS,
     Codec,
     codec_for,
+    convert,
 )
 from ._envelope import Event, EventMsg
 from ._errors import CloseCode, ErrorCode, SchemaError
@@ -167,6 +168,7 @@ __all__ = [
     "WorkspaceState",
     "Workspaces",
     "codec_for",
+    "convert",
     "fold_event",
     "fold_events",
     "new_workspace_state",

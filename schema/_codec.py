@@ -7,7 +7,7 @@ msgspec exception, ``RecursionError`` or ``KeyError`` leaves this module.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import msgspec
 
@@ -21,6 +21,7 @@ JSON_SUBPROTOCOL: Final = "pierhead.v1.json"
 MSGPACK_SUBPROTOCOL: Final = "pierhead.v1.msgpack"
 
 _Frame = TypeVar("_Frame", ClientFrame, BrokerFrame)
+_T = TypeVar("_T")
 
 _PATH_MARKER = " - at `"
 
@@ -48,6 +49,18 @@ def _msgpack_array_header(length: int) -> bytes:
     if length < 2**16:
         return b"\xdc" + length.to_bytes(2, "big")
     return b"\xdd" + length.to_bytes(4, "big")
+
+
+def convert(value: Any, target: type[_T]) -> _T:
+    """Build ``target`` from plain data with every decode-time check applied.
+
+    For clients that assemble frames and events from user input: a value the broker would
+    refuse is refused here, with the same SchemaError and code.
+    """
+    try:
+        return msgspec.convert(value, target)
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        raise _schema_error(exc) from None
 
 
 class Codec:

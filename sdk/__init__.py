@@ -1,3 +1,38 @@
-"""Async clients for pierhead workers and watchers."""
+"""Async clients for pierhead: ``Worker`` publishes and follows catch and mutex, ``Watcher``
+subscribes and operates. Both reconnect by themselves; nothing acknowledged is lost."""
 
-__all__: list[str] = []
+from ._connection import ConnectionState
+from ._errors import (
+    AuthenticationError,
+    BrokerRefusedError,
+    ClosedError,
+    ConnectionLostError,
+    LeaseLostError,
+    PierheadError,
+    ReplacedError,
+)
+from ._lease import Lease
+from ._outbox import EventTooLargeError, OutboxFullError, OutboxPolicy
+from ._watcher import ActionFailedError, Delivery, Missed, Subscription, Watcher
+from ._worker import Worker
+
+__all__ = [
+    "ActionFailedError",
+    "AuthenticationError",
+    "BrokerRefusedError",
+    "ClosedError",
+    "ConnectionLostError",
+    "ConnectionState",
+    "Delivery",
+    "EventTooLargeError",
+    "Lease",
+    "LeaseLostError",
+    "Missed",
+    "OutboxFullError",
+    "OutboxPolicy",
+    "PierheadError",
+    "ReplacedError",
+    "Subscription",
+    "Watcher",
+    "Worker",
+]

@@ -19,7 +19,7 @@ EXPECTED = [
     "Scalar", "SchemaError", "SemaphoresChange", "SemaphoresPush", "SessionRole", "SetDetails",
     "Severity", "StartPosition", "StatsReport", "StatsRequest", "Status", "Subscribe",
     "Subscribed", "Unsubscribe", "Welcome", "WorkerEntry", "WorkerPayload", "WorkspaceDetails",
-    "WorkspaceEvent", "WorkspaceSemaphores", "WorkspaceState", "Workspaces", "codec_for",
+    "WorkspaceEvent", "WorkspaceSemaphores", "WorkspaceState", "Workspaces", "codec_for", "convert",
     "fold_event", "fold_events", "new_workspace_state", "semaphores_of",
 ]  # fmt: skip
 

@@ -1,0 +1,300 @@
+"""One websocket to the broker that comes back by itself.
+
+The connection owns the socket, the handshake, request/reply matching and reconnects with
+backoff. Its owner (a Worker or a Watcher) supplies the ``hello`` and reacts to ``welcome`` and
+to the frames nobody asked for (acks, pushes, events); what to resend after a reconnect is the
+owner's business, decided in ``on_welcome``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from schema import (
+    BrokerFrame,
+    ClientFrame,
+    CloseCode,
+    Codec,
+    Draining,
+    ErrorCode,
+    ErrorReply,
+    Hello,
+    SchemaError,
+    Welcome,
+)
+
+from ._backoff import Backoff
+from ._errors import (
+    AuthenticationError,
+    BrokerRefusedError,
+    ClosedError,
+    ConnectionLostError,
+    ReplacedError,
+)
+
+log = logging.getLogger("pierhead.sdk")
+
+
+class ConnectionState(enum.StrEnum):
+    CONNECTING = "connecting"
+    """The first attempt is under way."""
+    CONNECTED = "connected"
+    """``welcome`` received; frames flow."""
+    RECONNECTING = "reconnecting"
+    """The connection dropped (or never came up); waiting to try again."""
+    CLOSED = "closed"
+    """Closed by the owner, or stopped for good (see ``Connection.failure``)."""
+
+
+class ConnectionOwner(Protocol):
+    def hello(self) -> Hello: ...
+
+    def on_welcome(self, welcome: Welcome) -> None: ...
+
+    def on_frame(self, frame: BrokerFrame) -> Awaitable[None] | None:
+        """Handle a frame nobody asked for; an awaitable result pauses reading until done."""
+
+    def on_disconnect(self) -> None: ...
+
+
+_FATAL_CLOSE: dict[int, type[ClosedError]] = {
+    CloseCode.UNAUTHORIZED: AuthenticationError,
+    CloseCode.FORBIDDEN: AuthenticationError,
+    CloseCode.REPLACED: ReplacedError,
+}
+
+
+class Connection:
+    def __init__(
+        self,
+        url: str,
+        owner: ConnectionOwner,
+        *,
+        codec: Codec,
+        backoff: Backoff,
+        reconnect: bool = True,
+        open_timeout_s: float = 10.0,
+        ping_interval_s: float = 5.0,
+        ping_timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.codec = codec
+        self.welcome: Welcome | None = None
+        self.failure: BaseException | None = None
+        """Why the connection stopped for good, if it did."""
+        self._owner = owner
+        self._backoff = backoff
+        self._reconnect = reconnect
+        self._open_timeout_s = open_timeout_s
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._socket: ClientConnection | None = None
+        self._state = ConnectionState.CONNECTING
+        self._listeners: list[asyncio.Queue[ConnectionState]] = []
+        self._settled = asyncio.Event()
+        """Set while CONNECTED or CLOSED: what ``wait_connected`` waits for."""
+        self._pending: dict[int, asyncio.Future[BrokerFrame]] = {}
+        self._ids = itertools.count(1)
+        self._closing = False
+        self._wakeup = asyncio.Event()
+        self._retry_after: float | None = None
+
+    # State --------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    async def changes(self) -> AsyncIterator[ConnectionState]:
+        """Every state from now on, starting with the current one, until closed."""
+        queue: asyncio.Queue[ConnectionState] = asyncio.Queue()
+        self._listeners.append(queue)
+        try:
+            state = self._state
+            yield state
+            while state is not ConnectionState.CLOSED:
+                state = await queue.get()
+                yield state
+        finally:
+            self._listeners.remove(queue)
+
+    async def wait_connected(self) -> None:
+        """Wait for a welcome; raises ClosedError if the connection stopped for good."""
+        await self._settled.wait()
+        if self._state is ConnectionState.CLOSED:
+            raise ClosedError("the connection is closed") from self.failure
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        if state in (ConnectionState.CONNECTED, ConnectionState.CLOSED):
+            self._settled.set()
+        else:
+            self._settled.clear()
+        for queue in self._listeners:
+            queue.put_nowait(state)
+
+    # Frames -------------------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def send(self, frame: ClientFrame) -> None:
+        """Send now; raises ConnectionLostError when there is no connection."""
+        socket = self._socket
+        if socket is None or not self.connected:
+            raise ConnectionLostError("not connected to the broker")
+        try:
+            await socket.send(self.codec.encode(frame), text=self.codec.text)
+        except ConnectionClosed as exc:
+            raise ConnectionLostError("the connection dropped while sending") from exc
+
+    async def request(self, frame: Any) -> BrokerFrame:
+        """Send a request (a frame with ``id``) and return the broker's answer to it.
+
+        Raises BrokerRefusedError for an ``error`` answer and ConnectionLostError if the
+        connection drops first (the request may or may not have taken effect).
+        """
+        future: asyncio.Future[BrokerFrame] = asyncio.get_running_loop().create_future()
+        self._pending[frame.id] = future
+        try:
+            await self.send(frame)
+            reply = await future
+        finally:
+            self._pending.pop(frame.id, None)
+        if isinstance(reply, ErrorReply):
+            raise BrokerRefusedError(reply.code, reply.message, reply.detail)
+        return reply
+
+    # Running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, and reconnect after every loss, until closed or refused for good."""
+        try:
+            while not self._closing:
+                try:
+                    await self._session()
+                except _FatalError as fatal:
+                    self.failure = fatal.error
+                    log.error("pierhead connection stopped: %s", fatal.error)
+                    return
+                except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+                    log.info("pierhead connection to %s lost: %r", self.url, exc)
+                if not self._reconnect:
+                    self.failure = ConnectionLostError("the connection dropped")
+                    return
+                self._set_state(ConnectionState.RECONNECTING)
+                await self._pause()
+        finally:
+            self._set_state(ConnectionState.CLOSED)
+
+    async def close(self) -> None:
+        """Close the socket and stop reconnecting."""
+        self._closing = True
+        self._wakeup.set()
+        socket = self._socket
+        if socket is not None:
+            await socket.close()
+
+    async def _pause(self) -> None:
+        if self._closing:
+            return
+        delay = self._retry_after if self._retry_after is not None else self._backoff.next_delay()
+        self._retry_after = None
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    async def _session(self) -> None:
+        try:
+            socket = await connect(
+                self.url,
+                subprotocols=[Subprotocol(self.codec.subprotocol)],
+                compression=None,
+                max_size=None,
+                open_timeout=self._open_timeout_s,
+                ping_interval=self._ping_interval_s,
+                ping_timeout=self._ping_timeout_s,
+            )
+        except InvalidURI as exc:
+            raise _FatalError(ClosedError(f"invalid broker url {self.url!r}: {exc}")) from exc
+        try:
+            await socket.send(self.codec.encode(self._owner.hello()), text=self.codec.text)
+            welcome = await asyncio.wait_for(self._first_frame(socket), self._open_timeout_s)
+            self._socket = socket
+            self.welcome = welcome
+            self._backoff.reset()
+            self._set_state(ConnectionState.CONNECTED)
+            self._owner.on_welcome(welcome)
+            async for data in socket:
+                pending = self._dispatch(data)
+                if pending is not None:
+                    # The owner is full (a subscriber not keeping up): stop reading, so the
+                    # broker holds the rest instead of this process.
+                    await pending
+        except ConnectionClosed as exc:
+            close = exc.rcvd
+            error_type = _FATAL_CLOSE.get(close.code) if close else None
+            if close is not None and error_type is not None:
+                reason = close.reason or "refused"
+                message = f"closed by the broker ({close.code}): {reason}"
+                raise _FatalError(error_type(message)) from exc
+            raise
+        finally:
+            self._socket = None
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionLostError("the connection dropped"))
+            if self.welcome is not None and self._state is ConnectionState.CONNECTED:
+                self._owner.on_disconnect()
+            await socket.close()
+
+    async def _first_frame(self, socket: ClientConnection) -> Welcome:
+        frame = self.codec.decode_broker_frame(await socket.recv())
+        if isinstance(frame, Welcome):
+            return frame
+        if isinstance(frame, ErrorReply):
+            error: Exception = BrokerRefusedError(frame.code, frame.message, frame.detail)
+            if frame.code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN):
+                error = AuthenticationError(frame.message)
+            raise _FatalError(error)
+        raise _FatalError(ClosedError(f"the broker answered hello with {frame!r}"))
+
+    def _dispatch(self, data: bytes | str) -> Awaitable[None] | None:
+        try:
+            frame = self.codec.decode_broker_frame(data)
+        except SchemaError as exc:
+            # A newer broker may send what this client does not know: skip it, say so.
+            log.warning("pierhead: skipped a frame this client cannot decode: %s", exc)
+            return None
+        if isinstance(frame, Draining):
+            self._retry_after = frame.reconnect_after_s
+        request_id = getattr(frame, "id", None)
+        future = self._pending.get(request_id) if request_id is not None else None
+        if future is not None and not future.done():
+            future.set_result(frame)
+            return None
+        return self._owner.on_frame(frame)
+
+
+class _FatalError(Exception):
+    """Wraps the error that ends the connection for good."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -1,0 +1,46 @@
+"""Exceptions the SDK raises, each with a message that says what to do about it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schema import ErrorCode
+
+
+class PierheadError(Exception):
+    """Base class of every exception the SDK raises."""
+
+
+class BrokerRefusedError(PierheadError):
+    """The broker answered a request with an ``error`` frame."""
+
+    def __init__(self, code: ErrorCode, message: str, detail: dict[str, Any] | None = None):
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+        self.detail = detail or {}
+
+
+class ConnectionLostError(PierheadError):
+    """The connection dropped before the broker answered; the request may or may not have run."""
+
+
+class ClosedError(PierheadError):
+    """The client was closed, or stopped for good (see ``__cause__``)."""
+
+
+class AuthenticationError(ClosedError):
+    """The broker refused the credentials (close 4001) or the role (4003); retrying cannot help."""
+
+
+class ReplacedError(ClosedError):
+    """Another connection of the same workspace and run id took over (close 4009)."""
+
+
+class LeaseLostError(PierheadError):
+    """The mutex lease this code held was broken or expired; its fence is no longer valid."""
+
+    def __init__(self, fence: int, reason: str) -> None:
+        super().__init__(f"mutex lease with fence {fence} lost: {reason}")
+        self.fence = fence
+        self.reason = reason

@@ -1,0 +1,502 @@
+"""The worker client: publish events that are never lost or doubled, follow catch and mutex."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import re
+import secrets
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+import schema
+from schema import (
+    Ack,
+    ActionRequest,
+    BrokerFrame,
+    Catch,
+    ErrorReply,
+    Event,
+    Hello,
+    MutexAcquire,
+    MutexGranted,
+    MutexLost,
+    MutexRelease,
+    SemaphoresPush,
+    SetDetails,
+    Welcome,
+    WorkerPayload,
+    WorkspaceDetails,
+    WorkspaceSemaphores,
+    semaphores_of,
+)
+
+from ._actions import ActionRegistry
+from ._backoff import Backoff
+from ._connection import Connection, ConnectionState
+from ._errors import ClosedError, ConnectionLostError
+from ._lease import Lease
+from ._outbox import Outbox, OutboxPolicy, Ticket
+
+log = logging.getLogger("pierhead.sdk")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Unreachable = Literal["wait", "proceed"]
+
+_SIZE_ENCODER = msgspec.json.Encoder()
+_EVENT_DECODER = msgspec.json.Decoder(Event)
+_CLIENT = "pierhead-sdk/0.1"
+
+
+def default_run_id() -> str:
+    """host-pid-random: stable for this process, distinct from every other."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:80] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}".lstrip("-._")
+
+
+class Worker:
+    """A worker's connection to one workspace.
+
+    ``async with Worker(url, "deploy-prod") as worker:`` connects in the background and
+    reconnects by itself. Events are queued in a bounded outbox and resent until the broker
+    acknowledges them; the broker drops resent duplicates, so each event is stored once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        workspace: str,
+        *,
+        token: str | None = None,
+        details: WorkspaceDetails | None = None,
+        run_id: str | None = None,
+        client: str = _CLIENT,
+        codec: Literal["json", "msgpack"] = "json",
+        outbox_max_events: int = 100_000,
+        outbox_max_bytes: int = 64 * 1024 * 1024,
+        outbox_policy: OutboxPolicy = "block",
+        max_in_flight: int = 16,
+        reconnect_initial_s: float = 0.1,
+        reconnect_max_s: float = 10.0,
+        close_timeout_s: float = 10.0,
+    ) -> None:
+        self.workspace = workspace
+        self.run_id = run_id or default_run_id()
+        # Validated by the schema now, not by the broker later.
+        self._hello = schema.convert(
+            {
+                "type": "hello",
+                "protocol": schema.PROTOCOL_VERSION,
+                "role": "worker",
+                "client": client,
+                "token": token,
+                "workspace": workspace,
+                "run_id": self.run_id,
+            },
+            Hello,
+        )
+        self._details = details
+        self.close_timeout_s = close_timeout_s
+        self._outbox = Outbox(
+            max_events=outbox_max_events, max_bytes=outbox_max_bytes, policy=outbox_policy
+        )
+        self._policy = outbox_policy
+        self._actions = ActionRegistry()
+        self._connection = Connection(
+            url,
+            self,
+            codec=schema.codec_for(f"pierhead.v1.{codec}"),
+            backoff=Backoff(reconnect_initial_s, reconnect_max_s),
+        )
+        self._max_in_flight = max_in_flight
+        self._in_flight: deque[int] = deque()  # last seq of each batch awaiting its ack
+        self._limits = schema.Limits(max_frame_bytes=1024 * 1024, max_batch=1000)
+        self._semaphores = WorkspaceSemaphores()
+        self._released = asyncio.Event()
+        self._released.set()
+        self._progress = asyncio.Event()
+        self._wake_sender = asyncio.Event()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._lease: Lease | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._action_tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # Lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start connecting (in the background) and sending what is queued."""
+        if self._tasks:
+            raise RuntimeError("this worker is already started")
+        self._tasks = [
+            asyncio.create_task(self._connection.run(), name="pierhead-connection"),
+            asyncio.create_task(self._send_forever(), name="pierhead-sender"),
+        ]
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush (at most ``timeout``, default ``close_timeout_s``), then disconnect.
+
+        Events still unacknowledged after that are reported in a warning; they are lost
+        unless the process keeps running and the worker is started again.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(TimeoutError, ClosedError):
+            await self.flush(self.close_timeout_s if timeout is None else timeout)
+        await self._connection.close()
+        for task in [*self._tasks, *self._action_tasks]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._action_tasks, return_exceptions=True)
+        if self._outbox.held:
+            log.warning(
+                "pierhead worker %s closed with %d events not acknowledged by the broker",
+                self.run_id,
+                self._outbox.held,
+            )
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._connection.state
+
+    def state_changes(self) -> AsyncIterator[ConnectionState]:
+        """Connection states as they change: connecting, connected, reconnecting, closed."""
+        return self._connection.changes()
+
+    async def connected(self) -> None:
+        """Wait until the broker has welcomed this worker."""
+        await self._connection.wait_connected()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Outbox figures: queued (not sent), in_flight (sent, not acked), acked, dropped."""
+        outbox = self._outbox
+        return {
+            "queued": outbox.queued,
+            "in_flight": outbox.in_flight,
+            "acked": outbox.acked_total,
+            "dropped": outbox.dropped_total,
+        }
+
+    # Publishing ---------------------------------------------------------------------------
+
+    def publish_nowait(
+        self,
+        payload: WorkerPayload,
+        *,
+        series: str | None = None,
+        create_time: datetime.datetime | None = None,
+    ) -> Ticket:
+        """Queue an event without waiting; returns its ticket.
+
+        Raises OutboxFullError when the outbox is full and the policy is ``block`` or
+        ``raise`` (with ``drop_oldest`` the oldest events make room), and SchemaError
+        (a ValueError) when the event breaks the protocol's rules.
+        """
+        return self._add(*_checked(payload, series, create_time))
+
+    async def publish(
+        self,
+        payload: WorkerPayload,
+        *,
+        series: str | None = None,
+        create_time: datetime.datetime | None = None,
+    ) -> Ticket:
+        """Queue an event; returns at once unless the outbox is full under ``block``."""
+        event, size = _checked(payload, series, create_time)
+        while self._policy == "block" and not self._outbox.has_room(size):
+            await self._wait_progress()
+        return self._add(event, size)
+
+    def _add(self, event: Event, size: int) -> Ticket:
+        if self._closed:
+            raise ClosedError("this worker is closed")
+        ticket = self._outbox.add(event, size)
+        self._settle(self._outbox.take_dropped())
+        self._wake_sender.set()
+        return ticket
+
+    async def event(self, message: str, severity: schema.Severity = "info") -> Ticket:
+        return await self.publish(schema.WorkspaceEvent(message=message, severity=severity))
+
+    async def log(
+        self, message: str, level: schema.LogLevel = "info", logger: str | None = None
+    ) -> Ticket:
+        return await self.publish(schema.LogRecord(message=message, level=level, logger=logger))
+
+    async def scalar(self, name: str, value: float, step: int | None = None) -> Ticket:
+        return await self.publish(schema.Scalar(name=name, value=value, step=step))
+
+    async def progress(
+        self, name: str, current: float, total: float | None = None, rate: float | None = None
+    ) -> Ticket:
+        return await self.publish(
+            schema.Progress(name=name, current=current, total=total, rate=rate)
+        )
+
+    async def status(self, key: str, value: str) -> Ticket:
+        return await self.publish(schema.Status(key=key, value=value))
+
+    async def hyperparameters(self, values: Mapping[str, Any]) -> Ticket:
+        return await self.publish(schema.Hyperparameters(values=dict(values)))
+
+    async def custom(self, name: str, data: Any) -> Ticket:
+        return await self.publish(schema.Custom(name=name, data=msgspec.to_builtins(data)))
+
+    def queue_event(self, message: str, severity: schema.Severity = "info") -> Ticket:
+        """Queue a workspace event without waiting (boardwalk's name)."""
+        return self.publish_nowait(schema.WorkspaceEvent(message=message, severity=severity))
+
+    async def post_event(
+        self, message: str, severity: schema.Severity = "info", *, timeout: float | None = None
+    ) -> None:
+        """Publish a workspace event and wait until the broker has stored it."""
+        ticket = await self.event(message, severity)
+        await self.wait_acked(ticket, timeout=timeout)
+
+    async def wait_acked(self, ticket: Ticket, *, timeout: float | None = None) -> None:
+        """Wait until the event with this ticket is stored (or was dropped by the outbox)."""
+        async with asyncio.timeout(timeout):
+            while not self._outbox.settled(ticket):
+                await self._wait_progress()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every event queued so far is acknowledged; TimeoutError after ``timeout``."""
+        if self._outbox.last_ticket:
+            await self.wait_acked(self._outbox.last_ticket, timeout=timeout)
+
+    async def _wait_progress(self) -> None:
+        if self._connection.state is ConnectionState.CLOSED and self._tasks:
+            raise ClosedError("the connection is closed") from self._connection.failure
+        self._progress.clear()
+        await self._progress.wait()
+
+    def _notify_progress(self) -> None:
+        self._progress.set()
+
+    def _settle(self, tickets: Sequence[Ticket]) -> None:
+        if tickets:
+            self._notify_progress()
+
+    async def _send_forever(self) -> None:
+        connection = self._connection
+        while True:
+            try:
+                await connection.wait_connected()
+            except ClosedError:
+                self._notify_progress()
+                return
+            limits = self._limits
+            while connection.connected and len(self._in_flight) < self._max_in_flight:
+                batch = self._outbox.next_batch(limits.max_batch, limits.max_frame_bytes // 2)
+                if batch is None:
+                    break
+                self._in_flight.append(batch.seq + len(batch.events) - 1)
+                try:
+                    await connection.send(batch)
+                except ConnectionLostError:
+                    break  # on_welcome puts everything back for the next connection
+            self._wake_sender.clear()
+            await self._wake_sender.wait()
+
+    # Details, catch and semaphores --------------------------------------------------------
+
+    async def post_details(self, details: WorkspaceDetails) -> None:
+        """Replace the workspace's details (also sent again on every reconnect)."""
+        self._details = details
+        await self._request(SetDetails(id=self._connection.next_id(), details=details))
+
+    async def post_catch(self, reason: str | None = None) -> None:
+        """Catch (pause) this worker's own workspace, e.g. after a failure."""
+        await self._request(Catch(id=self._connection.next_id(), reason=reason))
+
+    @property
+    def caught(self) -> bool:
+        """Whether the workspace is caught, as last pushed by the broker."""
+        return self._semaphores.caught
+
+    @property
+    def semaphores(self) -> WorkspaceSemaphores:
+        return self._semaphores
+
+    async def get_semaphores(self) -> WorkspaceSemaphores:
+        """The workspace's semaphores, once connected (they are pushed, never polled)."""
+        await self._connection.wait_connected()
+        return self._semaphores
+
+    async def wait_released(self) -> None:
+        """Return once the workspace is not caught."""
+        await self._released.wait()
+
+    async def checkpoint(self, unreachable: Unreachable = "wait") -> None:
+        """A safe point between units of work: return at once unless caught.
+
+        When caught, wait for the release. When the broker is unreachable, ``wait`` (the
+        default) waits until it is back and then decides; ``proceed`` goes on as if released.
+        """
+        while True:
+            if not self._connection.connected:
+                if unreachable == "proceed":
+                    return
+                await self._connection.wait_connected()
+                continue
+            if not self.caught:
+                return
+            await self._released.wait()
+
+    # Mutex --------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def mutex(
+        self, *, wait: bool = True, timeout: float | None = None
+    ) -> AsyncIterator[Lease]:
+        """Hold the workspace mutex for the block: ``async with worker.mutex() as lease``.
+
+        Raises BrokerRefusedError (``conflict`` naming the holder, or ``timeout``) when it
+        cannot be had. A lease lost while held is marked (``lease.check()`` raises) and the
+        release at the end is skipped.
+        """
+        lease = await self._acquire(wait=wait, timeout=timeout)
+        try:
+            yield lease
+        finally:
+            if not lease.lost:
+                await self.unmutex()
+
+    async def _acquire(self, *, wait: bool, timeout: float | None) -> Lease:
+        while True:
+            frame = MutexAcquire(id=self._connection.next_id(), wait=wait, timeout_s=timeout)
+            try:
+                await self._connection.wait_connected()
+                reply = await self._connection.request(frame)
+            except ConnectionLostError:
+                # Acquiring again is safe: a holder asking again gets its own fence back.
+                continue
+            assert isinstance(reply, MutexGranted)
+            self._lease = Lease(reply.fence)
+            return self._lease
+
+    async def unmutex(self) -> None:
+        """Release the workspace mutex this run holds."""
+        lease, self._lease = self._lease, None
+        if lease is None or lease.lost:
+            return
+        while True:
+            try:
+                await self._connection.wait_connected()
+                await self._connection.request(MutexRelease(id=self._connection.next_id()))
+                return
+            except ConnectionLostError:
+                continue
+
+    # Actions ------------------------------------------------------------------------------
+
+    def action(self, name: str | None = None, *, description: str = "") -> Callable[[F], F]:
+        """Register a function operators can call: ``@worker.action("set_lr")``.
+
+        Register actions before the worker starts: they are declared in the handshake.
+        """
+
+        def register(function: F) -> F:
+            if self._tasks:
+                raise RuntimeError("register actions before the worker is started")
+            self._actions.register(function, name=name, description=description)
+            return function
+
+        return register
+
+    # Connection callbacks -----------------------------------------------------------------
+
+    def hello(self) -> Hello:
+        return msgspec.structs.replace(
+            self._hello, details=self._details, actions=self._actions.specs
+        )
+
+    def on_welcome(self, welcome: Welcome) -> None:
+        self._limits = welcome.limits
+        self._in_flight.clear()
+        self._settle(self._outbox.reconnected(welcome.acked_seq or 0))
+        if welcome.semaphores is not None:
+            self._set_semaphores(welcome.semaphores)
+        self._notify_progress()
+        self._wake_sender.set()
+
+    def on_disconnect(self) -> None:
+        self._notify_progress()
+
+    def on_frame(self, frame: BrokerFrame) -> None:
+        match frame:
+            case Ack(seq=seq):
+                self._settle(self._outbox.acked(seq))
+                while self._in_flight and self._in_flight[0] <= seq:
+                    self._in_flight.popleft()
+                self._wake_sender.set()
+            case SemaphoresPush():
+                self._set_semaphores(semaphores_of(frame))
+            case ActionRequest():
+                task = asyncio.create_task(self._answer(frame))
+                self._action_tasks.add(task)
+                task.add_done_callback(self._action_tasks.discard)
+            case MutexLost(fence=fence, reason=reason):
+                if self._lease is not None and self._lease.fence == fence:
+                    self._lease.mark_lost(reason)
+                    log.warning("pierhead: mutex lease %d lost (%s)", fence, reason)
+            case ErrorReply():
+                log.error("pierhead: the broker refused a frame: %s %s", frame.code, frame.message)
+            case _:
+                log.debug("pierhead: ignored %s", type(frame).__name__)
+
+    def _set_semaphores(self, semaphores: WorkspaceSemaphores) -> None:
+        self._semaphores = semaphores
+        if semaphores.caught:
+            self._released.clear()
+        else:
+            self._released.set()
+
+    async def _answer(self, request: ActionRequest) -> None:
+        result = await self._actions.run(request)
+        with contextlib.suppress(ConnectionLostError):
+            await self._connection.send(result)
+
+    async def _request(self, frame: Any) -> BrokerFrame:
+        await self._connection.wait_connected()
+        return await self._connection.request(frame)
+
+
+def _checked(
+    payload: WorkerPayload, series: str | None, create_time: datetime.datetime | None
+) -> tuple[Event, int]:
+    """The event, checked against the protocol's rules, and its encoded size."""
+    event = Event(
+        payload=payload,
+        create_time=create_time or datetime.datetime.now(datetime.UTC),
+        series=series,
+    )
+    encoded = _SIZE_ENCODER.encode(event)
+    # Decoding what was encoded applies every bound the broker will apply; an event it would
+    # refuse is refused here, to the caller, instead of blocking the outbox later.
+    try:
+        _EVENT_DECODER.decode(encoded)
+    except msgspec.ValidationError as exc:
+        raise schema.SchemaError(schema.ErrorCode.BAD_FRAME, f"invalid event: {exc}") from None
+    return event, len(encoded)

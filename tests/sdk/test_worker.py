@@ -1,0 +1,146 @@
+"""The SDK worker against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import schema
+import sdk
+from broker.testing import running_broker
+
+pytestmark = pytest.mark.asyncio
+
+
+async def stored(
+    url: str, workspace: str, kinds: list[schema.PayloadKind]
+) -> list[schema.EventMsg]:
+    async with sdk.Watcher(url) as watcher:
+        return [event async for event in watcher.history(workspace, after=0, kinds=kinds)]
+
+
+async def test_publish_flush_and_counters() -> None:
+    async with running_broker() as broker:
+        async with sdk.Worker(broker.url, "train", run_id="run-1") as worker:
+            for step in range(1000):
+                await worker.scalar("loss", 1.0 / (step + 1), step=step)
+            await worker.flush(timeout=10)
+            assert worker.counters == {"queued": 0, "in_flight": 0, "acked": 1000, "dropped": 0}
+            await worker.post_event("done", "success", timeout=10)
+        events = await stored(broker.url, "train", ["scalar", "event"])
+        assert [event.seq for event in events] == list(range(1, 1002))
+        assert events[-1].payload == schema.WorkspaceEvent(message="done", severity="success")
+
+
+async def test_events_queued_while_the_broker_is_down_arrive_later(tmp_path: object) -> None:
+    async with running_broker() as broker:
+        port = broker.port
+    # The broker is gone: the worker queues, then delivers when one comes back on the port.
+    async with sdk.Worker(f"ws://127.0.0.1:{port}", "offline", reconnect_max_s=0.2) as worker:
+        for i in range(50):
+            worker.queue_event(f"queued {i}")
+        assert worker.counters["queued"] == 50
+        assert worker.state is not sdk.ConnectionState.CONNECTED
+        async with running_broker(port=port) as again:
+            await worker.flush(timeout=10)
+            events = await stored(again.url, "offline", ["event"])
+    assert [event.payload.message for event in events] == [f"queued {i}" for i in range(50)]  # type: ignore[union-attr]
+
+
+async def test_invalid_events_are_refused_at_the_call() -> None:
+    async with running_broker() as broker:
+        async with sdk.Worker(broker.url, "w") as worker:
+            with pytest.raises(schema.SchemaError):
+                await worker.scalar("loss", float("nan"))
+            with pytest.raises(schema.SchemaError):
+                await worker.log("x" * 70_000)
+            with pytest.raises(schema.SchemaError):
+                sdk.Worker(broker.url, "not a name")
+
+
+async def test_caught_is_pushed_and_checkpoint_waits_for_release() -> None:
+    async with running_broker() as broker:
+        async with (
+            sdk.Worker(broker.url, "deploy") as worker,
+            sdk.Watcher(broker.url, client="ops") as operator,
+        ):
+            await worker.connected()
+            await worker.checkpoint()  # not caught: returns at once
+            await operator.catch("deploy", reason="investigating")
+            # The push reaches the worker before the operator's answer arrives.
+            while not worker.caught:
+                await asyncio.sleep(0.01)
+            assert worker.semaphores.by == "ops"
+            waiting = asyncio.create_task(worker.checkpoint())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await operator.release("deploy")
+            await asyncio.wait_for(waiting, 5)
+            assert not worker.semaphores.caught
+            await worker.post_catch("self-check failed")
+            # The push precedes the answer to the catch, so the worker knows by now.
+            semaphores = await worker.get_semaphores()
+            assert semaphores.caught
+            assert semaphores.reason == "self-check failed"
+
+
+async def test_checkpoint_when_the_broker_is_unreachable() -> None:
+    async with running_broker() as broker:
+        port = broker.port
+    async with sdk.Worker(f"ws://127.0.0.1:{port}", "w", reconnect_max_s=0.2) as worker:
+        await asyncio.wait_for(worker.checkpoint(unreachable="proceed"), 1)
+        waiting = asyncio.create_task(worker.checkpoint(unreachable="wait"))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        async with running_broker(port=port):
+            await asyncio.wait_for(waiting, 10)
+
+
+async def test_mutex_context_manager_and_a_lost_lease() -> None:
+    async with running_broker() as broker:
+        async with (
+            sdk.Worker(broker.url, "ws", run_id="a") as a,
+            sdk.Worker(broker.url, "ws", run_id="b") as b,
+            sdk.Watcher(broker.url) as admin,
+        ):
+            async with a.mutex() as lease:
+                assert lease.fence >= 1
+                lease.check()
+                with pytest.raises(sdk.BrokerRefusedError) as refused:
+                    async with b.mutex(wait=False):
+                        pass
+                assert refused.value.code is schema.ErrorCode.CONFLICT
+            async with b.mutex() as second:
+                assert second.fence == lease.fence + 1
+                await admin.break_mutex("ws")
+                assert await asyncio.wait_for(second.wait_lost(), 5) == "broken"
+                with pytest.raises(sdk.LeaseLostError):
+                    second.check()
+
+
+async def test_actions_sync_async_errors_and_unknown_names() -> None:
+    async with running_broker() as broker:
+        worker = sdk.Worker(broker.url, "train", run_id="r")
+        rate = {"lr": 0.1}
+
+        @worker.action("set_lr", description="change the learning rate")
+        def set_lr(value: float) -> dict[str, float]:
+            old, rate["lr"] = rate["lr"], value
+            return {"old": old, "new": value}
+
+        @worker.action()
+        async def explode() -> None:
+            raise RuntimeError("boom")
+
+        async with worker, sdk.Watcher(broker.url) as ops:
+            await worker.connected()
+            assert await ops.call("train", "r", "set_lr", value=0.01) == {"old": 0.1, "new": 0.01}
+            assert rate["lr"] == 0.01
+            with pytest.raises(sdk.ActionFailedError, match="RuntimeError: boom"):
+                await ops.call("train", "r", "explode")
+            with pytest.raises(sdk.ActionFailedError, match="TypeError"):
+                await ops.call("train", "r", "set_lr", rate=3)
+            with pytest.raises(sdk.BrokerRefusedError) as unknown:
+                await ops.call("train", "r", "nope")
+            assert unknown.value.code is schema.ErrorCode.NOT_FOUND
