@@ -44,7 +44,7 @@ from ._backoff import Backoff
 from ._connection import Connection, ConnectionState
 from ._errors import ClosedError, ConnectionLostError
 from ._lease import Lease
-from ._outbox import Outbox, OutboxPolicy, Ticket
+from ._outbox import EventTooLargeError, Outbox, OutboxPolicy, Ticket
 
 log = logging.getLogger("pierhead.sdk")
 
@@ -224,6 +224,10 @@ class Worker:
     ) -> Ticket:
         """Queue an event; returns at once unless the outbox is full under ``block``."""
         event, size = _checked(payload, series, create_time)
+        if size > self._outbox.max_bytes:
+            raise EventTooLargeError(
+                f"an event of {size} bytes can never fit an outbox of {self._outbox.max_bytes}"
+            )
         while self._policy == "block" and not self._outbox.has_room(size):
             await self._wait_progress()
         return self._add(event, size)

@@ -144,3 +144,41 @@ async def test_actions_sync_async_errors_and_unknown_names() -> None:
             with pytest.raises(sdk.BrokerRefusedError) as unknown:
                 await ops.call("train", "r", "nope")
             assert unknown.value.code is schema.ErrorCode.NOT_FOUND
+
+
+async def test_outbox_policies_at_their_bounds() -> None:
+    async with running_broker() as broker:
+        port = broker.port
+    offline = f"ws://127.0.0.1:{port}"
+    # No broker: nothing is acknowledged, so the outbox fills up and each policy shows.
+    async with sdk.Worker(
+        offline, "w", outbox_policy="raise", outbox_max_events=3, close_timeout_s=0.1
+    ) as raising:
+        for i in range(3):
+            await raising.event(f"{i}")
+        with pytest.raises(sdk.OutboxFullError):
+            await raising.event("one too many")
+    async with sdk.Worker(
+        offline, "w", outbox_policy="drop_oldest", outbox_max_events=3, close_timeout_s=0.1
+    ) as drop:
+        for i in range(5):
+            await drop.event(f"{i}")
+        assert drop.counters["dropped"] == 2
+        assert drop.counters["queued"] == 3
+    async with sdk.Worker(
+        offline, "w", outbox_max_events=3, reconnect_max_s=0.2, close_timeout_s=0.1
+    ) as blocking:
+        for i in range(3):
+            await blocking.event(f"{i}")
+        with pytest.raises(sdk.OutboxFullError):
+            blocking.queue_event("full")
+        fourth = asyncio.create_task(blocking.event("fourth"))
+        await asyncio.sleep(0.1)
+        assert not fourth.done()  # blocked: no room until something is acknowledged
+        async with running_broker(port=port):
+            await asyncio.wait_for(fourth, 10)
+            await blocking.flush(timeout=10)
+            assert blocking.counters["acked"] == 4
+    with pytest.raises(sdk.EventTooLargeError):
+        async with sdk.Worker(offline, "w", outbox_max_bytes=1000, close_timeout_s=0.1) as tiny:
+            await tiny.log("x" * 2000)
