@@ -34,6 +34,7 @@ tickets; dropping takes the oldest), so the held tickets are always one contiguo
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Final, Literal, NewType, get_args
 
@@ -182,7 +183,7 @@ class Outbox:
             self.held < self._max_events and self._held_bytes + _check_size(size) <= self._max_bytes
         )
 
-    def add(self, event: schema.Event, size: int) -> Ticket:
+    def add(self, event: schema.Event, size: int, *, seq: int | None = None) -> Ticket:
         """Hold ``event`` (``size`` bytes encoded) until it is acknowledged; returns its ticket.
 
         Without room, ``"block"`` and ``"raise"`` raise ``OutboxFullError`` and hold nothing;
@@ -201,9 +202,20 @@ class Outbox:
             self._drop_until_room_for(size)
         self._last_ticket += 1
         ticket = Ticket(self._last_ticket)
-        self._unsent.append(_Entry(ticket, event, size))
+        entry = _Entry(ticket, event, size)
+        if seq is not None:
+            # Restored from a spool: the event may already be stored under this seq, so it
+            # keeps it (the broker drops the resend) and later events number after it.
+            entry.seq = seq
+            self._next_seq = max(self._next_seq, seq + 1)
+        self._unsent.append(entry)
         self._held_bytes += size
         return ticket
+
+    def newest_in_flight(self, count: int) -> list[tuple[Ticket, int]]:
+        """(ticket, seq) of the ``count`` newest in-flight events: what a batch just numbered."""
+        newest = list(itertools.islice(reversed(self._in_flight), count))
+        return [(entry.ticket, entry.seq) for entry in reversed(newest)]
 
     def take_dropped(self) -> list[Ticket]:
         """The tickets dropped since the last call, oldest first (for reporting the loss)."""

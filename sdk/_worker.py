@@ -45,6 +45,7 @@ from ._connection import Connection, ConnectionState
 from ._errors import ClosedError, ConnectionLostError
 from ._lease import Lease
 from ._outbox import EventTooLargeError, Outbox, OutboxPolicy, Ticket
+from ._spool import Spool
 
 log = logging.getLogger("pierhead.sdk")
 
@@ -87,7 +88,10 @@ class Worker:
         reconnect_initial_s: float = 0.1,
         reconnect_max_s: float = 10.0,
         close_timeout_s: float = 10.0,
+        spool: str | os.PathLike[str] | None = None,
     ) -> None:
+        if spool is not None and run_id is None:
+            raise ValueError("a spool needs a run_id that stays the same across restarts")
         self.workspace = workspace
         self.run_id = run_id or default_run_id()
         # Validated by the schema now, not by the broker later.
@@ -129,6 +133,13 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._action_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._spool: Spool | None = None
+        self._spool_rows: dict[Ticket, int] = {}
+        if spool is not None:
+            self._spool = Spool(spool, workspace=workspace, run_id=self.run_id)
+            for row, seq, event in self._spool.load():
+                size = len(_SIZE_ENCODER.encode(event))
+                self._spool_rows[self._outbox.add(event, size, seq=seq)] = row
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -170,10 +181,13 @@ class Worker:
         await asyncio.gather(*self._tasks, *self._action_tasks, return_exceptions=True)
         if self._outbox.held:
             log.warning(
-                "pierhead worker %s closed with %d events not acknowledged by the broker",
+                "pierhead worker %s closed with %d events not acknowledged by the broker%s",
                 self.run_id,
                 self._outbox.held,
+                " (kept in the spool)" if self._spool is not None else "",
             )
+        if self._spool is not None:
+            self._spool.close()
 
     @property
     def state(self) -> ConnectionState:
@@ -235,8 +249,21 @@ class Worker:
     def _add(self, event: Event, size: int) -> Ticket:
         if self._closed:
             raise ClosedError("this worker is closed")
-        ticket = self._outbox.add(event, size)
-        self._settle(self._outbox.take_dropped())
+        if self._spool is None:
+            ticket = self._outbox.add(event, size)
+        else:
+            # On disk first: once the caller has a ticket, a crash no longer loses the event.
+            row = self._spool.append(event)
+            try:
+                ticket = self._outbox.add(event, size)
+            except Exception:
+                self._spool.dropped([row])
+                raise
+            self._spool_rows[ticket] = row
+        dropped = self._outbox.take_dropped()
+        if dropped and self._spool is not None:
+            self._spool.dropped([self._spool_rows.pop(t) for t in dropped if t in self._spool_rows])
+        self._settle(dropped)
         self._wake_sender.set()
         return ticket
 
@@ -299,8 +326,11 @@ class Worker:
         self._progress.set()
 
     def _settle(self, tickets: Sequence[Ticket]) -> None:
-        if tickets:
-            self._notify_progress()
+        if not tickets:
+            return
+        for ticket in tickets:
+            self._spool_rows.pop(ticket, None)
+        self._notify_progress()
 
     async def _send_forever(self) -> None:
         connection = self._connection
@@ -316,6 +346,10 @@ class Worker:
                 if batch is None:
                     break
                 self._in_flight.append(batch.seq + len(batch.events) - 1)
+                if self._spool is not None:
+                    numbered = self._outbox.newest_in_flight(len(batch.events))
+                    rows = self._spool_rows
+                    self._spool.numbered((rows[t], seq) for t, seq in numbered if t in rows)
                 try:
                     await connection.send(batch)
                 except ConnectionLostError:
@@ -439,6 +473,8 @@ class Worker:
     def on_welcome(self, welcome: Welcome) -> None:
         self._limits = welcome.limits
         self._in_flight.clear()
+        if self._spool is not None:
+            self._spool.acked(welcome.acked_seq or 0)
         self._settle(self._outbox.reconnected(welcome.acked_seq or 0))
         if welcome.semaphores is not None:
             self._set_semaphores(welcome.semaphores)
@@ -451,6 +487,8 @@ class Worker:
     def on_frame(self, frame: BrokerFrame) -> None:
         match frame:
             case Ack(seq=seq):
+                if self._spool is not None:
+                    self._spool.acked(seq)
                 self._settle(self._outbox.acked(seq))
                 while self._in_flight and self._in_flight[0] <= seq:
                     self._in_flight.popleft()

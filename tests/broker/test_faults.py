@@ -1,4 +1,5 @@
-"""Faults of the broker process itself: SIGKILL mid-stream, restart on the same data, SIGTERM.
+"""Faults of the broker process itself: SIGKILL mid-stream and restart on the same data, SIGTERM,
+SIGSTOP.
 
 Every test runs ``pierhead serve`` as a child process on a real SQLite directory and talks to it
 over real sockets with the raw wire client. Nothing sleeps to synchronise: each step waits for
@@ -18,7 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import schema
-from tests.broker.process import broker_process
+from broker.testing import broker_process
 from tests.broker.wire import WireClient, scalars, watcher_hello, wire_client, worker_hello
 
 pytestmark = pytest.mark.asyncio
@@ -401,3 +402,19 @@ async def test_sigterm_mid_stream_drains_within_the_bound(tmp_path: Path) -> Non
         acked, sent, seen = publisher.acked, publisher.sent, follower.events
     async with broker_process(data) as broker:
         await check_restored(broker.url, acked=acked, sent=sent, seen=seen)
+
+
+async def test_a_paused_broker_answers_nothing_until_resumed(tmp_path: Path) -> None:
+    async with (
+        broker_process(tmp_path / "data") as broker,
+        wire_client(broker.url, worker_hello(WORKSPACE, RUN)) as worker,
+    ):
+        await worker.publish(1, scalars(1, 10))
+        await acked_up_to(worker, 10)
+        broker.pause()
+        await worker.publish(11, scalars(11, 10))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(worker.expect(schema.Ack), 0.3)
+        assert broker.returncode is None
+        broker.resume()
+        await acked_up_to(worker, 20)

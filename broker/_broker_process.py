@@ -1,8 +1,17 @@
-"""``pierhead serve`` as a real child process: start, learn the port, kill or stop, restart.
+"""``pierhead serve`` as a child process of your test: start, kill, stop, pause, restart.
 
-The broker is started with the interpreter running the tests, so it is the installed copy of
-the package that runs (also inside a nox virtualenv). Its stderr is read all the time (a full
-pipe would stall the broker) and kept as parsed JSON log lines for assertions and diagnosis.
+``async with broker_process(data_dir) as broker:`` runs a real broker process on a free
+loopback port with its store in ``data_dir``; ``broker.url`` is where to connect. Use it for
+what an in-process broker (``running_broker()``) cannot show: a broker that dies by SIGKILL
+with nothing flushed, one that drains on SIGTERM, one frozen by SIGSTOP, and a restart on the
+same data (start a new ``broker_process`` on the same directory).
+
+The broker runs under the interpreter running your tests, so it is the installed copy of
+pierhead that runs (also inside a virtualenv made by nox or tox). Its stderr is read all the
+time, because a full pipe would block the broker, and every line is kept in ``logs`` as a
+parsed JSON record for assertions and for diagnosing a failed test (``describe()``).
+
+Signals are POSIX: ``pause()`` and ``resume()`` do not exist on Windows.
 """
 
 from __future__ import annotations
@@ -20,17 +29,25 @@ from pathlib import Path
 from typing import Any
 
 START_TIMEOUT = 20.0
+"""Seconds a broker may take from spawn to listening."""
 EXIT_TIMEOUT = 20.0
+"""Seconds ``wait()`` gives a broker to exit by default."""
 
+# The code behind the ``pierhead`` command, run by this interpreter rather than found on PATH:
+# the test's virtualenv may not be activated, and a ``pierhead`` on PATH may be another copy.
 _SERVE = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())", "serve"]
 
 
 class BrokerExitedError(RuntimeError):
-    """The broker process ended before it was listening."""
+    """The broker process ended before it was listening; the message holds its last logs."""
 
 
 class BrokerProcess:
-    """One run of ``pierhead serve --port 0 --data DIR --log-format json`` plus ``options``."""
+    """One run of ``pierhead serve --port 0 --data DIR --log-format json`` plus ``options``.
+
+    ``options`` are further ``pierhead serve`` arguments, e.g. ``"--grace", "30"``. Prefer
+    ``broker_process()``, which also makes sure the process is gone when the test ends.
+    """
 
     def __init__(self, data_dir: Path, *options: str) -> None:
         self.data_dir = data_dir
@@ -38,26 +55,34 @@ class BrokerProcess:
         self.logs: list[dict[str, Any]] = []
         """Every stderr line: the JSON log records, other lines as ``{"raw": line}``."""
         self.port = 0
+        """The port the broker listens on, once ``start()`` returned."""
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._listening: asyncio.Future[int] | None = None
 
     @property
     def url(self) -> str:
+        """``ws://127.0.0.1:PORT``: where clients connect."""
         assert self.port, "the broker is not listening"
         return f"ws://127.0.0.1:{self.port}"
 
     @property
     def process(self) -> asyncio.subprocess.Process:
+        """The running (or ended) child process."""
         assert self._process is not None, "the broker was not started"
         return self._process
 
     @property
     def returncode(self) -> int | None:
+        """The exit code once the process ended (negative: killed by that signal), else None."""
         return self.process.returncode
 
     async def start(self) -> None:
-        """Spawn the broker and return once it accepts connections."""
+        """Spawn the broker and return once it accepts connections.
+
+        Raises ``BrokerExitedError`` if the broker exits first (a bad option, a locked data
+        directory) and ``TimeoutError`` after ``START_TIMEOUT`` seconds.
+        """
         command = [
             *_SERVE,
             "--host",
@@ -70,6 +95,8 @@ class BrokerProcess:
             "json",
             *self.options,
         ]
+        # Unbuffered, so every log line is there the moment it is written, up to a SIGKILL;
+        # faulthandler, so a broker that crashes hard leaves a traceback in the logs.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
         self._listening = asyncio.get_running_loop().create_future()
         self._process = await asyncio.create_subprocess_exec(
@@ -98,6 +125,7 @@ class BrokerProcess:
             if not isinstance(record, dict):
                 record = {"raw": text}
             self.logs.append(record)
+            # The broker logs its real port once bound: the only way to learn a --port 0 port.
             if record.get("event") == "listening" and not self._listening.done():
                 self._listening.set_result(int(record["port"]))
         if not self._listening.done():
@@ -108,6 +136,7 @@ class BrokerProcess:
         return [record for record in self.logs if record.get("event") == name]
 
     def describe(self) -> str:
+        """The data directory, the options and the last 40 log lines, for assertion messages."""
         lines = [json.dumps(record) for record in self.logs[-40:]]
         return f"broker on {self.data_dir} {self.options}:\n" + "\n".join(lines)
 
@@ -116,11 +145,24 @@ class BrokerProcess:
         self.process.kill()
 
     def terminate(self) -> None:
-        """SIGTERM: the broker drains and exits by itself."""
+        """SIGTERM: the broker drains and exits by itself (only once resumed, if paused)."""
         self.process.send_signal(signal.SIGTERM)
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker freezes, its sockets stay open and nothing is answered.
+
+        Clients see a broker that hangs rather than one that went away: connections stay up,
+        frames pile up in the socket buffers, pings go unanswered. ``resume()`` carries on;
+        ``kill()`` and ``close()`` work on a paused broker, SIGTERM waits for ``resume()``.
+        """
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused broker carries on where it stopped."""
+        self.process.send_signal(signal.SIGCONT)
+
     async def wait(self, timeout: float = EXIT_TIMEOUT) -> int:
-        """Wait for the process to exit and its stderr to be read to the end."""
+        """Wait for the process to exit and its stderr to be read to the end; the exit code."""
         async with asyncio.timeout(timeout):
             code = await self.process.wait()
             if self._reader is not None:
@@ -139,6 +181,7 @@ class BrokerProcess:
         if self._process is None:
             return
         if self._process.returncode is None:
+            # SIGKILL also ends a paused process, so no SIGCONT is needed first.
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
         try:
@@ -152,7 +195,11 @@ class BrokerProcess:
 
 @asynccontextmanager
 async def broker_process(data_dir: Path, *options: str) -> AsyncIterator[BrokerProcess]:
-    """A running broker process on ``data_dir``; killed on exit if it still runs."""
+    """A running broker process on ``data_dir``; killed on exit if it still runs.
+
+    ``data_dir`` need not exist yet, its parent must. ``options`` are further
+    ``pierhead serve`` arguments.
+    """
     broker = BrokerProcess(data_dir, *options)
     try:
         await broker.start()
