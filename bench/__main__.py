@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from . import codec
+from . import broker, codec
 from ._report import Report, render_markdown, render_text, write_section
 
 COMMAND: Final = "nox -s bench"
@@ -26,7 +26,13 @@ class Benchmark(Protocol):
     def __call__(self, *, quick: bool) -> Report: ...
 
 
-BENCHMARKS: Final[list[Benchmark]] = [codec.run]
+BENCHMARKS: Final[list[Benchmark]] = [
+    codec.run,
+    broker.run_ingest,
+    broker.run_fanout,
+    broker.run_latency,
+    broker.run_catch,
+]
 """Every benchmark, in the order run; add a module's ``run`` here to include it."""
 
 

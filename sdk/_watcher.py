@@ -95,6 +95,8 @@ class Subscription:
         self._watcher = watcher
         self._queue: asyncio.Queue[Delivery | BaseException] = asyncio.Queue(buffer)
         self.sub: int | None = None
+        """The broker's id for it on the current connection; None until confirmed there."""
+        self.confirmed_once = False
         self.closed = False
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -333,11 +335,19 @@ class Watcher:
 
     def on_welcome(self, welcome: Welcome) -> None:
         self._by_sub.clear()
-        waiting = [s for s in self._subscriptions if s.sub is not None]
-        for subscription in waiting:
+        # Requests of the previous connection will never be answered.
+        self._subscribing = {
+            request_id: subscription
+            for request_id, subscription in self._subscribing.items()
+            if request_id in self._confirmations
+        }
+        # Every subscription confirmed before follows again from its cursors; one not yet
+        # confirmed is still in its subscribe() call, which sends it again itself.
+        again = [s for s in self._subscriptions if s.confirmed_once and not s.closed]
+        for subscription in again:
             subscription.sub = None
-        if waiting:
-            self._resubscriber = asyncio.create_task(self._resubscribe(waiting))
+        if again:
+            self._resubscriber = asyncio.create_task(self._resubscribe(again))
 
     def on_disconnect(self) -> None:
         for confirmation in self._confirmations.values():
@@ -390,6 +400,7 @@ class Watcher:
         if subscription is None or subscription.closed:
             return
         subscription.sub = frame.sub
+        subscription.confirmed_once = True
         subscription.recovered = subscription.recovered and frame.recovered
         subscription.cursors.subscribed(frame.snapshot)
         self._by_sub[frame.sub] = subscription

@@ -1,0 +1,894 @@
+"""The broker end to end: durable ingest, fan-out, publish-to-watcher and catch-to-worker latency.
+
+Every participant is its own process on 127.0.0.1: the broker (``pierhead serve`` on a
+temporary store, SQLite with ``synchronous=full``), one publisher, and the watchers, several
+connections to a process. The baseline is a bare websockets relay (:mod:`bench._relay`) that
+forwards every message of one publisher connection, unparsed and unstored, to N subscriber
+connections. The broker and the relay are driven by the same client code (:mod:`bench._peers`)
+with the same encoded frames, and their repeats are interleaved so that drift in clock speed or
+background load hits both alike.
+
+Four reports, one per figure: ``broker-ingest``, ``broker-fanout``, ``broker-latency`` and
+``broker-catch``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import schema
+
+from ._peers import LOG_EVENT
+from ._procs import Child, ChildError, Fleet, run_queue_wait_s, system_cpu_seconds
+from ._report import Goal, Report
+
+Target = Literal["broker", "relay"]
+CodecName = Literal["json", "msgpack"]
+
+CODEC_LABELS: Final[dict[CodecName, str]] = {"json": "JSON", "msgpack": "MessagePack"}
+BROKER: Final = "pierhead broker"
+RELAY: Final = "bare websockets relay"
+
+BATCH: Final = 100
+"""Events in one ``publish`` frame."""
+WINDOW: Final = 20
+"""Most ``publish`` frames a flooding worker has unacknowledged."""
+
+REPEATS: Final = 3
+QUICK_REPEATS: Final = 1
+
+INGEST_CODECS: Final[tuple[CodecName, ...]] = ("json", "msgpack")
+INGEST_EVENTS: Final = 200_000
+INGEST_WARM: Final = 5_000
+QUICK_INGEST_EVENTS: Final = 2_000
+QUICK_INGEST_WARM: Final = 500
+INGEST_GOAL: Final = 30_000
+"""Durable events per second from one worker, JSON."""
+
+FANOUT_WATCHERS: Final = (10, 100)
+FANOUT_DELIVERIES: Final = 1_500_000
+"""Events times watchers per repeat: fewer events for more watchers, so each run is as long."""
+FANOUT_WARM: Final = 1_000
+QUICK_FANOUT_DELIVERIES: Final = 20_000
+QUICK_FANOUT_WARM: Final = 200
+FANOUT_GOAL: Final = 0.5
+"""The broker's deliveries per second, as a fraction of the relay's to as many subscribers."""
+CONNECTIONS_PER_PROCESS: Final = 25
+MAX_WATCHER_PROCESSES: Final = 4
+
+LATENCY_RATE: Final = 2_000
+"""Events per second, published in small batches every :data:`TICK_S`."""
+LATENCY_WATCHERS: Final = 10
+LATENCY_SECONDS: Final = 3.0
+LATENCY_WARM_SECONDS: Final = 0.5
+QUICK_LATENCY_SECONDS: Final = 0.5
+QUICK_LATENCY_WARM_SECONDS: Final = 0.25
+LATENCY_GOAL_MS: Final = 20.0
+"""p99 of publish-to-watcher latency."""
+TICK_S: Final = 0.002
+
+CATCH_ROUND_TRIPS: Final = 100
+"""Catch and release requests per repeat (half of each)."""
+CATCH_WARM: Final = 10
+QUICK_CATCH_ROUND_TRIPS: Final = 20
+QUICK_CATCH_WARM: Final = 4
+CATCH_GAP_S: Final = 0.01
+CATCH_GOAL_MS: Final = 50.0
+"""p99 of catch-to-worker latency."""
+
+STARTUP_TIMEOUT_S: Final = 30.0
+BASE_DEADLINE_S: Final = 60.0
+"""A client's deadline is this plus time proportional to its work (see :func:`_deadline`)."""
+
+
+# Figures ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One repeat: a rate, and how busy the server and the clients were meanwhile."""
+
+    rate: float
+    """Events per second (ingest), or deliveries per second summed over watchers (fan-out)."""
+    server_load: float | None
+    """CPU time of the broker or relay process over the measured span, in cores."""
+    server_wait: float | None
+    """Time the server's threads were ready to run but had no CPU, in cores (contention)."""
+    client_load: float
+    """CPU time of the publisher and watcher processes over the measured span, in cores."""
+    other_load: float | None
+    """CPU time of everything else on the machine meanwhile, in cores."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """One variant's samples, one per repeat."""
+
+    name: str
+    samples: tuple[Sample, ...]
+
+    @property
+    def rates(self) -> tuple[float, ...]:
+        return tuple(sample.rate for sample in self.samples)
+
+    @property
+    def min_rate(self) -> float:
+        return min(self.rates)
+
+    @property
+    def median_rate(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def max_rate(self) -> float:
+        return max(self.rates)
+
+    @property
+    def server_load(self) -> float | None:
+        """Median over repeats; None where the platform does not tell."""
+        loads = [sample.server_load for sample in self.samples if sample.server_load is not None]
+        return statistics.median(loads) if loads else None
+
+    @property
+    def server_wait(self) -> float | None:
+        waits = [sample.server_wait for sample in self.samples if sample.server_wait is not None]
+        return statistics.median(waits) if waits else None
+
+    @property
+    def client_load(self) -> float:
+        return statistics.median(sample.client_load for sample in self.samples)
+
+    @property
+    def other_load(self) -> float | None:
+        loads = [sample.other_load for sample in self.samples if sample.other_load is not None]
+        return statistics.median(loads) if loads else None
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The broker and the relay on the same workload."""
+
+    label: str
+    events: int
+    """Events published per repeat, after the warm-up."""
+    broker: Rates
+    relay: Rates
+
+    @property
+    def ratio(self) -> float:
+        """Median over median."""
+        return self.broker.median_rate / self.relay.median_rate
+
+
+@dataclass(frozen=True, slots=True)
+class Latencies:
+    """Latencies in milliseconds, pooled over repeats, with each repeat's p99."""
+
+    name: str
+    samples_ms: tuple[float, ...]
+    """Sorted."""
+    repeat_p99_ms: tuple[float, ...]
+
+    @classmethod
+    def of(cls, name: str, repeats: Sequence[Sequence[float]]) -> Latencies:
+        pooled = tuple(sorted(itertools.chain.from_iterable(repeats)))
+        if not pooled:
+            raise ValueError(f"{name}: no latency samples")
+        return cls(name, pooled, tuple(percentile(sorted(r), 99) for r in repeats))
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.samples_ms, 50)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.samples_ms, 99)
+
+    @property
+    def max_ms(self) -> float:
+        return self.samples_ms[-1]
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted samples."""
+    if not ordered:
+        raise ValueError("no samples")
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestMeasurement:
+    comparisons: tuple[Comparison, ...]
+    """One per codec."""
+    warm: int
+    repeats: int
+    frame_bytes: dict[str, int]
+    broker_warnings: int
+    load_average: float | None
+    """The machine's 1-minute load average when the measurement began."""
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutMeasurement:
+    comparisons: tuple[Comparison, ...]
+    """One per number of watchers."""
+    watchers: tuple[int, ...]
+    warm: int
+    repeats: int
+    broker_warnings: int
+    load_average: float | None
+    """The machine's 1-minute load average when the measurement began."""
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyMeasurement:
+    broker: Latencies
+    relay: Latencies
+    repeats: int
+    warm: int
+    """Per repeat: events (or requests) sent before the measured ones, not counted."""
+    count: int
+    """Per repeat: events (or requests) measured."""
+    broker_warnings: int
+    load_average: float | None
+    """The machine's 1-minute load average when the measurement began."""
+
+
+# Processes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Servers:
+    processes: dict[Target, Child]
+    urls: dict[Target, str]
+
+    @property
+    def broker_warnings(self) -> int:
+        return self.processes["broker"].log_warnings
+
+
+@contextmanager
+def _servers() -> Iterator[Servers]:
+    """A broker on a temporary store and a relay, both stopped (and the store removed) on exit."""
+    with (
+        tempfile.TemporaryDirectory(prefix="pierhead-bench-") as data,
+        Fleet() as fleet,
+    ):
+        broker, broker_port = fleet.broker(Path(data), timeout=STARTUP_TIMEOUT_S)
+        relay, relay_port = fleet.relay(timeout=STARTUP_TIMEOUT_S)
+        urls: dict[Target, str] = {
+            "broker": f"ws://127.0.0.1:{broker_port}",
+            "relay": f"ws://127.0.0.1:{relay_port}",
+        }
+        yield Servers({"broker": broker, "relay": relay}, urls)
+
+
+_names = itertools.count(1)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: other work on the machine shows in the figures."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _machine_note(result: IngestMeasurement | FanoutMeasurement | LatencyMeasurement) -> str:
+    load = "unknown" if result.load_average is None else f"{result.load_average:.2f}"
+    return (
+        f"Broker log lines at warning level or above: {result.broker_warnings};"
+        f" 1-minute load average before the measurement: {load}"
+    )
+
+
+def _workspace(label: str) -> str:
+    """A fresh workspace for each run, so that no run sees another's events."""
+    return f"bench-{label}-{next(_names)}"
+
+
+def _deadline(work: int) -> float:
+    """Seconds a client may take for ``work`` events (or deliveries); generous, but bounded."""
+    return BASE_DEADLINE_S + work / 5_000
+
+
+def watcher_processes(watchers: int) -> list[int]:
+    """Connections per watcher process: a few processes, each holding many connections."""
+    if watchers <= 0:
+        return []
+    processes = min(MAX_WATCHER_PROCESSES, max(2, math.ceil(watchers / CONNECTIONS_PER_PROCESS)))
+    processes = min(processes, watchers)
+    share, extra = divmod(watchers, processes)
+    return [share + (1 if index < extra else 0) for index in range(processes)]
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One worker publishing to a workspace that ``watchers`` connections follow."""
+
+    target: Target
+    codec: CodecName
+    mode: Literal["flood", "paced"]
+    watchers: int
+    warm: int
+    events: int
+    rate: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutcome:
+    start_ns: int
+    """When the publisher began the measured events."""
+    acked_ns: int
+    """When the last of them was acknowledged (broker) or handed to the socket (relay)."""
+    last_ns: int
+    """When the last of them reached the last watcher; 0 without watchers."""
+    delivered: int
+    latencies_us: tuple[int, ...]
+    server_cpu_s: float | None
+    server_wait_s: float | None
+    client_cpu_s: float
+    other_load: float | None
+    window_s: float
+    """Wall time from the publisher's start to the last result: the span of the CPU figures."""
+
+    @property
+    def end_ns(self) -> int:
+        """The last arrival at a watcher, or without watchers the last acknowledgement."""
+        return self.last_ns or self.acked_ns
+
+    @property
+    def elapsed_s(self) -> float:
+        return max(self.end_ns - self.start_ns, 1) / 1e9
+
+    def sample(self, count: int) -> Sample:
+        """``count`` events (or deliveries) over the measured span, and the loads meanwhile."""
+        window = max(self.window_s, 1e-9)
+        server = None if self.server_cpu_s is None else self.server_cpu_s / window
+        wait = None if self.server_wait_s is None else self.server_wait_s / window
+        client = self.client_cpu_s / window
+        return Sample(count / self.elapsed_s, server, wait, client, self.other_load)
+
+
+class _MachineClock:
+    """CPU used on the whole machine over a span, to tell how much other work took."""
+
+    def __init__(self) -> None:
+        self._system = system_cpu_seconds()
+        self._own = time.process_time()
+        self._wall = time.monotonic()
+        self.wall_s = 0.0
+        self._other_s: float | None = None
+
+    def stop(self, server_cpu_s: float | None, client_cpu_s: float) -> None:
+        """End the span; ``server_cpu_s`` and ``client_cpu_s`` are the benchmark's own use."""
+        self.wall_s = time.monotonic() - self._wall
+        system = system_cpu_seconds()
+        if self._system is not None and system is not None and server_cpu_s is not None:
+            own = time.process_time() - self._own
+            spent = system - self._system
+            self._other_s = max(0.0, spent - own - server_cpu_s - client_cpu_s)
+
+    @property
+    def other_load(self) -> float | None:
+        """Cores used by processes other than the benchmark's, over the span; None if unknown."""
+        return None if self._other_s is None else self._other_s / max(self.wall_s, 1e-9)
+
+
+def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
+    """Run one publisher and its watchers to the end; every process is gone on return."""
+    workspace = _workspace(label)
+    deadline = _deadline(stream.events * max(1, stream.watchers) + stream.warm)
+    timeout = deadline + 5.0
+    common = {
+        "target": stream.target,
+        "url": servers.urls[stream.target],
+        "codec": stream.codec,
+        "deadline_s": deadline,
+        "warm": stream.warm,
+        "events": stream.events,
+    }
+    with Fleet() as fleet:
+        watchers = [
+            fleet.peer(
+                f"watchers-{index}",
+                "watch",
+                {
+                    **common,
+                    "pattern": workspace,
+                    "connections": connections,
+                    "payload_kind": "log" if stream.mode == "flood" else "scalar",
+                    "latency": stream.mode == "paced",
+                },
+            )
+            for index, connections in enumerate(watcher_processes(stream.watchers))
+        ]
+        publisher = fleet.peer(
+            "publisher",
+            "publish",
+            {
+                **common,
+                "workspace": workspace,
+                "run_id": "bench-publisher",
+                "mode": stream.mode,
+                "batch": BATCH,
+                "window": WINDOW,
+                "rate": stream.rate,
+                "tick_s": TICK_S,
+            },
+        )
+        for child in (publisher, *watchers):
+            child.expect("ready", STARTUP_TIMEOUT_S)
+        publisher.send("warm")
+        publisher.expect("warmed", timeout)
+        for child in watchers:
+            child.expect("warmed", timeout)
+        server = servers.processes[stream.target]
+        machine = _MachineClock()
+        server_cpu, server_waits = server.cpu_seconds(), server.run_queue_waits()
+        publisher.send("go")
+        published = publisher.expect("result", timeout)
+        received = [child.expect("result", timeout) for child in watchers]
+        server_cpu_after, server_waits_after = server.cpu_seconds(), server.run_queue_waits()
+    server_cpu_s = (
+        None if server_cpu is None or server_cpu_after is None else server_cpu_after - server_cpu
+    )
+    client_cpu_s = sum(float(result["cpu_s"]) for result in (published, *received))
+    machine.stop(server_cpu_s, client_cpu_s)
+    delivered = sum(int(result["events"]) for result in received)
+    if delivered != stream.events * stream.watchers:
+        raise ChildError(
+            f"{stream.target}: {delivered} deliveries, expected"
+            f" {stream.events} events x {stream.watchers} watchers"
+        )
+    return StreamOutcome(
+        start_ns=int(published["start_ns"]),
+        acked_ns=int(published["end_ns"]),
+        last_ns=max((int(result["last_ns"]) for result in received), default=0),
+        delivered=delivered,
+        latencies_us=tuple(
+            int(value) for result in received for value in result.get("latencies_us", ())
+        ),
+        server_cpu_s=server_cpu_s,
+        server_wait_s=run_queue_wait_s(server_waits, server_waits_after),
+        client_cpu_s=client_cpu_s,
+        other_load=machine.other_load,
+        window_s=machine.wall_s,
+    )
+
+
+# Ingest -------------------------------------------------------------------------------------
+
+
+def _ingest(servers: Servers, target: Target, codec: CodecName, warm: int, events: int) -> Sample:
+    # The broker is done when the cumulative ack covers the last event (durable ingest, no
+    # watchers); the relay acknowledges nothing, so it is done when its one subscriber has them.
+    watchers = 0 if target == "broker" else 1
+    stream = Stream(target, codec, "flood", watchers, warm, events)
+    return _stream(servers, stream, "ingest").sample(events)
+
+
+def measure_ingest(
+    *,
+    events: int = INGEST_EVENTS,
+    warm: int = INGEST_WARM,
+    repeats: int = REPEATS,
+    codecs: Sequence[CodecName] = INGEST_CODECS,
+) -> IngestMeasurement:
+    """Durable ingest from one worker against the relay, per codec."""
+    samples: dict[tuple[Target, CodecName], list[Sample]] = {
+        (target, codec): [] for codec in codecs for target in ("broker", "relay")
+    }
+    load = load_average()
+    with _servers() as servers:
+        for _ in range(repeats):
+            for codec in codecs:
+                for target in ("relay", "broker"):
+                    samples[target, codec].append(_ingest(servers, target, codec, warm, events))
+        warnings = servers.broker_warnings
+    comparisons = tuple(
+        Comparison(
+            label=CODEC_LABELS[codec],
+            events=events,
+            broker=Rates(f"{BROKER}, {CODEC_LABELS[codec]}", tuple(samples["broker", codec])),
+            relay=Rates(f"{RELAY}, {CODEC_LABELS[codec]}", tuple(samples["relay", codec])),
+        )
+        for codec in codecs
+    )
+    frame = schema.Publish(seq=1, events=[LOG_EVENT] * BATCH)
+    frame_bytes = {
+        CODEC_LABELS[codec]: len(
+            (schema.JSON_CODEC if codec == "json" else schema.MSGPACK_CODEC).encode(frame)
+        )
+        for codec in codecs
+    }
+    return IngestMeasurement(comparisons, warm, repeats, frame_bytes, warnings, load)
+
+
+def _load(cores: float | None) -> str:
+    return "n/a" if cores is None else f"{cores:.2f}"
+
+
+def _rate_row(rates: Rates, ratio: float, *cells: str) -> tuple[str, ...]:
+    return (
+        rates.name,
+        *cells,
+        f"{rates.min_rate:,.0f}",
+        f"{rates.median_rate:,.0f}",
+        f"{rates.max_rate:,.0f}",
+        f"{ratio:.2f}x",
+        _load(rates.server_load),
+        _load(rates.server_wait),
+        _load(rates.client_load),
+        _load(rates.other_load),
+    )
+
+
+LOAD_NOTE: Final = (
+    "Load columns, in cores over the run (medians over repeats): server CPU = CPU"
+    " time of the broker (or relay) process; server CPU wait = time its threads were ready to"
+    " run but had no CPU; client CPU = the publisher and watcher processes together; other CPU"
+    " = everything else on the machine (other work competing for the same cores)"
+)
+
+
+def ingest_report(result: IngestMeasurement) -> Report:
+    first = result.comparisons[0]
+    sizes = ", ".join(f"{size:,} B {label}" for label, size in result.frame_bytes.items())
+    notes = (
+        f"One worker publishes `publish` frames of {BATCH} `LogRecord` events ({sizes} per frame)"
+        f" with at most {WINDOW} frames unacknowledged; an event counts once the cumulative"
+        " `ack` covering it arrives, i.e. once it is committed (SQLite WAL, synchronous=full)",
+        f"Baseline: {RELAY} forwarding the same encoded frames from one publisher connection to"
+        f" one subscriber, counted as {BATCH} events per frame received",
+        f"Each participant is a separate process on 127.0.0.1; {result.repeats} interleaved"
+        f" repeats of {first.events:,} events after {result.warm:,} warm-up events",
+        LOAD_NOTE,
+        _machine_note(result),
+    )
+    header = (
+        "variant",
+        "min events/s",
+        "median events/s",
+        "max events/s",
+        "median vs relay",
+        "server CPU",
+        "server CPU wait",
+        "client CPU",
+        "other CPU",
+    )
+    rows: list[tuple[str, ...]] = []
+    for comparison in result.comparisons:
+        rows.append(_rate_row(comparison.broker, comparison.ratio))
+        rows.append(_rate_row(comparison.relay, 1.0))
+    goals = (
+        Goal(
+            description=f"{first.broker.name} >= {INGEST_GOAL:,} events/s",
+            measured=f"{first.broker.median_rate:,.0f} events/s ({first.ratio:.2f}x relay)",
+            passed=first.broker.median_rate >= INGEST_GOAL,
+        ),
+    )
+    return Report(
+        name="broker-ingest",
+        title=f"durable ingest from one worker, batches of {BATCH} events",
+        notes=notes,
+        header=header,
+        rows=tuple(rows),
+        goals=goals,
+    )
+
+
+def run_ingest(*, quick: bool) -> Report:
+    if quick:
+        return ingest_report(
+            measure_ingest(
+                events=QUICK_INGEST_EVENTS, warm=QUICK_INGEST_WARM, repeats=QUICK_REPEATS
+            )
+        )
+    return ingest_report(measure_ingest())
+
+
+# Fan-out ------------------------------------------------------------------------------------
+
+
+def fanout_events(watchers: int, deliveries: int) -> int:
+    """Events per repeat for ``watchers``: about ``deliveries`` in all, whole batches."""
+    return max(BATCH, deliveries // watchers // BATCH * BATCH)
+
+
+def measure_fanout(
+    *,
+    watchers: Sequence[int] = FANOUT_WATCHERS,
+    deliveries: int = FANOUT_DELIVERIES,
+    warm: int = FANOUT_WARM,
+    repeats: int = REPEATS,
+) -> FanoutMeasurement:
+    """Delivered events per second, summed over watchers, against the relay."""
+    samples: dict[tuple[Target, int], list[Sample]] = {
+        (target, count): [] for count in watchers for target in ("broker", "relay")
+    }
+    load = load_average()
+    with _servers() as servers:
+        for _ in range(repeats):
+            for count in watchers:
+                events = fanout_events(count, deliveries)
+                for target in ("relay", "broker"):
+                    stream = Stream(target, "json", "flood", count, warm, events)
+                    outcome = _stream(servers, stream, f"fanout{count}")
+                    samples[target, count].append(outcome.sample(outcome.delivered))
+        warnings = servers.broker_warnings
+    comparisons = tuple(
+        Comparison(
+            label=f"{count} watchers",
+            events=fanout_events(count, deliveries),
+            broker=Rates(f"{BROKER}, JSON", tuple(samples["broker", count])),
+            relay=Rates(f"{RELAY}, JSON", tuple(samples["relay", count])),
+        )
+        for count in watchers
+    )
+    return FanoutMeasurement(comparisons, tuple(watchers), warm, repeats, warnings, load)
+
+
+def fanout_report(result: FanoutMeasurement) -> Report:
+    layout = "; ".join(
+        f"{count}: {len(watcher_processes(count))} processes" for count in result.watchers
+    )
+    events = ", ".join(f"{c.events:,} for {c.label}" for c in result.comparisons)
+    notes = (
+        f"One worker floods `publish` frames of {BATCH} `LogRecord` events (at most {WINDOW}"
+        " unacknowledged) to one workspace; every watcher follows it (`subscribe` from"
+        " `latest`) and decodes each `events` frame far enough to count its events",
+        f"Baseline: {RELAY} forwarding the same encoded frames to as many subscribers, which"
+        " decode them the same way; it waits for a subscriber whose socket buffer is full",
+        "Deliveries per second = events received, summed over watchers, over the time from the"
+        f" first publish to the last arrival; events per repeat: {events}",
+        f"Watcher processes (many connections each): {layout}; {result.repeats} interleaved"
+        f" repeats after {result.warm:,} warm-up events",
+        LOAD_NOTE,
+        _machine_note(result),
+    )
+    header = (
+        "variant",
+        "watchers",
+        "min deliveries/s",
+        "median deliveries/s",
+        "max deliveries/s",
+        "median vs relay",
+        "server CPU",
+        "server CPU wait",
+        "client CPU",
+        "other CPU",
+    )
+    rows: list[tuple[str, ...]] = []
+    for comparison, count in zip(result.comparisons, result.watchers, strict=True):
+        rows.append(_rate_row(comparison.broker, comparison.ratio, str(count)))
+        rows.append(_rate_row(comparison.relay, 1.0, str(count)))
+    goals = tuple(
+        Goal(
+            description=f"{BROKER} to {comparison.label} >= {FANOUT_GOAL:.0%} of the relay",
+            measured=f"{comparison.ratio:.0%} ({comparison.broker.median_rate:,.0f}"
+            f" vs {comparison.relay.median_rate:,.0f} deliveries/s)",
+            passed=comparison.ratio >= FANOUT_GOAL,
+        )
+        for comparison in result.comparisons
+    )
+    return Report(
+        name="broker-fanout",
+        title="events delivered to many watchers",
+        notes=notes,
+        header=header,
+        rows=tuple(rows),
+        goals=goals,
+    )
+
+
+def run_fanout(*, quick: bool) -> Report:
+    if quick:
+        return fanout_report(
+            measure_fanout(
+                deliveries=QUICK_FANOUT_DELIVERIES, warm=QUICK_FANOUT_WARM, repeats=QUICK_REPEATS
+            )
+        )
+    return fanout_report(measure_fanout())
+
+
+# Publish-to-watcher latency -----------------------------------------------------------------
+
+
+def measure_latency(
+    *,
+    rate: int = LATENCY_RATE,
+    seconds: float = LATENCY_SECONDS,
+    warm_seconds: float = LATENCY_WARM_SECONDS,
+    watchers: int = LATENCY_WATCHERS,
+    repeats: int = REPEATS,
+) -> LatencyMeasurement:
+    """Send time to arrival at each watcher, at a paced rate, against the relay."""
+    warm, events = round(rate * warm_seconds), round(rate * seconds)
+    samples: dict[Target, list[list[float]]] = {"broker": [], "relay": []}
+    load = load_average()
+    with _servers() as servers:
+        for _ in range(repeats):
+            for target in ("relay", "broker"):
+                stream = Stream(target, "json", "paced", watchers, warm, events, rate)
+                outcome = _stream(servers, stream, "latency")
+                samples[target].append([value / 1000 for value in outcome.latencies_us])
+        warnings = servers.broker_warnings
+    return LatencyMeasurement(
+        broker=Latencies.of(f"{BROKER}, JSON", samples["broker"]),
+        relay=Latencies.of(f"{RELAY}, JSON", samples["relay"]),
+        repeats=repeats,
+        warm=warm,
+        count=events,
+        broker_warnings=warnings,
+        load_average=load,
+    )
+
+
+def _latency_rows(result: LatencyMeasurement) -> tuple[tuple[str, ...], ...]:
+    return tuple(
+        (
+            latencies.name,
+            f"{len(latencies.samples_ms):,}",
+            f"{latencies.p50_ms:.2f}",
+            f"{latencies.p99_ms:.2f}",
+            f"{min(latencies.repeat_p99_ms):.2f} .. {max(latencies.repeat_p99_ms):.2f}",
+            f"{latencies.max_ms:.2f}",
+        )
+        for latencies in (result.broker, result.relay)
+    )
+
+
+LATENCY_HEADER: Final = ("variant", "samples", "p50 ms", "p99 ms", "p99 per repeat ms", "max ms")
+
+
+def latency_report(result: LatencyMeasurement, *, rate: int = LATENCY_RATE) -> Report:
+    watchers = len(result.broker.samples_ms) // max(1, result.count * result.repeats)
+    notes = (
+        f"One worker publishes {rate:,} `Scalar` events per second in small batches (one every"
+        f" {TICK_S * 1000:g} ms); each carries its send time (`time.time_ns`) in `step`, and"
+        f" each of {watchers} watchers subtracts it from its own clock on arrival. Broker"
+        " events are committed (synchronous=full) before they are sent",
+        f"Baseline: {RELAY} forwarding the same frames to as many subscribers",
+        f"{result.repeats} interleaved repeats of {result.count:,} events after"
+        f" {result.warm:,} warm-up events; percentiles over all samples (nearest rank)",
+        _machine_note(result),
+    )
+    return Report(
+        name="broker-latency",
+        title=f"publish-to-watcher latency at {rate:,} events/s",
+        notes=notes,
+        header=LATENCY_HEADER,
+        rows=_latency_rows(result),
+        goals=(
+            Goal(
+                description=f"{result.broker.name} p99 < {LATENCY_GOAL_MS:g} ms",
+                measured=f"{result.broker.p99_ms:.2f} ms (relay {result.relay.p99_ms:.2f} ms)",
+                passed=result.broker.p99_ms < LATENCY_GOAL_MS,
+            ),
+        ),
+    )
+
+
+def run_latency(*, quick: bool) -> Report:
+    if quick:
+        return latency_report(
+            measure_latency(
+                seconds=QUICK_LATENCY_SECONDS,
+                warm_seconds=QUICK_LATENCY_WARM_SECONDS,
+                repeats=QUICK_REPEATS,
+            )
+        )
+    return latency_report(measure_latency())
+
+
+# Catch-to-worker latency --------------------------------------------------------------------
+
+
+def _catch_round(
+    servers: Servers, target: Target, *, warm: int, count: int, gap_s: float
+) -> list[float]:
+    """Latencies (ms) of ``count`` catch/release pushes after ``warm`` unmeasured ones."""
+    total = warm + count
+    workspace = _workspace("catch")
+    deadline = _deadline(0) + total * gap_s * 2
+    common: dict[str, Any] = {
+        "target": target,
+        "url": servers.urls[target],
+        "codec": "json",
+        "deadline_s": deadline,
+        "workspace": workspace,
+        "count": total,
+    }
+    with Fleet() as fleet:
+        worker = fleet.peer("catch-worker", "catch_worker", {**common, "run_id": "bench-worker"})
+        worker.expect("ready", STARTUP_TIMEOUT_S)  # the workspace exists from here on
+        operator = fleet.peer("operator", "operator", {**common, "gap_s": gap_s})
+        operator.expect("ready", STARTUP_TIMEOUT_S)
+        operator.send("go")
+        sent = operator.expect("result", deadline + 5.0)["sent_ns"]
+        pushes = worker.expect("result", deadline + 5.0)["pushes"]
+    if len(sent) != total or len(pushes) != total:
+        raise ChildError(f"{target}: {len(sent)} requests sent, {len(pushes)} pushes received")
+    latencies = []
+    for index, (sent_ns, (arrived_ns, caught)) in enumerate(zip(sent, pushes, strict=True)):
+        if caught != (index % 2 == 0):
+            raise ChildError(f"{target}: push {index} says caught={caught}, out of step")
+        if index >= warm:
+            latencies.append((arrived_ns - sent_ns) / 1e6)
+    return latencies
+
+
+def measure_catch(
+    *,
+    round_trips: int = CATCH_ROUND_TRIPS,
+    warm: int = CATCH_WARM,
+    repeats: int = REPEATS,
+    gap_s: float = CATCH_GAP_S,
+) -> LatencyMeasurement:
+    """An operator's catch or release to the worker's ``semaphores`` push, against the relay."""
+    samples: dict[Target, list[list[float]]] = {"broker": [], "relay": []}
+    load = load_average()
+    with _servers() as servers:
+        for _ in range(repeats):
+            for target in ("relay", "broker"):
+                samples[target].append(
+                    _catch_round(servers, target, warm=warm, count=round_trips, gap_s=gap_s)
+                )
+        warnings = servers.broker_warnings
+    return LatencyMeasurement(
+        broker=Latencies.of(f"{BROKER}, JSON", samples["broker"]),
+        relay=Latencies.of(f"{RELAY}, JSON", samples["relay"]),
+        repeats=repeats,
+        warm=warm,
+        count=round_trips,
+        broker_warnings=warnings,
+        load_average=load,
+    )
+
+
+def catch_report(result: LatencyMeasurement) -> Report:
+    notes = (
+        "An operator (watcher session) sends `catch` and `release` for a workspace in turn,"
+        f" waiting {CATCH_GAP_S * 1000:g}-{CATCH_GAP_S * 1500:g} ms after each (after its `ok`"
+        " from the broker); the"
+        " workspace's worker times the arrival of each `semaphores` push against the send"
+        " time (`time.time_ns`, same machine). The broker stores the change durably first",
+        f"Baseline: {RELAY} forwarding the same `catch`/`release` frames to the worker",
+        f"{result.repeats} interleaved repeats of {result.count:,} requests after"
+        f" {result.warm:,} warm-up requests; percentiles over all samples (nearest rank)",
+        _machine_note(result),
+    )
+    return Report(
+        name="broker-catch",
+        title="catch-to-worker latency",
+        notes=notes,
+        header=LATENCY_HEADER,
+        rows=_latency_rows(result),
+        goals=(
+            Goal(
+                description=f"{result.broker.name} p99 < {CATCH_GOAL_MS:g} ms",
+                measured=f"{result.broker.p99_ms:.2f} ms (relay {result.relay.p99_ms:.2f} ms)",
+                passed=result.broker.p99_ms < CATCH_GOAL_MS,
+            ),
+        ),
+    )
+
+
+def run_catch(*, quick: bool) -> Report:
+    if quick:
+        return catch_report(
+            measure_catch(round_trips=QUICK_CATCH_ROUND_TRIPS, warm=QUICK_CATCH_WARM, repeats=1)
+        )
+    return catch_report(measure_catch())
