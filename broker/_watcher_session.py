@@ -187,25 +187,37 @@ class WatcherSession(Session):
             await self.outbox.put(self.codec.encode(gap))
         end = workspace.state.last_offset
         limit = min(config.delivery_page_events, end - cursor.offset)
-        entries = workspace.tail.after(cursor.offset, limit)
-        if entries is None:
-            stored = await self.broker.read(workspace, cursor.offset, limit)
-            if sub.cursors.get(workspace.name) is not cursor:
-                return  # unsubscribed or removed while reading
-            entries = [TailEntry(event) for event in stored]
-            if not entries:
-                return  # retention raced the read; the next round reports the gap
+        key = (self.codec.subprotocol, sub.kinds, cursor.offset, limit)
+        page = workspace.pages.get(key)
+        if page is None:
+            entries = workspace.tail.after(cursor.offset, limit)
+            if entries is not None:
+                page = workspace.pages[key] = self._page(sub, entries)
+            else:
+                stored = await self.broker.read(workspace, cursor.offset, limit)
+                if sub.cursors.get(workspace.name) is not cursor or not stored:
+                    # Unsubscribed or removed while reading; or retention raced the read,
+                    # and the next round reports the gap.
+                    return
+                page = self._page(sub, [TailEntry(event) for event in stored])
+        array, last = page
+        cursor.offset = last
+        if array is not None:
+            await self.outbox.put(self.codec.events_frame_of(sub.sub, array))
+
+    def _page(self, sub: Subscription, entries: list[TailEntry]) -> tuple[bytes | None, int]:
+        """The encoded array of the entries this subscription wants, up to half a frame's
+        worth of bytes, and the offset the page ends at."""
+        half_frame = self.broker.config.max_frame_bytes // 2
         parts: list[bytes] = []
         size = 0
-        last = cursor.offset
+        last = entries[0].offset - 1
         for entry in entries:
-            if parts and size >= config.max_frame_bytes // 2:
+            if parts and size >= half_frame:
                 break
             last = entry.offset
             if sub.wants(entry.kind):
                 data = entry.encoded(self.codec)
                 parts.append(data)
                 size += len(data)
-        cursor.offset = last
-        if parts:
-            await self.outbox.put(self.codec.events_frame(sub.sub, parts))
+        return (self.codec.event_array(parts) if parts else None), last

@@ -17,7 +17,7 @@ from schema import (
     Payload,
     WorkspaceSemaphores,
     WorkspaceState,
-    fold_event,
+    fold_events,
     new_workspace_state,
 )
 
@@ -36,6 +36,7 @@ class Workspace:
         "first_offset",
         "name",
         "next_offset",
+        "pages",
         "pending",
         "state",
         "tail",
@@ -59,6 +60,9 @@ class Workspace:
         """Highest durable seq per run."""
         self.assigned_seqs: dict[str, int] = dict(self.acked_seqs)
         """Highest seq given an offset per run (durable or on its way)."""
+        self.pages: dict[tuple[str, frozenset[str] | None, int, int], tuple[bytes | None, int]] = {}
+        """Event arrays built for delivery since the last commit, shared by the subscribers
+        at the same place: (codec, kinds, after, limit) -> (array or None, last offset)."""
         self.closed = False
         """Being deleted: nothing more is appended, so nothing revives the epoch in the store."""
 
@@ -91,11 +95,11 @@ class Workspace:
     ) -> list[EventMsg]:
         """A worker's events, numbered from ``first_seq``: offsets given, ``pending`` folded."""
         self.assigned_seqs[run_id] = first_seq + len(events) - 1
-        return [
-            self._add(
+        return self._add(
+            [
                 EventMsg(
                     workspace=self.name,
-                    offset=self.next_offset,
+                    offset=self.next_offset + index,
                     create_time=event.create_time,
                     received_time=now,
                     payload=event.payload,
@@ -103,34 +107,35 @@ class Workspace:
                     seq=first_seq + index,
                     series=event.series,
                 )
-            )
-            for index, event in enumerate(events)
-        ]
+                for index, event in enumerate(events)
+            ]
+        )
 
     def append_made(self, payloads: Iterable[Payload], *, now: datetime.datetime) -> list[EventMsg]:
         """Events the broker makes itself (presence, details, semaphores)."""
-        return [
-            self._add(
+        return self._add(
+            [
                 EventMsg(
                     workspace=self.name,
-                    offset=self.next_offset,
+                    offset=self.next_offset + index,
                     create_time=now,
                     received_time=now,
                     payload=payload,
                 )
-            )
-            for payload in payloads
-        ]
+                for index, payload in enumerate(payloads)
+            ]
+        )
 
-    def _add(self, event: EventMsg) -> EventMsg:
+    def _add(self, events: list[EventMsg]) -> list[EventMsg]:
         if self.closed:
             raise WorkspaceClosedError(f"workspace {self.name!r} is being deleted")
-        self.next_offset += 1
-        self.pending = fold_event(self.pending, event)
-        return event
+        self.next_offset += len(events)
+        self.pending = fold_events(self.pending, events)
+        return events
 
     def committed(self, events: Sequence[EventMsg], state: WorkspaceState | None) -> None:
         """Events of this workspace and its state are now durable."""
         self.tail.extend(events)
+        self.pages.clear()
         if state is not None:
             self.state = state

@@ -123,10 +123,22 @@ class Codec:
         A broker encodes each event once per codec and shares the bytes among all the
         subscribers that receive it; the result equals ``encode(Events(sub, events))``.
         """
-        head = (self._events_head, self._encoder.encode(sub), self._events_middle)
+        return self.events_frame_of(sub, self.event_array(encoded_events))
+
+    def event_array(self, encoded_events: Sequence[bytes]) -> bytes:
+        """The encoded array of events that :meth:`events_frame_of` wraps, made once."""
         if self.text:
-            return b"".join((*head, b"[", b",".join(encoded_events), b"]}"))
-        return b"".join((*head, _msgpack_array_header(len(encoded_events)), *encoded_events))
+            return b"".join((b"[", b",".join(encoded_events), b"]"))
+        return b"".join((_msgpack_array_header(len(encoded_events)), *encoded_events))
+
+    def events_frame_of(self, sub: int, event_array: bytes) -> bytes:
+        """An ``events`` frame for ``sub`` around an array from :meth:`event_array`.
+
+        Subscribers at the same place in a stream share the array; only this wrapper,
+        a few bytes, is made per subscriber.
+        """
+        head = (self._events_head, self._encoder.encode(sub), self._events_middle, event_array)
+        return b"".join((*head, b"}")) if self.text else b"".join(head)
 
     def decode_client_frame(self, data: bytes | str) -> ClientFrame:
         """Decode a frame a client sent (the broker's side)."""

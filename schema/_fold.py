@@ -20,9 +20,14 @@ import msgspec
 from ._envelope import EventMsg
 from ._limits import MAX_PROGRESS_BARS, MAX_STATUS_KEYS
 from ._payloads import (
+    Custom,
     DetailsChange,
+    Hardware,
+    Hyperparameters,
+    LogRecord,
     Presence,
     Progress,
+    Scalar,
     SemaphoresChange,
     Status,
     WorkspaceEvent,
@@ -77,10 +82,42 @@ def fold_event(state: WorkspaceState, event: EventMsg) -> WorkspaceState:
 
 
 def fold_events(state: WorkspaceState, events: Iterable[EventMsg]) -> WorkspaceState:
-    """Apply events in order."""
+    """Apply events in order; the same result as ``fold_event`` one by one, made faster.
+
+    Most events (logs, scalars, custom data) change nothing but the position, the time and
+    their worker's last_seen: a run of them is applied as one change instead of one per event.
+    """
+    last_plain: EventMsg | None = None
+    seen: dict[str, datetime.datetime] = {}
     for event in events:
+        if type(event.payload) in _PLAIN and event.workspace == state.name:
+            position = state.last_offset if last_plain is None else last_plain.offset
+            if event.offset > position:
+                last_plain = event
+                if event.run_id is not None:
+                    previous = seen.get(event.run_id)
+                    if previous is None or previous < event.received_time:
+                        seen[event.run_id] = event.received_time
+            continue
+        if last_plain is not None:
+            state = _fold_plain(state, last_plain, seen)
+            last_plain = None
+            seen.clear()
         state = fold_event(state, event)
-    return state
+    return state if last_plain is None else _fold_plain(state, last_plain, seen)
+
+
+_PLAIN = frozenset({LogRecord, Scalar, Hyperparameters, Hardware, Custom})
+"""Payload kinds that change no part of the state but the position, time and last_seen."""
+
+
+def _fold_plain(
+    state: WorkspaceState, last: EventMsg, seen: dict[str, datetime.datetime]
+) -> WorkspaceState:
+    workers = state.workers
+    for run_id, time in seen.items():
+        workers = _touch(workers, run_id, time)
+    return _replace(state, last_offset=last.offset, updated=last.received_time, workers=workers)
 
 
 def _touch(

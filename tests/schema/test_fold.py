@@ -110,6 +110,18 @@ def test_snapshot_at_any_point_plus_the_rest_equals_the_live_state(
     assert live.last_offset == len(events)
 
 
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(events=streams(), start=st.integers(0, 40))
+def test_fold_events_equals_folding_one_by_one(events: list[schema.EventMsg], start: int) -> None:
+    one_by_one = initial()
+    for event in events:
+        one_by_one = schema.fold_event(one_by_one, event)
+    assert schema.fold_events(initial(), events) == one_by_one
+    # From a midpoint, with some of its events repeated (as a resend delivers them).
+    middle = schema.fold_events(initial(), events[:start])
+    assert schema.fold_events(middle, events[max(0, start - 3) :]) == one_by_one
+
+
 @settings(max_examples=100)
 @given(events=streams(), replay_from=st.integers(0, 40))
 def test_events_already_folded_change_nothing(
