@@ -34,7 +34,7 @@ from ._outbox import OutboxClosedError
 from ._session import Handler, Session, SessionContext
 from ._subscription import ReadCursor, Subscription
 from ._tail import TailEntry
-from ._workspace import Workspace
+from ._workspace import Page, Workspace
 
 if TYPE_CHECKING:
     pass
@@ -200,12 +200,11 @@ class WatcherSession(Session):
                     # and the next round reports the gap.
                     return
                 page = self._page(sub, [TailEntry(event) for event in stored])
-        array, last = page
-        cursor.offset = last
-        if array is not None:
-            await self.outbox.put(self.codec.events_frame_of(sub.sub, array))
+        cursor.offset = page.last
+        if page.array is not None:
+            await self.outbox.put(page.frame(sub.sub, self.codec))
 
-    def _page(self, sub: Subscription, entries: list[TailEntry]) -> tuple[bytes | None, int]:
+    def _page(self, sub: Subscription, entries: list[TailEntry]) -> Page:
         """The encoded array of the entries this subscription wants, up to half a frame's
         worth of bytes, and the offset the page ends at."""
         half_frame = self.broker.config.max_frame_bytes // 2
@@ -220,4 +219,4 @@ class WatcherSession(Session):
                 data = entry.encoded(self.codec)
                 parts.append(data)
                 size += len(data)
-        return (self.codec.event_array(parts) if parts else None), last
+        return Page(self.codec.event_array(parts) if parts else None, last)

@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Iterable, Sequence
 
 from schema import (
+    Codec,
     Event,
     EventMsg,
     Payload,
@@ -22,6 +23,29 @@ from schema import (
 )
 
 from ._tail import Tail
+
+
+class Page:
+    """One page of events for delivery: the encoded array, where it ends, and its frames.
+
+    Subscribers at the same place in a stream share the array; those whose subscription has
+    the same id (as the first subscription of every session does) share the whole frame.
+    """
+
+    __slots__ = ("_frames", "array", "last")
+
+    def __init__(self, array: bytes | None, last: int) -> None:
+        self.array = array
+        """None when the subscription's kinds filter left no event in the page."""
+        self.last = last
+        self._frames: dict[int, bytes] = {}
+
+    def frame(self, sub: int, codec: Codec) -> bytes:
+        frame = self._frames.get(sub)
+        if frame is None:
+            assert self.array is not None
+            frame = self._frames[sub] = codec.events_frame_of(sub, self.array)
+        return frame
 
 
 class WorkspaceClosedError(LookupError):
@@ -60,9 +84,9 @@ class Workspace:
         """Highest durable seq per run."""
         self.assigned_seqs: dict[str, int] = dict(self.acked_seqs)
         """Highest seq given an offset per run (durable or on its way)."""
-        self.pages: dict[tuple[str, frozenset[str] | None, int, int], tuple[bytes | None, int]] = {}
-        """Event arrays built for delivery since the last commit, shared by the subscribers
-        at the same place: (codec, kinds, after, limit) -> (array or None, last offset)."""
+        self.pages: dict[tuple[str, frozenset[str] | None, int, int], Page] = {}
+        """Pages built for delivery since the last commit, shared by the subscribers at the
+        same place, by (codec, kinds, after, limit)."""
         self.closed = False
         """Being deleted: nothing more is appended, so nothing revives the epoch in the store."""
 
