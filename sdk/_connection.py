@@ -39,6 +39,7 @@ from ._errors import (
     BrokerRefusedError,
     ClosedError,
     ConnectionLostError,
+    ForbiddenError,
     ReplacedError,
 )
 
@@ -69,7 +70,7 @@ class ConnectionOwner(Protocol):
 
 _FATAL_CLOSE: dict[int, type[ClosedError]] = {
     CloseCode.UNAUTHORIZED: AuthenticationError,
-    CloseCode.FORBIDDEN: AuthenticationError,
+    CloseCode.FORBIDDEN: ForbiddenError,
     CloseCode.REPLACED: ReplacedError,
 }
 
@@ -270,8 +271,10 @@ class Connection:
             return frame
         if isinstance(frame, ErrorReply):
             error: Exception = BrokerRefusedError(frame.code, frame.message, frame.detail)
-            if frame.code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN):
+            if frame.code is ErrorCode.UNAUTHORIZED:
                 error = AuthenticationError(frame.message)
+            elif frame.code is ErrorCode.FORBIDDEN:
+                error = ForbiddenError(frame.message)
             raise _FatalError(error)
         raise _FatalError(ClosedError(f"the broker answered hello with {frame!r}"))
 

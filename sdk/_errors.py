@@ -30,7 +30,12 @@ class ClosedError(PierheadError):
 
 
 class AuthenticationError(ClosedError):
-    """The broker refused the credentials (close 4001) or the role (4003); retrying cannot help."""
+    """The broker refused the credentials (close 4001); retrying cannot help."""
+
+
+class ForbiddenError(ClosedError):
+    """The broker closed the session as not allowed (close 4003), e.g. its workspace was
+    deleted or the token lacks the role; retrying cannot help."""
 
 
 class ReplacedError(ClosedError):

@@ -40,6 +40,8 @@ from typing import Final, Literal, NewType, get_args
 
 import schema
 
+from ._errors import PierheadError
+
 __all__ = ["EventTooLargeError", "Outbox", "OutboxFullError", "OutboxPolicy", "Ticket"]
 
 Ticket = NewType("Ticket", int)
@@ -51,7 +53,7 @@ _POLICIES: Final = frozenset(get_args(OutboxPolicy))
 _NO_SEQ: Final = 0  # seqs start at 1, so 0 marks an entry that has never been in a batch
 
 
-class OutboxFullError(Exception):
+class OutboxFullError(PierheadError):
     """The outbox has no room for an event (policy ``"block"`` or ``"raise"``)."""
 
 
