@@ -16,7 +16,7 @@ pytestmark = pytest.mark.asyncio
 async def states_until(
     changes: asyncio.Queue[sdk.ConnectionState], wanted: sdk.ConnectionState
 ) -> list[sdk.ConnectionState]:
-    seen = []
+    seen: list[sdk.ConnectionState] = []
     while not seen or seen[-1] is not wanted:
         seen.append(await asyncio.wait_for(changes.get(), 20))
     return seen
