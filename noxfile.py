@@ -9,7 +9,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 LINT_TOOLS = ["ruff>=0.6"]
-SOURCES = ["schema", "broker", "sdk", "tests", "bench", "noxfile.py"]
+SOURCES = ["schema", "broker", "sdk", "tests", "bench", "examples", "noxfile.py"]
 
 
 @nox.session
@@ -31,7 +31,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the packages, the tests and the benchmarks."""
     session.install(".[test]", "mypy>=1.11", "nox")
-    session.run("mypy", "--strict", "schema", "broker", "sdk", "tests", "bench", "noxfile.py")
+    session.run("mypy", "--strict", *SOURCES)
 
 
 @nox.session

@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python -m bench [--quick] [--write]``; ``nox -s bench`` in practice.
+"""Run the benchmarks: ``python -m bench [--quick] [--write] [--only NAME]``; ``nox -s bench``.
 
 Exits 1 when any benchmark misses a goal, so the command can gate a change.
 """
@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from . import broker, codec
+from . import broker, codec, sdk
 from ._report import Report, render_markdown, render_text, write_section
 
 COMMAND: Final = "nox -s bench"
@@ -26,14 +26,16 @@ class Benchmark(Protocol):
     def __call__(self, *, quick: bool) -> Report: ...
 
 
-BENCHMARKS: Final[list[Benchmark]] = [
-    codec.run,
-    broker.run_ingest,
-    broker.run_fanout,
-    broker.run_latency,
-    broker.run_catch,
-]
-"""Every benchmark, in the order run; add a module's ``run`` here to include it."""
+BENCHMARKS: Final[dict[str, Benchmark]] = {
+    "codec": codec.run,
+    "broker-ingest": broker.run_ingest,
+    "broker-fanout": broker.run_fanout,
+    "broker-latency": broker.run_latency,
+    "broker-catch": broker.run_catch,
+    "sdk-enqueue": sdk.run_enqueue,
+    "sdk-throughput": sdk.run_throughput,
+}
+"""Every benchmark by the name of its report, in the order run; add a module's ``run`` here."""
 
 
 def machine() -> str:
@@ -54,6 +56,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--write", action="store_true", help=f"also record the figures in {RESULTS_FILE.name}"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(BENCHMARKS),
+        metavar="NAME",
+        help="run only this benchmark (repeatable); all of them by default. Names: "
+        + ", ".join(BENCHMARKS),
+    )
     args = parser.parse_args(argv)
     if args.quick and args.write:
         # Smoke-test figures are too noisy to stand in the record as measurements.
@@ -66,8 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     description = machine()
     print(f"Machine: {description}\n")
     passed = True
-    for benchmark in BENCHMARKS:
+    selected = args.only or list(BENCHMARKS)
+    for name, benchmark in BENCHMARKS.items():
+        if name not in selected:
+            continue
         report = benchmark(quick=args.quick)
+        if report.name != name:
+            raise RuntimeError(f"benchmark {name!r} returned report {report.name!r}")
         print(render_text(report), end="\n\n")
         passed = passed and report.passed
         if args.write:

@@ -14,7 +14,9 @@ Roles:
     the broker, the time the last cumulative ``ack`` arrived. ``mode`` is ``flood`` (batches
     of ``batch`` events with at most ``window`` batches unacknowledged; to the relay, as fast
     as the socket takes them) or ``paced`` (``rate`` events per second, each stamped with its
-    send time).
+    send time). A flood sends :data:`LOG_EVENT` over and over unless ``payload`` is
+    ``scalar``: then every event is built as it is sent, a ``Scalar`` named :data:`SCALAR_NAME`
+    with the event's seq as its step, stamped with the time its batch was built.
 ``watch``
     ``connections`` watcher connections following ``pattern``. Answers ``ready`` once all are
     subscribed, ``warmed`` once each has received ``warm`` events, and ``result`` once each has
@@ -26,6 +28,11 @@ Roles:
 ``catch_worker``
     A worker of ``workspace`` that records when each ``semaphores`` push arrives, until it has
     ``count`` of them.
+``sdk_publish``
+    An SDK ``Worker`` of ``workspace`` (broker only), with its default batching: on ``warm``
+    and on ``go`` it enqueues ``warm`` (then ``events``) ``Scalar`` events named
+    :data:`SCALAR_NAME` with ``await worker.scalar(...)`` and waits for ``flush()``. Answers
+    ``result`` like ``publish``: the start time and the time the flush returned.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 import schema
+import sdk
 
 from . import codec as codec_bench
 from ._relay import READY
@@ -56,6 +64,9 @@ CODECS: Final = {"json": schema.JSON_CODEC, "msgpack": schema.MSGPACK_CODEC}
 
 LOG_EVENT: Final = codec_bench.sample_frame().events[0]
 """The flood's event: a ~200-byte ``LogRecord``, as in the codec benchmark."""
+
+SCALAR_NAME: Final = "loss"
+"""Name of the ``Scalar`` events of a ``scalar`` flood and of the SDK worker."""
 
 STAMP_NAME: Final = "publish_to_watcher"
 """Name of the paced events' ``Scalar``; its ``step`` is the send time in ns since the epoch."""
@@ -230,6 +241,7 @@ class Publisher:
         """Publish ``count`` events; the time they are all acknowledged (broker) or sent."""
         batch, acks = self.params["batch"], self.acks
         in_flight_limit = self.params["window"] * batch
+        scalars = self.params.get("payload", "log") == "scalar"
         last = self.seq + count - 1
         while self.seq <= last:
             size = min(batch, last - self.seq + 1)
@@ -237,8 +249,19 @@ class Publisher:
                 # Room for this frame: what would then be unacknowledged fits in the window.
                 room_from = self.seq - 1 + size - in_flight_limit
                 await acks.reach(room_from)
-            await self._send([LOG_EVENT] * size)
+            await self._send(self._scalars(size) if scalars else [LOG_EVENT] * size)
         return await self._acked(last)
+
+    def _scalars(self, size: int) -> list[schema.Event]:
+        """The next ``size`` events of a ``scalar`` flood, built now, as a raw client would."""
+        created = datetime.datetime.now(datetime.UTC)
+        return [
+            schema.Event(
+                payload=schema.Scalar(name=SCALAR_NAME, value=0.5, step=self.seq + index),
+                create_time=created,
+            )
+            for index in range(size)
+        ]
 
     async def paced(self, count: int) -> int:
         """Publish ``count`` events at ``rate`` per second, each stamped with its send time."""
@@ -440,6 +463,39 @@ async def catch_worker(params: Params, commands: Commands) -> None:
     emit("result", pushes=pushes)
 
 
+# sdk_publish --------------------------------------------------------------------------------
+
+
+async def _enqueue_scalars(worker: sdk.Worker, first_step: int, count: int) -> None:
+    scalar = worker.scalar
+    for step in range(first_step, first_step + count):
+        await scalar(SCALAR_NAME, 0.5, step=step)
+
+
+async def sdk_publish(params: Params, commands: Commands) -> None:
+    if params["target"] != "broker":
+        raise RuntimeError("the SDK worker only talks to a broker")
+    warm, events = params["warm"], params["events"]
+    async with sdk.Worker(params["url"], params["workspace"], run_id=params["run_id"]) as worker:
+        await worker.connected()
+        emit("ready")
+        await commands.expect("warm")
+        await _enqueue_scalars(worker, 0, warm)
+        await worker.flush()
+        emit("warmed")
+        await commands.expect("go")
+        cpu = time.process_time()
+        start_ns = time.time_ns()
+        await _enqueue_scalars(worker, warm, events)
+        await worker.flush()
+        end_ns = time.time_ns()
+        cpu_s = time.process_time() - cpu
+        counters = worker.counters
+    if counters["acked"] != warm + events or counters["dropped"]:
+        raise RuntimeError(f"{warm + events} events enqueued, the outbox says {counters}")
+    emit("result", start_ns=start_ns, end_ns=end_ns, events=events, cpu_s=cpu_s)
+
+
 Role = Callable[[Params, Commands], Awaitable[None]]
 
 ROLES: Final[dict[str, Role]] = {
@@ -447,6 +503,7 @@ ROLES: Final[dict[str, Role]] = {
     "watch": watch,
     "operator": operator,
     "catch_worker": catch_worker,
+    "sdk_publish": sdk_publish,
 }
 
 

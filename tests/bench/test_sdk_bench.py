@@ -1,0 +1,110 @@
+"""The SDK benchmarks, run with tiny counts: their structure is checked, never their timings.
+
+The throughput measurement starts a real broker and the client processes, so these tests also
+show that every process is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import bench.sdk
+from bench._report import Report
+
+ENQUEUE_REPEATS = 2
+THROUGHPUT_REPEATS = 2
+
+
+def _children() -> set[int]:
+    """Processes whose parent is this one (Linux), to tell whether a benchmark left any."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == os.getpid():
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_process_is_left_behind() -> Iterator[None]:
+    if not Path("/proc/self/stat").exists():
+        yield
+        return
+    before = _children()
+    yield
+    assert _children() <= before
+
+
+@pytest.fixture(scope="module")
+def enqueue() -> bench.sdk.EnqueueMeasurement:
+    return bench.sdk.measure_enqueue(iterations=50, repeats=ENQUEUE_REPEATS)
+
+
+@pytest.fixture(scope="module")
+def throughput() -> bench.sdk.ThroughputMeasurement:
+    return bench.sdk.measure_throughput(events=300, warm=100, repeats=THROUGHPUT_REPEATS)
+
+
+def _check_report(report: Report, *, name: str, rows: int, goals: int) -> None:
+    assert report.name == name
+    assert len(report.rows) == rows
+    assert all(len(row) == len(report.header) for row in report.rows)
+    assert len(report.goals) == goals
+
+
+def test_enqueue_measures_every_variant(enqueue: bench.sdk.EnqueueMeasurement) -> None:
+    assert [variant.name for variant in enqueue.variants] == list(bench.sdk.ENQUEUE_VARIANTS)
+    for variant in enqueue.variants:
+        assert len(variant.rates) == ENQUEUE_REPEATS
+        assert all(rate > 0 for rate in variant.rates)
+        assert variant.min_rate <= variant.median_rate <= variant.max_rate
+    assert enqueue.event_bytes > 0
+    assert enqueue.gc_enabled
+
+
+def test_every_sdk_variant_has_a_raw_baseline(enqueue: bench.sdk.EnqueueMeasurement) -> None:
+    for name in bench.sdk.SDK_VARIANTS:
+        baseline = bench.sdk.ENQUEUE_BASELINES[name]
+        assert baseline in bench.sdk.ENQUEUE_VARIANTS
+        assert baseline not in bench.sdk.SDK_VARIANTS
+        assert enqueue.ratio(name) > 0
+        assert enqueue.ratio(baseline) == 1.0
+
+
+def test_enqueue_report_has_one_goal_per_sdk_variant(
+    enqueue: bench.sdk.EnqueueMeasurement,
+) -> None:
+    report = bench.sdk.enqueue_report(enqueue)
+    _check_report(
+        report,
+        name="sdk-enqueue",
+        rows=len(bench.sdk.ENQUEUE_VARIANTS),
+        goals=len(bench.sdk.SDK_VARIANTS),
+    )
+
+
+def test_throughput_measures_the_sdk_and_the_raw_client(
+    throughput: bench.sdk.ThroughputMeasurement,
+) -> None:
+    assert throughput.events == 300
+    for rates in (throughput.sdk, throughput.raw):
+        assert len(rates.samples) == THROUGHPUT_REPEATS
+        assert all(sample.rate > 0 for sample in rates.samples)
+        assert all(sample.client_load >= 0 for sample in rates.samples)
+        assert rates.min_rate <= rates.median_rate <= rates.max_rate
+    assert throughput.ratio > 0
+    assert throughput.broker_warnings == 0
+
+
+def test_throughput_report_has_one_goal(throughput: bench.sdk.ThroughputMeasurement) -> None:
+    report = bench.sdk.throughput_report(throughput)
+    _check_report(report, name="sdk-throughput", rows=2, goals=1)
+    assert report.rows[0][0] == bench.sdk.SDK_WORKER
+    assert report.rows[1][0] == bench.sdk.RAW_CLIENT
