@@ -94,7 +94,7 @@ async def test_50k_events_through_20_cuts_arrive_exactly_once() -> None:
 
 
 async def test_a_broker_killed_three_times_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    total = 20_000
+    total = TOTAL
     async with broker_process(tmp_path / "data", "--grace", "60") as broker:
         async with FaultProxy(broker.port) as link:
             async with (
@@ -106,7 +106,7 @@ async def test_a_broker_killed_three_times_loses_and_doubles_nothing(tmp_path: P
                 publishing = asyncio.create_task(publish_all(worker, total))
                 for _ in range(3):
                     # Kill while events are on their way, then come back on the same store.
-                    target = worker.counters["acked"] + 2000
+                    target = worker.counters["acked"] + 5000
                     while worker.counters["acked"] < min(target, total - 1000):
                         await asyncio.sleep(0.01)
                     broker.kill()

@@ -182,3 +182,17 @@ async def test_outbox_policies_at_their_bounds() -> None:
     with pytest.raises(sdk.EventTooLargeError):
         async with sdk.Worker(offline, "w", outbox_max_bytes=1000, close_timeout_s=0.1) as tiny:
             await tiny.log("x" * 2000)
+
+
+async def test_closing_with_unacknowledged_events_says_how_many(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with running_broker() as broker:
+        port = broker.port
+    worker = sdk.Worker(f"ws://127.0.0.1:{port}", "w", run_id="r", close_timeout_s=0.1)
+    async with worker:
+        for i in range(7):
+            worker.queue_event(f"{i}")
+    assert "closed with 7 events not acknowledged" in caplog.text
+    with pytest.raises(sdk.ClosedError):
+        worker.queue_event("after close")
