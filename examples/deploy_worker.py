@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import random
 import socket
 
@@ -69,7 +70,7 @@ async def main(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="ws://127.0.0.1:8765")
+    parser.add_argument("--url", default=os.environ.get("PIERHEAD_URL", "ws://127.0.0.1:8765"))
     parser.add_argument("--workspace", default="deploy-demo")
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--fail-on", default=None, help="a host name that fails once, e.g. db-3")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 
 import sdk
@@ -51,7 +52,7 @@ async def main(url: str, workspace: str, epochs: int, steps: int, pace_s: float)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="ws://127.0.0.1:8765")
+    parser.add_argument("--url", default=os.environ.get("PIERHEAD_URL", "ws://127.0.0.1:8765"))
     parser.add_argument("--workspace", default="train-demo")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=50)

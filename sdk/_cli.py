@@ -1,24 +1,40 @@
-"""The ``pierhead`` command."""
+"""The ``pierhead`` command: one entry point, a subcommand per job, documented exit codes.
+
+Exit codes: 0 success, 1 refused by the broker (its message is printed), 2 usage error,
+3 broker unreachable. Errors are one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
+from typing import Any
 
-PLANNED_COMMANDS = {
-    "watch": "live console of workspaces and their events",
-    "ls": "list workspaces",
-    "tail": "follow one workspace's events",
-    "catch": "pause a workspace",
-    "release": "resume a caught workspace",
-    "mutex": "break a workspace's mutex",
-    "delete": "delete a workspace",
-    "call": "call an action a worker offers",
-    "token": "create, list and revoke access tokens",
-    "demo": "a broker with simulated workers, watched live",
-}
+from ._cli_ops import EXIT_REFUSED, EXIT_UNREACHABLE, UnreachableError, add_operator_commands
+from ._errors import BrokerRefusedError, ClosedError, PierheadError
+from ._watcher import ActionFailedError
+
+DEFAULT_URL = "ws://127.0.0.1:8765"
+PLANNED_COMMANDS = {"token": "create, list and revoke access tokens (with --auth token)"}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=os.environ.get("PIERHEAD_URL", DEFAULT_URL),
+        help="broker address (env PIERHEAD_URL; default %(default)s)",
+    )
+    common.add_argument(
+        "--token",
+        default=os.environ.get("PIERHEAD_TOKEN"),
+        help="access token (env PIERHEAD_TOKEN)",
+    )
+    return common
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,16 +42,47 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pierhead",
         description="A websocket message broker for long-running jobs and their watchers.",
-        epilog=f"planned commands, not yet available in this version:\n{planned}",
+        epilog="exit codes: 0 done, 1 refused by the broker, 2 usage error, 3 broker unreachable"
+        f"\n\nnot yet available in this version:\n{planned}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    version_command = commands.add_parser("version", help="print the installed version")
-    version_command.set_defaults(run=lambda _: _print_version())
+    common = _common_options()
+
     from broker._cli import add_serve_command
 
     add_serve_command(commands)
+    watch = commands.add_parser(
+        "watch", parents=[common], help="live console of workspaces and their events"
+    )
+    watch.add_argument("pattern", nargs="?", default="*", help="glob over names (default: *)")
+    watch.add_argument("--json", action="store_true", help="NDJSON events instead of a screen")
+    watch.add_argument("--once", action="store_true", help="print the view once and exit")
+    watch.set_defaults(run=_run_watch)
+    add_operator_commands(commands, common)
+    demo = commands.add_parser(
+        "demo", help="a broker and simulated workers, watched live (Ctrl-C ends it)"
+    )
+    demo.add_argument("--json", action="store_true", help="NDJSON events instead of a screen")
+    demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    demo.set_defaults(run=_run_demo)
+    version_command = commands.add_parser("version", help="print the installed version")
+    version_command.set_defaults(run=lambda _: _print_version())
     return parser
+
+
+async def _run_watch(args: argparse.Namespace) -> int:
+    from ._console import run_watch
+
+    return await run_watch(
+        args.url, args.token, args.pattern, json_output=args.json, once=args.once
+    )
+
+
+async def _run_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return await run_demo(json_output=args.json, seconds=args.seconds)
 
 
 def _print_version() -> int:
@@ -50,8 +97,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_version()
         parser.print_help()
         return 0
-    result: int = args.run(args)
-    return result
+    try:
+        result: Any = args.run(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+    except KeyboardInterrupt:
+        return 0
+    except UnreachableError as exc:
+        print(f"pierhead: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (BrokerRefusedError, ActionFailedError) as exc:
+        print(f"pierhead: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    except ClosedError as exc:
+        print(
+            f"pierhead: the broker closed the connection: {exc.__cause__ or exc}", file=sys.stderr
+        )
+        return EXIT_UNREACHABLE
+    except PierheadError as exc:
+        print(f"pierhead: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    return int(result)
 
 
 if __name__ == "__main__":

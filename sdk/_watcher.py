@@ -137,6 +137,7 @@ class Watcher:
         codec: Literal["json", "msgpack"] = "json",
         reconnect_initial_s: float = 0.1,
         reconnect_max_s: float = 10.0,
+        reconnect: bool = True,
         subscription_buffer: int = 256,
     ) -> None:
         self._hello = Hello(
@@ -147,6 +148,7 @@ class Watcher:
             self,
             codec=schema.codec_for(f"pierhead.v1.{codec}"),
             backoff=Backoff(reconnect_initial_s, reconnect_max_s),
+            reconnect=reconnect,
         )
         self._buffer = subscription_buffer
         self.state: dict[str, WorkspaceState] = {}

@@ -1,0 +1,129 @@
+"""``pierhead demo``: a broker, simulated workers and the watch console, in one command.
+
+Everything runs in this process on a free loopback port with a temporary store, and all of
+it ends with Ctrl-C (or after ``--seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from schema import WorkspaceDetails, WorkspaceState
+
+from ._watcher import Watcher
+from ._worker import Worker
+
+HOSTS = [f"web-{n}" for n in range(1, 7)]
+FAILING_HOST = "web-4"
+AUTO_RELEASE_S = 8.0
+
+
+async def deploy(url: str, stop: asyncio.Event) -> None:
+    """Walks hosts under the mutex; one host fails, the run catches itself and waits."""
+    details = WorkspaceDetails(workflow="rolling-restart", host_pattern="web-*")
+    async with Worker(url, "deploy-web", run_id="deploy-1", details=details) as worker:
+        while not stop.is_set():
+            async with worker.mutex() as lease:
+                await worker.event(f"rollout started (fence {lease.fence})")
+                failed_once = False
+                done = 0
+                while done < len(HOSTS) and not stop.is_set():
+                    host = HOSTS[done]
+                    await worker.checkpoint()
+                    await worker.progress("hosts", done, total=len(HOSTS))
+                    await worker.status("current_host", host)
+                    await worker.event(f"{host}: restarting services")
+                    await _pause(stop, random.uniform(0.8, 1.6))
+                    if host == FAILING_HOST and not failed_once:
+                        failed_once = True
+                        await worker.event(f"{host}: health check failed", "error")
+                        await worker.post_catch(f"{host} failed its health check")
+                        continue
+                    await worker.event(f"{host}: healthy", "success")
+                    done += 1
+                await worker.progress("hosts", done, total=len(HOSTS))
+                await worker.event("rollout finished", "success")
+            await _pause(stop, 3)
+
+
+async def train(url: str, stop: asyncio.Event) -> None:
+    """A training run: loss and accuracy scalars, step and epoch progress."""
+    async with Worker(url, "train-resnet", run_id="train-1") as worker:
+        await worker.hyperparameters({"lr": 0.1, "batch": 64, "epochs": 20})
+        loss, step = 2.5, 0
+        for epoch in range(1, 21):
+            await worker.status("phase", f"epoch {epoch}/20")
+            for batch in range(1, 41):
+                if stop.is_set():
+                    return
+                loss = max(0.05, loss * 0.995 + random.gauss(0, 0.01))
+                step += 1
+                await worker.scalar("loss", loss, step=step)
+                await worker.progress("batches", batch, total=40)
+                await _pause(stop, 0.1)
+            await worker.progress("epochs", epoch, total=20)
+            await worker.event(f"epoch {epoch} done, loss {loss:.3f}", "success")
+
+
+async def operator(url: str, stop: asyncio.Event) -> None:
+    """Releases a caught workspace after a while, unless someone at the console does first."""
+    async with Watcher(url, client="demo-operator") as watcher:
+        await watcher.subscribe("*", kinds=["semaphores"])
+        while not stop.is_set():
+            await _pause(stop, 1)
+            for state in list(watcher.state.values()):
+                caught_for = _caught_for(state)
+                if caught_for is not None and caught_for > AUTO_RELEASE_S:
+                    await watcher.release(state.name)
+
+
+def _caught_for(state: WorkspaceState) -> float | None:
+    if not state.semaphores.caught or state.updated is None:
+        return None
+    return (datetime.datetime.now(datetime.UTC) - state.updated).total_seconds()
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def run_demo(*, json_output: bool, seconds: float | None) -> int:
+    from broker._logging import configure_logging
+    from broker.testing import running_broker
+
+    from ._console import run_watch
+
+    # The console owns the terminal: the broker logs only what needs attention.
+    configure_logging("json", "warning")
+    with tempfile.TemporaryDirectory(prefix="pierhead-demo-") as data:
+        async with running_broker(Path(data)) as broker:
+            print(f"pierhead demo: broker on {broker.url}, Ctrl-C to stop", file=sys.stderr)
+            stop = asyncio.Event()
+            workers = [
+                asyncio.create_task(job(broker.url, stop)) for job in (deploy, train, operator)
+            ]
+            console = asyncio.create_task(run_watch(broker.url, None, "*", json_output=json_output))
+            try:
+                done, _ = await asyncio.wait(
+                    [console, *workers],
+                    timeout=seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for task in done:
+                    task.result()  # a crashed simulation is reported, not hidden
+            finally:
+                stop.set()
+                console.cancel()
+                await asyncio.gather(console, return_exceptions=True)
+                await asyncio.wait(workers, timeout=10)
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+    return 0
