@@ -27,7 +27,9 @@ AUTO_RELEASE_S = 8.0
 async def deploy(url: str, stop: asyncio.Event) -> None:
     """Walks hosts under the mutex; one host fails, the run catches itself and waits."""
     details = WorkspaceDetails(workflow="rolling-restart", host_pattern="web-*")
-    async with Worker(url, "deploy-web", run_id="deploy-1", details=details) as worker:
+    async with Worker(
+        url, "deploy-web", run_id="deploy-1", details=details, close_timeout_s=2
+    ) as worker:
         while not stop.is_set():
             async with worker.mutex() as lease:
                 await worker.event(f"rollout started (fence {lease.fence})")
@@ -54,7 +56,7 @@ async def deploy(url: str, stop: asyncio.Event) -> None:
 
 async def train(url: str, stop: asyncio.Event) -> None:
     """A training run: loss and accuracy scalars, step and epoch progress."""
-    async with Worker(url, "train-resnet", run_id="train-1") as worker:
+    async with Worker(url, "train-resnet", run_id="train-1", close_timeout_s=2) as worker:
         await worker.hyperparameters({"lr": 0.1, "batch": 64, "epochs": 20})
         loss, step = 2.5, 0
         for epoch in range(1, 21):
@@ -119,11 +121,10 @@ async def run_demo(*, json_output: bool, seconds: float | None) -> int:
                 for task in done:
                     task.result()  # a crashed simulation is reported, not hidden
             finally:
+                # Simulations may be waiting on a catch: cancel them rather than wait; their
+                # workers still flush what they queued on the way out.
                 stop.set()
-                console.cancel()
-                await asyncio.gather(console, return_exceptions=True)
-                await asyncio.wait(workers, timeout=10)
-                for task in workers:
+                for task in (console, *workers):
                     task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+                await asyncio.gather(console, *workers, return_exceptions=True)
     return 0

@@ -1,0 +1,3 @@
+"""Fixtures shared across the test packages."""
+
+pytest_plugins = ["tests.terminal"]

@@ -1,0 +1,36 @@
+"""``pierhead demo`` on a terminal: both simulated workers show, and Ctrl-C ends it all."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from tests.terminal import Terminal
+
+CLI = "from sdk._cli import main; raise SystemExit(main())"
+
+
+@pytest.mark.asyncio
+async def test_demo_shows_both_workers_and_ends_cleanly_on_ctrl_c(
+    terminals: list[Terminal],
+) -> None:
+    terminal = Terminal([sys.executable, "-c", CLI, "demo"])
+    terminals.append(terminal)
+    frame = await terminal.wait_for(
+        lambda screen: (
+            "deploy-web" in screen
+            and "train-resnet" in screen
+            and "restarting services" in screen
+            and "loss" in screen
+        ),
+        timeout=30,
+    )
+    assert "connected" in frame
+    terminal.send(b"\x03")  # Ctrl-C
+    assert await terminal.exit_code() == 0
+    assert "Traceback" not in terminal.output.decode(errors="replace")
+    # Broker, workers and console all lived in that one process group; nothing is left.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(terminal.process.pid, 0)
