@@ -410,12 +410,14 @@ async def test_the_screen_in_a_terminal_shows_the_caught_lane_releases_and_quits
     terminals: list[Terminal],
 ) -> None:
     async with running_broker() as broker:
-        async with (
-            sdk.Worker(broker.url, "job-1", run_id="run-1") as job,
-            sdk.Watcher(broker.url) as watcher,
-        ):
+        async with sdk.Worker(broker.url, "job-1", run_id="run-1") as job:
             await job.connected()
-            await watcher.catch("job-1", "paused for inspection")
+            # As an operator would, from another terminal.
+            catch = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())",
+                "catch", "job-1", "--reason", "paused for inspection", "--url", broker.url,
+            )  # fmt: skip
+            assert await catch.wait() == 0
             code = "import sys; from sdk._console import main; sys.exit(main())"
             terminal = Terminal([sys.executable, "-c", code, "--url", broker.url, "job-*"])
             terminals.append(terminal)
