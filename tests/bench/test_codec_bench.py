@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import bench.codec
@@ -37,3 +41,17 @@ def test_there_is_one_goal_per_typed_variant(measurement: bench.codec.Measuremen
     assert len(report.goals) == len(bench.codec.TYPED_VARIANTS)
     assert len(report.rows) == len(bench.codec.VARIANTS)
     assert all(len(row) == len(report.header) for row in report.rows)
+
+
+def test_the_runner_runs_a_selected_benchmark() -> None:
+    """``python -m bench`` (what ``nox -s bench`` runs), for one quick benchmark."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "codec"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "codec: encode + decode" in result.stdout
+    assert result.returncode in (0, 1), result.stderr  # 1 only when a goal is missed
