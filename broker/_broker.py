@@ -47,6 +47,7 @@ from schema import (
 )
 
 from . import _mutex as mutex
+from ._access import Grant
 from ._actions import ActionCalls
 from ._config import BrokerConfig
 from ._mutex import MutexLease
@@ -460,11 +461,11 @@ class Broker:
             ws for name, ws in sorted(self.workspaces.items()) if fnmatch.fnmatchcase(name, pattern)
         ]
 
-    def subscribe(self, sub: Subscription, frame: Subscribe) -> Subscribed:
+    def subscribe(self, sub: Subscription, frame: Subscribe, grant: Grant) -> Subscribed:
         recovered = True
         snapshot = []
         for workspace in self.workspaces.values():
-            if not sub.matches(workspace.name):
+            if not sub.matches(workspace.name) or not grant.covers(workspace.name):
                 continue
             cursor, exact = start_cursor(
                 frame.from_,
@@ -480,8 +481,9 @@ class Broker:
             recovered = False  # a workspace the reader followed is gone
         return Subscribed(id=frame.id, sub=sub.sub, snapshot=snapshot, recovered=recovered)
 
-    def list_workspaces(self, frame: ListWorkspaces) -> Workspaces:
-        return Workspaces(id=frame.id, items=[ws.state for ws in self.matching(frame.pattern)])
+    def list_workspaces(self, frame: ListWorkspaces, grant: Grant) -> Workspaces:
+        items = [ws.state for ws in self.matching(frame.pattern) if grant.covers(ws.name)]
+        return Workspaces(id=frame.id, items=items)
 
     async def read(self, workspace: Workspace, after: int, limit: int) -> list[EventMsg]:
         name, epoch = workspace.key

@@ -19,6 +19,10 @@ class BrokerConfig:
     data_dir: Path = Path("pierhead-data")
     insecure: bool = False
     """Allow a non-loopback bind while auth is off."""
+    auth: Literal["none", "token"] = "none"
+    """``token``: every session presents a token (see ``pierhead token``)."""
+    auth_failures_per_minute: int = 10
+    """Failed authentications from one address before it is refused for a while."""
 
     heartbeat_s: float = 5.0
     heartbeat_timeout_s: float = 10.0

@@ -29,23 +29,23 @@ from schema import (
     ErrorReply,
     Hello,
     Limits,
-    Role,
     SchemaError,
     Welcome,
     codec_for,
 )
 
+from ._access import Grant
+from ._auth import FailureThrottle, Refused, admit, bearer
 from ._broker import Broker
 from ._config import BrokerConfig
 from ._session import Session, SessionContext
 from ._sqlite_store import SQLiteStore
 from ._store import Store
+from ._tokens import TokenStore
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
 
 log = structlog.get_logger("pierhead.server")
-
-ALL_ROLES: list[Role] = ["worker", "watcher", "operator", "admin"]
 
 
 class InsecureBindError(RuntimeError):
@@ -57,7 +57,7 @@ class BrokerServer:
     then drains."""
 
     def __init__(self, config: BrokerConfig, *, store: Store | None = None) -> None:
-        if not config.loopback_only and not config.insecure:
+        if config.auth == "none" and not config.loopback_only and not config.insecure:
             raise InsecureBindError(
                 f"refusing to listen on {config.host} without authentication; "
                 "bind to 127.0.0.1, or pass --insecure to accept anyone who can connect"
@@ -69,6 +69,9 @@ class BrokerServer:
         self._server: Server | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._revocation_task: asyncio.Task[None] | None = None
+        self._tokens: TokenStore | None = None
+        self._throttle = FailureThrottle(config.auth_failures_per_minute)
         self._drained = asyncio.Event()
 
     @property
@@ -101,6 +104,9 @@ class BrokerServer:
         broker.restore()
         self._writer_task = asyncio.create_task(self._watch(broker.run_writer()))
         self._retention_task = asyncio.create_task(self._watch(broker.run_retention()))
+        if config.auth == "token":
+            self._tokens = TokenStore(config.data_dir)
+            self._revocation_task = asyncio.create_task(self._watch(self._enforce_revocations()))
         self._server = await serve(
             self._handle,
             config.host,
@@ -113,7 +119,15 @@ class BrokerServer:
             ping_timeout=config.heartbeat_timeout_s,
             server_header=self.server_name,
         )
-        log.info("listening", host=config.host, port=self.port, data=str(config.data_dir))
+        log.info(
+            "listening",
+            host=config.host,
+            port=self.port,
+            data=str(config.data_dir),
+            auth=config.auth,
+        )
+        if config.auth == "none":
+            log.warning("auth_off", detail="every session gets every role; loopback only")
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain."""
@@ -153,6 +167,8 @@ class BrokerServer:
         assert self._writer_task is not None
         assert self._retention_task is not None
         self._retention_task.cancel()
+        if self._revocation_task is not None:
+            self._revocation_task.cancel()
         broker.writer.stop()
         await asyncio.gather(self._writer_task, self._retention_task, return_exceptions=True)
         await broker.cancel_tasks()
@@ -160,6 +176,8 @@ class BrokerServer:
         await broker.threads.wait_idle()
         assert self._store is not None
         self._store.close()
+        if self._tokens is not None:
+            self._tokens.close()
         log.info("stopped")
 
     async def _watch(self, job: Any) -> None:
@@ -191,9 +209,13 @@ class BrokerServer:
             if not isinstance(hello, Hello):
                 raise SchemaError(ErrorCode.BAD_FRAME, "the first frame must be hello")
         except SchemaError as exc:
-            await _refuse(connection, codec, exc)
+            await _refuse(connection, codec, exc.code, str(exc), CloseCode.PROTOCOL_ERROR)
             return
-        session = self._open(connection, codec, hello)
+        grant = await self._admit(connection, hello)
+        if isinstance(grant, Refused):
+            await _refuse(connection, codec, grant.code, grant.message, grant.close)
+            return
+        session = self._open(connection, codec, hello, grant)
         session.log.info("session_opened")
         try:
             await session.run()
@@ -202,18 +224,57 @@ class BrokerServer:
                 "session_closed", code=connection.close_code, reason=connection.close_reason
             )
 
-    def _open(self, connection: ServerConnection, codec: Codec, hello: Hello) -> Session:
+    async def _admit(self, connection: ServerConnection, hello: Hello) -> Grant | Refused:
+        assert self.broker is not None
+        address = _peer(connection)
+        header = connection.request.headers.get("Authorization") if connection.request else None
+        tokens, throttle = self._tokens, self._throttle
+        result = await self.broker.threads.run(
+            lambda: admit(
+                hello,
+                tokens=tokens,
+                header_token=bearer(header),
+                throttle=throttle,
+                address=address,
+            )
+        )
+        if isinstance(result, Refused):
+            # Who and why, never what was presented.
+            log.warning("session_refused", peer=address, role=hello.role, reason=result.message)
+        return result
+
+    async def _enforce_revocations(self) -> None:
+        """Close the sessions of revoked or expired tokens, within half a second."""
+        assert self.broker is not None
+        assert self._tokens is not None
+        broker, tokens = self.broker, self._tokens
+        while True:
+            await asyncio.sleep(0.5)
+            refused = await broker.threads.run(tokens.refused_ids)
+            for session in broker.sessions():
+                if session.grant.token_id in refused:
+                    session.log.info("session_token_withdrawn", token=session.grant.token_name)
+                    session.abort(CloseCode.UNAUTHORIZED, "token revoked or expired")
+
+    def _open(
+        self, connection: ServerConnection, codec: Codec, hello: Hello, grant: Grant
+    ) -> Session:
         assert self.broker is not None
         broker, config = self.broker, self.config
         session_id = secrets.token_hex(6)
-        peer = connection.remote_address[0] if connection.remote_address else "?"
-        session_log = log.bind(session=session_id, role=hello.role, peer=peer, client=hello.client)
+        session_log = log.bind(
+            session=session_id,
+            role=hello.role,
+            peer=_peer(connection),
+            client=hello.client,
+            token=grant.token_name,
+        )
         limits = Limits(max_frame_bytes=config.max_frame_bytes, max_batch=config.max_batch)
         welcome = Welcome(
             protocol=PROTOCOL_VERSION,
             server=self.server_name,
             session=session_id,
-            roles=ALL_ROLES,
+            roles=sorted(grant.roles),
             heartbeat_s=config.heartbeat_s,
             limits=limits,
         )
@@ -224,6 +285,7 @@ class BrokerServer:
             session_id=session_id,
             client=hello.client,
             log=session_log,
+            grant=grant,
         )
         if hello.role == "worker":
             assert hello.workspace is not None
@@ -253,12 +315,17 @@ class BrokerServer:
         return watcher
 
 
-async def _refuse(connection: ServerConnection, codec: Codec, exc: SchemaError) -> None:
+async def _refuse(
+    connection: ServerConnection, codec: Codec, code: ErrorCode, message: str, close: int
+) -> None:
     with contextlib.suppress(ConnectionClosed):
-        await connection.send(
-            codec.encode(ErrorReply(code=exc.code, message=str(exc))), text=codec.text
-        )
-        await connection.close(CloseCode.PROTOCOL_ERROR, exc.code.value)
+        await connection.send(codec.encode(ErrorReply(code=code, message=message)), text=codec.text)
+        await connection.close(close, message[:120])
+
+
+def _peer(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "?"
 
 
 def _health(connection: ServerConnection, request: Request) -> Response | None:

@@ -23,9 +23,11 @@ from schema import (
     ErrorCode,
     ErrorReply,
     Ok,
+    Role,
     SchemaError,
 )
 
+from ._access import OPEN, Grant, refusal
 from ._outbox import OutboxClosedError, SessionOutbox
 
 if TYPE_CHECKING:
@@ -44,12 +46,15 @@ class SessionContext:
     session_id: str
     client: str
     log: structlog.typing.FilteringBoundLogger
+    grant: Grant = OPEN
 
 
 class Session:
     """One websocket after a valid ``hello``."""
 
     role: ClassVar[str]
+    catch_role: ClassVar[Role]
+    """The role a ``catch`` needs in this kind of session."""
     handlers: ClassVar[dict[type[Any], Handler]]
     """Frame type -> handler; a frame without one is refused with ``forbidden``."""
 
@@ -60,6 +65,7 @@ class Session:
         self.session_id = context.session_id
         self.client = context.client
         self.log = context.log
+        self.grant = context.grant
         self.outbox = SessionOutbox(self.broker.config.session_buffer_bytes)
         self._bad_frames = 0
         self._close: tuple[int, str] | None = None
@@ -184,6 +190,10 @@ class Session:
             )
             return
         self._bad_frames = 0
+        why = refusal(self.grant, frame, catch_role=self.catch_role)
+        if why is not None:
+            self.error(ErrorCode.FORBIDDEN, why, request_id=getattr(frame, "id", None))
+            return
         result = handler(self, frame)
         if asyncio.iscoroutine(result):
             # Handlers that wait on the store run beside the receive loop, not inside it.

@@ -25,6 +25,7 @@ from schema import (
     MutexBreak,
     Release,
     Removed,
+    Role,
     StatsRequest,
     Subscribe,
     Unsubscribe,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 class WatcherSession(Session):
     role: ClassVar[str] = "watcher"
+    catch_role: ClassVar[Role] = "operator"
 
     def __init__(self, context: SessionContext) -> None:
         super().__init__(context)
@@ -64,6 +66,8 @@ class WatcherSession(Session):
         self._wake.set()
 
     def workspace_created(self, workspace: Workspace) -> None:
+        if not self.grant.covers(workspace.name):
+            return
         for sub in self.subscriptions.values():
             if sub.matches(workspace.name):
                 sub.cursors[workspace.name] = ReadCursor(workspace.epoch, 0)
@@ -80,7 +84,7 @@ class WatcherSession(Session):
 
     def on_subscribe(self, frame: Subscribe) -> None:
         sub = Subscription(next(self._sub_ids), frame.pattern, frame.kinds)
-        self.send(self.broker.subscribe(sub, frame))
+        self.send(self.broker.subscribe(sub, frame, self.grant))
         self.subscriptions[sub.sub] = sub
         self.wake()
 
@@ -91,7 +95,7 @@ class WatcherSession(Session):
             self.ok(frame.id)
 
     def on_list(self, frame: ListWorkspaces) -> None:
-        self.send(self.broker.list_workspaces(frame))
+        self.send(self.broker.list_workspaces(frame, self.grant))
 
     async def on_history(self, frame: HistoryQuery) -> None:
         self.send(await self.broker.history(frame))

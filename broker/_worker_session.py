@@ -13,6 +13,7 @@ from schema import (
     MutexAcquire,
     MutexRelease,
     Publish,
+    Role,
     SetDetails,
 )
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 class WorkerSession(Session):
     role: ClassVar[str] = "worker"
+    catch_role: ClassVar[Role] = "worker"
 
     def __init__(
         self,

@@ -1,0 +1,211 @@
+"""Access tokens: random secrets shown once, stored as hashes with roles, scope and expiry.
+
+The table lives in its own SQLite file (``tokens.db`` in the data directory), so that
+``pierhead token ...`` can change it while a broker runs: the broker notices through SQLite's
+``data_version`` and closes the sessions of a revoked token within a second.
+
+A token reads ``ph_<id>_<secret>``: the id finds the row, the secret (256 random bits) is
+compared by its SHA-256 in constant time. Nothing but the hash is ever stored or logged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from schema import Role
+
+TOKENS_FILE: Final = "tokens.db"
+ROLES: Final[tuple[Role, ...]] = ("worker", "watcher", "operator", "admin")
+_SHAPE = re.compile(r"^ph_([0-9a-f]{12})_([A-Za-z0-9_-]{43})\Z")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created TEXT NOT NULL,
+    expires TEXT,
+    last_used TEXT,
+    revoked TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_live_name ON tokens (name) WHERE revoked IS NULL;
+"""
+
+Refusal = Literal["missing", "malformed", "unknown", "revoked", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: str
+    name: str
+    roles: frozenset[str]
+    scope: str
+    """A glob over workspace names."""
+    created: datetime.datetime
+    expires: datetime.datetime | None
+    last_used: datetime.datetime | None
+    revoked: datetime.datetime | None
+
+    def covers(self, workspace: str) -> bool:
+        return fnmatch.fnmatchcase(workspace, self.scope)
+
+
+class TokenError(ValueError):
+    """A token command that cannot be carried out (a duplicate name, an unknown role...)."""
+
+
+class TokenStore:
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            data_dir / TOKENS_FILE, isolation_level=None, check_same_thread=False, timeout=5.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        # One connection, used by the broker's worker threads one at a time.
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(
+        self,
+        name: str,
+        roles: Iterable[str],
+        scope: str = "*",
+        *,
+        expires: datetime.datetime | None = None,
+        now: datetime.datetime | None = None,
+    ) -> tuple[Token, str]:
+        """A new token and its secret; the secret is not kept and cannot be shown again."""
+        wanted = frozenset(roles)
+        unknown = wanted - set(ROLES)
+        if not wanted or unknown:
+            raise TokenError(f"roles must be among {', '.join(ROLES)}; got {sorted(wanted)}")
+        if not name or len(name) > 128:
+            raise TokenError("a token needs a name of 1 to 128 characters")
+        created = now or datetime.datetime.now(datetime.UTC)
+        token_id = secrets.token_hex(6)
+        secret = f"ph_{token_id}_{secrets.token_urlsafe(32)}"
+        row = (
+            token_id,
+            name,
+            _digest(secret),
+            ",".join(sorted(wanted)),
+            scope,
+            created.isoformat(),
+            expires.isoformat() if expires else None,
+        )
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO tokens (id, name, hash, roles, scope, created, expires)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+            except sqlite3.IntegrityError:
+                raise TokenError(f"a token named {name!r} exists; revoke it first") from None
+            return self._get(token_id), secret
+
+    def tokens(self, *, include_revoked: bool = False) -> list[Token]:
+        query = "SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked IS NULL")
+        with self._lock:
+            return [_token(row) for row in self._db.execute(query + " ORDER BY created")]
+
+    def revoke(self, name: str, *, now: datetime.datetime | None = None) -> Token:
+        moment = (now or datetime.datetime.now(datetime.UTC)).isoformat()
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL RETURNING id",
+                (moment, name),
+            ).fetchone()
+            if row is None:
+                raise TokenError(f"no live token named {name!r}")
+            return self._get(row[0])
+
+    def authenticate(
+        self, presented: str | None, *, now: datetime.datetime | None = None
+    ) -> Token | Refusal:
+        """The token a secret belongs to, or why it is refused."""
+        if not presented:
+            return "missing"
+        shape = _SHAPE.match(presented)
+        if shape is None:
+            return "malformed"
+        moment = now or datetime.datetime.now(datetime.UTC)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM tokens WHERE id = ?", (shape.group(1),)
+            ).fetchone()
+            # Compared in constant time: how much of a guess matched must not show in timing.
+            if row is None or not hmac.compare_digest(row[2], _digest(presented)):
+                return "unknown"
+            token = _token(row)
+            if token.revoked is not None:
+                return "revoked"
+            if token.expires is not None and token.expires <= moment:
+                return "expired"
+            self._db.execute(
+                "UPDATE tokens SET last_used = ? WHERE id = ?", (moment.isoformat(), token.id)
+            )
+        return token
+
+    def refused_ids(self, *, now: datetime.datetime | None = None) -> set[str]:
+        """Ids of tokens that may no longer be used: revoked, or expired by ``now``."""
+        moment = now or datetime.datetime.now(datetime.UTC)
+        return {
+            token.id
+            for token in self.tokens(include_revoked=True)
+            if token.revoked is not None or (token.expires is not None and token.expires <= moment)
+        }
+
+    def _get(self, token_id: str) -> Token:
+        return _token(self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone())
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _time(value: str | None) -> datetime.datetime | None:
+    return None if value is None else datetime.datetime.fromisoformat(value)
+
+
+def _token(row: tuple[str, ...]) -> Token:
+    token_id, name, _hash, roles, scope, created, expires, last_used, revoked = row
+    created_at = _time(created)
+    assert created_at is not None
+    return Token(
+        id=token_id,
+        name=name,
+        roles=frozenset(roles.split(",")),
+        scope=scope,
+        created=created_at,
+        expires=_time(expires),
+        last_used=_time(last_used),
+        revoked=_time(revoked),
+    )
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """``30d``, ``12h``, ``45m``, ``90s``."""
+    match = re.fullmatch(r"(\d+)([dhms])", text.strip())
+    if match is None:
+        raise TokenError(f"expected a duration like 30d, 12h, 45m or 90s, not {text!r}")
+    amount, unit = int(match.group(1)), match.group(2)
+    seconds = {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit]
+    return datetime.timedelta(seconds=amount * seconds)
