@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final
 
 from schema import (
     ActionCall,
@@ -37,7 +37,7 @@ ALL_ROLES: Final[frozenset[Role]] = frozenset({"worker", "watcher", "operator", 
 
 def roles_of(names: Iterable[str]) -> frozenset[Role]:
     """The known roles among ``names`` (unknown ones grant nothing)."""
-    return frozenset(cast(Role, name) for name in names if name in ALL_ROLES)
+    return frozenset(name for name in names if name in ALL_ROLES)
 
 
 @dataclass(frozen=True, slots=True)
