@@ -11,6 +11,7 @@ from pathlib import Path
 from ._config import BrokerConfig
 from ._logging import configure_logging
 from ._server import BrokerServer, InsecureBindError
+from ._tokens import TokenError, TokenStore, parse_duration
 
 _DEFAULTS = BrokerConfig()
 
@@ -36,6 +37,12 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=Path,
         default=_DEFAULTS.data_dir,
         help="store directory (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--auth",
+        choices=["none", "token"],
+        default=_DEFAULTS.auth,
+        help="none: every session may do anything (loopback only); token: see pierhead token",
     )
     serve.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback --host without authentication"
@@ -112,6 +119,7 @@ def run_serve(args: argparse.Namespace) -> int:
             port=args.port,
             data_dir=args.data,
             insecure=args.insecure,
+            auth=args.auth,
             retention_events=args.retention_events,
             retention_age=datetime.timedelta(days=args.retention_days),
             mutex_grace_s=args.grace,
@@ -135,3 +143,103 @@ def run_serve(args: argparse.Namespace) -> int:
 async def _serve(server: BrokerServer) -> None:
     await server.start()
     await server.serve_until_signalled()
+
+
+def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = commands.add_parser(
+        "token",
+        help="create, list and revoke access tokens",
+        description="Manage the tokens of a broker's data directory (running or not); "
+        "a broker started with --auth token accepts them.",
+    )
+    actions = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", type=Path, default=_DEFAULTS.data_dir, help="the broker's store")
+
+    create = actions.add_parser("create", parents=[data], help="make a token; prints its secret")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--role",
+        dest="roles",
+        action="append",
+        required=True,
+        choices=["worker", "watcher", "operator", "admin"],
+        help="repeat for several roles",
+    )
+    create.add_argument("--workspaces", default="*", help="glob of workspaces it covers")
+    create.add_argument("--expires", default=None, help="e.g. 30d, 12h (default: never)")
+    create.set_defaults(run=_token_create)
+
+    listing = actions.add_parser("list", parents=[data], help="list tokens (never their secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked tokens")
+    listing.set_defaults(run=_token_list)
+
+    revoke = actions.add_parser("revoke", parents=[data], help="revoke a token at once")
+    revoke.add_argument("name")
+    revoke.set_defaults(run=_token_revoke)
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    store = TokenStore(args.data)
+    try:
+        expires = None
+        if args.expires:
+            expires = datetime.datetime.now(datetime.UTC) + parse_duration(args.expires)
+        token, secret = store.create(args.name, args.roles, args.workspaces, expires=expires)
+    except TokenError as exc:
+        print(f"pierhead token: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    until = token.expires.isoformat() if token.expires else "never"
+    print(
+        f"# token {token.name}: roles {','.join(sorted(token.roles))}, "
+        f"workspaces {token.scope}, expires {until}"
+    )
+    print("# the secret is shown once; keep it somewhere safe")
+    print(secret)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    store = TokenStore(args.data)
+    try:
+        tokens = store.tokens(include_revoked=args.all)
+    finally:
+        store.close()
+    rows = [("NAME", "ROLES", "WORKSPACES", "CREATED", "EXPIRES", "LAST USED", "REVOKED")]
+    rows += [
+        (
+            token.name,
+            ",".join(sorted(token.roles)),
+            token.scope,
+            _when(token.created),
+            _when(token.expires),
+            _when(token.last_used),
+            _when(token.revoked),
+        )
+        for token in tokens
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    store = TokenStore(args.data)
+    try:
+        token = store.revoke(args.name)
+    except TokenError as exc:
+        print(f"pierhead token: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"revoked {token.name}; its sessions are closed within a second")
+    return 0
+
+
+def _when(moment: datetime.datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")

@@ -19,7 +19,6 @@ from ._errors import BrokerRefusedError, ClosedError, PierheadError
 from ._watcher import ActionFailedError
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
-PLANNED_COMMANDS = {"token": "create, list and revoke access tokens (with --auth token)"}
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -38,20 +37,19 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    planned = "\n".join(f"  {name:<8} {text}" for name, text in PLANNED_COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="pierhead",
         description="A websocket message broker for long-running jobs and their watchers.",
-        epilog="exit codes: 0 done, 1 refused by the broker, 2 usage error, 3 broker unreachable"
-        f"\n\nnot yet available in this version:\n{planned}",
+        epilog="exit codes: 0 done, 1 refused by the broker, 2 usage error, 3 broker unreachable",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_options()
 
-    from broker._cli import add_serve_command
+    from broker._cli import add_serve_command, add_token_command
 
     add_serve_command(commands)
+    add_token_command(commands)
     watch = commands.add_parser(
         "watch", parents=[common], help="live console of workspaces and their events"
     )

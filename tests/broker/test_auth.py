@@ -1,0 +1,248 @@
+"""Token authentication and per-frame authorisation on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+import schema
+from broker._tokens import TokenStore
+from broker.testing import running_broker
+from tests.broker.test_bad_input import closed_with
+from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
+
+NOW = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+
+
+def test_tokens_are_stored_as_hashes_and_refused_for_every_reason(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path)
+    token, secret = store.create("ci", ["worker"], "deploy-*", now=NOW)
+    assert secret.startswith(f"ph_{token.id}_")
+    assert secret.encode() not in (tmp_path / "tokens.db").read_bytes()
+    authenticated = store.authenticate(secret, now=NOW)
+    assert not isinstance(authenticated, str)
+    assert (authenticated.name, authenticated.roles, authenticated.scope) == (
+        "ci",
+        frozenset({"worker"}),
+        "deploy-*",
+    )
+    assert store.tokens()[0].last_used == NOW
+    assert store.authenticate(None) == "missing"
+    assert store.authenticate("hunter2") == "malformed"
+    assert store.authenticate(secret[:-1] + ("A" if secret[-1] != "A" else "B")) == "unknown"
+    _, short = store.create(
+        "short", ["watcher"], expires=NOW + datetime.timedelta(hours=1), now=NOW
+    )
+    assert store.authenticate(short, now=NOW + datetime.timedelta(hours=2)) == "expired"
+    store.revoke("ci")
+    assert store.authenticate(secret) == "revoked"
+    assert token.id in store.refused_ids()
+    store.create("ci", ["admin"])  # the name is free again once revoked
+    store.close()
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> dict[str, str]:
+    store = TokenStore(tmp_path / "data")
+    made = {
+        name: store.create(name, roles, scope)[1]
+        for name, roles, scope in [
+            ("worker", ["worker"], "deploy-*"),
+            ("watcher", ["watcher"], "deploy-*"),
+            ("operator", ["watcher", "operator"], "deploy-*"),
+            ("admin", ["watcher", "operator", "admin"], "*"),
+            ("elsewhere", ["watcher", "operator", "admin"], "other-*"),
+            ("everything", ["worker", "watcher", "operator", "admin"], "*"),
+        ]
+    }
+    store.close()
+    return made
+
+
+@pytest.mark.asyncio
+async def test_every_kind_of_bad_token_is_refused_with_4001(
+    tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    async with running_broker(tmp_path / "data", auth="token") as broker:
+        store = TokenStore(tmp_path / "data")
+        _, gone = store.create("gone", ["watcher"])
+        store.revoke("gone")
+        store.close()
+        cases = {
+            None: "needs a token",
+            "ph_nonsense": "not a pierhead token",
+            tokens["admin"][:-2] + "zz": "unknown token",
+            gone: "revoked",
+        }
+        for presented, message in cases.items():
+            async with wire_client(broker.url) as client:
+                await client.send(watcher_hello(token=presented))
+                error = await client.expect(schema.ErrorReply)
+                assert error.code is schema.ErrorCode.UNAUTHORIZED
+                assert message in error.message
+                assert await closed_with(client) == schema.CloseCode.UNAUTHORIZED
+
+
+@pytest.mark.asyncio
+async def test_a_bearer_header_works_like_hello_token(
+    tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    async with running_broker(tmp_path / "data", auth="token") as broker:
+        headers = {"Authorization": f"Bearer {tokens['watcher']}"}
+        async with connect(
+            broker.url,
+            subprotocols=[Subprotocol("pierhead.v1.json")],
+            additional_headers=headers,
+        ) as connection:
+            await connection.send(schema.JSON_CODEC.encode(watcher_hello()).decode())
+            welcome = schema.JSON_CODEC.decode_broker_frame(await connection.recv())
+            assert isinstance(welcome, schema.Welcome)
+            assert welcome.roles == ["watcher"]
+
+
+@pytest.mark.asyncio
+async def test_workers_only_inside_their_scope(tmp_path: Path, tokens: dict[str, str]) -> None:
+    async with running_broker(tmp_path / "data", auth="token") as broker:
+        async with wire_client(broker.url) as outside:
+            await outside.send(worker_hello("prod-db", "r", token=tokens["worker"]))
+            error = await outside.expect(schema.ErrorReply)
+            assert error.code is schema.ErrorCode.FORBIDDEN
+            assert await closed_with(outside) == schema.CloseCode.FORBIDDEN
+        async with wire_client(broker.url) as no_role:
+            await no_role.send(worker_hello("deploy-1", "r", token=tokens["watcher"]))
+            assert (await no_role.expect(schema.ErrorReply)).code is schema.ErrorCode.FORBIDDEN
+        async with wire_client(
+            broker.url, worker_hello("deploy-1", "r", token=tokens["worker"])
+        ) as w:
+            await w.publish(1, scalars(0, 3))
+            assert (await w.expect(schema.Ack)).seq == 3
+            foreign = await w.request(schema.Catch(id=w.next_id(), workspace="prod-db"))
+            assert isinstance(foreign, schema.ErrorReply)
+            assert foreign.code is schema.ErrorCode.FORBIDDEN
+
+
+def operations(workspace: str) -> list[tuple[str, Any]]:
+    """(role needed, request) for every watcher request, naming ``workspace``."""
+    return [
+        ("watcher", schema.Subscribe(id=1, pattern=workspace)),
+        ("watcher", schema.ListWorkspaces(id=2, pattern=workspace)),
+        ("watcher", schema.HistoryQuery(id=3, workspace=workspace)),
+        ("operator", schema.Catch(id=4, workspace=workspace, reason="r")),
+        ("operator", schema.Release(id=5, workspace=workspace)),
+        ("operator", schema.ActionCall(id=6, workspace=workspace, run_id="r", action="a")),
+        ("admin", schema.MutexBreak(id=7, workspace=workspace)),
+        ("admin", schema.StatsRequest(id=8)),
+        ("admin", schema.DeleteWorkspace(id=9, workspace=workspace, force=True)),
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("token_name", ["watcher", "operator", "admin", "elsewhere"])
+async def test_every_request_by_role_and_scope(
+    tmp_path: Path, tokens: dict[str, str], token_name: str
+) -> None:
+    roles = {
+        "watcher": {"watcher"},
+        "operator": {"watcher", "operator"},
+        "admin": {"watcher", "operator", "admin"},
+        "elsewhere": {"watcher", "operator", "admin"},
+    }[token_name]
+    in_scope = token_name != "elsewhere"
+    async with running_broker(tmp_path / "data", auth="token") as broker:
+        assert broker.broker is not None
+        async with wire_client(broker.url, worker_hello("deploy-1", "r", token=tokens["worker"])):
+            async with wire_client(broker.url, watcher_hello(token=tokens[token_name])) as client:
+                for role, request in operations("deploy-1"):
+                    names_workspace = hasattr(request, "workspace")
+                    allowed = role in roles and (in_scope or not names_workspace)
+                    reply = await client.request(request)
+                    refused = (
+                        isinstance(reply, schema.ErrorReply)
+                        and reply.code is schema.ErrorCode.FORBIDDEN
+                    )
+                    assert refused is not allowed, (token_name, request)
+                workspace = broker.broker.workspaces.get("deploy-1")
+                # Refused requests changed nothing: only an admin in scope deleted it.
+                assert (workspace is None) is (in_scope and "admin" in roles)
+
+
+@pytest.mark.asyncio
+async def test_subscriptions_and_lists_see_only_their_scope(
+    tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    async with running_broker(tmp_path / "data", auth="token") as broker:
+        async with (
+            wire_client(broker.url, worker_hello("deploy-1", "a", token=tokens["everything"])),
+            wire_client(broker.url, worker_hello("other-1", "b", token=tokens["everything"])),
+            wire_client(broker.url, watcher_hello(token=tokens["watcher"])) as watcher,
+        ):
+            listing = await watcher.request(schema.ListWorkspaces(id=watcher.next_id()))
+            assert isinstance(listing, schema.Workspaces)
+            assert [item.name for item in listing.items] == ["deploy-1"]
+            subscribed = await watcher.request(schema.Subscribe(id=watcher.next_id(), pattern="*"))
+            assert isinstance(subscribed, schema.Subscribed)
+            assert [s.name for s in subscribed.snapshot] == ["deploy-1"]
+
+
+@pytest.mark.asyncio
+async def test_revoking_a_token_closes_its_sessions_within_a_second(
+    tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    async with running_broker(tmp_path / "data", auth="token") as broker:
+        async with wire_client(broker.url, watcher_hello(token=tokens["watcher"])) as watcher:
+            command = "from sdk._cli import main; raise SystemExit(main())"
+            data = str(tmp_path / "data")
+            revoked = subprocess.run(
+                [sys.executable, "-c", command, "token", "revoke", "watcher", "--data", data],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert revoked.returncode == 0, revoked.stderr
+            code = await asyncio.wait_for(closed_with(watcher), 1.5)
+            assert code == schema.CloseCode.UNAUTHORIZED
+
+
+@pytest.mark.asyncio
+async def test_repeated_failures_from_an_address_are_throttled(tmp_path: Path) -> None:
+    async with running_broker(
+        tmp_path / "data", auth="token", auth_failures_per_minute=3
+    ) as broker:
+        codes = []
+        for _ in range(4):
+            async with wire_client(broker.url) as client:
+                await client.send(watcher_hello(token="ph_000000000000_" + "x" * 43))
+                codes.append((await client.expect(schema.ErrorReply)).code)
+        assert codes == [schema.ErrorCode.UNAUTHORIZED] * 3 + [schema.ErrorCode.RATE_LIMITED]
+
+
+def test_token_cli_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())", "token"]
+    data = ["--data", str(tmp_path)]
+    made = subprocess.run(
+        [*command, "create", "--name", "ci", "--role", "worker", "--role", "watcher",
+         "--workspaces", "deploy-*", "--expires", "30d", *data],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    secret = made.stdout.splitlines()[-1]
+    assert secret.startswith("ph_")
+    store = TokenStore(tmp_path)
+    assert not isinstance(store.authenticate(secret), str)
+    store.close()
+    listed = subprocess.run([*command, "list", *data], capture_output=True, text=True, check=True)
+    assert "ci" in listed.stdout
+    assert "deploy-*" in listed.stdout
+    assert secret not in listed.stdout
+    again = subprocess.run(
+        [*command, "create", "--name", "ci", "--role", "admin", *data],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 1
+    assert "exists" in again.stderr
