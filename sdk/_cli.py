@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,13 @@ from importlib.metadata import version
 from typing import Any
 
 from ._cli_ops import EXIT_REFUSED, EXIT_UNREACHABLE, UnreachableError, add_operator_commands
-from ._errors import BrokerRefusedError, ClosedError, PierheadError
+from ._errors import (
+    AuthenticationError,
+    BrokerRefusedError,
+    ClosedError,
+    ForbiddenError,
+    PierheadError,
+)
 from ._watcher import ActionFailedError
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
@@ -89,6 +96,8 @@ def _print_version() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The command reports in one line of its own; the SDK's log lines would repeat it.
+    logging.getLogger("pierhead.sdk").addHandler(logging.NullHandler())
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -109,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    except (AuthenticationError, ForbiddenError) as exc:
+        print(f"pierhead: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except ClosedError as exc:
         print(
             f"pierhead: the broker closed the connection: {exc.__cause__ or exc}", file=sys.stderr

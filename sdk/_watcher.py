@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -141,7 +142,10 @@ class Watcher:
         subscription_buffer: int = 256,
     ) -> None:
         self._hello = Hello(
-            protocol=schema.PROTOCOL_VERSION, role="watcher", client=client, token=token
+            protocol=schema.PROTOCOL_VERSION,
+            role="watcher",
+            client=client,
+            token=token or os.environ.get("PIERHEAD_TOKEN"),
         )
         self._connection = Connection(
             url,

@@ -101,7 +101,7 @@ class Worker:
                 "protocol": schema.PROTOCOL_VERSION,
                 "role": "worker",
                 "client": client,
-                "token": token,
+                "token": token or os.environ.get("PIERHEAD_TOKEN"),
                 "workspace": workspace,
                 "run_id": self.run_id,
             },

@@ -246,3 +246,29 @@ def test_token_cli_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> N
     )
     assert again.returncode == 1
     assert "exists" in again.stderr
+
+
+@pytest.mark.asyncio
+async def test_sdk_and_cli_report_a_refused_token_once_without_retrying(
+    tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    import sdk
+
+    async with running_broker(tmp_path / "data", auth="token") as broker:
+        worker = sdk.Worker(broker.url, "deploy-1", token="ph_000000000000_" + "x" * 43)
+        async with worker:
+            with pytest.raises(sdk.ClosedError) as closed:
+                await asyncio.wait_for(worker.connected(), 10)
+            assert isinstance(closed.value.__cause__, sdk.AuthenticationError)
+            assert worker.state is sdk.ConnectionState.CLOSED
+        async with sdk.Watcher(broker.url, token=tokens["watcher"]) as allowed:
+            assert [s.name for s in await allowed.workspaces()] == []
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())",
+            "ls", "--url", broker.url, "--token", "ph_000000000000_" + "y" * 43,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await process.communicate()
+        assert process.returncode == 1
+        assert err.decode().startswith("pierhead: refused: unknown token")
+        assert "y" * 43 not in err.decode()
