@@ -161,8 +161,13 @@ class Broker:
     # Sessions -----------------------------------------------------------------------------
 
     def workspace(self, name: str) -> Workspace:
-        """The live workspace of that name, created (with a new epoch) if there is none."""
+        """The live workspace of that name, created (with a new epoch) if there is none.
+
+        Raises WorkspaceClosedError while the name's current epoch is being deleted.
+        """
         workspace = self.workspaces.get(name)
+        if workspace is not None and workspace.closed:
+            raise WorkspaceClosedError(f"workspace {name!r} is being deleted; connect again")
         if workspace is None:
             now = utcnow()
             self._last_epoch = max(self._last_epoch + 1, int(now.timestamp() * 1_000_000))

@@ -23,6 +23,11 @@ class BrokerConfig:
     """``token``: every session presents a token (see ``pierhead token``)."""
     auth_failures_per_minute: int = 10
     """Failed authentications from one address before it is refused for a while."""
+    allowed_origins: tuple[str, ...] | None = None
+    """Origin headers accepted at upgrade; None accepts any. No header (non-browser clients)
+    is always accepted."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     heartbeat_s: float = 5.0
     heartbeat_timeout_s: float = 10.0
@@ -42,6 +47,12 @@ class BrokerConfig:
     """Outbound bytes queued per session before it counts as a slow consumer."""
     max_bad_frames: int = 10
     """Consecutive undecodable frames after which a session is closed with 4000."""
+    max_events_per_s: float = 100_000.0
+    """Per worker session, with a burst of one second's worth; beyond it: close 4029."""
+    max_connections_per_address: int = 1024
+    max_connections_per_token: int = 1024
+    max_subscriptions_per_session: int = 64
+    max_pending_calls_per_session: int = 64
 
     commit_max_events: int = 5000
     synchronous: Literal["full", "normal"] = "full"
@@ -60,6 +71,8 @@ class BrokerConfig:
             raise ValueError("max_batch must be at least 1 and at most commit_max_events")
         if self.heartbeat_timeout_s <= 0 or self.heartbeat_s <= 0:
             raise ValueError("heartbeat interval and timeout must be positive")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and a key")
 
     @property
     def loopback_only(self) -> bool:

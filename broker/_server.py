@@ -44,6 +44,7 @@ from ._store import Store
 from ._tokens import TokenStore
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
+from ._workspace import WorkspaceClosedError
 
 log = structlog.get_logger("pierhead.server")
 
@@ -215,7 +216,12 @@ class BrokerServer:
         if isinstance(grant, Refused):
             await _refuse(connection, codec, grant.code, grant.message, grant.close)
             return
-        session = self._open(connection, codec, hello, grant)
+        try:
+            session = self._open(connection, codec, hello, grant)
+        except WorkspaceClosedError as exc:
+            # A moment of deletion: 1001 makes a client come back, to a new epoch.
+            await _refuse(connection, codec, ErrorCode.CONFLICT, str(exc), CloseCode.GOING_AWAY)
+            return
         session.log.info("session_opened")
         try:
             await session.run()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime
 import pathlib
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -159,7 +160,7 @@ class SQLiteStore:
         self._encoder = msgspec.msgpack.Encoder()
         self._event_decoder = msgspec.msgpack.Decoder(EventMsg)
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
-        self._local = threading.local()
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
@@ -191,17 +192,23 @@ class SQLiteStore:
         self._writer.execute(self._synchronous_pragma)
         self._writer.execute("PRAGMA foreign_keys = ON")
 
-    def _reader(self) -> sqlite3.Connection:
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A reader connection for one call. Pooled, not per thread: worker threads come and
+        go, and a connection per thread ever seen would leak."""
         if self._closed:
             raise sqlite3.ProgrammingError("the store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        try:
+            conn = self._idle_readers.get_nowait()
+        except queue.Empty:
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
             with self._readers_lock:
                 self._readers.append(conn)
-            self._local.conn = conn
-        return conn
+        try:
+            yield conn
+        finally:
+            self._idle_readers.put(conn)
 
     @contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
@@ -217,13 +224,13 @@ class SQLiteStore:
 
     @contextmanager
     def _read_transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._reader()
-        # Several statements in one transaction read the same snapshot.
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+        with self._reader() as conn:
+            # Several statements in one transaction read the same snapshot.
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -410,7 +417,8 @@ class SQLiteStore:
 
     def read(self, workspace: str, epoch: int, after: int, limit: int) -> list[EventMsg]:
         """Up to ``limit`` events with offset > ``after``, oldest first."""
-        rows = self._reader().execute(_READ, (workspace, epoch, after, limit)).fetchall()
+        with self._reader() as conn:
+            rows = conn.execute(_READ, (workspace, epoch, after, limit)).fetchall()
         decode = self._event_decoder.decode
         return [decode(body) for (body,) in rows]
 
@@ -419,7 +427,8 @@ class SQLiteStore:
         if query.kinds is not None and not query.kinds:
             return [], False
         sql, params = _history_sql(query)
-        rows = self._reader().execute(sql, params).fetchall()
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
         decode = self._event_decoder.decode
         events = [decode(body) for (body,) in rows[: query.limit]]
         return events, len(rows) > query.limit

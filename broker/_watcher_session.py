@@ -181,14 +181,7 @@ class WatcherSession(Session):
     ) -> None:
         config = self.broker.config
         if cursor.offset + 1 < workspace.first_offset:
-            gap = Gap(
-                sub=sub.sub,
-                workspace=workspace.name,
-                from_offset=cursor.offset + 1,
-                to_offset=workspace.first_offset - 1,
-            )
-            cursor.offset = workspace.first_offset - 1
-            await self.outbox.put(self.codec.encode(gap))
+            await self._send_gap(sub, workspace, cursor, workspace.first_offset - 1)
         end = workspace.state.last_offset
         limit = min(config.delivery_page_events, end - cursor.offset)
         key = (self.codec.subprotocol, sub.kinds, cursor.offset, limit)
@@ -203,10 +196,25 @@ class WatcherSession(Session):
                     # Unsubscribed or removed while reading; or retention raced the read,
                     # and the next round reports the gap.
                     return
+                if stored[0].offset > cursor.offset + 1:
+                    # Retention removed events between the check above and the read.
+                    await self._send_gap(sub, workspace, cursor, stored[0].offset - 1)
                 page = self._page(sub, [TailEntry(event) for event in stored])
         cursor.offset = page.last
         if page.array is not None:
             await self.outbox.put(page.frame(sub.sub, self.codec))
+
+    async def _send_gap(
+        self, sub: Subscription, workspace: Workspace, cursor: ReadCursor, last_missing: int
+    ) -> None:
+        gap = Gap(
+            sub=sub.sub,
+            workspace=workspace.name,
+            from_offset=cursor.offset + 1,
+            to_offset=last_missing,
+        )
+        cursor.offset = last_missing
+        await self.outbox.put(self.codec.encode(gap))
 
     def _page(self, sub: Subscription, entries: list[TailEntry]) -> Page:
         """The encoded array of the entries this subscription wants, up to half a frame's

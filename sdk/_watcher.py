@@ -97,6 +97,7 @@ class Subscription:
         self._queue: asyncio.Queue[Delivery | BaseException] = asyncio.Queue(buffer)
         self.sub: int | None = None
         """The broker's id for it on the current connection; None until confirmed there."""
+        self._error: BaseException | None = None
         self.confirmed_once = False
         self.closed = False
 
@@ -105,10 +106,19 @@ class Subscription:
 
     async def _iterate(self) -> AsyncIterator[Delivery]:
         while True:
+            if self._error is not None and self._queue.empty():
+                raise self._error
             item = await self._queue.get()
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    def end(self, error: BaseException) -> None:
+        """No more deliveries: the reader gets what is queued, then ``error``."""
+        if self._error is None:
+            self._error = error
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(error)
 
     async def close(self) -> None:
         """Stop following (the iterator then waits forever; stop iterating first)."""
@@ -180,7 +190,16 @@ class Watcher:
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("this watcher is already started")
-        self._task = asyncio.create_task(self._connection.run(), name="pierhead-watcher")
+        self._task = asyncio.create_task(self._run_connection(), name="pierhead-watcher")
+
+    async def _run_connection(self) -> None:
+        try:
+            await self._connection.run()
+        finally:
+            closed = ClosedError("the watcher's connection is closed")
+            closed.__cause__ = self._connection.failure
+            for subscription in self._subscriptions:
+                subscription.end(closed)
 
     async def close(self) -> None:
         await self._connection.close()
@@ -189,10 +208,8 @@ class Watcher:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        closed = ClosedError("the watcher is closed")
         for subscription in self._subscriptions:
-            with contextlib.suppress(asyncio.QueueFull):
-                subscription._queue.put_nowait(closed)
+            subscription.end(ClosedError("the watcher is closed"))
 
     @property
     def connection_state(self) -> ConnectionState:

@@ -55,6 +55,8 @@ Unreachable = Literal["wait", "proceed"]
 _SIZE_ENCODER = msgspec.json.Encoder()
 _EVENT_DECODER = msgspec.json.Decoder(Event)
 _CLIENT = "pierhead-sdk/0.1"
+_FRAME_OVERHEAD = 256
+"""Bytes of a publish frame around its events, with a margin."""
 
 
 def default_run_id() -> str:
@@ -126,6 +128,8 @@ class Worker:
         self._semaphores = WorkspaceSemaphores()
         self._released = asyncio.Event()
         self._released.set()
+        self._ended = asyncio.Event()
+        """Set when the connection stopped for good: nothing will be released or acked."""
         self._progress = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[None]] = {}
@@ -160,7 +164,7 @@ class Worker:
         if self._tasks:
             raise RuntimeError("this worker is already started")
         self._tasks = [
-            asyncio.create_task(self._connection.run(), name="pierhead-connection"),
+            asyncio.create_task(self._run_connection(), name="pierhead-connection"),
             asyncio.create_task(self._send_forever(), name="pierhead-sender"),
         ]
 
@@ -188,6 +192,13 @@ class Worker:
             )
         if self._spool is not None:
             self._spool.close()
+
+    async def _run_connection(self) -> None:
+        try:
+            await self._connection.run()
+        finally:
+            self._ended.set()
+            self._notify_progress()
 
     @property
     def state(self) -> ConnectionState:
@@ -238,17 +249,28 @@ class Worker:
     ) -> Ticket:
         """Queue an event; returns at once unless the outbox is full under ``block``."""
         event, size = _checked(payload, series, create_time)
-        if size > self._outbox.max_bytes:
-            raise EventTooLargeError(
-                f"an event of {size} bytes can never fit an outbox of {self._outbox.max_bytes}"
-            )
+        self._check_size(size)
         while self._policy == "block" and not self._outbox.has_room(size):
             await self._wait_progress()
         return self._add(event, size)
 
+    def _check_size(self, size: int) -> None:
+        if size > self._outbox.max_bytes:
+            raise EventTooLargeError(
+                f"an event of {size} bytes can never fit an outbox of {self._outbox.max_bytes}"
+            )
+        # Alone in a frame, with room for the frame around it; a larger one could never be
+        # sent (the broker closes with 1009) and would block every event after it.
+        room = self._limits.max_frame_bytes - _FRAME_OVERHEAD
+        if size > room:
+            raise EventTooLargeError(
+                f"an event of {size} bytes does not fit the broker's frames ({room} bytes)"
+            )
+
     def _add(self, event: Event, size: int) -> Ticket:
         if self._closed:
             raise ClosedError("this worker is closed")
+        self._check_size(size)
         if self._spool is None:
             ticket = self._outbox.add(event, size)
         else:
@@ -383,8 +405,19 @@ class Worker:
         return self._semaphores
 
     async def wait_released(self) -> None:
-        """Return once the workspace is not caught."""
-        await self._released.wait()
+        """Return once the workspace is not caught; ClosedError if the connection stops first."""
+        await self._until(self._released)
+
+    async def _until(self, event: asyncio.Event) -> None:
+        if not event.is_set():
+            waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._ended.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        if not event.is_set():
+            raise ClosedError("the connection is closed") from self._connection.failure
 
     async def checkpoint(self, unreachable: Unreachable = "wait") -> None:
         """A safe point between units of work: return at once unless caught.
@@ -400,7 +433,7 @@ class Worker:
                 continue
             if not self.caught:
                 return
-            await self._released.wait()
+            await self._until(self._released)
 
     # Mutex --------------------------------------------------------------------------------
 
@@ -510,6 +543,13 @@ class Worker:
 
     def _set_semaphores(self, semaphores: WorkspaceSemaphores) -> None:
         self._semaphores = semaphores
+        lease = self._lease
+        if lease is not None and (
+            semaphores.holder != self.run_id or semaphores.fence != lease.fence
+        ):
+            # Lost while away (grace ran out, or broken): no mutex_lost could reach us then.
+            lease.mark_lost("expired" if semaphores.fence == lease.fence else "broken")
+            log.warning("pierhead: mutex lease %d lost while disconnected", lease.fence)
         if semaphores.caught:
             self._released.clear()
         else:
