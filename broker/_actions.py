@@ -34,8 +34,17 @@ class ActionCalls:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def start(self, caller: Session, frame: ActionCall, worker: WorkerSession) -> None:
+    def start(
+        self, caller: Session, frame: ActionCall, worker: WorkerSession, *, limit: int
+    ) -> None:
         """Forward ``frame`` to ``worker``; the caller is answered later, exactly once."""
+        if sum(pending.caller is caller for pending in self._pending.values()) >= limit:
+            caller.error(
+                ErrorCode.RATE_LIMITED,
+                f"at most {limit} calls in flight per session",
+                request_id=frame.id,
+            )
+            return
         if frame.action not in worker.actions:
             offered = ", ".join(sorted(worker.actions)) or "none"
             caller.error(

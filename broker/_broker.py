@@ -520,7 +520,7 @@ class Broker:
                 request_id=frame.id,
             )
             return
-        self.calls.start(session, frame, worker)
+        self.calls.start(session, frame, worker, limit=self.config.max_pending_calls_per_session)
 
     async def delete_workspace(self, session: WatcherSession, frame: DeleteWorkspace) -> None:
         workspace = self.workspaces.get(frame.workspace)

@@ -45,6 +45,15 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="none: every session may do anything (loopback only); token: see pierhead token",
     )
     serve.add_argument(
+        "--allowed-origin",
+        dest="allowed_origins",
+        action="append",
+        default=None,
+        help="an Origin a browser may connect from (repeat); clients without one always may",
+    )
+    serve.add_argument("--tls-cert", type=Path, default=None, help="serve wss:// with this cert")
+    serve.add_argument("--tls-key", type=Path, default=None, help="the certificate's key")
+    serve.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback --host without authentication"
     )
     serve.add_argument(
@@ -120,6 +129,9 @@ def run_serve(args: argparse.Namespace) -> int:
             data_dir=args.data,
             insecure=args.insecure,
             auth=args.auth,
+            allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
             retention_events=args.retention_events,
             retention_age=datetime.timedelta(days=args.retention_days),
             mutex_grace_s=args.grace,

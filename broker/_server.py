@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import secrets
 import signal
+import ssl
+from collections.abc import Sequence
 from dataclasses import replace
 from http import HTTPStatus
 from importlib.metadata import version
@@ -15,9 +17,9 @@ from typing import Any
 import msgspec
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 
 from schema import (
     PROTOCOL_VERSION,
@@ -38,6 +40,7 @@ from ._access import Grant
 from ._auth import FailureThrottle, Refused, admit, bearer
 from ._broker import Broker
 from ._config import BrokerConfig
+from ._limits import ConnectionCounts
 from ._session import Session, SessionContext
 from ._sqlite_store import SQLiteStore
 from ._store import Store
@@ -73,6 +76,8 @@ class BrokerServer:
         self._revocation_task: asyncio.Task[None] | None = None
         self._tokens: TokenStore | None = None
         self._throttle = FailureThrottle(config.auth_failures_per_minute)
+        self._per_address = ConnectionCounts(config.max_connections_per_address)
+        self._per_token = ConnectionCounts(config.max_connections_per_token)
         self._drained = asyncio.Event()
 
     @property
@@ -82,7 +87,8 @@ class BrokerServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}"
+        scheme = "wss" if self.config.tls_cert else "ws"
+        return f"{scheme}://{self.config.host}:{self.port}"
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()
@@ -112,7 +118,11 @@ class BrokerServer:
             self._handle,
             config.host,
             config.port,
+            ssl=_tls_context(config),
+            # None in the list admits clients that send no Origin (everything but browsers).
+            origins=_origins(config),
             subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
+            select_subprotocol=_select_subprotocol,
             process_request=_health,
             compression=None,
             max_size=config.max_frame_bytes,
@@ -216,6 +226,31 @@ class BrokerServer:
         if isinstance(grant, Refused):
             await _refuse(connection, codec, grant.code, grant.message, grant.close)
             return
+        address, token = _peer(connection), grant.token_id or ""
+        if not self._per_address.acquire(address):
+            message = "too many connections from this address"
+            await _refuse(
+                connection, codec, ErrorCode.RATE_LIMITED, message, CloseCode.RATE_LIMITED
+            )
+            return
+        try:
+            if token and not self._per_token.acquire(token):
+                message = "too many connections with this token"
+                await _refuse(
+                    connection, codec, ErrorCode.RATE_LIMITED, message, CloseCode.RATE_LIMITED
+                )
+                return
+            try:
+                await self._serve_session(connection, codec, hello, grant)
+            finally:
+                if token:
+                    self._per_token.release(token)
+        finally:
+            self._per_address.release(address)
+
+    async def _serve_session(
+        self, connection: ServerConnection, codec: Codec, hello: Hello, grant: Grant
+    ) -> None:
         try:
             session = self._open(connection, codec, hello, grant)
         except WorkspaceClosedError as exc:
@@ -327,6 +362,33 @@ async def _refuse(
     with contextlib.suppress(ConnectionClosed):
         await connection.send(codec.encode(ErrorReply(code=code, message=message)), text=codec.text)
         await connection.close(close, message[:120])
+
+
+def _select_subprotocol(
+    connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """The first offered subprotocol this broker speaks; none offered means JSON."""
+    if not offered:
+        return None
+    for name in offered:
+        if name in SUBPROTOCOLS:
+            return name
+    raise NegotiationError(f"no supported subprotocol among {', '.join(offered)}")
+
+
+def _origins(config: BrokerConfig) -> list[Origin | None] | None:
+    if not config.allowed_origins:
+        return None
+    return [None, *(Origin(origin) for origin in config.allowed_origins)]
+
+
+def _tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
 
 
 def _peer(connection: ServerConnection) -> str:

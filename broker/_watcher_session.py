@@ -83,6 +83,14 @@ class WatcherSession(Session):
     # Handlers -----------------------------------------------------------------------------
 
     def on_subscribe(self, frame: Subscribe) -> None:
+        limit = self.broker.config.max_subscriptions_per_session
+        if len(self.subscriptions) >= limit:
+            self.error(
+                ErrorCode.RATE_LIMITED,
+                f"at most {limit} subscriptions per session",
+                request_id=frame.id,
+            )
+            return
         sub = Subscription(next(self._sub_ids), frame.pattern, frame.kinds)
         self.send(self.broker.subscribe(sub, frame, self.grant))
         self.subscriptions[sub.sub] = sub

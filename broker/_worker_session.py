@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from schema import (
@@ -9,6 +10,7 @@ from schema import (
     ActionResult,
     ActionSpec,
     Catch,
+    CloseCode,
     ErrorCode,
     MutexAcquire,
     MutexRelease,
@@ -17,6 +19,7 @@ from schema import (
     SetDetails,
 )
 
+from ._limits import TokenBucket
 from ._session import Handler, Session, SessionContext
 from ._workspace import Workspace
 
@@ -41,6 +44,10 @@ class WorkerSession(Session):
         self.run_id = run_id
         self.actions = {action.name: action for action in actions}
         self.replaced = False
+        config = self.broker.config
+        # A full batch always fits a rested bucket, however low the rate.
+        burst = max(config.max_events_per_s, config.max_batch)
+        self._bucket = TokenBucket(config.max_events_per_s, burst=burst, now=time.monotonic())
 
     @property
     def label(self) -> str:
@@ -60,6 +67,15 @@ class WorkerSession(Session):
                 f"{self.broker.config.max_batch}",
                 detail={"seq": frame.seq},
             )
+            return
+        if not self._bucket.take(len(frame.events), time.monotonic()):
+            self.log.warning("rate_limited", events=len(frame.events))
+            self.error(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.broker.config.max_events_per_s:g} events/s; slow down",
+                detail={"seq": frame.seq},
+            )
+            self.close_after_flush(CloseCode.RATE_LIMITED, "publishing too fast")
             return
         self.broker.publish(self, frame)
 

@@ -45,3 +45,13 @@ async def test_healthz_answers_plain_http() -> None:
         url = f"http://127.0.0.1:{broker.port}/healthz"
         body = await anyio.to_thread.run_sync(lambda: urllib.request.urlopen(url).read())
         assert body == b"ok\n"
+
+
+async def test_a_client_that_asks_for_no_subprotocol_speaks_json() -> None:
+    from websockets.asyncio.client import connect
+
+    async with running_broker() as broker, connect(broker.url) as connection:
+        assert connection.subprotocol is None
+        await connection.send(schema.JSON_CODEC.encode(watcher_hello()).decode())
+        welcome = schema.JSON_CODEC.decode_broker_frame(await connection.recv())
+        assert isinstance(welcome, schema.Welcome)
