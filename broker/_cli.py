@@ -45,6 +45,24 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="none: every session may do anything (loopback only); token: see pierhead token",
     )
     serve.add_argument(
+        "--max-events-per-s",
+        type=float,
+        default=_DEFAULTS.max_events_per_s,
+        help="per worker session (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=_DEFAULTS.max_connections_per_address,
+        help="(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connections-per-token",
+        type=int,
+        default=_DEFAULTS.max_connections_per_token,
+        help="(default: %(default)s)",
+    )
+    serve.add_argument(
         "--allowed-origin",
         dest="allowed_origins",
         action="append",
@@ -129,6 +147,9 @@ def run_serve(args: argparse.Namespace) -> int:
             data_dir=args.data,
             insecure=args.insecure,
             auth=args.auth,
+            max_events_per_s=args.max_events_per_s,
+            max_connections_per_address=args.max_connections_per_address,
+            max_connections_per_token=args.max_connections_per_token,
             allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
