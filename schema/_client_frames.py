@@ -17,6 +17,7 @@ from ._limits import (
     DEFAULT_HISTORY_LIMIT,
     MAX_ACTIONS,
     MAX_BATCH,
+    MAX_COUNTER,
     MAX_CURSORS,
     MAX_HISTORY_LIMIT,
     MAX_KINDS,
@@ -81,6 +82,10 @@ class Publish(_ClientFrame, tag="publish", frozen=True):
 
     seq: PublishSeq
     events: Annotated[list[Event], Meta(min_length=1, max_length=MAX_BATCH)]
+
+    def __post_init__(self) -> None:
+        if self.seq + len(self.events) - 1 > MAX_COUNTER:
+            raise ValueError("the seqs of `events` run past 2**63 - 1")
 
 
 class SetDetails(_ClientFrame, tag="details", frozen=True):

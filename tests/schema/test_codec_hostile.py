@@ -400,3 +400,13 @@ def test_schema_error_repr_and_message() -> None:
     assert error.message == "held by r1"
     assert repr(error) == "SchemaError('conflict', 'held by r1', field='$.x')"
     assert isinstance(error, ValueError)
+
+
+def test_publish_seqs_must_not_run_past_the_counter_range() -> None:
+    event = {"payload": {"kind": "scalar", "name": "x", "value": 1}, "create_time": NOW}
+    frame = json_frame(type="publish", seq=2**63 - 1, events=[event, event])
+    error = refused(schema.JSON_CODEC.decode_client_frame, frame)
+    assert error.code is ErrorCode.BAD_FRAME
+    assert "2**63" in str(error)
+    last = json_frame(type="publish", seq=2**63 - 1, events=[event])
+    assert isinstance(schema.JSON_CODEC.decode_client_frame(last), schema.Publish)
