@@ -35,6 +35,13 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """The long chaos scenario: ``nox -s chaos -- --runs 5``; the short one is in ``tests``."""
+    session.install(".[test]")
+    session.run("python", "-m", "tests.chaos.run_chaos", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures and its ratio to a baseline measured in the same run."""
     session.install(".")
