@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from . import broker, codec, sdk
+from . import auth, broker, codec, sdk
 from ._report import Report, render_markdown, render_text, write_section
 
 COMMAND: Final = "nox -s bench"
@@ -34,6 +34,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
     "broker-catch": broker.run_catch,
     "sdk-enqueue": sdk.run_enqueue,
     "sdk-throughput": sdk.run_throughput,
+    "auth-cost": auth.run,
 }
 """Every benchmark by the name of its report, in the order run; add a module's ``run`` here."""
 

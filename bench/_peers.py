@@ -33,6 +33,12 @@ Roles:
     and on ``go`` it enqueues ``warm`` (then ``events``) ``Scalar`` events named
     :data:`SCALAR_NAME` with ``await worker.scalar(...)`` and waits for ``flush()``. Answers
     ``result`` like ``publish``: the start time and the time the flush returned.
+``sessions``
+    Watcher sessions opened and closed one after another (broker only) from ``concurrency``
+    loops side by side: connect, ``hello``, ``welcome``, close. On ``warm`` it opens ``warm``
+    of them, on ``go`` ``sessions`` more, and answers ``result`` with the start and end times.
+
+With a ``token`` in ``PARAMS``, every ``hello`` presents it (a broker run with ``--auth token``).
 """
 
 from __future__ import annotations
@@ -183,6 +189,7 @@ def _worker_hello(params: Params) -> schema.Hello:
         protocol=1,
         role="worker",
         client="pierhead-bench",
+        token=params.get("token"),
         workspace=params["workspace"],
         run_id=params["run_id"],
     )
@@ -371,7 +378,10 @@ async def _watcher_connection(stack: AsyncExitStack, params: Params) -> ClientCo
         await _relay_subscribe(ws)
         return ws
     ws = await _open(stack, params)
-    await _hello(ws, codec, schema.Hello(protocol=1, role="watcher", client="pierhead-bench"))
+    hello = schema.Hello(
+        protocol=1, role="watcher", client="pierhead-bench", token=params.get("token")
+    )
+    await _hello(ws, codec, hello)
     await _send(ws, codec, schema.Subscribe(id=1, pattern=params["pattern"], from_="latest"))
     while not isinstance(await _receive(ws, codec), schema.Subscribed):
         pass
@@ -463,6 +473,45 @@ async def catch_worker(params: Params, commands: Commands) -> None:
     emit("result", pushes=pushes)
 
 
+# sessions -----------------------------------------------------------------------------------
+
+
+async def _open_sessions(params: Params, count: int) -> None:
+    """``count`` sessions, from ``concurrency`` loops side by side, each opened and closed in
+    turn: connect, hello, welcome, close."""
+    codec = CODECS[params["codec"]]
+    hello = schema.Hello(
+        protocol=1, role="watcher", client="pierhead-bench", token=params.get("token")
+    )
+
+    async def loop(sessions: int) -> None:
+        for _ in range(sessions):
+            async with AsyncExitStack() as stack:
+                await _hello(await _open(stack, params), codec, hello)
+
+    concurrency = params["concurrency"]
+    share, extra = divmod(count, concurrency)
+    await asyncio.gather(
+        *(loop(share + (1 if index < extra else 0)) for index in range(concurrency))
+    )
+
+
+async def sessions(params: Params, commands: Commands) -> None:
+    if params["target"] != "broker":
+        raise RuntimeError("sessions are opened with a broker")
+    emit("ready")
+    await commands.expect("warm")
+    await _open_sessions(params, params["warm"])
+    emit("warmed")
+    await commands.expect("go")
+    cpu = time.process_time()
+    start_ns = time.time_ns()
+    await _open_sessions(params, params["sessions"])
+    end_ns = time.time_ns()
+    cpu_s = time.process_time() - cpu
+    emit("result", start_ns=start_ns, end_ns=end_ns, sessions=params["sessions"], cpu_s=cpu_s)
+
+
 # sdk_publish --------------------------------------------------------------------------------
 
 
@@ -504,6 +553,7 @@ ROLES: Final[dict[str, Role]] = {
     "operator": operator,
     "catch_worker": catch_worker,
     "sdk_publish": sdk_publish,
+    "sessions": sessions,
 }
 
 

@@ -276,8 +276,11 @@ class Fleet:
         argv = [sys.executable, "-m", "bench._peers", role, json.dumps(params)]
         return self.spawn(name, argv)
 
-    def broker(self, data_dir: Path, *, timeout: float) -> tuple[Child, int]:
-        """``pierhead serve`` on a free loopback port; returns the process and its port."""
+    def broker(
+        self, data_dir: Path, *, timeout: float, options: Sequence[str] = ()
+    ) -> tuple[Child, int]:
+        """``pierhead serve`` on a free loopback port, with further ``options`` (such as
+        ``--auth token``); returns the process and its port."""
         argv = [
             *_pierhead_command(),
             "serve",
@@ -291,6 +294,7 @@ class Fleet:
             "json",
             "--drain-timeout",
             "2",
+            *options,
         ]
         child = self.spawn("broker", argv)
         line = child.wait_stderr(lambda text: _json_field(text, "event") == "listening", timeout)

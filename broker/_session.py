@@ -179,7 +179,7 @@ class Session:
         try:
             frame: ClientFrame = self.codec.decode_client_frame(data)
         except SchemaError as exc:
-            self._bad_frame(exc.code, str(exc))
+            self._bad_frame(exc)
             return
         handler = self.handlers.get(type(frame))
         if handler is None:
@@ -200,9 +200,11 @@ class Session:
             task = asyncio.get_running_loop().create_task(result)
             self.broker.keep(task)
 
-    def _bad_frame(self, code: ErrorCode, message: str) -> None:
+    def _bad_frame(self, exc: SchemaError) -> None:
         self._bad_frames += 1
-        self.log.info("bad_frame", code=code.value, message=message, count=self._bad_frames)
-        self.error(code, message)
+        # The field, not the message: messages quote the value, which may be a secret
+        # sent in the wrong place. The client gets the whole message; it is its own data.
+        self.log.info("bad_frame", code=exc.code.value, field=exc.field, count=self._bad_frames)
+        self.error(exc.code, str(exc))
         if self._bad_frames >= self.broker.config.max_bad_frames:
             self.close_after_flush(CloseCode.PROTOCOL_ERROR, "too many bad frames")

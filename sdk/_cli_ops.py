@@ -20,7 +20,13 @@ import msgspec
 
 import schema
 
-from ._errors import AuthenticationError, ClosedError, ForbiddenError, PierheadError
+from ._errors import (
+    AuthenticationError,
+    BrokerRefusedError,
+    ClosedError,
+    ForbiddenError,
+    PierheadError,
+)
 from ._watcher import Missed, Watcher
 
 EXIT_OK = 0
@@ -45,7 +51,7 @@ async def connected_watcher(url: str, token: str | None) -> AsyncIterator[Watche
             await asyncio.wait_for(watcher.connected(), CONNECT_TIMEOUT_S)
         except (ClosedError, TimeoutError) as exc:
             cause = exc.__cause__ or exc
-            if isinstance(cause, (AuthenticationError, ForbiddenError)):
+            if isinstance(cause, (AuthenticationError, ForbiddenError, BrokerRefusedError)):
                 raise cause from None  # reached, and refused: exit 1 with its reason
             raise UnreachableError(f"cannot reach the broker at {url}: {cause}") from None
         yield watcher
