@@ -108,6 +108,9 @@ class Connection:
         self._ids = itertools.count(1)
         self._closing = False
         self._wakeup = asyncio.Event()
+        self.generation = 0
+        """How many welcomes so far: a retry waits for a newer one than the attempt used."""
+        self._next_welcome = asyncio.Event()
         self._retry_after: float | None = None
 
     # State --------------------------------------------------------------------------------
@@ -133,8 +136,17 @@ class Connection:
         finally:
             self._listeners.remove(queue)
 
-    async def wait_connected(self) -> None:
-        """Wait for a welcome; raises ClosedError if the connection stopped for good."""
+    async def wait_connected(self, *, newer_than: int | None = None) -> None:
+        """Wait for a welcome (one after generation ``newer_than``, if given); raises
+        ClosedError if the connection stopped for good.
+
+        A request that failed with ConnectionLostError retries after a *newer* welcome: the
+        connection it used may still look connected until its loss is noticed.
+        """
+        while newer_than is not None and self.generation <= newer_than:
+            if self._state is ConnectionState.CLOSED:
+                break
+            await self._next_welcome.wait()
         await self._settled.wait()
         if self._state is ConnectionState.CLOSED:
             raise ClosedError("the connection is closed") from self.failure
@@ -203,6 +215,7 @@ class Connection:
                 await self._pause()
         finally:
             self._set_state(ConnectionState.CLOSED)
+            self._next_welcome.set()
 
     async def close(self) -> None:
         """Close the socket and stop reconnecting."""
@@ -239,6 +252,9 @@ class Connection:
             welcome = await asyncio.wait_for(self._first_frame(socket), self._open_timeout_s)
             self._socket = socket
             self.welcome = welcome
+            self.generation += 1
+            welcomed, self._next_welcome = self._next_welcome, asyncio.Event()
+            welcomed.set()
             self._backoff.reset()
             self._set_state(ConnectionState.CONNECTED)
             self._owner.on_welcome(welcome)

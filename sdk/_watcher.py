@@ -239,8 +239,10 @@ class Watcher:
         )
         subscription = Subscription(self, pattern, since, kinds, self._buffer)
         self._subscriptions.append(subscription)
+        generation: int | None = None
         while subscription.sub is None:
-            await self._connection.wait_connected()
+            await self._connection.wait_connected(newer_than=generation)
+            generation = self._connection.generation
             confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             request_id = self._connection.next_id()
             self._subscribing[request_id] = subscription

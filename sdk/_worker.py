@@ -23,6 +23,7 @@ from schema import (
     ActionRequest,
     BrokerFrame,
     Catch,
+    ErrorCode,
     ErrorReply,
     Event,
     Hello,
@@ -42,7 +43,7 @@ from schema import (
 from ._actions import ActionRegistry
 from ._backoff import Backoff
 from ._connection import Connection, ConnectionState
-from ._errors import ClosedError, ConnectionLostError
+from ._errors import BrokerRefusedError, ClosedError, ConnectionLostError
 from ._lease import Lease
 from ._outbox import EventTooLargeError, Outbox, OutboxPolicy, Ticket
 from ._spool import Spool
@@ -455,10 +456,12 @@ class Worker:
                 await self.unmutex()
 
     async def _acquire(self, *, wait: bool, timeout: float | None) -> Lease:
+        generation: int | None = None
         while True:
             frame = MutexAcquire(id=self._connection.next_id(), wait=wait, timeout_s=timeout)
             try:
-                await self._connection.wait_connected()
+                await self._connection.wait_connected(newer_than=generation)
+                generation = self._connection.generation
                 reply = await self._connection.request(frame)
             except ConnectionLostError:
                 # Acquiring again is safe: a holder asking again gets its own fence back.
@@ -472,13 +475,21 @@ class Worker:
         lease, self._lease = self._lease, None
         if lease is None or lease.lost:
             return
+        generation: int | None = None
         while True:
             try:
-                await self._connection.wait_connected()
+                await self._connection.wait_connected(newer_than=generation)
+                retry = generation is not None
+                generation = self._connection.generation
                 await self._connection.request(MutexRelease(id=self._connection.next_id()))
                 return
             except ConnectionLostError:
                 continue
+            except BrokerRefusedError as refused:
+                # A retry after a lost answer: the first release did it.
+                if retry and refused.code is ErrorCode.CONFLICT:
+                    return
+                raise
 
     # Actions ------------------------------------------------------------------------------
 

@@ -62,3 +62,16 @@ async def test_checkpoint_raises_when_the_connection_stops_while_caught() -> Non
             await admin.delete_workspace("doomed", force=True)
             with pytest.raises(sdk.ClosedError):
                 await asyncio.wait_for(waiting, 10)
+
+
+async def test_a_release_whose_answer_was_lost_is_not_an_error() -> None:
+    async with running_broker() as broker, FaultProxy(broker.port) as link:
+        async with sdk.Worker(
+            link.url, "ws", run_id="a", reconnect_initial_s=0.05, reconnect_max_s=0.1
+        ) as worker:
+            async with worker.mutex():
+                # The release reaches the broker after 0.2 s; its answer is cut on the way back.
+                link.delay(0.2)
+                asyncio.get_running_loop().call_later(0.3, link.cut)
+            semaphores = await worker.get_semaphores()
+            assert not semaphores.has_mutex
