@@ -14,6 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 import schema
+from broker._store import HistoryFilter
 from broker._tokens import TokenStore
 from broker.testing import running_broker
 from tests.broker.test_bad_input import closed_with
@@ -172,6 +173,13 @@ async def test_every_request_by_role_and_scope(
                 workspace = broker.broker.workspaces.get("deploy-1")
                 # Refused requests changed nothing: only an admin in scope deleted it.
                 assert (workspace is None) is (in_scope and "admin" in roles)
+            if workspace is not None:
+                # ... and in the store: a refused catch or release left no semaphores event.
+                await broker.broker.writer.flush()
+                stored, _ = broker.broker.store.history(
+                    HistoryFilter(workspace="deploy-1", epoch=workspace.epoch, kinds=["semaphores"])
+                )
+                assert bool(stored) is ("operator" in roles and in_scope)
 
 
 @pytest.mark.asyncio
