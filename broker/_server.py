@@ -242,6 +242,10 @@ class BrokerServer:
                 return
             try:
                 await self._serve_session(connection, codec, hello, grant)
+            except Exception:
+                # A bug must cost one session, logged like everything else, never the broker.
+                log.exception("session_failed", peer=address, role=hello.role)
+                await connection.close(1011, "internal error")
             finally:
                 if token:
                     self._per_token.release(token)

@@ -12,10 +12,11 @@ from typing import Any, Final, NoReturn, TypeVar
 import msgspec
 
 from ._broker_frames import BrokerFrame, Events
-from ._client_frames import ClientFrame, Hello
+from ._client_frames import ActionCall, ActionResult, ClientFrame, Hello, Publish
 from ._envelope import EventMsg
 from ._errors import ErrorCode, SchemaError
 from ._limits import PROTOCOL_VERSION
+from ._payloads import Custom, Hyperparameters
 
 JSON_SUBPROTOCOL: Final = "pierhead.v1.json"
 MSGPACK_SUBPROTOCOL: Final = "pierhead.v1.msgpack"
@@ -61,6 +62,34 @@ def convert(value: Any, target: type[_T]) -> _T:
         return msgspec.convert(value, target)
     except (msgspec.MsgspecError, RecursionError) as exc:
         raise _schema_error(exc) from None
+
+
+_JSON_CHECK = msgspec.json.Encoder()
+
+
+def _check_free_form(frame: ClientFrame) -> None:
+    """Free-form values from a MessagePack client must also have a JSON form.
+
+    MessagePack maps may have array or binary keys, which JSON cannot express; a broker relays
+    such values to JSON clients, so they are refused here, at the door, not at delivery.
+    """
+    values: list[object]
+    match frame:
+        case Publish(events=events):
+            values = [e.payload for e in events if isinstance(e.payload, (Custom, Hyperparameters))]
+        case ActionCall(args=args):
+            values = [args]
+        case ActionResult(result=result):
+            values = [result]
+        case _:
+            return
+    for value in values:
+        try:
+            _JSON_CHECK.encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(
+                ErrorCode.BAD_FRAME, f"a free-form value has no JSON form: {exc}"
+            ) from None
 
 
 class Codec:
@@ -143,6 +172,8 @@ class Codec:
     def decode_client_frame(self, data: bytes | str) -> ClientFrame:
         """Decode a frame a client sent (the broker's side)."""
         frame = self._decode(self._client_decoder, data)
+        if not self.text:
+            _check_free_form(frame)
         if isinstance(frame, Hello) and frame.protocol != PROTOCOL_VERSION:
             raise SchemaError(
                 ErrorCode.UNSUPPORTED_VERSION,

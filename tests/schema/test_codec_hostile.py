@@ -410,3 +410,19 @@ def test_publish_seqs_must_not_run_past_the_counter_range() -> None:
     assert "2**63" in str(error)
     last = json_frame(type="publish", seq=2**63 - 1, events=[event])
     assert isinstance(schema.JSON_CODEC.decode_client_frame(last), schema.Publish)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "publish", "seq": 1, "events": [{"payload": {"kind": "custom", "name": "x",
+         "data": {(1, 2): 3}}, "create_time": datetime.datetime.now(datetime.UTC)}]},
+        {"type": "call", "id": 1, "workspace": "w", "run_id": "r", "action": "a",
+         "args": {"x": {(1, 2): 1}}},
+        {"type": "action_result", "call": 1, "ok": True, "result": {(1,): 1}},
+    ],
+)  # fmt: skip
+def test_msgpack_values_without_a_json_form_are_refused(frame: dict[str, Any]) -> None:
+    error = refused(schema.MSGPACK_CODEC.decode_client_frame, msgspec.msgpack.encode(frame))
+    assert error.code is ErrorCode.BAD_FRAME
+    assert "JSON form" in str(error)

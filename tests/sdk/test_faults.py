@@ -51,7 +51,7 @@ async def cut_repeatedly(proxies: list[FaultProxy], done: asyncio.Event, minimum
     """Cut every connection at random moments until ``done`` and at least ``minimum`` times."""
     rng = random.Random(20261122)
     cuts = 0
-    while cuts < minimum or not done.is_set():
+    while proxies[0].cuts < minimum or not done.is_set():
         await asyncio.sleep(rng.uniform(0.02, 0.12))
         for proxy in proxies:
             if proxy.open_connections:
