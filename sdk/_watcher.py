@@ -7,7 +7,6 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 import msgspec
@@ -48,6 +47,7 @@ from ._backoff import Backoff
 from ._connection import Connection, ConnectionState
 from ._cursors import SubscriptionCursors
 from ._errors import BrokerRefusedError, ClosedError, ConnectionLostError, PierheadError
+from ._lifecycle import AsyncClient
 
 _CLIENT = "pierhead-sdk/0.1"
 
@@ -133,7 +133,7 @@ class Subscription:
         await self._queue.put(item)
 
 
-class Watcher:
+class Watcher(AsyncClient):
     """A watcher's connection: subscriptions, the live state, and operator requests.
 
     ``async with Watcher(url) as watcher: async for event in watcher.subscribe("deploy-*")``.
@@ -174,18 +174,6 @@ class Watcher:
         self._confirmations: dict[int, _Confirmation] = {}
         self._task: asyncio.Task[None] | None = None
         self._resubscriber: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Watcher:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         if self._task is not None:

@@ -12,7 +12,6 @@ import secrets
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -45,6 +44,7 @@ from ._backoff import Backoff
 from ._connection import Connection, ConnectionState
 from ._errors import BrokerRefusedError, ClosedError, ConnectionLostError
 from ._lease import Lease
+from ._lifecycle import AsyncClient
 from ._outbox import EventTooLargeError, Outbox, OutboxPolicy, Ticket
 from ._spool import Spool
 
@@ -66,7 +66,7 @@ def default_run_id() -> str:
     return f"{host}-{os.getpid()}-{secrets.token_hex(3)}".lstrip("-._")
 
 
-class Worker:
+class Worker(AsyncClient):
     """A worker's connection to one workspace.
 
     ``async with Worker(url, "deploy-prod") as worker:`` connects in the background and
@@ -147,18 +147,6 @@ class Worker:
                 self._spool_rows[self._outbox.add(event, size, seq=seq)] = row
 
     # Lifecycle ----------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Worker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Start connecting (in the background) and sending what is queued."""
