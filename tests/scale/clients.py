@@ -1,0 +1,275 @@
+"""One client process of a scale run: ``python -m tests.scale.clients PARAMS``.
+
+``PARAMS`` is a JSON object: the broker's ``url``, the layout's figures (``sessions``,
+``processes``, ``workspaces``, ``watchers``), this process's number (``process``) and the
+timeouts of each step. The process holds its share of the layout (``tests.scale.layout``) as
+real SDK clients, ``Worker`` and ``Watcher`` with their default reconnect backoff, and talks
+to the run like the benchmark peers do (``bench._procs``): one JSON line per step on stdout,
+one command per line on stdin.
+
+- At start it opens every session, subscribes every watcher to its pattern and answers
+  ``ready``. The sessions then stay idle.
+- ``restart``: the broker is about to be killed. Answers ``armed`` at once, then ``back`` once
+  every session lost its connection and was welcomed again by the new broker (seen through the
+  SDK's own connection states), with the monotonic time of the last return; at the reconnect
+  timeout it answers ``back`` anyway, with how many are still missing.
+- ``verify``: each worker publishes one marker scalar and waits for its ack; each watcher waits
+  until the marker of every run in the workspaces its pattern matches has reached it.
+  Answers ``verified`` with the counts.
+
+The process ends when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final
+
+import schema
+import sdk
+from bench._peers import Commands, emit
+from sdk import ConnectionState
+from tests.scale.layout import ScaleLayout, WatcherSpec, WorkerSpec
+from tests.scale.limits import raise_open_files
+
+MARKER: Final = "scale-marker"
+"""The name of the scalar each worker publishes after the restart."""
+CLIENT: Final = "pierhead-scale"
+
+Params = dict[str, Any]
+
+
+class Reconnects:
+    """Which sessions lost their connection after the restart mark and came back since."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.armed = False
+        self.idle_drops = 0
+        """Connections lost while idle, before the restart: none is expected."""
+        self.flaps = 0
+        """Connections lost again after coming back from the restart."""
+        self.first_drop: float | None = None
+        self.last_back: float | None = None
+        self.all_back = asyncio.Event()
+        self._lost: set[int] = set()
+        self._back: set[int] = set()
+
+    @property
+    def back(self) -> int:
+        return len(self._back)
+
+    def arm(self, not_connected: Sequence[int]) -> None:
+        """From now on a lost connection is the restart's; one already down counts as lost."""
+        self.armed = True
+        self._lost.update(not_connected)
+
+    def changed(self, session: int, state: ConnectionState) -> None:
+        if state is ConnectionState.RECONNECTING:
+            if not self.armed:
+                self.idle_drops += 1
+            elif session in self._back:
+                self.flaps += 1
+            else:
+                self._lost.add(session)
+                if self.first_drop is None:
+                    self.first_drop = time.monotonic()
+        elif (
+            state is ConnectionState.CONNECTED
+            and session in self._lost
+            and session not in self._back
+        ):
+            self._back.add(session)
+            self.last_back = time.monotonic()
+            if len(self._back) == self.total:
+                self.all_back.set()
+
+
+class Following:
+    """One watcher's subscription, read all along; it records the markers of its runs."""
+
+    def __init__(self, watcher: sdk.Watcher, expected: frozenset[str]) -> None:
+        self.watcher = watcher
+        self.expected = expected
+        self.seen: set[str] = set()
+        self.events = 0
+        self.missed = 0
+        self.complete = asyncio.Event()
+        if not expected:
+            self.complete.set()
+
+    async def read(self, subscription: sdk.Subscription) -> None:
+        async for delivery in subscription:
+            if isinstance(delivery, sdk.Missed):
+                self.missed += 1
+                continue
+            self.events += 1
+            payload = delivery.payload
+            if (
+                isinstance(payload, schema.Scalar)
+                and payload.name == MARKER
+                and delivery.run_id in self.expected
+            ):
+                self.seen.add(delivery.run_id)
+                if len(self.seen) == len(self.expected):
+                    self.complete.set()
+
+
+async def _follow(
+    session: int, changes: AsyncIterator[ConnectionState], reconnects: Reconnects
+) -> None:
+    async for state in changes:
+        reconnects.changed(session, state)
+
+
+async def _acked(worker: sdk.Worker, timeout: float) -> bool:
+    ticket = await worker.scalar(MARKER, 1.0)
+    try:
+        await worker.wait_acked(ticket, timeout=timeout)
+    except (TimeoutError, sdk.ClosedError):
+        return False
+    return True
+
+
+def _connected(client: sdk.Worker | sdk.Watcher) -> bool:
+    state = client.state if isinstance(client, sdk.Worker) else client.connection_state
+    return state is ConnectionState.CONNECTED
+
+
+class HeldSessions:
+    """This process's share of the layout, as SDK clients."""
+
+    def __init__(self, url: str, layout: ScaleLayout, process: int) -> None:
+        self.clients: list[sdk.Worker | sdk.Watcher] = []
+        self.workers: list[sdk.Worker] = []
+        self.followings: list[tuple[str, Following]] = []
+        for spec in layout.held_by(process):
+            if isinstance(spec, WorkerSpec):
+                worker = sdk.Worker(
+                    url, spec.workspace, run_id=spec.run_id, client=CLIENT, close_timeout_s=1.0
+                )
+                self.workers.append(worker)
+                self.clients.append(worker)
+            else:
+                assert isinstance(spec, WatcherSpec)
+                watcher = sdk.Watcher(url, client=CLIENT)
+                expected = layout.runs_followed(spec.pattern)
+                self.followings.append((spec.pattern, Following(watcher, expected)))
+                self.clients.append(watcher)
+        self.reconnects = Reconnects(len(self.clients))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self) -> None:
+        """Connect every session, subscribe every watcher, then follow their states."""
+        for client in self.clients:
+            await client.start()
+        await asyncio.gather(*(client.connected() for client in self.clients))
+        subscriptions = await asyncio.gather(
+            *(following.watcher.subscribe(pattern) for pattern, following in self.followings)
+        )
+        for (_, following), subscription in zip(self.followings, subscriptions, strict=True):
+            self._tasks.append(asyncio.create_task(following.read(subscription)))
+        for i, client in enumerate(self.clients):
+            self._tasks.append(
+                asyncio.create_task(_follow(i, client.state_changes(), self.reconnects))
+            )
+
+    async def come_back(self, timeout: float) -> None:
+        """Arm the reconnect count, then wait until all came back or ``timeout`` passed."""
+        self.reconnects.arm([i for i, client in enumerate(self.clients) if not _connected(client)])
+        emit("armed")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.reconnects.all_back.wait()
+
+    async def verify(self, timeout: float) -> dict[str, int]:
+        """One acked marker per worker, every expected marker at every watcher: the counts."""
+        acks = [asyncio.ensure_future(_acked(worker, timeout)) for worker in self.workers]
+        arrivals = [asyncio.ensure_future(f.complete.wait()) for _, f in self.followings]
+        if acks or arrivals:
+            await asyncio.wait([*acks, *arrivals], timeout=timeout)
+        for waiting in [*acks, *arrivals]:
+            waiting.cancel()
+        followings = [following for _, following in self.followings]
+        return {
+            "workers": len(self.workers),
+            "acked": sum(1 for ack in acks if not ack.cancelled() and ack.result()),
+            "watchers": len(followings),
+            "complete": sum(1 for following in followings if following.complete.is_set()),
+            "watcher_events": sum(following.events for following in followings),
+            "missed": sum(following.missed for following in followings),
+            "flaps": self.reconnects.flaps,
+            "connected": sum(1 for client in self.clients if _connected(client)),
+        }
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
+
+
+async def hold(params: Params, commands: Commands) -> None:
+    layout = ScaleLayout(
+        sessions=params["sessions"],
+        processes=params["processes"],
+        workspaces=params["workspaces"],
+        watchers=params["watchers"],
+    )
+    sessions = HeldSessions(params["url"], layout, params["process"])
+    raise_open_files(len(sessions.clients))
+    try:
+        started = time.monotonic()
+        async with asyncio.timeout(params["open_timeout_s"]):
+            await sessions.open()
+        emit("ready", sessions=len(sessions.clients), opened_s=time.monotonic() - started)
+
+        await commands.expect("restart")
+        await sessions.come_back(params["reconnect_timeout_s"])
+        reconnects = sessions.reconnects
+        emit(
+            "back",
+            sessions=reconnects.total,
+            back=reconnects.back,
+            first_drop=reconnects.first_drop,
+            last_back=reconnects.last_back,
+            idle_drops=reconnects.idle_drops,
+        )
+
+        await commands.expect("verify")
+        emit("verified", **await sessions.verify(params["verify_timeout_s"]))
+        await commands.expect("stop")
+    finally:
+        await sessions.close()
+
+
+async def _main(params: Params) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    await hold(params, Commands(task))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    (raw_params,) = sys.argv[1:2] if argv is None else argv
+    try:
+        asyncio.run(_main(json.loads(raw_params)))
+    except asyncio.CancelledError:
+        return 1  # stdin closed: nobody is left to report to
+    except Exception as exc:
+        traceback.print_exc()
+        with contextlib.suppress(BrokenPipeError):
+            emit("error", message=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

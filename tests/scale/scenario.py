@@ -1,0 +1,255 @@
+"""Connection scale: many idle SDK sessions against one ``pierhead serve``, then a SIGKILL.
+
+``await run_scale(directory, ScaleConfig(layout))`` runs the broker as a child process on
+``directory / "data"`` and the layout's sessions in client processes (``tests.scale.clients``).
+It measures the broker's resident memory (VmRSS) before any session and with every session open
+and idle, once it stopped moving, and reports the growth per session. Then it kills the broker
+with SIGKILL, starts it again on the same data and port, and measures the time from the kill
+until every SDK client has been welcomed again, as each client's own connection states report
+it. Last, it checks that the sessions work: every worker's marker event after the restart is
+acknowledged, and every watcher receives the marker of every run its pattern covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._procs import Child, Fleet
+from broker.testing import BrokerProcess
+from tests.scale.layout import ScaleLayout
+from tests.scale.limits import SPARE_FILES, FileLimit, raise_open_files
+from tests.scale.memory import Resident, settled_rss
+
+_QUIET_WARNINGS = frozenset({"auth_off"})
+"""The warning every broker without --auth gives: not a sign of trouble."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleConfig:
+    layout: ScaleLayout
+    rss_target_kib: float = 40.0
+    """Most broker memory per idle session."""
+    reconnect_target_s: float = 20.0
+    """Longest time from the SIGKILL until every session is back."""
+    open_timeout_s: float = 300.0
+    """Longest time for a client process to open its sessions."""
+    reconnect_timeout_s: float = 120.0
+    """Longest wait for the sessions to come back before the run gives up on them."""
+    verify_timeout_s: float = 60.0
+
+
+@dataclass(slots=True)
+class ScaleReport:
+    config: ScaleConfig
+    files: FileLimit
+    rss_before: Resident
+    rss_open: Resident
+    opened_s: float
+    restart_s: float
+    """From the SIGKILL until the new broker listens."""
+    back: int
+    last_back_s: float | None
+    """From the SIGKILL until the last session was welcomed again."""
+    idle_drops: int
+    rss_back: Resident | None = None
+    verified: dict[str, int] = field(default_factory=dict)
+    broker_warnings: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kib_per_session(self) -> float:
+        return (self.rss_open.kib - self.rss_before.kib) / self.config.layout.sessions
+
+    @property
+    def reconnect_s(self) -> float | None:
+        """From the SIGKILL until every session is back; None if some never came back."""
+        return self.last_back_s if self.back == self.config.layout.sessions else None
+
+    def problems(self) -> list[str]:
+        config, sessions = self.config, self.config.layout.sessions
+        found = []
+        if self.kib_per_session > config.rss_target_kib:
+            found.append(
+                f"{self.kib_per_session:.1f} KiB of broker memory per idle session, "
+                f"target {config.rss_target_kib:g}"
+            )
+        if self.reconnect_s is None:
+            found.append(f"only {self.back} of {sessions} sessions came back")
+        elif self.reconnect_s > config.reconnect_target_s:
+            found.append(
+                f"the sessions took {self.reconnect_s:.1f} s to come back, "
+                f"target {config.reconnect_target_s:g}"
+            )
+        verified = self.verified
+        if verified.get("acked") != verified.get("workers"):
+            found.append(
+                f"{verified.get('acked')} of {verified.get('workers')} workers' events acked"
+            )
+        if verified.get("complete") != verified.get("watchers"):
+            found.append(
+                f"{verified.get('complete')} of {verified.get('watchers')} watchers saw "
+                "every event of their runs"
+            )
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems()
+
+    def summary(self) -> str:
+        config, layout = self.config, self.config.layout
+        verified = self.verified
+        reconnect = self.reconnect_s
+        after_listening = (
+            f"{reconnect - self.restart_s:.2f} s after it listened" if reconnect else "never"
+        )
+        warnings = ", ".join(f"{name} x{n}" for name, n in self.broker_warnings.items())
+        lines = [
+            f"scale: {layout.sessions} sessions ({layout.workers} workers of distinct runs over "
+            f"{layout.workspaces} workspaces, {layout.watchers} watchers on patterns of 10 "
+            f"workspaces) in {layout.processes} client processes",
+            f"  open files: limit {self.files.soft} (hard {self.files.hard}), the broker needs "
+            f"{layout.sessions} + spare",
+            f"  opened in {self.opened_s:.1f} s; {self.idle_drops} connections lost while idle",
+            f"  broker RSS: {_mib(self.rss_before)} before any session, {_mib(self.rss_open)} "
+            f"with all open -> {self.kib_per_session:.1f} KiB per session "
+            f"(target <= {config.rss_target_kib:g} KiB): "
+            + _verdict(self.kib_per_session <= config.rss_target_kib),
+            f"  SIGKILL -> listening again on the same port and data: {self.restart_s:.2f} s",
+            f"  SIGKILL -> all {layout.sessions} back: "
+            + (f"{reconnect:.2f} s ({after_listening})" if reconnect else f"{self.back} back")
+            + f" (target <= {config.reconnect_target_s:g} s): "
+            + _verdict(reconnect is not None and reconnect <= config.reconnect_target_s),
+            f"  after the restart: {verified.get('acked')}/{verified.get('workers')} workers' "
+            f"events acked, {verified.get('complete')}/{verified.get('watchers')} watchers saw "
+            f"every run they follow ({verified.get('watcher_events')} events delivered, "
+            f"{verified.get('missed')} gaps), {verified.get('flaps')} connections lost again",
+        ]
+        if self.rss_back is not None:
+            lines.append(f"  broker RSS with all back after the restart: {_mib(self.rss_back)}")
+        lines.append(f"  broker warnings: {warnings or 'none'}")
+        problems = self.problems()
+        lines.append("PASS" if not problems else "FAIL: " + "; ".join(problems))
+        return "\n".join(lines)
+
+
+def _mib(resident: Resident) -> str:
+    note = "" if resident.settled else " (still moving)"
+    return f"{resident.kib / 1024:.1f} MiB{note}"
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+async def run_scale(directory: Path, config: ScaleConfig) -> ScaleReport:
+    """Run it with the broker's store in ``directory / "data"``; raises on a broken step."""
+    layout = config.layout
+    # The broker inherits this process's limit; each client process raises its own.
+    files = raise_open_files(layout.sessions)
+    options = ("--max-connections-per-address", str(layout.sessions + SPARE_FILES))
+    data = directory / "data"
+    broker = BrokerProcess(data, *options)
+    first_logs = broker.logs
+    try:
+        await broker.start()
+        before = await settled_rss(broker.process.pid)
+        with Fleet() as fleet:
+            clients = [
+                fleet.spawn(
+                    f"clients-{process}",
+                    [sys.executable, "-m", "tests.scale.clients", _params(broker, config, process)],
+                )
+                for process in range(layout.processes)
+            ]
+            started = time.monotonic()
+            await _expect_all(clients, "ready", config.open_timeout_s)
+            opened_s = time.monotonic() - started
+            open_rss = await settled_rss(broker.process.pid)
+
+            _send_all(clients, "restart")
+            await _expect_all(clients, "armed", 30.0)
+            killed = time.monotonic()
+            broker.kill()
+            await broker.wait()
+            broker = BrokerProcess(data, *options, "--port", str(broker.port))
+            await broker.start()
+            restart_s = time.monotonic() - killed
+            backs = await _expect_all(clients, "back", config.reconnect_timeout_s + 30.0)
+            returns = [message["last_back"] for message in backs]
+            report = ScaleReport(
+                config=config,
+                files=files,
+                rss_before=before,
+                rss_open=open_rss,
+                opened_s=opened_s,
+                restart_s=restart_s,
+                back=sum(message["back"] for message in backs),
+                last_back_s=max(returns) - killed if None not in returns else None,
+                idle_drops=sum(message["idle_drops"] for message in backs),
+            )
+            report.rss_back = await settled_rss(broker.process.pid)
+
+            _send_all(clients, "verify")
+            results = await _expect_all(clients, "verified", config.verify_timeout_s + 30.0)
+            report.verified = _summed(results)
+            _send_all(clients, "stop")
+            await asyncio.gather(*(asyncio.to_thread(client.reap) for client in clients))
+        report.broker_warnings = _warnings([*first_logs, *broker.logs])
+        return report
+    finally:
+        await broker.close()
+
+
+def _params(broker: BrokerProcess, config: ScaleConfig, process: int) -> str:
+    layout = config.layout
+    return json.dumps(
+        {
+            "url": broker.url,
+            "sessions": layout.sessions,
+            "processes": layout.processes,
+            "workspaces": layout.workspaces,
+            "watchers": layout.watchers,
+            "process": process,
+            "open_timeout_s": config.open_timeout_s,
+            "reconnect_timeout_s": config.reconnect_timeout_s,
+            "verify_timeout_s": config.verify_timeout_s,
+        }
+    )
+
+
+def _send_all(clients: Sequence[Child], command: str) -> None:
+    for client in clients:
+        client.send(command)
+
+
+async def _expect_all(clients: Sequence[Child], kind: str, timeout: float) -> list[dict[str, Any]]:
+    return list(
+        await asyncio.gather(*(asyncio.to_thread(c.expect, kind, timeout) for c in clients))
+    )
+
+
+def _summed(messages: Sequence[dict[str, Any]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for message in messages:
+        for key, value in message.items():
+            if isinstance(value, int):
+                totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def _warnings(logs: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Warnings and worse the broker logged, by event name."""
+    counts: dict[str, int] = {}
+    for record in logs:
+        if record.get("level") in {"warning", "error", "critical"}:
+            name = str(record.get("event"))
+            if name not in _QUIET_WARNINGS:
+                counts[name] = counts.get(name, 0) + 1
+    return counts
