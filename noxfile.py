@@ -44,5 +44,5 @@ def chaos(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures and its ratio to a baseline measured in the same run."""
-    session.install(".")
+    session.install(".", "matplotlib")
     session.run("python", "-m", "bench", *session.posargs)

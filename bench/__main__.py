@@ -16,9 +16,9 @@ from typing import Final, Protocol
 import msgspec
 
 from . import auth, broker, codec, sdk
-from ._report import Report, render_markdown, render_text, write_section
+from ._plots import Plot, combine, draw, require_matplotlib
+from ._report import Report, recorded_command, render_markdown, render_text, write_section
 
-COMMAND: Final = "nox -s bench"
 RESULTS_FILE: Final = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
@@ -30,7 +30,9 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
     "codec": codec.run,
     "broker-ingest": broker.run_ingest,
     "broker-fanout": broker.run_fanout,
+    "broker-fanout-watchers": broker.run_fanout_sweep,
     "broker-latency": broker.run_latency,
+    "broker-latency-rates": broker.run_latency_sweep,
     "broker-catch": broker.run_catch,
     "sdk-enqueue": sdk.run_enqueue,
     "sdk-throughput": sdk.run_throughput,
@@ -74,6 +76,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    command = recorded_command(
+        sys.argv[1:] if argv is None else argv, nox_session=os.environ.get("NOX_CURRENT_SESSION")
+    )
+    plots: list[Plot] = []
+    if args.write:
+        require_matplotlib()  # before the run, not after it
     description = machine()
     print(f"Machine: {description}\n")
     passed = True
@@ -87,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_text(report), end="\n\n")
         passed = passed and report.passed
         if args.write:
-            section = render_markdown(report, machine=description, command=COMMAND)
+            section = render_markdown(report, machine=description, command=command)
             write_section(RESULTS_FILE, report.name, section)
+            plots += report.plots
     if args.write:
+        for plot in combine(plots):
+            print(f"Plot: {draw(plot, RESULTS_FILE.parent)}")
         print(f"Recorded in {RESULTS_FILE}")
     print("All goals met." if passed else "Some goals were missed.")
     return 0 if passed else 1

@@ -6,16 +6,58 @@ BENCHMARKS.md, the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shlex
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-RESULTS_PREAMBLE = """\
+if TYPE_CHECKING:
+    from ._plots import Plot
+
+RESULTS_PREAMBLE: Final = """\
 # Benchmarks
 
-Each benchmark measures its baseline in the same run and is judged on the ratio to it, never on
-absolute figures, which depend on the machine. Sections are rewritten by `nox -s bench -- --write`.
-"""
+Every figure is measured over several repeats and given as its least, median and greatest value
+over them: `min`, `median` and `max` columns, or `median (min..max)` in one cell. Each benchmark
+measures its baseline in the same run, interleaved with it, and is judged on the ratio to it
+(median over median), never on absolute figures, which depend on the machine. Each section names
+the machine and the exact command that measured it. Sections are rewritten by
+`nox -s bench -- --write`, which also draws the plots in `docs/bench/`: medians joined by lines,
+with error bars from min to max."""
+PREAMBLE: Final = "preamble"
+"""The marker name of the text above every section."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A figure over repeats: its least, median and greatest value."""
+
+    min: float
+    median: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Spread:
+        ordered = sorted(values)
+        if not ordered:
+            raise ValueError("no values")
+        return cls(ordered[0], statistics.median(ordered), ordered[-1])
+
+    def cells(self, spec: str) -> tuple[str, str, str]:
+        """Min, median and max formatted with ``spec``, for three columns."""
+        return (format(self.min, spec), format(self.median, spec), format(self.max, spec))
+
+    def cell(self, spec: str) -> str:
+        """``median (min..max)``, for one column."""
+        low, median, high = self.cells(spec)
+        return f"{median} ({low}..{high})"
+
+
+def spread_header(figure: str) -> tuple[str, str, str]:
+    """Column names for :meth:`Spread.cells`."""
+    return (f"min {figure}", f"median {figure}", f"max {figure}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +83,8 @@ class Report:
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     goals: tuple[Goal, ...]
+    plots: tuple[Plot, ...] = ()
+    """Drawn next to BENCHMARKS.md with ``--write`` and linked from the section."""
 
     @property
     def passed(self) -> bool:
@@ -77,7 +121,10 @@ def render_markdown(report: Report, *, machine: str, command: str) -> str:
     lines += [f"- {note}" for note in report.notes]
     lines += ["", _markdown_row(report.header), _markdown_rule(len(report.header))]
     lines += [_markdown_row(row) for row in report.rows]
-    lines += ["", *(f"- {goal.verdict()}" for goal in report.goals), end]
+    lines += [line for plot in report.plots for line in ("", f"![{plot.title}]({plot.path})")]
+    if report.goals:
+        lines += ["", *(f"- {goal.verdict()}" for goal in report.goals)]
+    lines.append(end)
     return "\n".join(lines)
 
 
@@ -89,17 +136,43 @@ def _markdown_rule(columns: int) -> str:
     return "|" + "---|" + "--:|" * (columns - 1)
 
 
+_MARKER: Final = "<!-- bench:"
+
+
 def _markers(name: str) -> tuple[str, str]:
-    return f"<!-- bench:{name} begin -->", f"<!-- bench:{name} end -->"
+    return f"{_MARKER}{name} begin -->", f"{_MARKER}{name} end -->"
+
+
+def recorded_command(argv: Sequence[str], *, nox_session: str | None) -> str:
+    """The command line that ran the benchmarks, as a reader would type it again."""
+    if nox_session is None:
+        return shlex.join(["python", "-m", "bench", *argv])
+    return shlex.join(["nox", "-s", nox_session, *(["--", *argv] if argv else [])])
 
 
 def write_section(path: Path, name: str, section: str) -> None:
-    """Replace benchmark ``name``'s section of ``path``, or append it; other text is kept."""
-    text = path.read_text(encoding="utf-8") if path.exists() else RESULTS_PREAMBLE
+    """Replace benchmark ``name``'s section of ``path``, or append it, under the current
+    preamble; other text is kept."""
+    text = _with_preamble(path.read_text(encoding="utf-8") if path.exists() else "")
+    path.write_text(_with_section(text, name, section), encoding="utf-8", newline="\n")
+
+
+def _with_section(text: str, name: str, section: str) -> str:
     begin, end = _markers(name)
     start, stop = text.find(begin), text.find(end)
     if start != -1 and stop > start:
-        text = text[:start] + section + text[stop + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8", newline="\n")
+        return text[:start] + section + text[stop + len(end) :]
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def _with_preamble(text: str) -> str:
+    begin, end = _markers(PREAMBLE)
+    preamble = f"{begin}\n{RESULTS_PREAMBLE}\n{end}"
+    start, stop = text.find(begin), text.find(end)
+    if start != -1 and stop > start:
+        return text[:start] + preamble + text[stop + len(end) :]
+    # Files written before the preamble had markers: the text above the first section is the
+    # preamble of that time.
+    first = text.find(_MARKER)
+    rest = text[first:] if first != -1 else text
+    return preamble + "\n\n" + rest if rest.strip() else preamble + "\n"

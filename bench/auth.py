@@ -257,9 +257,10 @@ def auth_report(result: AuthMeasurement) -> Report:
         " With a token, each `hello` costs a hash, a lookup and a write of the token's last use",
         f"{result.repeats} repeats, alternating which broker goes first; each client is a"
         " separate process on 127.0.0.1",
-        "Load columns, in cores over the run (medians over repeats): server CPU = CPU time of"
-        " the broker process; server CPU wait = time its threads were ready to run but had no"
-        " CPU; client CPU = the client process; other CPU = everything else on the machine",
+        "Load columns, in cores over the run, median (min..max) over repeats: server CPU = CPU"
+        " time of the broker process; server CPU wait = time its threads were ready to run but"
+        " had no CPU; client CPU = the client process; other CPU = everything else on the"
+        " machine",
         f"Broker log lines at warning level or above: {result.broker_warnings};"
         f" 1-minute load average before the measurement: {load}",
     )

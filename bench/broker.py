@@ -20,7 +20,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +29,9 @@ from typing import Any, Final, Literal
 import schema
 
 from ._peers import LOG_EVENT
+from ._plots import Plot, Point, Series
 from ._procs import Child, ChildError, Fleet, run_queue_wait_s, system_cpu_seconds
-from ._report import Goal, Report
+from ._report import Goal, Report, Spread, spread_header
 
 Target = Literal["broker", "relay"]
 CodecName = Literal["json", "msgpack"]
@@ -63,6 +64,8 @@ QUICK_FANOUT_DELIVERIES: Final = 20_000
 QUICK_FANOUT_WARM: Final = 200
 FANOUT_GOAL: Final = 0.5
 """The broker's deliveries per second, as a fraction of the relay's to as many subscribers."""
+SWEEP_WATCHERS: Final = (1, 10, 30, 100)
+"""Watcher counts of ``broker-fanout-watchers``, each with :data:`FANOUT_DELIVERIES`."""
 CONNECTIONS_PER_PROCESS: Final = 25
 MAX_WATCHER_PROCESSES: Final = 4
 
@@ -76,6 +79,8 @@ QUICK_LATENCY_WARM_SECONDS: Final = 0.25
 LATENCY_GOAL_MS: Final = 20.0
 """p99 of publish-to-watcher latency."""
 TICK_S: Final = 0.002
+SWEEP_RATES: Final = (500, 1_000, 2_000, 5_000, 10_000)
+"""Events per second of ``broker-latency-rates``, each measured as ``broker-latency`` is."""
 
 CATCH_ROUND_TRIPS: Final = 100
 """Catch and release requests per repeat (half of each)."""
@@ -172,11 +177,12 @@ class Comparison:
 
 @dataclass(frozen=True, slots=True)
 class Latencies:
-    """Latencies in milliseconds, pooled over repeats, with each repeat's p99."""
+    """Latencies in milliseconds, pooled over repeats, with each repeat's p50 and p99."""
 
     name: str
     samples_ms: tuple[float, ...]
     """Sorted."""
+    repeat_p50_ms: tuple[float, ...]
     repeat_p99_ms: tuple[float, ...]
 
     @classmethod
@@ -184,7 +190,23 @@ class Latencies:
         pooled = tuple(sorted(itertools.chain.from_iterable(repeats)))
         if not pooled:
             raise ValueError(f"{name}: no latency samples")
-        return cls(name, pooled, tuple(percentile(sorted(r), 99) for r in repeats))
+        ordered = [sorted(repeat) for repeat in repeats]
+        return cls(
+            name,
+            pooled,
+            tuple(percentile(repeat, 50) for repeat in ordered),
+            tuple(percentile(repeat, 99) for repeat in ordered),
+        )
+
+    @property
+    def p50_spread(self) -> Spread:
+        """The p50 of each repeat, over repeats."""
+        return Spread.of(self.repeat_p50_ms)
+
+    @property
+    def p99_spread(self) -> Spread:
+        """The p99 of each repeat, over repeats."""
+        return Spread.of(self.repeat_p99_ms)
 
     @property
     def p50_ms(self) -> float:
@@ -516,27 +538,29 @@ def measure_ingest(
     return IngestMeasurement(comparisons, warm, repeats, frame_bytes, warnings, load)
 
 
-def _load(cores: float | None) -> str:
-    return "n/a" if cores is None else f"{cores:.2f}"
+def load_cell(cores: Iterable[float | None]) -> str:
+    """A load column's cell (see :data:`LOAD_NOTE`): ``median (min..max)`` over the repeats
+    that know it."""
+    known = [value for value in cores if value is not None]
+    return Spread.of(known).cell(".2f") if known else "n/a"
 
 
 def _rate_row(rates: Rates, ratio: float, *cells: str) -> tuple[str, ...]:
+    samples = rates.samples
     return (
         rates.name,
         *cells,
-        f"{rates.min_rate:,.0f}",
-        f"{rates.median_rate:,.0f}",
-        f"{rates.max_rate:,.0f}",
+        *Spread.of(rates.rates).cells(",.0f"),
         f"{ratio:.2f}x",
-        _load(rates.server_load),
-        _load(rates.server_wait),
-        _load(rates.client_load),
-        _load(rates.other_load),
+        load_cell(sample.server_load for sample in samples),
+        load_cell(sample.server_wait for sample in samples),
+        load_cell(sample.client_load for sample in samples),
+        load_cell(sample.other_load for sample in samples),
     )
 
 
 LOAD_NOTE: Final = (
-    "Load columns, in cores over the run (medians over repeats): server CPU = CPU"
+    "Load columns, in cores over the run, median (min..max) over repeats: server CPU = CPU"
     " time of the broker (or relay) process; server CPU wait = time its threads were ready to"
     " run but had no CPU; client CPU = the publisher and watcher processes together; other CPU"
     " = everything else on the machine (other work competing for the same cores)"
@@ -640,7 +664,10 @@ def measure_fanout(
     return FanoutMeasurement(comparisons, tuple(watchers), warm, repeats, warnings, load)
 
 
-def fanout_report(result: FanoutMeasurement) -> Report:
+def _fanout_table(
+    result: FanoutMeasurement,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Notes, header and rows: a broker row and a relay row per number of watchers."""
     layout = "; ".join(
         f"{count}: {len(watcher_processes(count))} processes" for count in result.watchers
     )
@@ -661,9 +688,7 @@ def fanout_report(result: FanoutMeasurement) -> Report:
     header = (
         "variant",
         "watchers",
-        "min deliveries/s",
-        "median deliveries/s",
-        "max deliveries/s",
+        *spread_header("deliveries/s"),
         "median vs relay",
         "server CPU",
         "server CPU wait",
@@ -674,6 +699,11 @@ def fanout_report(result: FanoutMeasurement) -> Report:
     for comparison, count in zip(result.comparisons, result.watchers, strict=True):
         rows.append(_rate_row(comparison.broker, comparison.ratio, str(count)))
         rows.append(_rate_row(comparison.relay, 1.0, str(count)))
+    return notes, header, tuple(rows)
+
+
+def fanout_report(result: FanoutMeasurement) -> Report:
+    notes, header, rows = _fanout_table(result)
     goals = tuple(
         Goal(
             description=f"{BROKER} to {comparison.label} >= {FANOUT_GOAL:.0%} of the relay",
@@ -688,7 +718,7 @@ def fanout_report(result: FanoutMeasurement) -> Report:
         title="events delivered to many watchers",
         notes=notes,
         header=header,
-        rows=tuple(rows),
+        rows=rows,
         goals=goals,
     )
 
@@ -701,6 +731,50 @@ def run_fanout(*, quick: bool) -> Report:
             )
         )
     return fanout_report(measure_fanout())
+
+
+# Fan-out against the number of watchers -----------------------------------------------------
+
+
+def fanout_plot(*series: Series) -> Plot:
+    """Deliveries per second against watchers; any system's fan-out may add its series."""
+    return Plot(
+        file="fanout-vs-watchers",
+        title="Fan-out from one publisher: deliveries per second by watcher count",
+        x_label="watchers following the workspace",
+        y_label="deliveries per second (events x watchers)",
+        series=series,
+        log_x=True,
+    )
+
+
+def fanout_sweep_report(result: FanoutMeasurement) -> Report:
+    notes, header, rows = _fanout_table(result)
+    by_count = list(zip(result.watchers, result.comparisons, strict=True))
+    broker = Series(BROKER, tuple(Point.of(n, c.broker.rates) for n, c in by_count))
+    relay = Series(RELAY, tuple(Point.of(n, c.relay.rates) for n, c in by_count))
+    return Report(
+        name="broker-fanout-watchers",
+        title="deliveries per second by watcher count",
+        notes=(*notes, "No goal: the goals are in `broker-fanout`; this shows the trend"),
+        header=header,
+        rows=rows,
+        goals=(),
+        plots=(fanout_plot(broker, relay),),
+    )
+
+
+def run_fanout_sweep(*, quick: bool) -> Report:
+    if quick:
+        return fanout_sweep_report(
+            measure_fanout(
+                watchers=SWEEP_WATCHERS,
+                deliveries=QUICK_FANOUT_DELIVERIES,
+                warm=QUICK_FANOUT_WARM,
+                repeats=QUICK_REPEATS,
+            )
+        )
+    return fanout_sweep_report(measure_fanout(watchers=SWEEP_WATCHERS))
 
 
 # Publish-to-watcher latency -----------------------------------------------------------------
@@ -736,21 +810,36 @@ def measure_latency(
     )
 
 
-def _latency_rows(result: LatencyMeasurement) -> tuple[tuple[str, ...], ...]:
+def _latency_rows(result: LatencyMeasurement, *cells: str) -> tuple[tuple[str, ...], ...]:
+    relay_p99 = result.relay.p99_spread.median
     return tuple(
         (
             latencies.name,
+            *cells,
             f"{len(latencies.samples_ms):,}",
-            f"{latencies.p50_ms:.2f}",
+            *latencies.p50_spread.cells(".2f"),
+            *latencies.p99_spread.cells(".2f"),
+            f"{latencies.p99_spread.median / relay_p99:.2f}x" if relay_p99 > 0 else "n/a",
             f"{latencies.p99_ms:.2f}",
-            f"{min(latencies.repeat_p99_ms):.2f} .. {max(latencies.repeat_p99_ms):.2f}",
             f"{latencies.max_ms:.2f}",
         )
         for latencies in (result.broker, result.relay)
     )
 
 
-LATENCY_HEADER: Final = ("variant", "samples", "p50 ms", "p99 ms", "p99 per repeat ms", "max ms")
+LATENCY_HEADER: Final = (
+    "variant",
+    "samples",
+    *spread_header("p50 ms"),
+    *spread_header("p99 ms"),
+    "median p99 vs relay",
+    "p99 of all samples ms",
+    "max of all samples ms",
+)
+LATENCY_NOTE: Final = (
+    "p50 and p99 of each repeat (nearest rank), min/median/max over repeats; the last two"
+    " columns pool the samples of every repeat, and the goal is judged on that pooled p99"
+)
 
 
 def latency_report(result: LatencyMeasurement, *, rate: int = LATENCY_RATE) -> Report:
@@ -762,7 +851,8 @@ def latency_report(result: LatencyMeasurement, *, rate: int = LATENCY_RATE) -> R
         " events are committed (synchronous=full) before they are sent",
         f"Baseline: {RELAY} forwarding the same frames to as many subscribers",
         f"{result.repeats} interleaved repeats of {result.count:,} events after"
-        f" {result.warm:,} warm-up events; percentiles over all samples (nearest rank)",
+        f" {result.warm:,} warm-up events",
+        LATENCY_NOTE,
         _machine_note(result),
     )
     return Report(
@@ -791,6 +881,123 @@ def run_latency(*, quick: bool) -> Report:
             )
         )
     return latency_report(measure_latency())
+
+
+# Publish-to-watcher latency against the rate ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySweep:
+    """``broker-latency``'s measurement at each of several rates."""
+
+    rates: tuple[int, ...]
+    measurements: tuple[LatencyMeasurement, ...]
+    """One per rate, in the same order, each on a fresh broker and relay."""
+    watchers: int
+
+    @property
+    def by_rate(self) -> tuple[tuple[int, LatencyMeasurement], ...]:
+        return tuple(zip(self.rates, self.measurements, strict=True))
+
+
+def measure_latency_sweep(
+    *,
+    rates: Sequence[int] = SWEEP_RATES,
+    seconds: float = LATENCY_SECONDS,
+    warm_seconds: float = LATENCY_WARM_SECONDS,
+    watchers: int = LATENCY_WATCHERS,
+    repeats: int = REPEATS,
+) -> LatencySweep:
+    """Publish-to-watcher latency at each rate, against the relay at the same rate."""
+    measurements = tuple(
+        measure_latency(
+            rate=rate,
+            seconds=seconds,
+            warm_seconds=warm_seconds,
+            watchers=watchers,
+            repeats=repeats,
+        )
+        for rate in rates
+    )
+    return LatencySweep(tuple(rates), measurements, watchers)
+
+
+def latency_plot(*series: Series, watchers: int) -> Plot:
+    return Plot(
+        file="latency-vs-rate",
+        title=f"Publish-to-watcher latency by publish rate, {watchers} watchers",
+        x_label="events published per second",
+        y_label="latency per repeat, ms",
+        series=series,
+        log_x=True,
+        log_y=True,
+    )
+
+
+def _percentile_series(
+    label: str, quantile: Literal[50, 99], by_rate: Sequence[tuple[int, Latencies]]
+) -> Series:
+    return Series(
+        f"{label} p{quantile}",
+        tuple(
+            Point.of(rate, latencies.repeat_p50_ms if quantile == 50 else latencies.repeat_p99_ms)
+            for rate, latencies in by_rate
+        ),
+    )
+
+
+def latency_sweep_report(result: LatencySweep) -> Report:
+    first = result.measurements[0]
+    counts = ", ".join(
+        f"{m.count:,} after {m.warm:,} warm-up at {rate:,}/s" for rate, m in result.by_rate
+    )
+    loads = ", ".join(
+        "unknown" if m.load_average is None else f"{m.load_average:.2f}"
+        for m in result.measurements
+    )
+    warnings = sum(m.broker_warnings for m in result.measurements)
+    notes = (
+        "At each rate, as in `broker-latency`: one worker publishes `Scalar` events in small"
+        f" batches (one every {TICK_S * 1000:g} ms), each carrying its send time, and each of"
+        f" {result.watchers} watchers subtracts it from its own clock on arrival. Broker events"
+        " are committed (synchronous=full) before they are sent",
+        f"Baseline: {RELAY} forwarding the same frames to as many subscribers, at the same rate",
+        f"Each rate on a fresh broker and relay, {first.repeats} interleaved repeats; events per"
+        f" repeat: {counts}",
+        LATENCY_NOTE,
+        f"Broker log lines at warning level or above: {warnings}; 1-minute load average before"
+        f" each rate: {loads}",
+        "No goal: the goal is in `broker-latency`; this shows the trend",
+    )
+    broker = [(rate, m.broker) for rate, m in result.by_rate]
+    relay = [(rate, m.relay) for rate, m in result.by_rate]
+    series = (
+        _percentile_series(BROKER, 50, broker),
+        _percentile_series(BROKER, 99, broker),
+        _percentile_series(RELAY, 50, relay),
+        _percentile_series(RELAY, 99, relay),
+    )
+    return Report(
+        name="broker-latency-rates",
+        title=f"publish-to-watcher latency by publish rate, {result.watchers} watchers",
+        notes=notes,
+        header=(LATENCY_HEADER[0], "events/s", *LATENCY_HEADER[1:]),
+        rows=tuple(row for rate, m in result.by_rate for row in _latency_rows(m, f"{rate:,}")),
+        goals=(),
+        plots=(latency_plot(*series, watchers=result.watchers),),
+    )
+
+
+def run_latency_sweep(*, quick: bool) -> Report:
+    if quick:
+        return latency_sweep_report(
+            measure_latency_sweep(
+                seconds=QUICK_LATENCY_SECONDS,
+                warm_seconds=QUICK_LATENCY_WARM_SECONDS,
+                repeats=QUICK_REPEATS,
+            )
+        )
+    return latency_sweep_report(measure_latency_sweep())
 
 
 # Catch-to-worker latency --------------------------------------------------------------------
@@ -867,7 +1074,8 @@ def catch_report(result: LatencyMeasurement) -> Report:
         " time (`time.time_ns`, same machine). The broker stores the change durably first",
         f"Baseline: {RELAY} forwarding the same `catch`/`release` frames to the worker",
         f"{result.repeats} interleaved repeats of {result.count:,} requests after"
-        f" {result.warm:,} warm-up requests; percentiles over all samples (nearest rank)",
+        f" {result.warm:,} warm-up requests",
+        LATENCY_NOTE,
         _machine_note(result),
     )
     return Report(

@@ -43,7 +43,7 @@ import sdk
 
 from ._peers import SCALAR_NAME
 from ._procs import Child, ChildError, Fleet, run_queue_wait_s
-from ._report import Goal, Report
+from ._report import Goal, Report, Spread
 from .broker import (
     BASE_DEADLINE_S,
     BATCH,
@@ -287,13 +287,14 @@ def enqueue_report(result: EnqueueMeasurement) -> Report:
         " the same `schema.Event`, appending it to a list and encoding it with msgspec JSON",
         f"{result.repeats} interleaved repeats of {result.iterations:,} events per variant, each"
         f" SDK batch into a fresh worker; garbage collector {collector}",
+        "ns/event: the time one enqueue takes at the rate of each repeat, median (min..max)",
     )
     header = (
         "variant",
         "min events/s",
         "median events/s",
         "max events/s",
-        "median ns/event",
+        "ns/event",
         "median vs raw",
     )
     rows = tuple(
@@ -302,7 +303,7 @@ def enqueue_report(result: EnqueueMeasurement) -> Report:
             f"{variant.min_rate:,.0f}",
             f"{variant.median_rate:,.0f}",
             f"{variant.max_rate:,.0f}",
-            f"{1e9 / variant.median_rate:,.0f}",
+            Spread.of(1e9 / rate for rate in variant.rates).cell(",.0f"),
             f"{result.ratio(variant.name):.2f}x",
         )
         for variant in result.variants
@@ -444,9 +445,9 @@ def measure_throughput(
 
 
 THROUGHPUT_LOAD_NOTE: Final = (
-    "Load columns, in cores over the run (medians over repeats): server CPU = CPU time of the"
-    " broker process; server CPU wait = time its threads were ready to run but had no CPU;"
-    " client CPU = the client process; other CPU = everything else on the machine"
+    "Load columns, in cores over the run, median (min..max) over repeats: server CPU = CPU"
+    " time of the broker process; server CPU wait = time its threads were ready to run but had"
+    " no CPU; client CPU = the client process; other CPU = everything else on the machine"
 )
 
 

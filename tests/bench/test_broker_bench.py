@@ -9,12 +9,13 @@ from __future__ import annotations
 import pytest
 
 import bench.broker
-from bench._report import Report
+from bench._report import Report, Spread
 
 REPEATS = 2
 FANOUT_WATCHERS = (2, 3)
 LATENCY_WATCHERS = 2
 LATENCY_RATE = 500
+SWEEP_RATES = (200, 400)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,7 @@ def test_latency_has_one_sample_per_event_and_watcher(
         assert len(latencies.samples_ms) == expected
         assert 0 <= latencies.p50_ms <= latencies.p99_ms <= latencies.max_ms
         assert latencies.max_ms > 0
+        assert len(latencies.repeat_p50_ms) == latency.repeats
         assert len(latencies.repeat_p99_ms) == latency.repeats
     report = bench.broker.latency_report(latency, rate=LATENCY_RATE)
     _check_report(report, rows=2, goals=1)
@@ -96,6 +98,124 @@ def test_catch_has_one_sample_per_request(catch: bench.broker.LatencyMeasurement
         assert len(latencies.samples_ms) == catch.count * catch.repeats
         assert 0 < latencies.p50_ms <= latencies.p99_ms <= latencies.max_ms
     _check_report(bench.broker.catch_report(catch), rows=2, goals=1)
+
+
+@pytest.fixture(scope="module")
+def latency_sweep() -> bench.broker.LatencySweep:
+    return bench.broker.measure_latency_sweep(
+        rates=SWEEP_RATES, seconds=0.2, warm_seconds=0.1, watchers=LATENCY_WATCHERS, repeats=1
+    )
+
+
+def test_latency_sweep_measures_each_rate_against_the_relay(
+    latency_sweep: bench.broker.LatencySweep,
+) -> None:
+    assert latency_sweep.rates == SWEEP_RATES
+    for rate, measurement in latency_sweep.by_rate:
+        assert measurement.count == round(rate * 0.2)
+        for latencies in (measurement.broker, measurement.relay):
+            assert len(latencies.samples_ms) == measurement.count * LATENCY_WATCHERS
+    report = bench.broker.latency_sweep_report(latency_sweep)
+    _check_report(report, rows=2 * len(SWEEP_RATES), goals=0)
+    assert [row[1] for row in report.rows] == ["200", "200", "400", "400"]
+    (plot,) = report.plots
+    assert plot.file == "latency-vs-rate"
+    assert [series.name for series in plot.series] == [
+        f"{bench.broker.BROKER} p50",
+        f"{bench.broker.BROKER} p99",
+        f"{bench.broker.RELAY} p50",
+        f"{bench.broker.RELAY} p99",
+    ]
+    broker_p99 = plot.series[1]
+    assert [point.x for point in broker_p99.points] == list(SWEEP_RATES)
+    for point, measurement in zip(broker_p99.points, latency_sweep.measurements, strict=True):
+        assert point.median == measurement.broker.p99_spread.median
+
+
+def test_fanout_sweep_plots_deliveries_by_watcher_count(
+    fanout: bench.broker.FanoutMeasurement,
+) -> None:
+    report = bench.broker.fanout_sweep_report(fanout)
+    _check_report(report, rows=2 * len(FANOUT_WATCHERS), goals=0)
+    (plot,) = report.plots
+    assert plot == bench.broker.fanout_plot(*plot.series)  # what other systems' series join
+    broker, relay = plot.series
+    assert (broker.name, relay.name) == (bench.broker.BROKER, bench.broker.RELAY)
+    for series, pick in ((broker, "broker"), (relay, "relay")):
+        assert [point.x for point in series.points] == list(FANOUT_WATCHERS)
+        for point, comparison in zip(series.points, fanout.comparisons, strict=True):
+            rates = comparison.broker if pick == "broker" else comparison.relay
+            assert (point.min, point.median, point.max) == (
+                rates.min_rate,
+                rates.median_rate,
+                rates.max_rate,
+            )
+
+
+def test_rate_rows_give_rates_and_loads_over_repeats() -> None:
+    def rates(
+        name: str, values: tuple[float, ...], loads: tuple[float | None, ...]
+    ) -> bench.broker.Rates:
+        return bench.broker.Rates(
+            name,
+            tuple(
+                bench.broker.Sample(rate, load, 0.5, 1.0, None)
+                for rate, load in zip(values, loads, strict=True)
+            ),
+        )
+
+    broker = rates("broker", (300.0, 100.0, 200.0), (0.1, None, 0.3))
+    relay = rates("relay", (1_000.0, 1_000.0, 1_000.0), (None, None, None))
+    comparison = bench.broker.Comparison("JSON", 10, broker, relay)
+    result = bench.broker.IngestMeasurement((comparison,), 0, 3, {"JSON": 1}, 0, None)
+    report = bench.broker.ingest_report(result)
+    broker_row, relay_row = (dict(zip(report.header, row, strict=True)) for row in report.rows)
+    assert (broker_row["min events/s"], broker_row["median events/s"]) == ("100", "200")
+    assert broker_row["max events/s"] == "300"
+    assert broker_row["median vs relay"] == "0.20x"
+    # Loads over the repeats that measured them; a figure no repeat has is n/a.
+    assert broker_row["server CPU"] == "0.20 (0.10..0.30)"
+    assert broker_row["server CPU wait"] == "0.50 (0.50..0.50)"
+    assert broker_row["other CPU"] == "n/a"
+    assert relay_row["server CPU"] == "n/a"
+
+
+def test_latency_rows_give_each_percentile_over_repeats() -> None:
+    # Three repeats whose p50 and p99 differ; the pooled columns stay beside them.
+    broker = bench.broker.Latencies.of(
+        "broker", [[1.0] * 50 + [4.0] * 50, [2.0] * 50 + [6.0] * 50, [3.0] * 50 + [5.0] * 50]
+    )
+    relay = bench.broker.Latencies.of("relay", [[0.5] * 100, [1.0] * 100, [2.0] * 100])
+    assert broker.p50_spread == Spread(1.0, 2.0, 3.0)
+    assert broker.p99_spread == Spread(4.0, 5.0, 6.0)
+    result = bench.broker.LatencyMeasurement(
+        broker=broker,
+        relay=relay,
+        repeats=3,
+        warm=0,
+        count=100,
+        broker_warnings=0,
+        load_average=None,
+    )
+    report = bench.broker.latency_report(result, rate=LATENCY_RATE)
+    header = report.header
+    broker_row = dict(zip(header, report.rows[0], strict=True))
+    assert broker_row["samples"] == "300"
+    assert [broker_row[name] for name in ("min p50 ms", "median p50 ms", "max p50 ms")] == [
+        "1.00",
+        "2.00",
+        "3.00",
+    ]
+    assert [broker_row[name] for name in ("min p99 ms", "median p99 ms", "max p99 ms")] == [
+        "4.00",
+        "5.00",
+        "6.00",
+    ]
+    assert broker_row["median p99 vs relay"] == "5.00x"
+    assert broker_row["p99 of all samples ms"] == "6.00"
+    assert broker_row["max of all samples ms"] == "6.00"
+    (goal,) = report.goals
+    assert goal.measured.startswith("6.00 ms")  # judged on the pooled p99, as before
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 import bench.sdk
 from bench._report import Report
+from bench.codec import VariantResult
 
 ENQUEUE_REPEATS = 2
 THROUGHPUT_REPEATS = 2
@@ -81,3 +82,22 @@ def test_throughput_report_has_one_goal(throughput: bench.sdk.ThroughputMeasurem
     _check_report(report, name="sdk-throughput", rows=2, goals=1)
     assert report.rows[0][0] == bench.sdk.SDK_WORKER
     assert report.rows[1][0] == bench.sdk.RAW_CLIENT
+
+
+def test_enqueue_report_gives_ns_per_event_over_repeats() -> None:
+    result = bench.sdk.EnqueueMeasurement(
+        iterations=1,
+        repeats=3,
+        event_bytes=100,
+        gc_enabled=True,
+        variants=tuple(VariantResult(name, (1e6, 2e6, 4e6)) for name in bench.sdk.ENQUEUE_VARIANTS),
+    )
+    report = bench.sdk.enqueue_report(result)
+    row = dict(zip(report.header, report.rows[0], strict=True))
+    assert (row["min events/s"], row["median events/s"], row["max events/s"]) == (
+        "1,000,000",
+        "2,000,000",
+        "4,000,000",
+    )
+    # The fastest repeat takes the fewest nanoseconds per event.
+    assert row["ns/event"] == "500 (250..1,000)"
