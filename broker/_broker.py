@@ -570,6 +570,12 @@ class Broker:
             "commits": self.writer.commits,
             "events_committed": self.writer.committed_events,
             "writer_backlog": self.writer.backlog,
+            # Queue depths and bounded caches, so a soak can tell a leak from a steady state;
+            # a walk over sessions and cursors, no store access.
+            "outbox_bytes": sum(session.outbox.queued_bytes for session in self.sessions()),
+            "watcher_lag_events": self._watcher_lag(),
+            "tail_events": sum(len(workspace.tail) for workspace in self.workspaces.values()),
+            "request_tasks": len(self._tasks),
             **self.counters,
         }
         return StatsReport(
@@ -578,6 +584,17 @@ class Broker:
             uptime_s=time.monotonic() - self._started,
             counters=counters,
         )
+
+    def _watcher_lag(self) -> int:
+        """Committed events not yet handed to a watcher's outbox, over every subscription."""
+        lag = 0
+        for watcher in self.watchers:
+            for sub in watcher.subscriptions.values():
+                for name, cursor in sub.cursors.items():
+                    workspace = self.workspaces.get(name)
+                    if workspace is not None and workspace.epoch == cursor.epoch:
+                        lag += max(0, workspace.state.last_offset - cursor.offset)
+        return lag
 
 
 def _fields(value: Any) -> dict[str, Any]:
