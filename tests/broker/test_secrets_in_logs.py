@@ -29,12 +29,11 @@ from broker._tokens import ROLES, TokenStore
 from broker.testing import BrokerProcess, broker_process
 from tests.broker.test_bad_input import closed_with
 from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
+from tests.secret_leaks import leaked
 
 pytestmark = pytest.mark.asyncio
 
 CLI = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())"]
-WINDOW = 20
-"""Characters in a row of a secret's random part that must not appear anywhere."""
 FAILURES_PER_MINUTE = 10
 """``pierhead serve``'s failure throttle: the attempt after this many failures is refused."""
 
@@ -64,24 +63,6 @@ async def cli_with_env(env: dict[str, str], *args: str) -> Output:
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return Output(" ".join(args), process.returncode, out.decode(), err.decode())
-
-
-def random_part(secret: str) -> str:
-    """What follows ``ph_<id>_``: the 256 random bits."""
-    prefix, token_id, rest = secret.split("_", 2)
-    assert (prefix, len(token_id), len(rest)) == ("ph", 12, 43), secret
-    return rest
-
-
-def leaked(text: str, secrets: dict[str, str]) -> list[str]:
-    """Names of the secrets found in ``text``, whole or as ``WINDOW`` characters in a row."""
-    found = []
-    for name, secret in secrets.items():
-        part = random_part(secret)
-        windows = (part[start : start + WINDOW] for start in range(len(part) - WINDOW + 1))
-        if secret in text or any(window in text for window in windows):
-            found.append(name)
-    return found
 
 
 def altered(secret: str) -> str:

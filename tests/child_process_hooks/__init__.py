@@ -1,0 +1,1 @@
+"""``sitecustomize`` for the Python child processes of a test run (see ``tests.secret_scan``)."""
