@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 LINT_TOOLS = ["ruff>=0.6"]
+BENCH_PEERS = ["redis[hiredis]==8.1.0"]
+"""The client library the Redis benchmarks drive redis-server with, in the bench environment."""
+NEETBOX = "neetbox==0.6.0"
+"""neetbox's server, installed in an environment of its own beside the bench environment."""
 SOURCES = ["schema", "broker", "sdk", "tests", "bench", "examples", "noxfile.py"]
 
 
@@ -44,5 +53,17 @@ def chaos(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures and its ratio to a baseline measured in the same run."""
-    session.install(".", "matplotlib")
+    session.install(".", "matplotlib", *BENCH_PEERS)
+    # neetbox pins websockets<16: its server gets an environment of its own, where the benchmark
+    # looks for it (bench/_peer_servers.py), so pierhead and the relay keep their websockets.
+    neetbox_env = Path(session.virtualenv.location) / "neetbox-server"
+    if not (neetbox_env / "bin" / "python").exists():
+        session.run("python", "-m", "venv", str(neetbox_env))
+    session.run(str(neetbox_env / "bin" / "pip"), "install", "--quiet", NEETBOX, external=True)
+    if shutil.which("redis-server") is None and shutil.which("apt-get") and os.geteuid() == 0:
+        try:
+            session.run("apt-get", "update", "--quiet", external=True)
+            session.run("apt-get", "install", "--yes", "--quiet", "redis-server", external=True)
+        except CommandFailed:
+            session.warn("could not install redis-server: the Redis benchmarks will say so")
     session.run("python", "-m", "bench", *session.posargs)
