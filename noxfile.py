@@ -51,6 +51,13 @@ def chaos(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """Steady load on a broker process, judged on growth: ``nox -s soak -- --minutes 10``."""
+    session.install(".[test]")
+    session.run("python", "-m", "tests.soak.run_soak", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures and its ratio to a baseline measured in the same run."""
     session.install(".", "matplotlib", *BENCH_PEERS)
