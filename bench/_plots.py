@@ -25,6 +25,9 @@ WIDTH_IN: Final = 8.0
 HEIGHT_IN: Final = 5.0
 DPI: Final = 100
 
+LINE_STYLES: Final = ("-", "--", ":", "-.")
+"""Within one system's series, in order."""
+
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _FILE_STEM: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -55,10 +58,17 @@ class Series:
 
     name: str
     points: tuple[Point, ...]
+    system: str | None = None
+    """What was measured, where one system has several series (p50 and p99, say): series of
+    one system share a colour and differ in line style. None: the series is its own system."""
 
     def __post_init__(self) -> None:
         if not self.points:
             raise ValueError(f"series {self.name!r} has no points")
+
+    @property
+    def colour_key(self) -> str:
+        return self.name if self.system is None else self.system
 
     @property
     def ordered(self) -> tuple[Point, ...]:
@@ -127,10 +137,11 @@ def draw(plot: Plot, results_dir: Path) -> Path:
     # Imported here so that only a run that writes plots needs matplotlib; Figure with no
     # pyplot involves no GUI backend, and there is no screen.
     from matplotlib.figure import Figure  # type: ignore[import-not-found, unused-ignore]
+    from matplotlib.ticker import FuncFormatter  # type: ignore[import-not-found, unused-ignore]
 
     figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
-    for series in plot.series:
+    for series, (colour, style) in zip(plot.series, line_styles(plot.series), strict=True):
         points = series.ordered
         medians = [point.median for point in points]
         axes.errorbar(
@@ -143,25 +154,54 @@ def draw(plot: Plot, results_dir: Path) -> Path:
             marker="o",
             capsize=4,
             label=series.name,
+            color=f"C{colour}",
+            linestyle=style,
         )
     if plot.log_x:
         axes.set_xscale("log")
     if plot.log_y:
         axes.set_yscale("log")
+    else:
+        axes.set_ylim(bottom=0)  # a linear axis from zero does not exaggerate differences
+    # Plain numbers with thousands separators: no "1e6" offset, no powers of ten.
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: plain_number(value)))
     # Ticks at the measured x values only: a log axis would otherwise label powers of ten.
     xs = sorted({point.x for series in plot.series for point in series.points})
-    axes.set_xticks(xs, [f"{x:,g}" for x in xs])
+    axes.set_xticks(xs, [plain_number(x) for x in xs])
     axes.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
     axes.set_title(plot.title)
     axes.set_xlabel(plot.x_label)
     axes.set_ylabel(plot.y_label)
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend()
+    # Below the axes, where no line runs through it however many series join.
+    figure.legend(loc="outside lower center", ncols=2)
     path = results_dir / plot.path
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
     check_png(path, width=round(WIDTH_IN * DPI), height=round(HEIGHT_IN * DPI))
     return path
+
+
+def plain_number(value: float) -> str:
+    """A tick label: digits with thousands separators, never an exponent."""
+    if value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:,.6f}".rstrip("0").rstrip(".")
+
+
+def line_styles(series: Iterable[Series]) -> list[tuple[int, str]]:
+    """Each series' colour (an index into matplotlib's cycle) and line style: a colour per
+    system, in order of first appearance, and within a system one style per series."""
+    colours: dict[str, int] = {}
+    used: dict[str, int] = {}
+    styles = []
+    for one in series:
+        key = one.colour_key
+        colour = colours.setdefault(key, len(colours))
+        index = used.get(key, 0)
+        used[key] = index + 1
+        styles.append((colour, LINE_STYLES[index % len(LINE_STYLES)]))
+    return styles
 
 
 def check_png(path: Path, *, width: int, height: int) -> None:

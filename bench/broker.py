@@ -927,7 +927,7 @@ def latency_plot(*series: Series, watchers: int) -> Plot:
         file="latency-vs-rate",
         title=f"Publish-to-watcher latency by publish rate, {watchers} watchers",
         x_label="events published per second",
-        y_label="latency per repeat, ms",
+        y_label="latency, ms (p50 and p99 of each repeat)",
         series=series,
         log_x=True,
         log_y=True,
@@ -943,6 +943,7 @@ def _percentile_series(
             Point.of(rate, latencies.repeat_p50_ms if quantile == 50 else latencies.repeat_p99_ms)
             for rate, latencies in by_rate
         ),
+        system=label,
     )
 
 

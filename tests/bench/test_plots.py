@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from bench._plots import PLOTS_DIR, Plot, Point, Series, check_png, combine
+from bench._plots import (
+    PLOTS_DIR,
+    Plot,
+    Point,
+    Series,
+    check_png,
+    combine,
+    line_styles,
+    plain_number,
+)
 
 
 def _plot(*series: Series, file: str = "fanout-vs-watchers") -> Plot:
@@ -75,6 +84,32 @@ def test_descriptions_of_one_figure_must_agree() -> None:
         combine([broker, replace(_plot(_series("peer", 1)), log_y=True)])
     with pytest.raises(ValueError, match="named twice"):
         combine([broker, _plot(_series("broker", 10))])
+
+
+def test_series_of_one_system_share_a_colour_and_differ_in_style() -> None:
+    def series(name: str, system: str | None) -> Series:
+        return Series(name, (Point.of(1, [1.0]),), system=system)
+
+    styles = line_styles(
+        [
+            series("broker p50", "broker"),
+            series("relay p50", "relay"),
+            series("broker p99", "broker"),
+            series("Redis", None),
+            series("relay p99", "relay"),
+        ]
+    )
+    assert styles == [(0, "-"), (1, "-"), (0, "--"), (2, "-"), (1, "--")]
+
+
+def test_tick_labels_are_plain_numbers() -> None:
+    assert [plain_number(v) for v in (1.0, 30.0, 10_000.0, 2.5e6)] == [
+        "1",
+        "30",
+        "10,000",
+        "2,500,000",
+    ]
+    assert [plain_number(v) for v in (0.5, 0.02, 1_234.5)] == ["0.5", "0.02", "1,234.5"]
 
 
 def _png(width: int, height: int) -> bytes:
