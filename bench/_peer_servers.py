@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from ._procs import Child, ChildError, Fleet
+from .broker import Servers, Target
 
 NEETBOX_REQUIREMENT: Final = "neetbox==0.6.0"
 NEETBOX_PYTHON_VARIABLE: Final = "PIERHEAD_BENCH_NEETBOX_PYTHON"
@@ -45,6 +46,14 @@ REDIS_REQUIREMENT: Final = "redis[hiredis]==8.1.0"
 REDIS_SERVER_VARIABLE: Final = "PIERHEAD_BENCH_REDIS_SERVER"
 """Names the ``redis-server`` to run, where it is not the one on PATH."""
 REDIS_SERVER_INSTALL: Final = "apt-get install -y redis-server"
+
+PIERHEAD_OPTIONS: Final = ("--max-events-per-s", "1e9")
+"""``pierhead serve`` options: the per-session rate limit (100,000 events/s by default) is
+lifted, since a worker faster than that is refused, and these runs measure capacity."""
+PIERHEAD_OPTIONS_NOTE: Final = (
+    f"pierhead serve runs with `{' '.join(PIERHEAD_OPTIONS)}`: its per-session rate limit"
+    " (100,000 events/s by default) would refuse a faster worker, and this measures capacity"
+)
 
 POLL_S: Final = 0.005
 """How often the benchmark looks for a server's readiness or a count of stored rows."""
@@ -69,6 +78,17 @@ def _wait_until(child: Child, ready: str, timeout: float, probe: Callable[[], bo
             tail = child.stderr_tail()
             raise ChildError(f"{child.name}: not {ready} within {timeout:g} s\n{tail}")
         time.sleep(POLL_S)
+
+
+def start_pierhead_and_relay(fleet: Fleet, data: Path, *, timeout: float) -> Servers:
+    """pierhead's broker on a store in ``data``, with :data:`PIERHEAD_OPTIONS`, and the relay."""
+    broker, broker_port = fleet.broker(data, timeout=timeout, options=PIERHEAD_OPTIONS)
+    relay, relay_port = fleet.relay(timeout=timeout)
+    urls: dict[Target, str] = {
+        "broker": f"ws://127.0.0.1:{broker_port}",
+        "relay": f"ws://127.0.0.1:{relay_port}",
+    }
+    return Servers({"broker": broker, "relay": relay}, urls)
 
 
 # neetbox ------------------------------------------------------------------------------------

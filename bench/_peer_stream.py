@@ -24,7 +24,7 @@ from .broker import (
 )
 
 BASE_DEADLINE_S: Final = 60.0
-SLOWEST_RATE: Final = 500
+SLOWEST_RATE: Final = 200
 """Events (or deliveries) per second below which a peer's run is taken to be stuck."""
 
 

@@ -21,10 +21,12 @@ from typing import Final
 from . import broker
 from ._peer_servers import (
     NEETBOX_REQUIREMENT,
+    PIERHEAD_OPTIONS_NOTE,
     POLL_S,
     NeetboxServer,
     PeerMissingError,
     start_neetbox,
+    start_pierhead_and_relay,
 )
 from ._peer_stream import PeerStream, PeerTarget, run_peer_stream
 from ._procs import Fleet
@@ -119,10 +121,11 @@ def measure(*, sizes: Sizes = SIZES, repeats: int = broker.REPEATS) -> NeetboxMe
     }
     load = broker.load_average()
     with (
-        broker._servers() as servers,
+        tempfile.TemporaryDirectory(prefix="pierhead-bench-") as data,
         tempfile.TemporaryDirectory(prefix="pierhead-bench-neetbox-") as home,
         Fleet() as fleet,
     ):
+        servers = start_pierhead_and_relay(fleet, Path(data), timeout=broker.STARTUP_TIMEOUT_S)
         server: NeetboxServer | None = None
         missing: str | None = None
         try:
@@ -218,6 +221,7 @@ def report(result: NeetboxMeasurement) -> Report:
         f" (fewer, so that its runs too last seconds); {result.repeats} interleaved repeats",
         "Each participant is a separate process on 127.0.0.1; watchers are spread over at most"
         f" {broker.MAX_WATCHER_PROCESSES} processes as in broker-fanout",
+        PIERHEAD_OPTIONS_NOTE,
         LOAD_NOTE,
         f"Broker log lines at warning level or above: {result.broker_warnings}; 1-minute load"
         f" average before the measurement: {load}",

@@ -20,9 +20,11 @@ from typing import Final
 
 from . import broker
 from ._peer_servers import (
+    PIERHEAD_OPTIONS_NOTE,
     PeerMissingError,
     RedisServer,
     redis_client_version,
+    start_pierhead_and_relay,
     start_redis,
 )
 from ._peer_stream import PeerStream, PeerTarget, run_peer_stream
@@ -72,10 +74,11 @@ class Peer:
 def _running() -> Iterator[tuple[Servers, Peer]]:
     """pierhead's broker, the relay and a redis-server, all stopped on exit."""
     with (
-        broker._servers() as servers,
+        tempfile.TemporaryDirectory(prefix="pierhead-bench-") as data,
         tempfile.TemporaryDirectory(prefix="pierhead-bench-redis-") as directory,
         Fleet() as fleet,
     ):
+        servers = start_pierhead_and_relay(fleet, Path(data), timeout=broker.STARTUP_TIMEOUT_S)
         try:
             server = start_redis(fleet, Path(directory), timeout=broker.STARTUP_TIMEOUT_S)
             client = redis_client_version()
@@ -181,6 +184,7 @@ def fanout_report(result: FanoutMeasurement) -> Report:
         f"Redis: {result.peer}; redis-server started by the benchmark on a free loopback port"
         " with `--save '' --appendonly no`",
         DURABILITY_NOTE,
+        PIERHEAD_OPTIONS_NOTE,
         LOAD_NOTE,
         _machine_note(result.broker_warnings, result.load_average),
         *_not_measured(Peer(result.peer, None, result.missing)),
