@@ -47,6 +47,9 @@ class PeerStream:
     warm: int
     events: int
     rate: int = 0
+    frames: bool = False
+    """Whole frames of :data:`~bench.broker.BATCH` events per message, where the peer has
+    no batches of its own (Redis)."""
 
 
 _names = itertools.count(1)
@@ -87,6 +90,7 @@ def run_peer_stream(
         "deadline_s": deadline,
         "warm": stream.warm,
         "events": stream.events,
+        "frames": stream.frames,
     }
     with Fleet() as fleet:
         # The publisher first: a neetbox server refuses watchers of a project no run has opened.

@@ -10,10 +10,13 @@ Commands and messages are those of :mod:`bench._peers`; ``PARAMS`` also has the 
     :class:`bench._peers.Publisher`'s loops (``flood`` and ``paced``, the same events), where
     the worker's frame of ``batch`` events becomes a pipeline of ``batch`` ``PUBLISH`` commands
     whose replies are awaited before the next: Redis acknowledges a command, never a delivery.
-    Each reply counts the subscribers reached, which must be ``watchers``.
+    Each reply counts the subscribers reached, which must be ``watchers``. With ``frames``, the
+    whole frame is one ``PUBLISH`` instead: the bytes of pierhead's ``publish`` frame, as the
+    relay forwards them.
 ``watch``
     ``connections`` subscriber connections to the channel, each with its own client, counting
-    the events of ``payload_kind`` and, with ``latency``, every event's delay from its stamp.
+    the events of ``payload_kind`` (in each message, or with ``frames`` in each frame) and, with
+    ``latency``, every event's delay from its stamp.
 
 redis-py is imported when a role starts, so this module type-checks and imports without it.
 """
@@ -33,10 +36,11 @@ from websockets.asyncio.client import ClientConnection
 import schema
 
 from . import _peer_roles
-from ._peers import OPEN_TIMEOUT_S, Commands, Params, Publisher, _Event
+from ._peers import _LIGHT_DECODERS, OPEN_TIMEOUT_S, Commands, Params, Publisher, _Event
 
 _encode_event = msgspec.json.Encoder().encode
 _decode_event = msgspec.json.Decoder(_Event).decode
+_decode_frame = _LIGHT_DECODERS["json"]
 
 HOST: Final = "127.0.0.1"
 
@@ -56,11 +60,16 @@ class RedisPublisher(Publisher):
         self.client = client
         self.channel: str = params["channel"]
         self.receivers: int = params["watchers"]
+        self.frames: bool = params["frames"]
 
     async def _send(self, events: list[schema.Event]) -> None:
         pipeline = self.client.pipeline(transaction=False)
-        for event in events:
-            pipeline.publish(self.channel, _encode_event(event))
+        if self.frames:
+            frame = schema.Publish(seq=self.seq, events=events)
+            pipeline.publish(self.channel, schema.JSON_CODEC.encode(frame))
+        else:
+            for event in events:
+                pipeline.publish(self.channel, _encode_event(event))
         reached: list[int] = await pipeline.execute()
         if min(reached) != self.receivers:
             raise RuntimeError(f"a PUBLISH reached {min(reached)} of {self.receivers} subscribers")
@@ -78,17 +87,19 @@ async def publish(params: Params, commands: Commands) -> None:
 
 
 class _Feed:
-    def __init__(self, pubsub: Any, kind: str) -> None:
+    def __init__(self, pubsub: Any, kind: str, *, frames: bool) -> None:
         self._pubsub = pubsub
         self._kind = kind
+        self._frames = frames
 
     async def next_events(self) -> tuple[int, Sequence[int | None]]:
         message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
         now = time.time_ns()
         if message is None or message["type"] != "message":
             return now, ()
-        payload = _decode_event(message["data"]).payload
-        return now, ((payload.step,) if payload.kind == self._kind else ())
+        data = message["data"]
+        events = _decode_frame(data).events if self._frames else (_decode_event(data),)
+        return now, [event.payload.step for event in events if event.payload.kind == self._kind]
 
 
 async def watch(params: Params, commands: Commands) -> None:
@@ -102,7 +113,7 @@ async def watch(params: Params, commands: Commands) -> None:
         confirmation = await pubsub.get_message(timeout=OPEN_TIMEOUT_S)
         if confirmation is None or confirmation["type"] != "subscribe":
             raise RuntimeError(f"no confirmation of the subscription: {confirmation!r}")
-        return _Feed(pubsub, params["payload_kind"])
+        return _Feed(pubsub, params["payload_kind"], frames=params["frames"])
 
     await _peer_roles.watch(params, open_feed)
 

@@ -27,6 +27,8 @@ class SideBySide:
     pierhead: Rates
     peer: Rates | None
     relay: Rates
+    others: tuple[Rates, ...] = ()
+    """Further variants of the peer, shown beside it and measured against it, without goals."""
 
     @property
     def vs_peer(self) -> float | None:
@@ -76,12 +78,14 @@ def _row(rates: Rates, workload: str, peer: Rates | None, relay: Rates) -> tuple
 
 
 def rows(comparison: SideBySide, peer_name: str) -> list[tuple[str, ...]]:
-    """pierhead, the peer (or a line saying it was not measured) and the relay."""
+    """pierhead, the peer (or a line saying it was not measured), its other variants and the
+    relay."""
     peer, relay, workload = comparison.peer, comparison.relay, comparison.workload
     measured = [_row(comparison.pierhead, workload, peer, relay)]
     if peer is None:
         measured.append((peer_name, workload, *[MISSING] * 9))
     else:
         measured.append(_row(peer, workload, peer, relay))
+    measured += [_row(other, workload, peer, relay) for other in comparison.others]
     measured.append(_row(relay, workload, peer, relay))
     return measured

@@ -36,6 +36,9 @@ from .broker import BATCH, BROKER, RELAY, WINDOW, Latencies, Rates, Sample, Serv
 SIDES: Final[tuple[Target, ...]] = ("relay", "broker")
 """pierhead's side and the relay's, in the order each repeat runs them."""
 PEER: Final = "Redis"
+FRAMES: Final = "Redis, frames"
+PER_EVENT: Final = "PUBLISH per event"
+PER_FRAME: Final = f"PUBLISH per {BATCH}-event frame"
 WATCHERS: Final = 10
 FANOUT_GOAL: Final = 1.0
 """pierhead's deliveries per second, as a multiple of Redis pub/sub's."""
@@ -59,6 +62,9 @@ class Peer:
     """The Redis side of a measurement, or why there is none."""
 
     name: str
+    """Such as ``Redis 7.0.15 pub/sub``."""
+    client: str
+    """redis-py's version and reply parser; empty where Redis was not measured."""
     server: RedisServer | None
     missing: str | None
 
@@ -83,13 +89,18 @@ def _running() -> Iterator[tuple[Servers, Peer]]:
             server = start_redis(fleet, Path(directory), timeout=broker.STARTUP_TIMEOUT_S)
             client = redis_client_version()
         except PeerMissingError as exc:
-            yield servers, Peer(PEER, None, str(exc))
+            yield servers, Peer(f"{PEER} pub/sub", "", None, str(exc))
         else:
-            yield servers, Peer(f"{PEER} {server.version} pub/sub, {client}", server, None)
+            yield servers, Peer(f"{PEER} {server.version} pub/sub", client, server, None)
 
 
-def _not_measured(peer: Peer) -> list[str]:
-    return [] if peer.missing is None else [f"Redis was not measured: {peer.missing}"]
+def _peer_note(peer: str, client: str, missing: str | None) -> str:
+    if missing is not None:
+        return f"Redis was not measured: {missing}"
+    return (
+        f"{peer}, driven by {client}; redis-server started by the benchmark on a free loopback"
+        " port with `--save '' --appendonly no`"
+    )
 
 
 def _machine_note(warnings: int, load_average: float | None) -> str:
@@ -113,6 +124,7 @@ class FanoutMeasurement:
     redis_warm: int
     repeats: int
     peer: str
+    client: str
     missing: str | None
     broker_warnings: int
     load_average: float | None
@@ -128,7 +140,7 @@ def measure_fanout(
     repeats: int = broker.REPEATS,
 ) -> FanoutMeasurement:
     """Deliveries per second to ``watchers`` on pierhead, Redis and the relay."""
-    samples: dict[str, list[Sample]] = {"broker": [], "relay": [], PEER: []}
+    samples: dict[str, list[Sample]] = {"broker": [], "relay": [], PEER: [], FRAMES: []}
     load = broker.load_average()
     with _running() as (servers, peer):
         target = peer.target()
@@ -141,13 +153,18 @@ def measure_fanout(
                 redis_stream = PeerStream("flood", watchers, redis_warm, redis_events)
                 outcome = run_peer_stream(target, redis_stream, "redis-fanout")
                 samples[PEER].append(outcome.sample(outcome.delivered))
+                framed = PeerStream("flood", watchers, warm, events, frames=True)
+                outcome = run_peer_stream(target, framed, "redis-fanout-frames")
+                samples[FRAMES].append(outcome.sample(outcome.delivered))
         warnings = servers.broker_warnings
-    label = f"{watchers} watchers"
     comparison = SideBySide(
-        workload=label,
+        workload=f"{watchers} watchers",
         pierhead=Rates(f"{BROKER}, JSON", tuple(samples["broker"])),
-        peer=Rates(peer.name, tuple(samples[PEER])) if samples[PEER] else None,
+        peer=Rates(f"{peer.name}, {PER_EVENT}", tuple(samples[PEER])) if samples[PEER] else None,
         relay=Rates(f"{RELAY}, JSON", tuple(samples["relay"])),
+        others=(Rates(f"{peer.name}, {PER_FRAME}", tuple(samples[FRAMES])),)
+        if samples[FRAMES]
+        else (),
     )
     return FanoutMeasurement(
         comparison=comparison,
@@ -157,6 +174,7 @@ def measure_fanout(
         redis_warm=redis_warm,
         repeats=repeats,
         peer=peer.name,
+        client=peer.client,
         missing=peer.missing,
         broker_warnings=warnings,
         load_average=load,
@@ -167,33 +185,36 @@ def fanout_report(result: FanoutMeasurement) -> Report:
     comparison = result.comparison
     notes = [
         "The same event on every side: the ~200-byte `LogRecord` of the codec benchmark, as"
-        " JSON. pierhead gets it in `publish` frames of"
-        f" {BATCH} events, at most {WINDOW} unacknowledged, as in broker-fanout; Redis as one"
-        f" `PUBLISH` per event (the event's JSON, as inside pierhead's frame), pipelined {BATCH}"
-        " at a time and each pipeline's replies awaited before the next (Redis acknowledges"
-        f" commands, not deliveries); {RELAY} forwards pierhead's frames unparsed",
+        f" JSON. pierhead gets it in `publish` frames of {BATCH} events, at most {WINDOW}"
+        f" unacknowledged, as in broker-fanout. Redis, {PER_EVENT} (the goal's peer: what a"
+        " user would write by hand): one `PUBLISH` per event, its body the event's JSON as"
+        f" inside pierhead's frame, pipelined {BATCH} at a time, each pipeline's replies awaited"
+        f" before the next (Redis acknowledges commands, not deliveries). Redis, {PER_FRAME}:"
+        " one `PUBLISH` per pierhead `publish` frame, its exact bytes, so that Redis too moves"
+        f" {BATCH} events per message, as the relay does (no goal). {RELAY} forwards pierhead's"
+        " frames unparsed",
         f"Every watcher follows the one stream: pierhead watchers `subscribe` from `latest`,"
         f" Redis subscribers `SUBSCRIBE` to the channel, {WATCHERS} connections over"
         f" {len(broker.watcher_processes(WATCHERS))} processes on every side, each with its own"
         " client; each decodes every event far enough to count it",
         "Deliveries per second = events received, summed over watchers, over the time from the"
         f" first publish to the last arrival; events per repeat: {result.events:,} for pierhead"
-        f" and the relay after {result.warm:,} warm-up, {result.redis_events:,} for Redis after"
-        f" {result.redis_warm:,} (fewer, so that a lagging subscriber stays within Redis's"
-        f" output buffer limit); {result.repeats} interleaved repeats",
-        f"Redis: {result.peer}; redis-server started by the benchmark on a free loopback port"
-        " with `--save '' --appendonly no`",
+        f" and the relay and for Redis with frames after {result.warm:,} warm-up,"
+        f" {result.redis_events:,} for Redis {PER_EVENT} after {result.redis_warm:,} (fewer, so"
+        " that a lagging subscriber stays within Redis's default pub/sub output buffer limit);"
+        f" {result.repeats} interleaved repeats",
+        _peer_note(result.peer, result.client, result.missing),
         DURABILITY_NOTE,
         PIERHEAD_OPTIONS_NOTE,
         LOAD_NOTE,
         _machine_note(result.broker_warnings, result.load_average),
-        *_not_measured(Peer(result.peer, None, result.missing)),
     ]
     vs_peer, peer = comparison.vs_peer, comparison.peer
     pierhead = comparison.pierhead.median_rate
     goals = (
         Goal(
-            description=f"{BROKER} to {comparison.workload} >= {FANOUT_GOAL:.1f}x {PEER} pub/sub",
+            description=f"{BROKER} to {comparison.workload} >= {FANOUT_GOAL:.1f}x {PEER} pub/sub"
+            f" ({PER_EVENT})",
             measured=(
                 f"not measured: {result.missing}"
                 if vs_peer is None or peer is None
@@ -248,6 +269,7 @@ class LatencyMeasurement:
     """Per repeat, on every side."""
     repeats: int
     peer_name: str
+    client: str
     missing: str | None
     broker_warnings: int
     load_average: float | None
@@ -279,7 +301,7 @@ def measure_latency(
         warnings = servers.broker_warnings
     return LatencyMeasurement(
         pierhead=Latencies.of(f"{BROKER}, JSON", samples["broker"]),
-        peer=Latencies.of(peer.name, samples[PEER]) if samples[PEER] else None,
+        peer=Latencies.of(f"{peer.name}, {PER_EVENT}", samples[PEER]) if samples[PEER] else None,
         relay=Latencies.of(f"{RELAY}, JSON", samples["relay"]),
         rate=rate,
         watchers=watchers,
@@ -287,6 +309,7 @@ def measure_latency(
         events=events,
         repeats=repeats,
         peer_name=peer.name,
+        client=peer.client,
         missing=peer.missing,
         broker_warnings=warnings,
         load_average=load,
@@ -333,11 +356,10 @@ def latency_report(result: LatencyMeasurement) -> Report:
         f"{result.repeats} interleaved repeats of {result.events:,} events after"
         f" {result.warm:,} warm-up events on every side; percentiles over all samples (nearest"
         " rank); ratios are pierhead's (or the relay's) figure over Redis's: below 1 is faster",
-        f"Redis: {result.peer_name}",
+        _peer_note(result.peer_name, result.client, result.missing),
         DURABILITY_NOTE,
         "No goal: shown for comparison; pierhead's own latency goal is in broker-latency",
         _machine_note(result.broker_warnings, result.load_average),
-        *_not_measured(Peer(result.peer_name, None, result.missing)),
     ]
     table = [_latency_row(result.pierhead, result.peer)]
     if result.peer is None:

@@ -217,12 +217,28 @@ def test_side_by_side_ratios_are_medians_over_medians() -> None:
         pierhead=_rates("pierhead", 90.0, 100.0, 400.0),
         peer=_rates("peer", 10.0, 20.0, 30.0),
         relay=_rates("relay", 100.0, 200.0, 300.0),
+        others=(_rates("peer, batched", 40.0, 50.0, 60.0),),
     )
     assert comparison.vs_peer == pytest.approx(5.0)
     assert comparison.vs_relay == pytest.approx(0.5)
     table = rows(comparison, "peer")
-    assert [row[0] for row in table] == ["pierhead", "peer", "relay"]
+    assert [row[0] for row in table] == ["pierhead", "peer", "peer, batched", "relay"]
     assert all(len(row) == len(header("peer")) for row in table)
     assert table[0][2:7] == ("90", "100", "400", "5.00x", "0.50x")
     assert table[1][5:7] == ("1.00x", "0.10x")
-    assert table[2][5:7] == ("10.00x", "1.00x")
+    assert table[2][5:7] == ("2.50x", "0.25x")
+    assert table[3][5:7] == ("10.00x", "1.00x")
+
+
+def test_a_peer_not_measured_has_a_row_that_says_so() -> None:
+    comparison = SideBySide(
+        workload="ingest",
+        pierhead=_rates("pierhead", 100.0),
+        peer=None,
+        relay=_rates("relay", 400.0),
+    )
+    assert comparison.vs_peer is None
+    table = rows(comparison, "peer")
+    assert [row[0] for row in table] == ["pierhead", "peer", "relay"]
+    assert table[0][5:7] == (MISSING, "0.25x")
+    assert table[1][1:] == ("ingest", *[MISSING] * 9)
