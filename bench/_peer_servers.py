@@ -1,4 +1,6 @@
-"""The peers' servers for the side-by-side benchmarks, each started as a user would, on loopback.
+"""The servers of the side-by-side benchmarks, each its own process on loopback.
+
+``pierhead`` and the relay: as in :mod:`bench.broker`, with :data:`PIERHEAD_OPTIONS`.
 
 ``neetbox``: its FastAPI app under uvicorn, as ``neet serve`` runs it, but bound to 127.0.0.1
 (``neet serve`` always binds every address). neetbox pins ``websockets<16``, so it lives in an
