@@ -43,10 +43,11 @@ def test_there_is_one_goal_per_typed_variant(measurement: bench.codec.Measuremen
     assert all(len(row) == len(report.header) for row in report.rows)
 
 
-def test_the_runner_runs_a_selected_benchmark() -> None:
-    """``python -m bench`` (what ``nox -s bench`` runs), for one quick benchmark."""
+def test_the_runner_runs_a_selected_benchmark_without_matplotlib() -> None:
+    """``python -m bench`` (what ``nox -s bench`` runs), for one quick benchmark; only
+    ``--write`` draws plots, so nothing else imports matplotlib."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "codec"],
+        [sys.executable, "-X", "importtime", "-m", "bench", "--quick", "--only", "codec"],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
@@ -55,3 +56,10 @@ def test_the_runner_runs_a_selected_benchmark() -> None:
     )
     assert "codec: encode + decode" in result.stdout
     assert result.returncode in (0, 1), result.stderr  # 1 only when a goal is missed
+    imported = {
+        line.rpartition("|")[2].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "bench._plots" in imported  # the import log is complete enough to tell
+    assert not {name for name in imported if name.partition(".")[0] == "matplotlib"}

@@ -1,14 +1,12 @@
 """What a plot is made of, and how reports' descriptions of one figure combine.
 
 Drawing needs matplotlib, which only the bench installs: the bench checks each PNG it draws
-(:func:`bench._plots.check_png`). Here: the plot input, the PNG check, and that a run without
-``--write`` does not import matplotlib at all.
+(:func:`bench._plots.check_png`). Here: the plot input and the PNG check; that a run without
+``--write`` does not import matplotlib is checked with the runner, in ``test_codec_bench``.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -127,24 +125,3 @@ def test_the_png_check_reads_the_size(tmp_path: Path) -> None:
     path.write_bytes(b"GIF89a" + bytes(30))
     with pytest.raises(RuntimeError, match="not a PNG"):
         check_png(path, width=800, height=500)
-
-
-def test_a_run_without_write_does_not_import_matplotlib() -> None:
-    script = (
-        "import sys\n"
-        "from bench.__main__ import main\n"
-        "code = main(['--quick', '--only', 'codec'])\n"
-        "print('matplotlib imported:', 'matplotlib' in sys.modules)\n"
-        "sys.exit(code)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert "codec: encode + decode" in result.stdout
-    assert "matplotlib imported: False" in result.stdout, result.stderr
-    assert result.returncode in (0, 1), result.stderr  # 1 only when a goal is missed
