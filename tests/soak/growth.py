@@ -107,7 +107,7 @@ def _unjudged(name: str, judged: int, reason: str) -> Verdict:
 
 
 def _figure(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:,.2f}"
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
 
 
 def _signed(value: float) -> str:

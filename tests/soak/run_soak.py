@@ -71,6 +71,8 @@ def parse(argv: list[str] | None) -> SoakConfig:
     )
     if config.rate <= 0 or config.sample_every_s <= 0 or config.retention_events < 1:
         parser.error("--rate, --sample-every and --retention-events must be positive")
+    if config.warmup_s < 0:
+        parser.error("--warmup cannot be negative")
     if config.workspaces < 4 or config.workers_per_workspace < 1:
         # The watchers' patterns name workspaces soak-0 to soak-3.
         parser.error("need --workspaces >= 4 and --workers-per-workspace >= 1")
@@ -78,7 +80,8 @@ def parse(argv: list[str] | None) -> SoakConfig:
     if judged < SPANS * MIN_PER_SPAN:
         parser.error(
             f"{config.minutes:g} min with a {config.warmup_s:g} s warm-up leaves {judged:.0f} "
-            f"samples to judge; at least {SPANS * MIN_PER_SPAN} are needed"
+            f"samples to judge; at least {SPANS * MIN_PER_SPAN} are needed (more --minutes, or "
+            "a shorter --warmup, which may judge the store before it reaches its size)"
         )
     return config
 

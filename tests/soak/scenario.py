@@ -128,7 +128,8 @@ def series_for(config: SoakConfig) -> list[SeriesSpec]:
             " events",
             lambda s: s.counter("tail_events"),
             None,
-            "recent events held in memory per workspace; bounded by the tail's capacity",
+            "recent events kept in memory for live subscribers, a bounded number per workspace; "
+            "shown, not judged",
         ),
     ]
 

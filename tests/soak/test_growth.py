@@ -130,6 +130,15 @@ def test_times_and_values_must_pair_up() -> None:
         judge_growth("rss", TIMES, [1.0], warmup_s=0.0, tolerance=RSS)
 
 
+def test_the_verdict_shows_the_medians_and_the_rise() -> None:
+    values = [120.0 + (0.5 if t >= 450 else 0.0) for t in TIMES]
+    verdict = judge_growth("rss", TIMES, values, warmup_s=WARMUP_S, tolerance=RSS, unit=" MiB")
+    assert verdict.reason == (
+        "medians of the judged thirds 120 MiB -> 120 MiB -> 120.50 MiB; last rise +0.50 MiB, "
+        "allowed 2.40 MiB (levelled off)"
+    )
+
+
 def test_the_tolerance_says_what_it_allows() -> None:
     assert RSS.describe(" MiB") == "max(2 MiB, 2% of the level)"
     assert Tolerance(absolute=1.0).describe(" fds") == "1 fds"
