@@ -28,6 +28,7 @@ import json
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
@@ -137,9 +138,12 @@ async def _acked(worker: sdk.Worker, timeout: float) -> bool:
     return True
 
 
+def _state(client: sdk.Worker | sdk.Watcher) -> ConnectionState:
+    return client.state if isinstance(client, sdk.Worker) else client.connection_state
+
+
 def _connected(client: sdk.Worker | sdk.Watcher) -> bool:
-    state = client.state if isinstance(client, sdk.Worker) else client.connection_state
-    return state is ConnectionState.CONNECTED
+    return _state(client) is ConnectionState.CONNECTED
 
 
 class HeldSessions:
@@ -165,14 +169,25 @@ class HeldSessions:
         self.reconnects = Reconnects(len(self.clients))
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def open(self) -> None:
+    async def open(self, timeout: float) -> None:
         """Connect every session, subscribe every watcher, then follow their states."""
-        for client in self.clients:
-            await client.start()
-        await asyncio.gather(*(client.connected() for client in self.clients))
-        subscriptions = await asyncio.gather(
-            *(following.watcher.subscribe(pattern) for pattern, following in self.followings)
-        )
+        subscribing = [
+            asyncio.ensure_future(following.watcher.subscribe(pattern))
+            for pattern, following in self.followings
+        ]
+        try:
+            async with asyncio.timeout(timeout):
+                for client in self.clients:
+                    await client.start()
+                await asyncio.gather(*(client.connected() for client in self.clients))
+                subscriptions = await asyncio.gather(*subscribing)
+        except TimeoutError:
+            states = Counter(_state(client).value for client in self.clients)
+            subscribed = sum(1 for future in subscribing if future.done())
+            raise RuntimeError(
+                f"not open after {timeout:g} s: sessions {dict(states)}, "
+                f"{subscribed} of {len(subscribing)} watchers subscribed"
+            ) from None
         for (_, following), subscription in zip(self.followings, subscriptions, strict=True):
             self._tasks.append(asyncio.create_task(following.read(subscription)))
         for i, client in enumerate(self.clients):
@@ -194,12 +209,10 @@ class HeldSessions:
         arrivals = [asyncio.ensure_future(f.complete.wait()) for _, f in self.followings]
         if acks or arrivals:
             await asyncio.wait([*acks, *arrivals], timeout=timeout)
-        for waiting in [*acks, *arrivals]:
-            waiting.cancel()
         followings = [following for _, following in self.followings]
-        return {
+        counts = {
             "workers": len(self.workers),
-            "acked": sum(1 for ack in acks if not ack.cancelled() and ack.result()),
+            "acked": sum(1 for ack in acks if ack.done() and ack.result()),
             "watchers": len(followings),
             "complete": sum(1 for following in followings if following.complete.is_set()),
             "watcher_events": sum(following.events for following in followings),
@@ -207,6 +220,10 @@ class HeldSessions:
             "flaps": self.reconnects.flaps,
             "connected": sum(1 for client in self.clients if _connected(client)),
         }
+        for waiting in [*acks, *arrivals]:
+            waiting.cancel()
+        await asyncio.gather(*acks, *arrivals, return_exceptions=True)
+        return counts
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -228,8 +245,7 @@ async def hold(params: Params, commands: Commands) -> None:
     raise_open_files(len(sessions.clients))
     try:
         started = time.monotonic()
-        async with asyncio.timeout(params["open_timeout_s"]):
-            await sessions.open()
+        await sessions.open(params["open_timeout_s"])
         emit("ready", sessions=len(sessions.clients), opened_s=time.monotonic() - started)
 
         await commands.expect("restart")

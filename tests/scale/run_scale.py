@@ -54,6 +54,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # noqa: T201
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sessions = args.sessions
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     directory = Path(tempfile.mkdtemp(prefix="pierhead-scale-"))
     try:
-        report = asyncio.run(run_scale(directory, config))
+        report = asyncio.run(run_scale(directory, config, say=_say))
     except FileLimitError as exc:
         print(f"FAILED: open-file limit too low: {exc}")  # noqa: T201
         shutil.rmtree(directory, ignore_errors=True)

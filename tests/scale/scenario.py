@@ -16,7 +16,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ class ScaleConfig:
     """Most broker memory per idle session."""
     reconnect_target_s: float = 20.0
     """Longest time from the SIGKILL until every session is back."""
-    open_timeout_s: float = 300.0
+    open_timeout_s: float = 120.0
     """Longest time for a client process to open its sessions."""
     reconnect_timeout_s: float = 120.0
     """Longest wait for the sessions to come back before the run gives up on them."""
@@ -148,8 +148,13 @@ def _verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
-async def run_scale(directory: Path, config: ScaleConfig) -> ScaleReport:
-    """Run it with the broker's store in ``directory / "data"``; raises on a broken step."""
+async def run_scale(
+    directory: Path, config: ScaleConfig, say: Callable[[str], None] = lambda _: None
+) -> ScaleReport:
+    """Run it with the broker's store in ``directory / "data"``; raises on a broken step.
+
+    ``say`` is told what the run does as it goes.
+    """
     layout = config.layout
     # The broker inherits this process's limit; each client process raises its own.
     files = raise_open_files(layout.sessions)
@@ -168,13 +173,16 @@ async def run_scale(directory: Path, config: ScaleConfig) -> ScaleReport:
                 )
                 for process in range(layout.processes)
             ]
+            say(f"opening {layout.sessions} sessions from {layout.processes} processes")
             started = time.monotonic()
-            await _expect_all(clients, "ready", config.open_timeout_s)
+            await _expect_all(clients, "ready", config.open_timeout_s + 30.0)
             opened_s = time.monotonic() - started
+            say(f"all open in {opened_s:.1f} s; waiting for the broker's memory to settle")
             open_rss = await settled_rss(broker.process.pid)
 
             _send_all(clients, "restart")
             await _expect_all(clients, "armed", 30.0)
+            say("SIGKILL and restart")
             killed = time.monotonic()
             broker.kill()
             await broker.wait()
@@ -194,6 +202,7 @@ async def run_scale(directory: Path, config: ScaleConfig) -> ScaleReport:
                 last_back_s=max(returns) - killed if None not in returns else None,
                 idle_drops=sum(message["idle_drops"] for message in backs),
             )
+            say(f"{report.back} back; checking the sessions work")
             report.rss_back = await settled_rss(broker.process.pid)
 
             _send_all(clients, "verify")
