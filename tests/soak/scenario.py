@@ -449,9 +449,9 @@ def _explain(report: SoakReport, broker: BrokerProcess, elapsed: float) -> None:
         f"broker: pierhead serve process (pid {broker.process.pid}), "
         f"--retention-events {config.retention_events:,}; retention runs every "
         f"{RETENTION_INTERVAL_S:g} s, so each workspace holds between {config.retention_events:,} "
-        f"and about {peak:,.0f} events, and the store's files stop growing after the second trim, "
-        f"{2 * RETENTION_INTERVAL_S:g} s in (pages freed by a trim are reused); without "
-        "retention, memory and disk would grow legitimately",
+        f"and about {peak:,.0f} events; pages freed by a trim are reused, so the store's files "
+        "level off after a few trims (the warm-up covers the first two); without retention, "
+        "memory and disk would grow legitimately",
         f"load: {config.workers} SDK workers on {config.workspaces} workspaces, "
         f"{config.rate / config.workers:,.1f} events/s each ({per_workspace:,.0f} per workspace), "
         "4 scalars, 3 logs, 2 progress and 1 status in every 10 events; for "
