@@ -49,6 +49,11 @@ class BrokerConfig:
     """Consecutive undecodable frames after which a session is closed with 4000."""
     max_events_per_s: float = 100_000.0
     """Per worker session, with a burst of one second's worth; beyond it: close 4029."""
+    listen_backlog: int = 4096
+    """Connections the kernel holds for the broker until it accepts them. A crowd of clients
+    coming back at once overflows a short queue; the overflow waits for TCP to retry, a second
+    at first and doubling, which adds whole seconds to their return. The kernel caps it at
+    ``net.core.somaxconn``."""
     max_connections_per_address: int = 1024
     max_connections_per_token: int = 1024
     max_subscriptions_per_session: int = 64
