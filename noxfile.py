@@ -58,6 +58,14 @@ def soak(session: nox.Session) -> None:
 
 
 @nox.session
+def scale(session: nox.Session) -> None:
+    """10,000 idle sessions against one broker process: its memory per session and the time for
+    all of them to come back after a SIGKILL (``nox -s scale -- --sessions 10000``)."""
+    session.install(".[test]")
+    session.run("python", "-m", "tests.scale.run_scale", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures and its ratio to a baseline measured in the same run."""
     session.install(".", "matplotlib", *BENCH_PEERS)

@@ -62,14 +62,11 @@ class Reconnects:
         self.flaps = 0
         """Connections lost again after coming back from the restart."""
         self.first_drop: float | None = None
-        self.last_back: float | None = None
+        self.returns: list[float] = []
+        """When each session that came back did (monotonic: the same clock in every process)."""
         self.all_back = asyncio.Event()
         self._lost: set[int] = set()
         self._back: set[int] = set()
-
-    @property
-    def back(self) -> int:
-        return len(self._back)
 
     def arm(self, not_connected: Sequence[int]) -> None:
         """From now on a lost connection is the restart's; one already down counts as lost."""
@@ -92,7 +89,7 @@ class Reconnects:
             and session not in self._back
         ):
             self._back.add(session)
-            self.last_back = time.monotonic()
+            self.returns.append(time.monotonic())
             if len(self._back) == self.total:
                 self.all_back.set()
 
@@ -263,9 +260,8 @@ async def hold(params: Params, commands: Commands) -> None:
         emit(
             "back",
             sessions=reconnects.total,
-            back=reconnects.back,
+            returns=reconnects.returns,
             first_drop=reconnects.first_drop,
-            last_back=reconnects.last_back,
             idle_drops=reconnects.idle_drops,
         )
 

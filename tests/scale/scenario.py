@@ -54,9 +54,8 @@ class ScaleReport:
     opened_s: float
     restart_s: float
     """From the SIGKILL until the new broker listens."""
-    back: int
-    last_back_s: float | None
-    """From the SIGKILL until the last session was welcomed again."""
+    returns_s: list[float]
+    """For each session that came back, the seconds from the SIGKILL until it was welcomed."""
     idle_drops: int
     rss_back: Resident | None = None
     verified: dict[str, int] = field(default_factory=dict)
@@ -67,9 +66,18 @@ class ScaleReport:
         return (self.rss_open.kib - self.rss_before.kib) / self.config.layout.sessions
 
     @property
+    def back(self) -> int:
+        return len(self.returns_s)
+
+    @property
     def reconnect_s(self) -> float | None:
         """From the SIGKILL until every session is back; None if some never came back."""
-        return self.last_back_s if self.back == self.config.layout.sessions else None
+        return max(self.returns_s) if self.back == self.config.layout.sessions else None
+
+    def returned_by(self, share: float) -> float:
+        """Seconds from the SIGKILL until ``share`` of the sessions that came back had."""
+        ordered = sorted(self.returns_s)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
     def problems(self) -> list[str]:
         config, sessions = self.config, self.config.layout.sessions
@@ -126,6 +134,13 @@ class ScaleReport:
             + (f"{reconnect:.2f} s ({after_listening})" if reconnect else f"{self.back} back")
             + f" (target <= {config.reconnect_target_s:g} s): "
             + _verdict(reconnect is not None and reconnect <= config.reconnect_target_s),
+            "  back after the SIGKILL: "
+            + (
+                f"half by {self.returned_by(0.5):.2f} s, 90% by {self.returned_by(0.9):.2f} s, "
+                f"99% by {self.returned_by(0.99):.2f} s"
+                if self.returns_s
+                else "none"
+            ),
             f"  after the restart: {verified.get('acked')}/{verified.get('workers')} workers' "
             f"events acked, {verified.get('complete')}/{verified.get('watchers')} watchers saw "
             f"every run they follow ({verified.get('watcher_events')} events delivered, "
@@ -190,7 +205,6 @@ async def run_scale(
             await broker.start()
             restart_s = time.monotonic() - killed
             backs = await _expect_all(clients, "back", config.reconnect_timeout_s + 30.0)
-            returns = [message["last_back"] for message in backs]
             report = ScaleReport(
                 config=config,
                 files=files,
@@ -198,8 +212,7 @@ async def run_scale(
                 rss_open=open_rss,
                 opened_s=opened_s,
                 restart_s=restart_s,
-                back=sum(message["back"] for message in backs),
-                last_back_s=max(returns) - killed if None not in returns else None,
+                returns_s=[at - killed for message in backs for at in message["returns"]],
                 idle_drops=sum(message["idle_drops"] for message in backs),
             )
             say(f"{report.back} back; checking the sessions work")
