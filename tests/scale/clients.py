@@ -1,11 +1,11 @@
-"""One client process of a scale run: ``python -m tests.scale.clients PARAMS``.
+"""One client process of a scale run: ``python -m tests.scale.clients hold PARAMS``.
 
 ``PARAMS`` is a JSON object: the broker's ``url``, the layout's figures (``sessions``,
-``processes``, ``workspaces``, ``watchers``), this process's number (``process``) and the
-timeouts of each step. The process holds its share of the layout (``tests.scale.layout``) as
-real SDK clients, ``Worker`` and ``Watcher`` with their default reconnect backoff, and talks
-to the run like the benchmark peers do (``bench._procs``): one JSON line per step on stdout,
-one command per line on stdin.
+``processes``, ``workspaces``, ``watchers``), this process's number (``process``), the
+timeouts of each step and a ``deadline_s`` for the whole process. The process holds its share
+of the layout (``tests.scale.layout``) as real SDK clients, ``Worker`` and ``Watcher`` with
+their default reconnect backoff, and talks to the run like the benchmark peers do
+(``bench._procs``): one JSON line per step on stdout, one command per line on stdin.
 
 - At start it opens every session, subscribes every watcher to its pattern and answers
   ``ready``. The sessions then stay idle.
@@ -25,17 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import sys
 import time
-import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 import schema
 import sdk
-from bench._peers import Commands, emit
+from bench._peer_roles import main as run_role
+from bench._peers import Commands, Params, emit
 from sdk import ConnectionState
 from tests.scale.layout import ScaleLayout, WatcherSpec, WorkerSpec
 from tests.scale.limits import raise_open_files
@@ -47,8 +46,6 @@ OPEN_AT_ONCE: Final = 100
 """Sessions a process opens side by side while setting up."""
 YOUNG_COLLECTION_THRESHOLD: Final = 10_000
 """Allocations between two collections of the youngest generation (Python's default: 700)."""
-
-Params = dict[str, Any]
 
 
 class Reconnects:
@@ -272,29 +269,14 @@ async def hold(params: Params, commands: Commands) -> None:
         await sessions.close()
 
 
-async def _main(params: Params) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    await hold(params, Commands(task))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    (raw_params,) = sys.argv[1:2] if argv is None else argv
+    """``python -m tests.scale.clients hold PARAMS``."""
     # This process stands in for thousands of clients that would each hold one session in a
     # small heap of their own. With the default thresholds the collector would walk all of
     # their sessions every few hundred allocations and stall every one of them at once.
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)
-    try:
-        asyncio.run(_main(json.loads(raw_params)))
-    except asyncio.CancelledError:
-        return 1  # stdin closed: nobody is left to report to
-    except Exception as exc:
-        traceback.print_exc()
-        with contextlib.suppress(BrokenPipeError):
-            emit("error", message=f"{type(exc).__name__}: {exc}")
-        return 1
-    return 0
+    return run_role({"hold": hold}, argv)
 
 
 if __name__ == "__main__":

@@ -184,7 +184,13 @@ async def run_scale(
             clients = [
                 fleet.spawn(
                     f"clients-{process}",
-                    [sys.executable, "-m", "tests.scale.clients", _params(broker, config, process)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.scale.clients",
+                        "hold",
+                        _params(broker, config, process),
+                    ],
                 )
                 for process in range(layout.processes)
             ]
@@ -242,6 +248,11 @@ def _params(broker: BrokerProcess, config: ScaleConfig, process: int) -> str:
             "open_timeout_s": config.open_timeout_s,
             "reconnect_timeout_s": config.reconnect_timeout_s,
             "verify_timeout_s": config.verify_timeout_s,
+            # Room for every step and for the waits between them (memory settling).
+            "deadline_s": config.open_timeout_s
+            + config.reconnect_timeout_s
+            + config.verify_timeout_s
+            + 300.0,
         }
     )
 
