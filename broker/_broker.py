@@ -13,6 +13,7 @@ import fnmatch
 import time
 from collections import defaultdict
 from collections.abc import Coroutine, Iterable
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -51,7 +52,7 @@ from ._access import Grant
 from ._actions import ActionCalls
 from ._config import BrokerConfig
 from ._mutex import MutexLease
-from ._store import Commit, HistoryFilter, Store
+from ._store import Commit, HistoryFilter, Store, events_by_workspace
 from ._subscription import Subscription, start_cursor
 from ._threads import StoreThreads
 from ._watcher_session import WatcherSession
@@ -60,6 +61,8 @@ from ._workspace import Workspace, WorkspaceClosedError
 from ._writer import GroupCommitWriter
 
 log = structlog.get_logger("pierhead.broker")
+
+_payload_of = attrgetter("payload")
 
 
 def utcnow() -> datetime.datetime:
@@ -319,9 +322,7 @@ class Broker:
     # Commit -------------------------------------------------------------------------------
 
     def _on_commit(self, commit: Commit) -> None:
-        by_workspace: dict[str, list[EventMsg]] = defaultdict(list)
-        for event in commit.events:
-            by_workspace[event.workspace].append(event)
+        by_workspace = events_by_workspace(commit.events)
         for (name, epoch), state in commit.states.items():
             workspace = self.workspaces.get(name)
             if workspace is None or workspace.epoch != epoch:
@@ -343,9 +344,10 @@ class Broker:
                 watcher.wake()
 
     def _push_semaphores(self, workspace: Workspace, events: list[EventMsg]) -> None:
-        changes = [event.payload for event in events if isinstance(event.payload, SemaphoresChange)]
-        if not changes:
+        # Most commits hold no change at all: ask in C before looking at any event in Python.
+        if SemaphoresChange not in set(map(type, map(_payload_of, events))):
             return
+        changes = [event.payload for event in events if isinstance(event.payload, SemaphoresChange)]
         push = SemaphoresPush(workspace=workspace.name, **_fields(semaphores_of(changes[-1])))
         for session in self.workers.get(workspace.name, {}).values():
             session.send(push)

@@ -1,6 +1,6 @@
 """The embedded :class:`~broker._store.Store`: one SQLite database in WAL mode.
 
-The database is ``pierhead.db`` inside the data directory. Tables (schema version 1):
+The database is ``pierhead.db`` inside the data directory. Tables (schema version 2):
 
 ``meta(key TEXT PRIMARY KEY, value)``
     ``schema_version`` lives here. A database written by a newer version is refused, so an old
@@ -9,30 +9,40 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
 ``workspaces(id INTEGER PRIMARY KEY, name, epoch, last_offset, state)``
     One row per live workspace epoch, ``UNIQUE (name, epoch)``. ``state`` is the MessagePack of
     the latest folded :class:`schema.WorkspaceState` and ``last_offset`` its offset, kept as a
-    column so retention need not decode states. The surrogate id keeps the event keys short.
+    column so retention need not decode states. The surrogate id keeps the other keys short.
 
-``events(workspace_id, "offset", kind, series, run_id, seq, received_us, body)``
-    ``PRIMARY KEY (workspace_id, "offset")`` ``WITHOUT ROWID``: events are clustered in stream
-    order, which is exactly what ``read`` and unfiltered ``history`` scan. ``body`` is the
-    MessagePack of the whole :class:`schema.EventMsg`; the other columns are copies for
-    filtering. ``received_us`` is the broker's receive time in integer microseconds since the
-    Unix epoch.
+``chunks(workspace_id, last_offset, first_offset, received_us, body)``
+    Events are stored in chunks: a run of consecutive events of one workspace from one commit,
+    at most :data:`CHUNK_EVENTS` of them and about :data:`CHUNK_BYTES` of MessagePack. ``body``
+    is the MessagePack array of the whole :class:`schema.EventMsg` s. ``PRIMARY KEY
+    (workspace_id, last_offset)``: ``read`` and ``history`` walk it in stream order, starting at
+    the chunk that holds the first offset they want. ``received_us`` is the latest broker
+    receive time in the chunk, in integer microseconds since the Unix epoch.
 
-    Indices for ``history``: ``(workspace_id, kind, "offset")``, and partial
-    ``(workspace_id, series, "offset")`` and ``(workspace_id, run_id, "offset")`` where the column
-    is not NULL (broker-made events carry neither; ``= ?`` implies ``IS NOT NULL``, so SQLite
-    uses them). Each walks one filter's matches in offset order, so a page needs no sort.
+    One row per chunk instead of one per event is what makes ingest cheap: a batch of a hundred
+    events costs one row and a few key rows, not a hundred rows and three index entries each.
+    Reading one event costs decoding its chunk, which is bounded by the chunk limits.
 
-    Retention by age needs no index on ``received_us``: it walks the primary key from the oldest
-    event and stops at the first one young enough to keep, so it reads only what it deletes
-    (plus one row), and an index would cost every insert.
+``chunk_keys(workspace_id, facet, value, last_offset)``
+    ``PRIMARY KEY`` over all four, ``WITHOUT ROWID``: for each chunk, one row per distinct kind
+    (``facet = 'kind'``), series and run id among its events. ``history`` with a filter walks
+    only the chunks that hold a match; the events themselves are filtered after decoding.
+
+    Retention by age needs no index on ``received_us``: it walks the chunks from the oldest and
+    stops at the first one young enough to keep, so it reads only what it deletes (plus one).
+    Retention is exact to the event: the chunk that straddles the cut is rewritten without the
+    events before it (its key rows may then name a value it no longer holds, which only costs
+    a history query a chunk decoded in vain).
 
 ``runs(workspace_id, run_id, seq)``
     ``PRIMARY KEY (workspace_id, run_id)`` ``WITHOUT ROWID``: the highest durable publish seq per
     run, which only ever increases.
 
+Version 1 stored one row per event (``events``, with three indices). A version 1 database is
+migrated to chunks when it is opened, in one transaction.
+
 Threading: ``commit`` and ``trim`` use one writer connection (any thread, one at a time);
-``read``, ``history`` and ``load`` use a connection per calling thread. Each read is a single
+``read``, ``history`` and ``load`` use pooled reader connections. Each read is a single
 statement or an explicit read transaction, so WAL gives it a snapshot of whole commits.
 """
 
@@ -45,18 +55,31 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import attrgetter
 from typing import Final, Literal
 
 import msgspec
 
-from schema import EventMsg, WorkspaceState
+from schema import EventMsg, Payload, WorkspaceState
 
-from ._store import Commit, HistoryFilter, StoredWorkspace
+from ._store import Commit, HistoryFilter, StoredWorkspace, events_by_workspace
 
-__all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "SQLiteStore", "StoreVersionError"]
+__all__ = [
+    "CHUNK_BYTES",
+    "CHUNK_EVENTS",
+    "DATABASE_NAME",
+    "SCHEMA_VERSION",
+    "SQLiteStore",
+    "StoreVersionError",
+]
 
 DATABASE_NAME: Final = "pierhead.db"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+
+CHUNK_EVENTS: Final = 512
+"""Most events in one chunk: a read of one event decodes at most this many."""
+CHUNK_BYTES: Final = 1 << 20
+"""A chunk larger than this is split in two (unless it holds a single event)."""
 
 # How long a connection waits for a lock before giving up with "database is locked". Only a
 # checkpoint or another process holding the database can make it wait at all.
@@ -70,8 +93,7 @@ _SYNCHRONOUS_PRAGMAS: Final = {
 _UNIX_EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND: Final = datetime.timedelta(microseconds=1)
 
-_CREATE_SCHEMA: Final = (
-    """
+_CREATE_WORKSPACES: Final = """
     CREATE TABLE workspaces (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL,
@@ -80,42 +102,45 @@ _CREATE_SCHEMA: Final = (
         state BLOB NOT NULL,
         UNIQUE (name, epoch)
     )
-    """,
-    """
-    CREATE TABLE events (
-        workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
-        "offset" INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        series TEXT,
-        run_id TEXT,
-        seq INTEGER,
-        received_us INTEGER NOT NULL,
-        body BLOB NOT NULL,
-        PRIMARY KEY (workspace_id, "offset")
-    ) WITHOUT ROWID
-    """,
-    'CREATE INDEX events_by_kind ON events (workspace_id, kind, "offset")',
-    """
-    CREATE INDEX events_by_series ON events (workspace_id, series, "offset")
-    WHERE series IS NOT NULL
-    """,
-    """
-    CREATE INDEX events_by_run ON events (workspace_id, run_id, "offset")
-    WHERE run_id IS NOT NULL
-    """,
-    """
+"""
+_CREATE_RUNS: Final = """
     CREATE TABLE runs (
         workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
         run_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
         PRIMARY KEY (workspace_id, run_id)
     ) WITHOUT ROWID
+"""
+_CREATE_CHUNKS: Final = (
+    # received_us before body: a scan that tests it never reads the body's overflow pages.
+    """
+    CREATE TABLE chunks (
+        workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
+        last_offset INTEGER NOT NULL,
+        first_offset INTEGER NOT NULL,
+        received_us INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (workspace_id, last_offset)
+    )
+    """,
+    """
+    CREATE TABLE chunk_keys (
+        workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
+        facet TEXT NOT NULL,
+        value TEXT NOT NULL,
+        last_offset INTEGER NOT NULL,
+        PRIMARY KEY (workspace_id, facet, value, last_offset)
+    ) WITHOUT ROWID
     """,
 )
+_CREATE_SCHEMA: Final = (_CREATE_WORKSPACES, *_CREATE_CHUNKS, _CREATE_RUNS)
 
-_INSERT_EVENT: Final = """
-    INSERT INTO events (workspace_id, "offset", kind, series, run_id, seq, received_us, body)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+_INSERT_CHUNK: Final = """
+    INSERT INTO chunks (workspace_id, last_offset, first_offset, received_us, body)
+    VALUES (?, ?, ?, ?, ?)
+"""
+_INSERT_KEY: Final = """
+    INSERT INTO chunk_keys (workspace_id, facet, value, last_offset) VALUES (?, ?, ?, ?)
 """
 _UPSERT_STATE: Final = """
     INSERT INTO workspaces (name, epoch, last_offset, state) VALUES (?, ?, ?, ?)
@@ -127,38 +152,71 @@ _UPSERT_RUN: Final = """
     ON CONFLICT (workspace_id, run_id) DO UPDATE SET seq = max(seq, excluded.seq)
 """
 _READ: Final = """
-    SELECT e.body FROM events AS e JOIN workspaces AS w ON w.id = e.workspace_id
-    WHERE w.name = ? AND w.epoch = ? AND e."offset" > ?
-    ORDER BY e."offset" LIMIT ?
+    SELECT c.body FROM chunks AS c JOIN workspaces AS w ON w.id = c.workspace_id
+    WHERE w.name = ? AND w.epoch = ? AND c.last_offset > ?
+    ORDER BY c.last_offset
 """
+_OLDEST_CHUNK: Final = """
+    SELECT first_offset FROM chunks WHERE workspace_id = ? ORDER BY last_offset LIMIT 1
+"""
+
+_payload_of = attrgetter("payload")
+_series_of = attrgetter("series")
+_run_id_of = attrgetter("run_id")
+_received_of = attrgetter("received_time")
 
 
 class StoreVersionError(RuntimeError):
     """The database was written by a newer pierhead whose layout this one does not know."""
 
 
-def _received_us(event: EventMsg) -> int:
-    return (event.received_time - _UNIX_EPOCH) // _MICROSECOND
+def _microseconds(moment: datetime.datetime) -> int:
+    return (moment - _UNIX_EPOCH) // _MICROSECOND
 
 
-def _kind(event: EventMsg) -> str:
-    # The payload's msgspec tag is its wire ``kind``.
-    return str(event.payload.__struct_config__.tag)
+def _chunk_keys(events: Sequence[EventMsg]) -> list[tuple[str, str]]:
+    """The (facet, value) pairs a chunk of ``events`` is found by in ``history``."""
+    # map/attrgetter/set run in C: a few tens of nanoseconds per event, not a Python loop.
+    payload_types: set[type[Payload]] = set(map(type, map(_payload_of, events)))
+    keys = [("kind", str(payload_type.__struct_config__.tag)) for payload_type in payload_types]
+    keys += [("series", series) for series in set(map(_series_of, events)) if series is not None]
+    keys += [("run", run_id) for run_id in set(map(_run_id_of, events)) if run_id is not None]
+    return keys
+
+
+def _matches(event: EventMsg, query: HistoryFilter) -> bool:
+    if query.after is not None and event.offset <= query.after:
+        return False
+    if query.before is not None and event.offset >= query.before:
+        return False
+    if query.kinds is not None and event.kind not in query.kinds:
+        return False
+    if query.series is not None and event.series != query.series:
+        return False
+    return query.run_id is None or event.run_id == query.run_id
 
 
 class SQLiteStore:
     """Workspace streams, states and run positions in ``<path>/pierhead.db``."""
 
     def __init__(
-        self, path: pathlib.Path, *, synchronous: Literal["full", "normal"] = "full"
+        self,
+        path: pathlib.Path,
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        chunk_events: int = CHUNK_EVENTS,
     ) -> None:
         if synchronous not in _SYNCHRONOUS_PRAGMAS:
             raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        if chunk_events < 1:
+            raise ValueError("a chunk holds at least one event")
         path.mkdir(parents=True, exist_ok=True)
         self._database = path / DATABASE_NAME
         self._synchronous_pragma = _SYNCHRONOUS_PRAGMAS[synchronous]
+        self._chunk_events = chunk_events
         self._encoder = msgspec.msgpack.Encoder()
         self._event_decoder = msgspec.msgpack.Decoder(EventMsg)
+        self._chunk_decoder = msgspec.msgpack.Decoder(list[EventMsg])
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
@@ -252,7 +310,23 @@ class SQLiteStore:
                     f"{self._database} has schema version {version!r}, newer than version "
                     f"{SCHEMA_VERSION} that this pierhead understands; upgrade pierhead"
                 )
-            # Migrations from older versions go here once there is more than one.
+            if version == 1:
+                self._migrate_events_to_chunks(conn)
+
+    def _migrate_events_to_chunks(self, conn: sqlite3.Connection) -> None:
+        """Version 1 -> 2: one row per event becomes chunks (in the caller's transaction)."""
+        for statement in _CREATE_CHUNKS:
+            conn.execute(statement)
+        decode = self._event_decoder.decode
+        for (workspace_id,) in conn.execute("SELECT id FROM workspaces").fetchall():
+            rows = conn.execute(
+                'SELECT body FROM events WHERE workspace_id = ? ORDER BY "offset"',
+                (workspace_id,),
+            )
+            while page := rows.fetchmany(self._chunk_events):
+                self._insert_chunks(conn, workspace_id, [decode(body) for (body,) in page])
+        conn.execute("DROP TABLE events")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -262,7 +336,12 @@ class SQLiteStore:
             for name, epoch in commit.deleted:
                 self._delete_workspace(conn, name, epoch)
             ids = self._upsert_states(conn, commit.states)
-            self._insert_events(conn, commit.events, ids)
+            # An event names its workspace but not the epoch; the commit's states say which.
+            by_name: dict[str, int | None] = {}
+            for name, epoch in ids:
+                by_name[name] = None if name in by_name else ids[name, epoch]
+            for name, events in events_by_workspace(commit.events).items():
+                self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit.run_seqs, ids)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
@@ -271,7 +350,8 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return
-        conn.execute("DELETE FROM events WHERE workspace_id = ?", row)
+        conn.execute("DELETE FROM chunk_keys WHERE workspace_id = ?", row)
+        conn.execute("DELETE FROM chunks WHERE workspace_id = ?", row)
         conn.execute("DELETE FROM runs WHERE workspace_id = ?", row)
         conn.execute("DELETE FROM workspaces WHERE id = ?", row)
 
@@ -286,31 +366,31 @@ class SQLiteStore:
             ids[name, epoch] = self._workspace_id(conn, name, epoch)
         return ids
 
-    def _insert_events(
-        self,
-        conn: sqlite3.Connection,
-        events: Sequence[EventMsg],
-        ids: Mapping[tuple[str, int], int],
+    def _insert_chunks(
+        self, conn: sqlite3.Connection, workspace_id: int, events: Sequence[EventMsg]
     ) -> None:
-        # An event names its workspace but not the epoch; the commit's states say which epoch.
-        by_name: dict[str, int | None] = {}
-        for name, epoch in ids:
-            by_name[name] = None if name in by_name else ids[name, epoch]
-        encode = self._encoder.encode
-        rows = [
-            (
-                self._event_workspace_id(conn, event.workspace, by_name),
-                event.offset,
-                _kind(event),
-                event.series,
-                event.run_id,
-                event.seq,
-                _received_us(event),
-                encode(event),
-            )
-            for event in events
-        ]
-        conn.executemany(_INSERT_EVENT, rows)
+        """Store ``events`` (one workspace, offset order) as chunks within the chunk limits."""
+        for start in range(0, len(events), self._chunk_events):
+            self._insert_chunk(conn, workspace_id, events[start : start + self._chunk_events])
+
+    def _insert_chunk(
+        self, conn: sqlite3.Connection, workspace_id: int, events: Sequence[EventMsg]
+    ) -> None:
+        body = self._encoder.encode(events)
+        if len(body) > CHUNK_BYTES and len(events) > 1:
+            half = len(events) // 2
+            self._insert_chunk(conn, workspace_id, events[:half])
+            self._insert_chunk(conn, workspace_id, events[half:])
+            return
+        last_offset = events[-1].offset
+        received_us = _microseconds(max(map(_received_of, events)))
+        conn.execute(
+            _INSERT_CHUNK, (workspace_id, last_offset, events[0].offset, received_us, body)
+        )
+        conn.executemany(
+            _INSERT_KEY,
+            [(workspace_id, facet, value, last_offset) for facet, value in _chunk_keys(events)],
+        )
 
     def _event_workspace_id(
         self, conn: sqlite3.Connection, name: str, by_name: dict[str, int | None]
@@ -360,34 +440,65 @@ class SQLiteStore:
         ``now - max_age``. Should receive times ever step backwards, an old event behind a young
         one stays: a stream only ever loses a prefix, and nothing within retention is lost.
         """
-        cutoff_us = (now - max_age - _UNIX_EPOCH) // _MICROSECOND
+        cutoff_us = _microseconds(now - max_age)
         trimmed: dict[tuple[str, int], int] = {}
         with self._write_transaction() as conn:
             workspaces = conn.execute(
                 "SELECT id, name, epoch, last_offset FROM workspaces"
             ).fetchall()
             for workspace_id, name, epoch, last_offset in workspaces:
-                upto = self._trim_upto(conn, workspace_id, last_offset, max_events, cutoff_us)
-                deleted = conn.execute(
-                    'DELETE FROM events WHERE workspace_id = ? AND "offset" <= ?',
-                    (workspace_id, upto),
-                ).rowcount
-                if deleted > 0:
+                upto = max(
+                    last_offset - max_events,
+                    self._young_after(conn, workspace_id, last_offset, cutoff_us),
+                )
+                if self._remove_upto(conn, workspace_id, upto):
                     trimmed[name, epoch] = _first_offset(conn, workspace_id, last_offset)
         return trimmed
 
-    @staticmethod
-    def _trim_upto(
-        conn: sqlite3.Connection, workspace_id: int, last_offset: int, keep: int, cutoff_us: int
+    def _young_after(
+        self, conn: sqlite3.Connection, workspace_id: int, last_offset: int, cutoff_us: int
     ) -> int:
-        """The highest offset retention removes from one workspace (maybe below its first)."""
-        young = conn.execute(
-            'SELECT "offset" FROM events WHERE workspace_id = ? AND received_us >= ?'
-            ' ORDER BY "offset" LIMIT 1',
+        """The offset before the first event received at or after the cut-off (or the last)."""
+        chunks = conn.execute(
+            "SELECT body FROM chunks WHERE workspace_id = ? AND received_us >= ?"
+            " ORDER BY last_offset",
             (workspace_id, cutoff_us),
+        )
+        # A chunk's received_us is the latest of its events (an upper bound once rewritten by
+        # an earlier trim), so the first young event is in the first such chunk, or a later one.
+        for (body,) in chunks:
+            for event in self._chunk_decoder.decode(body):
+                if _microseconds(event.received_time) >= cutoff_us:
+                    chunks.close()
+                    return event.offset - 1
+        return last_offset
+
+    def _remove_upto(self, conn: sqlite3.Connection, workspace_id: int, upto: int) -> bool:
+        """Delete the events at offsets <= ``upto``; whether there were any."""
+        removed = conn.execute(
+            "DELETE FROM chunks WHERE workspace_id = ? AND last_offset <= ?", (workspace_id, upto)
+        ).rowcount
+        if removed:
+            conn.execute(
+                "DELETE FROM chunk_keys WHERE workspace_id = ? AND last_offset <= ?",
+                (workspace_id, upto),
+            )
+        straddling = conn.execute(
+            "SELECT last_offset, body FROM chunks"
+            " WHERE workspace_id = ? AND last_offset > ? AND first_offset <= ?"
+            " ORDER BY last_offset LIMIT 1",
+            (workspace_id, upto, upto),
         ).fetchone()
-        by_age = last_offset if young is None else young[0] - 1
-        return max(last_offset - keep, by_age)
+        if straddling is None:
+            return removed > 0
+        last_offset, body = straddling
+        kept = [event for event in self._chunk_decoder.decode(body) if event.offset > upto]
+        conn.execute(
+            "UPDATE chunks SET first_offset = ?, body = ?"
+            " WHERE workspace_id = ? AND last_offset = ?",
+            (kept[0].offset, self._encoder.encode(kept), workspace_id, last_offset),
+        )
+        return True
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -395,43 +506,66 @@ class SQLiteStore:
         """Every stored workspace epoch with its state, first offset and run positions."""
         with self._read_transaction() as conn:
             rows = conn.execute(
-                'SELECT w.id, w.state, (SELECT min("offset") FROM events WHERE workspace_id = w.id)'
-                " FROM workspaces AS w ORDER BY w.name, w.epoch"
+                "SELECT w.id, w.state, w.last_offset FROM workspaces AS w ORDER BY w.name, w.epoch"
             ).fetchall()
+            first_offsets = {
+                workspace_id: _first_offset(conn, workspace_id, last_offset)
+                for workspace_id, _, last_offset in rows
+            }
             run_seqs: dict[int, dict[str, int]] = {}
             for workspace_id, run_id, seq in conn.execute(
                 "SELECT workspace_id, run_id, seq FROM runs"
             ):
                 run_seqs.setdefault(workspace_id, {})[run_id] = seq
-        loaded = []
-        for workspace_id, body, first_offset in rows:
-            state = self._state_decoder.decode(body)
-            loaded.append(
-                StoredWorkspace(
-                    state=state,
-                    first_offset=state.last_offset + 1 if first_offset is None else first_offset,
-                    run_seqs=run_seqs.get(workspace_id, {}),
-                )
+        return [
+            StoredWorkspace(
+                state=self._state_decoder.decode(body),
+                first_offset=first_offsets[workspace_id],
+                run_seqs=run_seqs.get(workspace_id, {}),
             )
-        return loaded
+            for workspace_id, body, _ in rows
+        ]
 
     def read(self, workspace: str, epoch: int, after: int, limit: int) -> list[EventMsg]:
         """Up to ``limit`` events with offset > ``after``, oldest first."""
+        events: list[EventMsg] = []
         with self._reader() as conn:
-            rows = conn.execute(_READ, (workspace, epoch, after, limit)).fetchall()
-        decode = self._event_decoder.decode
-        return [decode(body) for (body,) in rows]
+            chunks = conn.execute(_READ, (workspace, epoch, after))
+            try:
+                for (body,) in chunks:
+                    chunk = self._chunk_decoder.decode(body)
+                    if chunk[0].offset <= after:
+                        chunk = [event for event in chunk if event.offset > after]
+                    events += chunk[: limit - len(events)]
+                    if len(events) >= limit:
+                        break
+            finally:
+                chunks.close()
+        return events
 
     def history(self, query: HistoryFilter) -> tuple[list[EventMsg], bool]:
         """A page as ``schema.HistoryQuery`` describes it, and whether more match beyond it."""
         if query.kinds is not None and not query.kinds:
             return [], False
         sql, params = _history_sql(query)
+        # One more match than asked for tells whether more match beyond the page.
+        wanted = query.limit + 1
+        events: list[EventMsg] = []
         with self._reader() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        decode = self._event_decoder.decode
-        events = [decode(body) for (body,) in rows[: query.limit]]
-        return events, len(rows) > query.limit
+            chunks = conn.execute(sql, params)
+            try:
+                for (body,) in chunks:
+                    chunk = self._chunk_decoder.decode(body)
+                    if query.after is None:
+                        chunk.reverse()
+                    events += [event for event in chunk if _matches(event, query)][
+                        : wanted - len(events)
+                    ]
+                    if len(events) >= wanted:
+                        break
+            finally:
+                chunks.close()
+        return events[: query.limit], len(events) > query.limit
 
     def close(self) -> None:
         """Close every connection; the store cannot be used afterwards."""
@@ -446,54 +580,41 @@ class SQLiteStore:
 
 
 def _first_offset(conn: sqlite3.Connection, workspace_id: int, last_offset: int) -> int:
-    (first,) = conn.execute(
-        'SELECT min("offset") FROM events WHERE workspace_id = ?', (workspace_id,)
-    ).fetchone()
-    return last_offset + 1 if first is None else int(first)
+    row = conn.execute(_OLDEST_CHUNK, (workspace_id,)).fetchone()
+    return last_offset + 1 if row is None else int(row[0])
 
 
-def _history_index(query: HistoryFilter) -> str:
-    """The index a history page walks, chosen by its most selective filter.
-
-    Without statistics SQLite prefers the primary key for every filter (it already gives the
-    order), which turns a search for a rare run or series into a scan of the whole stream.
-    Walking a filter's own index costs at most one lookup per match, in offset order.
-    """
+def _history_key(query: HistoryFilter) -> tuple[str, Sequence[str]] | None:
+    """The facet a history page finds its chunks by: its most selective filter, if any."""
     if query.run_id is not None:
-        return "INDEXED BY events_by_run"
+        return "run", [query.run_id]
     if query.series is not None:
-        return "INDEXED BY events_by_series"
-    if query.kinds is not None and len(query.kinds) == 1:
-        return "INDEXED BY events_by_kind"
-    # Several kinds would need a sort of every match; the stream order with a filter stops
-    # after the page instead.
-    return "NOT INDEXED"
+        return "series", [query.series]
+    if query.kinds is not None:
+        return "kind", list(query.kinds)
+    return None
 
 
 def _history_sql(query: HistoryFilter) -> tuple[str, list[object]]:
-    """The SELECT for one history page: fixed SQL fragments, every value a parameter."""
+    """The SELECT of the chunks a history page reads, in the page's order: fixed SQL
+    fragments, every value a parameter. Events are filtered after decoding."""
     where = ["workspace_id = (SELECT id FROM workspaces WHERE name = ? AND epoch = ?)"]
     params: list[object] = [query.workspace, query.epoch]
     if query.after is not None:
-        where.append('"offset" > ?')
+        where.append("last_offset > ?")
         params.append(query.after)
     if query.before is not None:
-        where.append('"offset" < ?')
+        where.append("first_offset < ?")
         params.append(query.before)
-    if query.kinds is not None:
-        where.append(f"kind IN ({', '.join('?' * len(query.kinds))})")
-        params.extend(query.kinds)
-    if query.series is not None:
-        where.append("series = ?")
-        params.append(query.series)
-    if query.run_id is not None:
-        where.append("run_id = ?")
-        params.append(query.run_id)
+    key = _history_key(query)
+    if key is not None:
+        facet, values = key
+        where.append(
+            "last_offset IN (SELECT last_offset FROM chunk_keys WHERE workspace_id = "
+            "(SELECT id FROM workspaces WHERE name = ? AND epoch = ?)"
+            f" AND facet = ? AND value IN ({', '.join('?' * len(values))}))"
+        )
+        params += [query.workspace, query.epoch, facet, *values]
     order = "ASC" if query.after is not None else "DESC"
-    # One more row than asked for tells whether more match beyond the page.
-    params.append(query.limit + 1)
-    sql = (
-        f"SELECT body FROM events {_history_index(query)}"
-        f' WHERE {" AND ".join(where)} ORDER BY "offset" {order} LIMIT ?'
-    )
+    sql = f"SELECT body FROM chunks WHERE {' AND '.join(where)} ORDER BY last_offset {order}"
     return sql, params

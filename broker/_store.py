@@ -44,6 +44,21 @@ class Commit:
     """Workspace epochs to remove (events, state, run positions), applied before the rest."""
 
 
+def events_by_workspace(events: Sequence[EventMsg]) -> dict[str, list[EventMsg]]:
+    """``events`` grouped by workspace name, each group in the order given."""
+    grouped: dict[str, list[EventMsg]] = {}
+    start = 0
+    # Commits hold long runs of one workspace's events: a step per run, not per event.
+    while start < len(events):
+        name = events[start].workspace
+        end = start + 1
+        while end < len(events) and events[end].workspace == name:
+            end += 1
+        grouped.setdefault(name, []).extend(events[start:end])
+        start = end
+    return grouped
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryFilter:
     """What a ``history`` request asks for; see ``schema.HistoryQuery`` for the order rules."""

@@ -18,6 +18,7 @@ from schema import (
     Catch,
     DeleteWorkspace,
     ErrorCode,
+    EventMsg,
     Gap,
     HistoryQuery,
     Joined,
@@ -32,10 +33,10 @@ from schema import (
 )
 
 from ._outbox import OutboxClosedError
+from ._page import Page, make_page
 from ._session import Handler, Session, SessionContext
 from ._subscription import ReadCursor, Subscription
-from ._tail import TailEntry
-from ._workspace import Page, Workspace
+from ._workspace import Workspace
 
 if TYPE_CHECKING:
     pass
@@ -207,7 +208,7 @@ class WatcherSession(Session):
                 if stored[0].offset > cursor.offset + 1:
                     # Retention removed events between the check above and the read.
                     await self._send_gap(sub, workspace, cursor, stored[0].offset - 1)
-                page = self._page(sub, [TailEntry(event) for event in stored])
+                page = self._page(sub, stored)
         cursor.offset = page.last
         if page.array is not None:
             await self.outbox.put(page.frame(sub.sub, self.codec))
@@ -224,19 +225,8 @@ class WatcherSession(Session):
         cursor.offset = last_missing
         await self.outbox.put(self.codec.encode(gap))
 
-    def _page(self, sub: Subscription, entries: list[TailEntry]) -> Page:
-        """The encoded array of the entries this subscription wants, up to half a frame's
-        worth of bytes, and the offset the page ends at."""
+    def _page(self, sub: Subscription, events: list[EventMsg]) -> Page:
+        """The page of ``events`` this subscription wants, up to half a frame's worth of
+        bytes."""
         half_frame = self.broker.config.max_frame_bytes // 2
-        parts: list[bytes] = []
-        size = 0
-        last = entries[0].offset - 1
-        for entry in entries:
-            if parts and size >= half_frame:
-                break
-            last = entry.offset
-            if sub.wants(entry.kind):
-                data = entry.encoded(self.codec)
-                parts.append(data)
-                size += len(data)
-        return Page(self.codec.event_array(parts) if parts else None, last)
+        return make_page(events, kinds=sub.kinds, codec=self.codec, max_bytes=half_frame)

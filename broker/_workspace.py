@@ -12,7 +12,6 @@ import datetime
 from collections.abc import Iterable, Sequence
 
 from schema import (
-    Codec,
     Event,
     EventMsg,
     Payload,
@@ -22,30 +21,8 @@ from schema import (
     new_workspace_state,
 )
 
+from ._page import Page
 from ._tail import Tail
-
-
-class Page:
-    """One page of events for delivery: the encoded array, where it ends, and its frames.
-
-    Subscribers at the same place in a stream share the array; those whose subscription has
-    the same id (as the first subscription of every session does) share the whole frame.
-    """
-
-    __slots__ = ("_frames", "array", "last")
-
-    def __init__(self, array: bytes | None, last: int) -> None:
-        self.array = array
-        """None when the subscription's kinds filter left no event in the page."""
-        self.last = last
-        self._frames: dict[int, bytes] = {}
-
-    def frame(self, sub: int, codec: Codec) -> bytes:
-        frame = self._frames.get(sub)
-        if frame is None:
-            assert self.array is not None
-            frame = self._frames[sub] = codec.events_frame_of(sub, self.array)
-        return frame
 
 
 class WorkspaceClosedError(LookupError):

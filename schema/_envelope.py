@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from ._payloads import Payload, WorkerPayload
-from ._types import Label, Offset, RunId, Seq, UtcDateTime, WorkspaceName
+from ._types import Label, Offset, PayloadKind, RunId, Seq, UtcDateTime, WorkspaceName
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -30,3 +30,8 @@ class EventMsg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
     run_id: RunId | None = None
     seq: Seq | None = None
     series: Label | None = None
+
+    @property
+    def kind(self) -> PayloadKind:
+        """The payload's kind, as ``kind`` on the wire: what ``kinds`` filters match."""
+        return self.payload.__struct_config__.tag  # type: ignore[return-value]

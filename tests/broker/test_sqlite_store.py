@@ -9,12 +9,19 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schema
-from broker._sqlite_store import DATABASE_NAME, SQLiteStore, StoreVersionError
+from broker._sqlite_store import (
+    CHUNK_EVENTS,
+    DATABASE_NAME,
+    SCHEMA_VERSION,
+    SQLiteStore,
+    StoreVersionError,
+)
 from broker._store import Commit, HistoryFilter, Store, StoredWorkspace
 from schema import EventMsg, PayloadKind, WorkspaceState
 
@@ -92,9 +99,11 @@ def by_key(loaded: list[StoredWorkspace]) -> dict[tuple[str, int], StoredWorkspa
     return {(item.state.name, item.state.epoch): item for item in loaded}
 
 
-@pytest.fixture
-def store(tmp_path: pathlib.Path) -> Iterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "data")
+@pytest.fixture(params=[CHUNK_EVENTS, 3], ids=["chunks", "small-chunks"])
+def store(tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[SQLiteStore]:
+    # Small chunks make every test span chunk boundaries: reads, history and retention that
+    # start, stop or cut inside a chunk.
+    opened = SQLiteStore(tmp_path / "data", chunk_events=request.param)
     yield opened
     opened.close()
 
@@ -230,11 +239,76 @@ def test_failing_commit_rolls_back_everything_in_it(store: SQLiteStore) -> None:
 def test_refuses_a_database_with_a_newer_schema_version(tmp_path: pathlib.Path) -> None:
     SQLiteStore(tmp_path).close()
     with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
-        conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,)
+        )
     conn.close()
 
-    with pytest.raises(StoreVersionError, match="schema version 2, newer than version 1"):
+    newer = f"schema version {SCHEMA_VERSION + 1}, newer than version {SCHEMA_VERSION}"
+    with pytest.raises(StoreVersionError, match=newer):
         SQLiteStore(tmp_path)
+
+
+VERSION_1_SCHEMA = (
+    """CREATE TABLE workspaces (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+    epoch INTEGER NOT NULL, last_offset INTEGER NOT NULL, state BLOB NOT NULL,
+    UNIQUE (name, epoch))""",
+    """CREATE TABLE events (workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
+    "offset" INTEGER NOT NULL, kind TEXT NOT NULL, series TEXT, run_id TEXT, seq INTEGER,
+    received_us INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (workspace_id, "offset"))
+    WITHOUT ROWID""",
+    'CREATE INDEX events_by_kind ON events (workspace_id, kind, "offset")',
+    """CREATE TABLE runs (workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (workspace_id, run_id))
+    WITHOUT ROWID""",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
+    "INSERT INTO meta (key, value) VALUES ('schema_version', 1)",
+)
+
+
+def test_migrates_a_version_1_database_of_event_rows(tmp_path: pathlib.Path) -> None:
+    events = [
+        make_event(n, kind="scalar" if n % 3 else "log", series="a" if n % 2 else None, seq=n)
+        for n in range(1, 1201)
+    ]
+    state = fold(NAME, 1, events)
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+        for statement in VERSION_1_SCHEMA:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO workspaces VALUES (1, ?, 1, ?, ?)",
+            (NAME, state.last_offset, msgspec.msgpack.encode(state)),
+        )
+        conn.execute("INSERT INTO runs VALUES (1, 'r1', 1200)")
+        # Retention had removed offsets 1-99 before the upgrade.
+        conn.executemany(
+            'INSERT INTO events (workspace_id, "offset", kind, received_us, body)'
+            " VALUES (1, ?, ?, 0, ?)",
+            [
+                (event.offset, event.payload.__struct_config__.tag, msgspec.msgpack.encode(event))
+                for event in events[99:]
+            ],
+        )
+    conn.close()
+
+    store = SQLiteStore(tmp_path)
+    try:
+        assert store.load() == [
+            StoredWorkspace(state=state, first_offset=100, run_seqs={"r1": 1200})
+        ]
+        assert store.read(NAME, 1, 0, 2000) == events[99:]
+        assert store.history(HistoryFilter(NAME, 1, series="a", kinds=["log"], limit=2)) == (
+            [events[1196], events[1190]],
+            True,
+        )
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+        assert conn.execute("SELECT value FROM meta").fetchone() == (SCHEMA_VERSION,)
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        assert "events" not in tables
+        assert "chunks" in tables
+    conn.close()
 
 
 # -- read --------------------------------------------------------------------------------------
@@ -386,8 +460,10 @@ event_shapes = st.tuples(
 offset_bounds = st.none() | st.integers(0, 32)
 
 
-def test_history_matches_a_simple_model(tmp_path: pathlib.Path) -> None:
-    store = SQLiteStore(tmp_path, synchronous="normal")
+def test_history_and_read_match_a_simple_model(tmp_path: pathlib.Path) -> None:
+    # Chunks of at most 4 events, commits of random sizes and a retention cut at a random
+    # offset: pages start, stop and get cut anywhere inside a chunk.
+    store = SQLiteStore(tmp_path, synchronous="normal", chunk_events=4)
     workspace_names = (f"w{n}" for n in itertools.count())
 
     @settings(max_examples=150, deadline=None)
@@ -400,7 +476,16 @@ def test_history_matches_a_simple_model(tmp_path: pathlib.Path) -> None:
             make_event(offset, workspace=name, kind=kind, series=series, run_id=run_id)
             for offset, (kind, series, run_id) in enumerate(shapes, start=1)
         ]
-        store.commit(batch(name, 1, events))
+        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(events) - 1)), max_size=4)))
+        for start, end in itertools.pairwise([0, *cuts, len(events)]):
+            if start < end:
+                store.commit(batch(name, 1, events[start:end], before=events[:start]))
+        keep = data.draw(st.integers(0, len(events) + 1))
+        store.trim(max_events=keep, max_age=LONG_AGO, now=T0)
+        events = events[len(events) - min(keep, len(events)) :]
+        after = data.draw(offset_bounds) or 0
+        limit = data.draw(st.integers(1, 12))
+        assert store.read(name, 1, after, limit) == [e for e in events if e.offset > after][:limit]
         for _ in range(5):
             query = HistoryFilter(
                 name,

@@ -1,0 +1,66 @@
+"""Pages: one ``events`` frame's worth of a stream, encoded as the codecs would encode it."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+import schema
+from broker._page import make_page
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+CODECS = [schema.JSON_CODEC, schema.MSGPACK_CODEC]
+
+
+def event(offset: int, kind: str = "scalar", text: str = "m") -> schema.EventMsg:
+    payload: schema.Payload = (
+        schema.Scalar(name="x", value=offset)
+        if kind == "scalar"
+        else schema.LogRecord(message=text)
+    )
+    return schema.EventMsg(
+        workspace="w", offset=offset, create_time=T0, received_time=T0, payload=payload
+    )
+
+
+def delivered(page_array: bytes | None, codec: schema.Codec) -> list[schema.EventMsg]:
+    assert page_array is not None
+    frame = codec.decode_broker_frame(codec.events_frame_of(7, page_array))
+    assert isinstance(frame, schema.Events)
+    assert frame.sub == 7
+    return frame.events
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda codec: codec.subprotocol)
+def test_a_page_is_the_events_frame_of_its_events(codec: schema.Codec) -> None:
+    events = [event(n, "scalar" if n % 2 else "log") for n in range(1, 11)]
+    page = make_page(events, kinds=None, codec=codec, max_bytes=1 << 20)
+    assert page.last == 10
+    assert delivered(page.array, codec) == events
+    assert page.frame(3, codec) == codec.encode(schema.Events(sub=3, events=events))
+    assert page.frame(3, codec) is page.frame(3, codec)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda codec: codec.subprotocol)
+def test_kinds_leave_out_events_but_the_page_covers_them(codec: schema.Codec) -> None:
+    events = [event(n, "scalar" if n % 2 else "log") for n in range(1, 11)]
+    page = make_page(events, kinds=frozenset({"log"}), codec=codec, max_bytes=1 << 20)
+    assert page.last == 10
+    assert delivered(page.array, codec) == [e for e in events if e.kind == "log"]
+    none = make_page(events[:1], kinds=frozenset({"log"}), codec=codec, max_bytes=1 << 20)
+    assert (none.array, none.last) == (None, 1)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda codec: codec.subprotocol)
+def test_a_page_stops_at_the_event_that_reaches_max_bytes(codec: schema.Codec) -> None:
+    events = [event(n, "log", text="x" * 100) for n in range(1, 21)]
+    one = len(codec.encode_event(events[0]))
+    page = make_page(events, kinds=None, codec=codec, max_bytes=3 * one + 1)
+    assert page.last == 4
+    assert delivered(page.array, codec) == events[:4]
+    # A filtered page that stops early ends at its last event, not at the last one given.
+    logs_from_5 = [event(n, "scalar") for n in range(1, 5)] + events[4:]
+    filtered = make_page(logs_from_5, kinds=frozenset({"log"}), codec=codec, max_bytes=one)
+    assert filtered.last == 5
+    assert delivered(filtered.array, codec) == events[4:5]
