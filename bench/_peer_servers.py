@@ -1,6 +1,6 @@
 """The servers of the side-by-side benchmarks, each its own process on loopback.
 
-``pierhead`` and the relay: as in :mod:`bench.broker`, with :data:`PIERHEAD_OPTIONS`.
+``pierhead`` and the relay: as in :mod:`bench.broker`.
 
 ``neetbox``: its FastAPI app under uvicorn, as ``neet serve`` runs it, but bound to 127.0.0.1
 (``neet serve`` always binds every address). neetbox pins ``websockets<16``, so it lives in an
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._procs import Child, ChildError, Fleet
+from ._procs import CAPACITY_OPTIONS, Child, ChildError, Fleet
 from .broker import Servers, Target
 
 NEETBOX_REQUIREMENT: Final = "neetbox==0.6.0"
@@ -49,11 +49,8 @@ REDIS_SERVER_VARIABLE: Final = "PIERHEAD_BENCH_REDIS_SERVER"
 """Names the ``redis-server`` to run, where it is not the one on PATH."""
 REDIS_SERVER_INSTALL: Final = "apt-get install -y redis-server"
 
-PIERHEAD_OPTIONS: Final = ("--max-events-per-s", "1e9")
-"""``pierhead serve`` options: the per-session rate limit (100,000 events/s by default) is
-lifted, since a worker faster than that is refused, and these runs measure capacity."""
 PIERHEAD_OPTIONS_NOTE: Final = (
-    f"pierhead serve runs with `{' '.join(PIERHEAD_OPTIONS)}`: its per-session rate limit"
+    f"pierhead serve runs with `{' '.join(CAPACITY_OPTIONS)}`: its per-session rate limit"
     " (100,000 events/s by default) would refuse a faster worker, and this measures capacity"
 )
 
@@ -83,8 +80,8 @@ def _wait_until(child: Child, ready: str, timeout: float, probe: Callable[[], bo
 
 
 def start_pierhead_and_relay(fleet: Fleet, data: Path, *, timeout: float) -> Servers:
-    """pierhead's broker on a store in ``data``, with :data:`PIERHEAD_OPTIONS`, and the relay."""
-    broker, broker_port = fleet.broker(data, timeout=timeout, options=PIERHEAD_OPTIONS)
+    """pierhead's broker on a store in ``data``, and the relay."""
+    broker, broker_port = fleet.broker(data, timeout=timeout)
     relay, relay_port = fleet.relay(timeout=timeout)
     urls: dict[Target, str] = {
         "broker": f"ws://127.0.0.1:{broker_port}",

@@ -36,6 +36,10 @@ _WARNING_LEVELS: Final = frozenset({"warning", "error", "critical"})
 _EXPECTED_WARNINGS: Final = frozenset({"auth_off"})
 """Warnings every broker started without --auth gives; not a sign of trouble in a run."""
 
+CAPACITY_OPTIONS: Final = ("--max-events-per-s", "1e9")
+"""Options of every benchmark broker: the per-session rate limit (100,000 events/s by default)
+is lifted, since a worker faster than that is refused, and the benchmarks measure capacity."""
+
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -294,6 +298,7 @@ class Fleet:
             "json",
             "--drain-timeout",
             "2",
+            *CAPACITY_OPTIONS,
             *options,
         ]
         child = self.spawn("broker", argv)

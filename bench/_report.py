@@ -25,7 +25,11 @@ measures its baseline in the same run, interleaved with it, and is judged on the
 (median over median), never on absolute figures, which depend on the machine. Each section names
 the machine and the exact command that measured it. Sections are rewritten by
 `nox -s bench -- --write`, which also draws the plots in `docs/bench/`: medians joined by lines,
-with error bars from min to max."""
+with error bars from min to max.
+
+Every `pierhead serve` in these benchmarks runs with `--max-events-per-s 1e9`: the per-session
+rate limit (100,000 events/s by default) would refuse a worker faster than that, and the
+benchmarks measure capacity."""
 PREAMBLE: Final = "preamble"
 """The marker name of the text above every section."""
 

@@ -51,6 +51,13 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="per worker session (default: %(default)s)",
     )
     serve.add_argument(
+        "--listen-backlog",
+        type=int,
+        default=_DEFAULTS.listen_backlog,
+        help="connections the kernel queues until the broker accepts them; capped by"
+        " net.core.somaxconn (default: %(default)s)",
+    )
+    serve.add_argument(
         "--max-connections-per-address",
         type=int,
         default=_DEFAULTS.max_connections_per_address,
@@ -148,6 +155,7 @@ def run_serve(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             auth=args.auth,
             max_events_per_s=args.max_events_per_s,
+            listen_backlog=args.listen_backlog,
             max_connections_per_address=args.max_connections_per_address,
             max_connections_per_token=args.max_connections_per_token,
             allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,

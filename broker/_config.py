@@ -76,6 +76,8 @@ class BrokerConfig:
             raise ValueError("max_batch must be at least 1 and at most commit_max_events")
         if self.heartbeat_timeout_s <= 0 or self.heartbeat_s <= 0:
             raise ValueError("heartbeat interval and timeout must be positive")
+        if self.listen_backlog < 1:
+            raise ValueError("listen_backlog must be at least 1")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key")
 
