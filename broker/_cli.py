@@ -177,13 +177,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except (ValueError, InsecureBindError) as exc:
         print(f"pierhead serve: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(server))
+    asyncio.run(server.serve_until_signalled())
     return 0
-
-
-async def _serve(server: BrokerServer) -> None:
-    await server.start()
-    await server.serve_until_signalled()
 
 
 def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -152,7 +152,7 @@ class BrokerServer:
             log.warning("auth_off", detail="every session gets every role; loopback only")
 
     async def serve_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then drain.
+        """Start, serve until SIGTERM or SIGINT, then drain.
 
         This is the broker owning its process (``pierhead serve``), so it also sets the
         process's garbage collector for a heap made mostly of long-lived sessions.
@@ -160,9 +160,11 @@ class BrokerServer:
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        # Handlers first: whoever sees ``listening`` may signal at once and must get a drain.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         try:
+            await self.start()
             await stop.wait()
             log.info("signal_received")
         finally:

@@ -418,3 +418,11 @@ async def test_a_paused_broker_answers_nothing_until_resumed(tmp_path: Path) -> 
         assert broker.returncode is None
         broker.resume()
         await acked_up_to(worker, 20)
+
+
+async def test_sigterm_as_soon_as_it_listens_drains(tmp_path: Path) -> None:
+    # Whoever sees ``listening`` may signal at once: the handlers are in place by then.
+    async with broker_process(tmp_path / "data") as broker:
+        code, _ = await broker.timed_exit()
+        assert code == 0, broker.describe()
+        assert broker.events("stopped")
