@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import schema
 from broker._sqlite_store import (
+    CHUNK_BYTES,
     CHUNK_EVENTS,
     DATABASE_NAME,
     SCHEMA_VERSION,
@@ -247,6 +248,38 @@ def test_refuses_a_database_with_a_newer_schema_version(tmp_path: pathlib.Path) 
     newer = f"schema version {SCHEMA_VERSION + 1}, newer than version {SCHEMA_VERSION}"
     with pytest.raises(StoreVersionError, match=newer):
         SQLiteStore(tmp_path)
+
+
+def test_large_events_are_split_into_chunks_of_about_a_mebibyte(tmp_path: pathlib.Path) -> None:
+    events = [
+        EventMsg(
+            workspace=NAME,
+            offset=n,
+            create_time=T0,
+            received_time=T0,
+            payload=schema.LogRecord(message=str(n) * (60_000 // len(str(n)))),
+            series="big" if n % 2 else None,
+        )
+        for n in range(1, 101)
+    ]
+    store = SQLiteStore(tmp_path)
+    try:
+        store.commit(batch(NAME, 1, events))
+        assert store.read(NAME, 1, 0, 1000) == events
+        assert store.read(NAME, 1, 50, 3) == events[50:53]
+        assert store.history(HistoryFilter(NAME, 1, series="big", limit=2)) == (
+            [events[98], events[96]],
+            True,
+        )
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+        sizes = [size for (size,) in conn.execute("SELECT length(body) FROM chunks")]
+    conn.close()
+    # 100 events of ~60 kB: several chunks, none much over a mebibyte.
+    assert len(sizes) > 4
+    assert max(sizes) <= CHUNK_BYTES
+    assert sum(sizes) > 100 * 60_000
 
 
 VERSION_1_SCHEMA = (
