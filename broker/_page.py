@@ -42,6 +42,8 @@ def make_page(
     Events are encoded until the array reaches ``max_bytes`` (the event that crosses it is
     the last one in), so a page never costs more encoding than it sends.
     """
+    if not events:
+        raise ValueError("a page covers at least one event")
     chosen = events if kinds is None else [event for event in events if event.kind in kinds]
     parts: list[bytes] = []
     size = 0

@@ -192,6 +192,8 @@ class WatcherSession(Session):
         if cursor.offset + 1 < workspace.first_offset:
             await self._send_gap(sub, workspace, cursor, workspace.first_offset - 1)
         end = workspace.state.last_offset
+        if cursor.offset >= end:
+            return  # retention had removed everything up to the end: the gap said it all
         limit = min(config.delivery_page_events, end - cursor.offset)
         key = (self.codec.subprotocol, sub.kinds, cursor.offset, limit)
         page = workspace.pages.get(key)

@@ -64,3 +64,8 @@ def test_a_page_stops_at_the_event_that_reaches_max_bytes(codec: schema.Codec) -
     filtered = make_page(logs_from_5, kinds=frozenset({"log"}), codec=codec, max_bytes=one)
     assert filtered.last == 5
     assert delivered(filtered.array, codec) == events[4:5]
+
+
+def test_a_page_of_nothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one event"):
+        make_page([], kinds=None, codec=schema.JSON_CODEC, max_bytes=1024)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 import schema
@@ -152,3 +154,32 @@ async def test_history_pages_in_both_directions() -> None:
             assert isinstance(forward, schema.HistoryPage)
             assert forward.events[0].offset == 1
             assert isinstance(forward.events[0].payload, schema.Presence)
+
+
+async def test_resuming_behind_a_stream_retention_emptied_gets_a_gap_and_carries_on() -> None:
+    async with (
+        running_broker(retention_age=datetime.timedelta(0)) as broker,
+        wire_client(broker.url, worker_hello("ws", "r")) as worker,
+    ):
+        assert broker.broker is not None
+        assert worker.welcome is not None
+        await worker.publish(1, scalars(1, 10))
+        while (await worker.expect(schema.Ack)).seq < 10:
+            pass
+        await broker.broker.apply_retention()
+        workspace = broker.broker.workspaces["ws"]
+        assert workspace.first_offset == workspace.state.last_offset + 1
+        async with wire_client(broker.url, watcher_hello()) as watcher:
+            resume = {"ws": schema.Cursor(epoch=worker.welcome.epoch, offset=5)}
+            reply = await watcher.request(
+                schema.Subscribe(id=watcher.next_id(), pattern="ws", from_=resume)
+            )
+            assert isinstance(reply, schema.Subscribed)
+            gap = await watcher.expect(schema.Gap)
+            assert (gap.from_offset, gap.to_offset) == (6, workspace.state.last_offset)
+            # The session is still serving: a request is answered, and new events arrive.
+            stats = await watcher.request(schema.StatsRequest(id=watcher.next_id()))
+            assert isinstance(stats, schema.StatsReport)
+            await worker.publish(11, scalars(11, 1))
+            events = await watcher.expect(schema.Events)
+            assert [event.seq for event in events.events] == [11]
