@@ -26,7 +26,10 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
 ``chunk_keys(workspace_id, facet, value, last_offset)``
     ``PRIMARY KEY`` over all four, ``WITHOUT ROWID``: for each chunk, one row per distinct kind
     (``facet = 'kind'``), series and run id among its events. ``history`` with a filter walks
-    only the chunks that hold a match; the events themselves are filtered after decoding.
+    these rows for its most selective filter (merging one walk per kind when it asks for
+    several) and reads only the chunks that hold a match; the events themselves are filtered
+    after decoding. An index on ``(workspace_id, last_offset)`` lets retention delete the key
+    rows of whole chunks without a scan.
 
     Retention by age needs no index on ``received_us``: it walks the chunks from the oldest and
     stops at the first one young enough to keep, so it reads only what it deletes (plus one).
@@ -49,13 +52,14 @@ statement or an explicit read transaction, so WAL gives it a snapshot of whole c
 from __future__ import annotations
 
 import datetime
+import heapq
 import pathlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Final, Literal
 
 import msgspec
@@ -132,6 +136,8 @@ _CREATE_CHUNKS: Final = (
         PRIMARY KEY (workspace_id, facet, value, last_offset)
     ) WITHOUT ROWID
     """,
+    # Retention deletes the key rows of whole chunks: by chunk, not by every key of the stream.
+    "CREATE INDEX chunk_keys_by_chunk ON chunk_keys (workspace_id, last_offset)",
 )
 _CREATE_SCHEMA: Final = (_CREATE_WORKSPACES, *_CREATE_CHUNKS, _CREATE_RUNS)
 
@@ -483,15 +489,19 @@ class SQLiteStore:
                 "DELETE FROM chunk_keys WHERE workspace_id = ? AND last_offset <= ?",
                 (workspace_id, upto),
             )
-        straddling = conn.execute(
-            "SELECT last_offset, body FROM chunks"
-            " WHERE workspace_id = ? AND last_offset > ? AND first_offset <= ?"
-            " ORDER BY last_offset LIMIT 1",
-            (workspace_id, upto, upto),
+        # The oldest chunk left, found on the key; its body is read only if the cut is in it.
+        oldest = conn.execute(
+            "SELECT last_offset, first_offset FROM chunks"
+            " WHERE workspace_id = ? AND last_offset > ? ORDER BY last_offset LIMIT 1",
+            (workspace_id, upto),
         ).fetchone()
-        if straddling is None:
+        if oldest is None or oldest[1] > upto:
             return removed > 0
-        last_offset, body = straddling
+        last_offset = oldest[0]
+        (body,) = conn.execute(
+            "SELECT body FROM chunks WHERE workspace_id = ? AND last_offset = ?",
+            (workspace_id, last_offset),
+        ).fetchone()
         kept = [event for event in self._chunk_decoder.decode(body) if event.offset > upto]
         conn.execute(
             "UPDATE chunks SET first_offset = ?, body = ?"
@@ -547,14 +557,19 @@ class SQLiteStore:
         """A page as ``schema.HistoryQuery`` describes it, and whether more match beyond it."""
         if query.kinds is not None and not query.kinds:
             return [], False
-        sql, params = _history_sql(query)
         # One more match than asked for tells whether more match beyond the page.
         wanted = query.limit + 1
         events: list[EventMsg] = []
-        with self._reader() as conn:
-            chunks = conn.execute(sql, params)
+        with self._read_transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM workspaces WHERE name = ? AND epoch = ?",
+                (query.workspace, query.epoch),
+            ).fetchone()
+            if row is None:
+                return [], False
+            cursors = _history_cursors(conn, row[0], query)
             try:
-                for (body,) in chunks:
+                for body in _merged_chunks(cursors, descending=query.after is None):
                     chunk = self._chunk_decoder.decode(body)
                     if query.after is None:
                         chunk.reverse()
@@ -564,7 +579,8 @@ class SQLiteStore:
                     if len(events) >= wanted:
                         break
             finally:
-                chunks.close()
+                for cursor in cursors:
+                    cursor.close()
         return events[: query.limit], len(events) > query.limit
 
     def close(self) -> None:
@@ -595,26 +611,55 @@ def _history_key(query: HistoryFilter) -> tuple[str, Sequence[str]] | None:
     return None
 
 
-def _history_sql(query: HistoryFilter) -> tuple[str, list[object]]:
-    """The SELECT of the chunks a history page reads, in the page's order: fixed SQL
-    fragments, every value a parameter. Events are filtered after decoding."""
-    where = ["workspace_id = (SELECT id FROM workspaces WHERE name = ? AND epoch = ?)"]
-    params: list[object] = [query.workspace, query.epoch]
+def _history_cursors(
+    conn: sqlite3.Connection, workspace_id: int, query: HistoryFilter
+) -> list[sqlite3.Cursor]:
+    """Cursors over (last_offset, body) of the chunks a history page may read, each in the
+    page's order: one per value of the page's most selective filter, or one over every chunk.
+    Fixed SQL fragments, every value a parameter; events are filtered after decoding."""
+    key = _history_key(query)
+    # Bounds on the walked table's key: the key rows' when a filter drives the walk.
+    column = "c.last_offset" if key is None else "k.last_offset"
+    bounds = ""
+    params: list[object] = []
     if query.after is not None:
-        where.append("last_offset > ?")
+        bounds += f" AND {column} > ?"
         params.append(query.after)
     if query.before is not None:
-        where.append("first_offset < ?")
-        params.append(query.before)
-    key = _history_key(query)
-    if key is not None:
-        facet, values = key
-        where.append(
-            "last_offset IN (SELECT last_offset FROM chunk_keys WHERE workspace_id = "
-            "(SELECT id FROM workspaces WHERE name = ? AND epoch = ?)"
-            f" AND facet = ? AND value IN ({', '.join('?' * len(values))}))"
-        )
-        params += [query.workspace, query.epoch, facet, *values]
+        # A bound on the key, not on first_offset, so the walk starts at the chunk that holds
+        # the offset before ``before`` instead of filtering every newer chunk.
+        bound = conn.execute(
+            "SELECT last_offset FROM chunks WHERE workspace_id = ? AND last_offset >= ?"
+            " ORDER BY last_offset LIMIT 1",
+            (workspace_id, query.before - 1),
+        ).fetchone()
+        if bound is not None:
+            bounds += f" AND {column} <= ?"
+            params.append(bound[0])
     order = "ASC" if query.after is not None else "DESC"
-    sql = f"SELECT body FROM chunks WHERE {' AND '.join(where)} ORDER BY last_offset {order}"
-    return sql, params
+    if key is None:
+        sql = (
+            f"SELECT c.last_offset, c.body FROM chunks AS c WHERE c.workspace_id = ?{bounds}"
+            f" ORDER BY c.last_offset {order}"
+        )
+        return [conn.execute(sql, [workspace_id, *params])]
+    facet, values = key
+    # Driven by the key rows, so a rare value costs its own chunks, not a walk of the stream.
+    sql = (
+        "SELECT k.last_offset, c.body FROM chunk_keys AS k JOIN chunks AS c"
+        " ON c.workspace_id = k.workspace_id AND c.last_offset = k.last_offset"
+        f" WHERE k.workspace_id = ? AND k.facet = ? AND k.value = ?{bounds}"
+        f" ORDER BY k.last_offset {order}"
+    )
+    return [conn.execute(sql, [workspace_id, facet, value, *params]) for value in values]
+
+
+def _merged_chunks(
+    cursors: Sequence[Iterable[tuple[int, bytes]]], *, descending: bool
+) -> Iterator[bytes]:
+    """The bodies of the cursors' chunks in one stream order, each chunk once."""
+    previous = None
+    for last_offset, body in heapq.merge(*cursors, key=itemgetter(0), reverse=descending):
+        if last_offset != previous:
+            previous = last_offset
+            yield body
