@@ -170,6 +170,7 @@ async def test_resuming_behind_a_stream_retention_emptied_gets_a_gap_and_carries
         workspace = broker.broker.workspaces["ws"]
         assert workspace.first_offset == workspace.state.last_offset + 1
         async with wire_client(broker.url, watcher_hello()) as watcher:
+            assert worker.welcome.epoch is not None
             resume = {"ws": schema.Cursor(epoch=worker.welcome.epoch, offset=5)}
             reply = await watcher.request(
                 schema.Subscribe(id=watcher.next_id(), pattern="ws", from_=resume)
