@@ -121,6 +121,10 @@ class Session:
             self._close = (code, reason)
             self.outbox.close()
 
+    def closing(self) -> bool:
+        """Whether a close has been decided: no further frame is handled."""
+        return self._close is not None
+
     def abort(self, code: int, reason: str) -> None:
         """Close now, dropping what is queued (the peer is not reading it anyway)."""
         if self._close is None:
@@ -168,9 +172,13 @@ class Session:
 
     async def _receive(self) -> None:
         try:
-            while self._close is None:
+            while not self.closing():
                 # Text frames arrive as str, binary as bytes: the codec refuses the wrong kind.
                 data = await self.connection.recv()
+                if self.closing():
+                    # Closed while this frame was on its way (its workspace deleted, say):
+                    # nothing it asks for may act on what the close has already let go of.
+                    break
                 self._handle(data)
         except ConnectionClosed:
             pass

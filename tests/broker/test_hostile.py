@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import json
 import os
 import pickle
 import random
@@ -280,7 +281,9 @@ def assert_healthy(broker: BrokerProcess, since: int = 0) -> None:
         for record in broker.logs[since:]
         if "raw" in record or record.get("level") in ("error", "critical")
     ]
-    assert not bad, bad[:20]
+    # Whole records, one per line: pytest would cut a list of dicts short, and the cause of a
+    # session_failed is at the end of its record.
+    assert not bad, "\n".join(json.dumps(record) for record in bad[:20])
 
 
 # The broker process under attack --------------------------------------------------------------
