@@ -129,6 +129,7 @@ class Worker(AsyncClient):
         self._semaphores = WorkspaceSemaphores()
         self._released = asyncio.Event()
         self._released.set()
+        self._caught = asyncio.Event()
         self._ended = asyncio.Event()
         """Set when the connection stopped for good: nothing will be released or acked."""
         self._progress = asyncio.Event()
@@ -393,6 +394,10 @@ class Worker(AsyncClient):
         await self._connection.wait_connected()
         return self._semaphores
 
+    async def wait_caught(self) -> None:
+        """Return once the workspace is caught; ClosedError if the connection stops first."""
+        await self._until(self._caught)
+
     async def wait_released(self) -> None:
         """Return once the workspace is not caught; ClosedError if the connection stops first."""
         await self._until(self._released)
@@ -551,7 +556,9 @@ class Worker(AsyncClient):
             log.warning("pierhead: mutex lease %d lost while disconnected", lease.fence)
         if semaphores.caught:
             self._released.clear()
+            self._caught.set()
         else:
+            self._caught.clear()
             self._released.set()
 
     async def _answer(self, request: ActionRequest) -> None:

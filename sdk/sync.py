@@ -156,6 +156,9 @@ class Worker(_Threaded):
     def checkpoint(self, unreachable: Literal["wait", "proceed"] = "wait") -> None:
         self._run(self._worker.checkpoint(unreachable))
 
+    def wait_caught(self, timeout: float | None = None) -> None:
+        self._run(self._worker.wait_caught(), timeout)
+
     def wait_released(self) -> None:
         self._run(self._worker.wait_released())
 

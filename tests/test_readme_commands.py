@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import schema
 import sdk
 from broker.testing import broker_process
 
@@ -57,12 +58,14 @@ async def test_the_tour_works_as_written(tmp_path: Path) -> None:
             run_id = line.decode().removeprefix("run id: ").strip()
             async with sdk.Watcher(broker.url) as watcher:
                 # The deploy fails on db-3 and catches itself: then the tour's release applies.
-                while True:
-                    states = {s.name: s for s in await watcher.workspaces()}
-                    deploy = states.get("deploy-demo")
-                    if deploy is not None and deploy.semaphores.caught:
-                        break
-                    await asyncio.sleep(0.05)
+                changes = await watcher.subscribe(
+                    "deploy-demo", since="earliest", kinds=["semaphores"]
+                )
+                async with asyncio.timeout(60):
+                    async for item in changes:
+                        payload = getattr(item, "payload", None)
+                        if isinstance(payload, schema.SemaphoresChange) and payload.caught:
+                            break
             for command in operations:
                 argv = [run_id if part == "RUN_ID" else part for part in runnable(command)]
                 process = await asyncio.create_subprocess_exec(

@@ -56,8 +56,7 @@ async def test_checkpoint_raises_when_the_connection_stops_while_caught() -> Non
         async with sdk.Worker(broker.url, "doomed") as worker, sdk.Watcher(broker.url) as admin:
             await worker.connected()
             await admin.catch("doomed")
-            while not worker.caught:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(worker.wait_caught(), 10)
             waiting = asyncio.create_task(worker.checkpoint())
             await admin.delete_workspace("doomed", force=True)
             with pytest.raises(sdk.ClosedError):

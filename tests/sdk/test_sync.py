@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,9 +68,7 @@ def test_checkpoint_waits_for_release_from_a_plain_thread() -> None:
         worker.connected(timeout=10)
         worker.checkpoint()
         operator.catch("deploy")
-        deadline = time.monotonic() + 10
-        while not worker.caught and time.monotonic() < deadline:
-            time.sleep(0.01)
+        worker.wait_caught(timeout=10)
         assert worker.caught
         released = threading.Event()
 

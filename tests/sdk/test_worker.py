@@ -59,6 +59,14 @@ async def test_invalid_events_are_refused_at_the_call() -> None:
                 sdk.Worker(broker.url, "not a name")
 
 
+async def until_reconnecting(worker: sdk.Worker) -> None:
+    """Wait until an attempt to reach the broker has failed (it is not there)."""
+    async with asyncio.timeout(10):
+        async for state in worker.state_changes():
+            if state is sdk.ConnectionState.RECONNECTING:
+                return
+
+
 async def test_caught_is_pushed_and_checkpoint_waits_for_release() -> None:
     async with running_broker() as broker:
         async with (
@@ -69,11 +77,11 @@ async def test_caught_is_pushed_and_checkpoint_waits_for_release() -> None:
             await worker.checkpoint()  # not caught: returns at once
             await operator.catch("deploy", reason="investigating")
             # The push reaches the worker before the operator's answer arrives.
-            while not worker.caught:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(worker.wait_caught(), 5)
             assert worker.semaphores.by == "ops"
             waiting = asyncio.create_task(worker.checkpoint())
-            await asyncio.sleep(0.05)
+            # A round trip through the broker: a release, had there been one, is pushed first.
+            await operator.workspaces()
             assert not waiting.done()
             await operator.release("deploy")
             await asyncio.wait_for(waiting, 5)
@@ -91,7 +99,7 @@ async def test_checkpoint_when_the_broker_is_unreachable() -> None:
     async with sdk.Worker(f"ws://127.0.0.1:{port}", "w", reconnect_max_s=0.2) as worker:
         await asyncio.wait_for(worker.checkpoint(unreachable="proceed"), 1)
         waiting = asyncio.create_task(worker.checkpoint(unreachable="wait"))
-        await asyncio.sleep(0.1)
+        await until_reconnecting(worker)
         assert not waiting.done()
         async with running_broker(port=port):
             await asyncio.wait_for(waiting, 10)
@@ -173,7 +181,7 @@ async def test_outbox_policies_at_their_bounds() -> None:
         with pytest.raises(sdk.OutboxFullError):
             blocking.queue_event("full")
         fourth = asyncio.create_task(blocking.event("fourth"))
-        await asyncio.sleep(0.1)
+        await until_reconnecting(blocking)
         assert not fourth.done()  # blocked: no room until something is acknowledged
         async with running_broker(port=port):
             await asyncio.wait_for(fourth, 10)
