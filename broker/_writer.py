@@ -1,18 +1,21 @@
 """Group commit: one writer turns everything submitted meanwhile into one durable transaction.
 
-While a commit runs in its worker thread, new submissions pile up; the next commit takes them
-all (up to ``max_events``). Batches therefore grow with load by themselves, and nothing waits
-for a timer when the broker is idle. Acks and fan-out happen in ``on_commit``, after the
-transaction is durable, never before.
+The writer is one long-lived worker thread. Submissions queue up while it commits, and as soon
+as a commit is durable the thread takes everything queued (up to ``max_events``) as the next
+one, without waiting for the event loop: batches grow with load by themselves, and nothing
+waits for a timer when the broker is idle. Acks and fan-out happen in ``on_commit``, on the
+event loop, after the transaction is durable, never before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -38,6 +41,15 @@ class _Submission:
     )
 
 
+@dataclass(slots=True)
+class _Failure:
+    """A commit the store refused: the thread stops and the event loop fails every waiter."""
+
+    batch: list[_Submission]
+    events: int
+    error: Exception
+
+
 class StoreFailedError(RuntimeError):
     """The store could not write; the broker stops rather than acknowledge what it lost."""
 
@@ -54,13 +66,15 @@ class GroupCommitWriter:
         self._store = store
         self._threads = threads
         self._last: asyncio.Future[None] | None = None
-        self._stopping = False
         self._on_commit = on_commit
         self._max_events = max_events
+        # Shared with the writer thread, under ``_work``: the event loop appends, the thread
+        # takes. The thread holds the lock only to take, never while it writes.
+        self._work = threading.Condition()
         self._pending: deque[_Submission] = deque()
-        self._jobs: deque[tuple[Callable[[], object], asyncio.Future[object]]] = deque()
-        self._wakeup = asyncio.Event()
-        self._limiter = anyio.CapacityLimiter(1)
+        self._jobs: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
         self.commits = 0
         self.committed_events = 0
@@ -68,7 +82,8 @@ class GroupCommitWriter:
     @property
     def backlog(self) -> int:
         """Events submitted and not yet committed."""
-        return sum(len(submission.events) for submission in self._pending)
+        with self._work:
+            return sum(len(submission.events) for submission in self._pending)
 
     def submit(
         self,
@@ -84,17 +99,21 @@ class GroupCommitWriter:
         if self._stopping:
             raise StoreFailedError("the writer is stopping; nothing more is accepted")
         submission = _Submission(events, states or {}, run_seqs or {}, deleted)
-        self._pending.append(submission)
+        with self._work:
+            self._pending.append(submission)
+            self._work.notify()
         self._last = submission.done
-        self._wakeup.set()
         return submission.done
 
     async def in_writer(self, job: Callable[[], T]) -> T:
         """Run ``job`` in the writer's thread, between two commits (retention, for one)."""
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._jobs.append((job, future))
-        self._wakeup.set()
-        return await future  # type: ignore[return-value]
+        if self._stopping or self._failure is not None:
+            raise StoreFailedError("the writer has stopped; it runs nothing more")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._work:
+            self._jobs.append((job, future))
+            self._work.notify()
+        return await future
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is durable (or has failed)."""
@@ -103,55 +122,104 @@ class GroupCommitWriter:
 
     def stop(self) -> None:
         """Refuse new submissions; ``run`` returns once everything before is committed."""
-        self._stopping = True
-        self._wakeup.set()
+        with self._work:
+            self._stopping = True
+            self._work.notify()
 
     async def run(self) -> None:
-        """Commit until stopped; a store failure fails every waiter and raises StoreFailedError."""
-        while not (self._stopping and not self._pending and not self._jobs):
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._jobs:
-                job, future = self._jobs.popleft()
-                try:
-                    future.set_result(await self._in_thread(job))
-                except Exception as exc:  # handed to the waiter
-                    future.set_exception(exc)
-            while self._pending:
-                await self._commit_next()
+        """Commit until stopped; a store failure fails every waiter and raises StoreFailedError.
 
-    async def _commit_next(self) -> None:
-        batch = self._take_batch()
-        commit = _merge(batch)
+        Cancelling ``run`` stops the writer too: the thread still commits what was submitted
+        before, so that no waiter is left hanging on a thread that no one will stop.
+        """
+        self._loop = asyncio.get_running_loop()
         try:
-            await self._in_thread(lambda: self._store.commit(commit))
-        except Exception as exc:
-            self._failure = exc
-            log.critical("store_commit_failed", error=repr(exc), events=len(commit.events))
-            failure = StoreFailedError(f"commit of {len(commit.events)} events failed: {exc!r}")
-            for submission in (*batch, *self._pending):
-                if not submission.done.done():
-                    submission.done.set_exception(failure)
-                    submission.done.exception()  # marks it retrieved; the raise below reports it
-            self._pending.clear()
-            raise failure from exc
-        self.commits += 1
-        self.committed_events += len(commit.events)
-        self._on_commit(commit)
-        for submission in batch:
-            submission.done.set_result(None)
+            failure = await self._threads.run(self._write, limiter=anyio.CapacityLimiter(1))
+        except asyncio.CancelledError:
+            self.stop()
+            raise
+        if failure is not None:
+            self._fail(failure)
+
+    # The writer thread ----------------------------------------------------------------------
+
+    def _write(self) -> _Failure | None:
+        while True:
+            with self._work:
+                while not (self._pending or self._jobs or self._stopping):
+                    self._work.wait()
+                jobs = list(self._jobs)
+                self._jobs.clear()
+                batch = self._take_batch()
+            for job, future in jobs:
+                self._run_job(job, future)
+            if not batch:
+                if not jobs:
+                    return None  # stopping, and nothing is left
+                continue
+            commit = _merge(batch)
+            try:
+                self._store.commit(commit)
+            except Exception as exc:
+                return _Failure(batch, len(commit.events), exc)
+            self._to_loop(self._committed, batch, commit)
 
     def _take_batch(self) -> list[_Submission]:
-        batch = [self._pending.popleft()]
-        size = len(batch[0].events)
-        while self._pending and size + len(self._pending[0].events) <= self._max_events:
+        batch: list[_Submission] = []
+        size = 0
+        while self._pending and (
+            not batch or size + len(self._pending[0].events) <= self._max_events
+        ):
             submission = self._pending.popleft()
             size += len(submission.events)
             batch.append(submission)
         return batch
 
-    async def _in_thread(self, job: Callable[[], T]) -> T:
-        return await self._threads.run(job, limiter=self._limiter)
+    def _run_job(self, job: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+        try:
+            result = job()
+        except Exception as exc:  # handed to the waiter
+            self._to_loop(_settle, future, None, exc)
+        else:
+            self._to_loop(_settle, future, result, None)
+
+    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # Back on the event loop -----------------------------------------------------------------
+
+    def _committed(self, batch: list[_Submission], commit: Commit) -> None:
+        self.commits += 1
+        self.committed_events += len(commit.events)
+        self._on_commit(commit)
+        for submission in batch:
+            if not submission.done.done():
+                submission.done.set_result(None)
+
+    def _fail(self, failure: _Failure) -> None:
+        self._failure = failure.error
+        log.critical("store_commit_failed", error=repr(failure.error), events=failure.events)
+        error = StoreFailedError(f"commit of {failure.events} events failed: {failure.error!r}")
+        with self._work:
+            waiting = [*failure.batch, *self._pending]
+            self._pending.clear()
+        for submission in waiting:
+            if not submission.done.done():
+                submission.done.set_exception(error)
+                submission.done.exception()  # marks it retrieved; the raise below reports it
+        raise error from failure.error
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: Exception | None) -> None:
+    if future.done():
+        return  # its waiter was cancelled
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _merge(batch: Sequence[_Submission]) -> Commit:

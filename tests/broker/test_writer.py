@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from broker._writer import GroupCommitWriter, StoreFailedError
 
 pytestmark = pytest.mark.asyncio
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+BOUND_S = 10.0
+"""How long a test waits on another thread before it calls the wait failed."""
 
 
 def event(offset: int) -> schema.EventMsg:
@@ -86,4 +89,74 @@ async def test_jobs_run_between_commits_and_stop_finishes_the_queue(tmp_path: Pa
     await runner
     assert last.done()
     assert store.load()[0].state.last_offset == 2
+    store.close()
+
+
+class GatedStore(SQLiteStore):
+    """Holds its first commit until released, and says when offset 2 is durable."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.first_started = threading.Event()
+        self.release_first = threading.Event()
+        self.second_durable = threading.Event()
+
+    def commit(self, commit: Commit) -> None:
+        if not self.first_started.is_set():
+            self.first_started.set()
+            assert self.release_first.wait(BOUND_S)
+        super().commit(commit)
+        if any(event.offset == 2 for event in commit.events):
+            self.second_durable.set()
+
+
+async def test_the_thread_takes_the_next_commit_without_the_event_loop(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
+    runner = asyncio.create_task(writer.run())
+    first = writer.submit(events=[event(1)], states={("w", 1): state(1)})
+    assert await asyncio.to_thread(store.first_started.wait, BOUND_S)
+    second = writer.submit(events=[event(2)], states={("w", 1): state(2)})
+    store.release_first.set()
+    # The event loop is blocked here: a writer that needed it to start the next commit would
+    # never make offset 2 durable.
+    assert store.second_durable.wait(BOUND_S)
+    await asyncio.gather(first, second)
+    assert writer.commits == 2
+    writer.stop()
+    await runner
+    store.close()
+
+
+async def test_a_cancelled_writer_commits_what_was_submitted_and_its_thread_ends(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path)
+    threads = StoreThreads()
+    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=threads)
+    runner = asyncio.create_task(writer.run())
+    await writer.submit(events=[event(1)], states={("w", 1): state(1)})
+    done = writer.submit(events=[event(2)], states={("w", 1): state(2)})
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    await threads.wait_idle()
+    await done
+    with pytest.raises(StoreFailedError):
+        writer.submit(events=[event(3)])
+    assert store.load()[0].state.last_offset == 2
+    store.close()
+
+
+async def test_a_failing_job_fails_its_waiter_only(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
+    runner = asyncio.create_task(writer.run())
+    with pytest.raises(ZeroDivisionError):
+        await writer.in_writer(lambda: 1 // 0)
+    await writer.submit(events=[event(1)], states={("w", 1): state(1)})
+    writer.stop()
+    await runner
+    with pytest.raises(StoreFailedError):
+        await writer.in_writer(store.load)
     store.close()
