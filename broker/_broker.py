@@ -12,7 +12,7 @@ import datetime
 import fnmatch
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -52,7 +52,7 @@ from ._access import Grant
 from ._actions import ActionCalls
 from ._config import BrokerConfig
 from ._mutex import MutexLease
-from ._store import Commit, HistoryFilter, Store, events_by_workspace
+from ._store import Commit, HistoryFilter, Store
 from ._subscription import Subscription, start_cursor
 from ._threads import StoreThreads
 from ._watcher_session import WatcherSession
@@ -322,7 +322,7 @@ class Broker:
     # Commit -------------------------------------------------------------------------------
 
     def _on_commit(self, commit: Commit) -> None:
-        by_workspace = events_by_workspace(commit.events)
+        by_workspace = commit.by_workspace
         for (name, epoch), state in commit.states.items():
             workspace = self.workspaces.get(name)
             if workspace is None or workspace.epoch != epoch:
@@ -343,7 +343,7 @@ class Broker:
             if any(watcher.follows(name) for name in by_workspace):
                 watcher.wake()
 
-    def _push_semaphores(self, workspace: Workspace, events: list[EventMsg]) -> None:
+    def _push_semaphores(self, workspace: Workspace, events: Sequence[EventMsg]) -> None:
         # Most commits hold no change at all: ask in C before looking at any event in Python.
         if SemaphoresChange not in set(map(type, map(_payload_of, events))):
             return

@@ -66,7 +66,7 @@ import msgspec
 
 from schema import EventMsg, Payload, WorkspaceState
 
-from ._store import Commit, HistoryFilter, StoredWorkspace, events_by_workspace
+from ._store import Commit, HistoryFilter, StoredWorkspace
 
 __all__ = [
     "CHUNK_BYTES",
@@ -346,7 +346,7 @@ class SQLiteStore:
             by_name: dict[str, int | None] = {}
             for name, epoch in ids:
                 by_name[name] = None if name in by_name else ids[name, epoch]
-            for name, events in events_by_workspace(commit.events).items():
+            for name, events in commit.by_workspace.items():
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit.run_seqs, ids)
 

@@ -42,6 +42,12 @@ class Commit:
     """(workspace, epoch, run_id) -> highest seq now stored for that run."""
     deleted: Sequence[tuple[str, int]] = ()
     """Workspace epochs to remove (events, state, run positions), applied before the rest."""
+    by_workspace: Mapping[str, Sequence[EventMsg]] = field(init=False, repr=False, compare=False)
+    """``events`` grouped by workspace name. Grouped once, where the commit is made (in the
+    writer's thread), for both the store and the broker's fan-out."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_workspace", events_by_workspace(self.events))
 
 
 def events_by_workspace(events: Sequence[EventMsg]) -> dict[str, list[EventMsg]]:

@@ -66,6 +66,22 @@ def test_a_page_stops_at_the_event_that_reaches_max_bytes(codec: schema.Codec) -
     assert delivered(filtered.array, codec) == events[4:5]
 
 
+@pytest.mark.parametrize("codec", CODECS, ids=lambda codec: codec.subprotocol)
+def test_a_page_ends_where_one_encoded_event_at_a_time_would_end_it(codec: schema.Codec) -> None:
+    events = [event(n, "log", text="x" * (n * 7 % 50)) for n in range(1, 31)]
+    sizes = [len(codec.encode_event(e)) for e in events]
+    whole = len(codec.event_array([codec.encode_event(e) for e in events]))
+    for max_bytes in range(1, whole + 3):
+        # The reference: the shortest run of events whose encodings reach max_bytes, or all.
+        count, total = 0, 0
+        while count < len(events) and total < max_bytes:
+            total += sizes[count]
+            count += 1
+        page = make_page(events, kinds=None, codec=codec, max_bytes=max_bytes)
+        assert page.last == events[count - 1].offset, max_bytes
+        assert delivered(page.array, codec) == events[:count], max_bytes
+
+
 def test_a_page_of_nothing_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one event"):
         make_page([], kinds=None, codec=schema.JSON_CODEC, max_bytes=1024)
