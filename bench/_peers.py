@@ -71,6 +71,37 @@ CODECS: Final = {"json": schema.JSON_CODEC, "msgpack": schema.MSGPACK_CODEC}
 LOG_EVENT: Final = codec_bench.sample_frame().events[0]
 """The flood's event: a ~200-byte ``LogRecord``, as in the codec benchmark."""
 
+ENVELOPE_FIRST_OFFSET: Final = 1_000_001
+"""Offset and seq of the first event in the relay's ``events`` frames: numbers as long as a
+broker sends a million events into a stream."""
+
+
+def envelope_frame(
+    codec: schema.Codec, events: Sequence[schema.Event], *, workspace: str, run_id: str
+) -> bytes:
+    """The ``events`` frame a broker would send a watcher for ``events``, each in its full
+    envelope; what the relay forwards when the publisher sends ``events`` frames."""
+    received = datetime.datetime.now(datetime.UTC)
+    return codec.events_frame_of(
+        1,
+        codec.encode_event_array(
+            [
+                schema.EventMsg(
+                    workspace=workspace,
+                    offset=ENVELOPE_FIRST_OFFSET + index,
+                    create_time=event.create_time,
+                    received_time=received,
+                    payload=event.payload,
+                    run_id=run_id,
+                    seq=ENVELOPE_FIRST_OFFSET + index,
+                    series=event.series,
+                )
+                for index, event in enumerate(events)
+            ]
+        ),
+    )
+
+
 SCALAR_NAME: Final = "loss"
 """Name of the ``Scalar`` events of a ``scalar`` flood and of the SDK worker."""
 
@@ -233,9 +264,23 @@ class Publisher:
         self.params = params
         self.acks = acks
         self.seq = 1
+        self._envelopes = params.get("frames") == "events"
+        self._envelope_frames: dict[int, bytes] = {}
+        """By event count. The same frame each time: the relay does not read it, and the
+        watchers only count its events."""
 
     async def _send(self, events: list[schema.Event]) -> None:
-        frame = self.codec.encode(schema.Publish(seq=self.seq, events=events))
+        if self._envelopes:
+            frame = self._envelope_frames.get(len(events))
+            if frame is None:
+                frame = self._envelope_frames[len(events)] = envelope_frame(
+                    self.codec,
+                    events,
+                    workspace=self.params["workspace"],
+                    run_id=self.params["run_id"],
+                )
+        else:
+            frame = self.codec.encode(schema.Publish(seq=self.seq, events=events))
         await self.ws.send(frame, text=self.codec.text)
         self.seq += len(events)
 
@@ -305,6 +350,8 @@ async def publish(params: Params, commands: Commands) -> None:
     acks: Acks | None = None
     async with AsyncExitStack() as stack:
         if params["target"] == "broker":
+            if params.get("frames", "publish") != "publish":
+                raise RuntimeError("a worker sends the broker `publish` frames only")
             ws = await _open(stack, params)
             await _hello(ws, codec, _worker_hello(params))
             tracker = acks = Acks()

@@ -28,13 +28,16 @@ from typing import Any, Final, Literal
 
 import schema
 
-from ._peers import LOG_EVENT
+from ._peers import LOG_EVENT, envelope_frame
 from ._plots import Plot, Point, Series
 from ._procs import Child, ChildError, Fleet, run_queue_wait_s, system_cpu_seconds
 from ._report import Goal, Report, Spread, spread_header
 
 Target = Literal["broker", "relay"]
 CodecName = Literal["json", "msgpack"]
+RelayFrames = Literal["publish", "events"]
+"""``publish``: the worker's frames, as the broker gets them. ``events``: the frames a watcher
+gets from the broker, each event in its full envelope (see ``bench._peers.Publisher``)."""
 
 CODEC_LABELS: Final[dict[CodecName, str]] = {"json": "JSON", "msgpack": "MessagePack"}
 BROKER: Final = "pierhead broker"
@@ -64,6 +67,23 @@ QUICK_FANOUT_DELIVERIES: Final = 20_000
 QUICK_FANOUT_WARM: Final = 200
 FANOUT_GOAL: Final = 0.5
 """The broker's deliveries per second, as a fraction of the relay's to as many subscribers."""
+PUBLISHER_RUN_ID: Final = "bench-publisher"
+
+ENVELOPE_BYTES: Final = {
+    "publish": len(schema.JSON_CODEC.encode(schema.Publish(seq=1, events=[LOG_EVENT] * BATCH)))
+    // BATCH,
+    "events": len(
+        envelope_frame(
+            schema.JSON_CODEC,
+            [LOG_EVENT] * BATCH,
+            workspace="bench-fanout10-1",
+            run_id=PUBLISHER_RUN_ID,
+        )
+    )
+    // BATCH,
+}
+"""JSON bytes per event of the flood: in a ``publish`` frame and in an ``events`` frame."""
+
 SWEEP_WATCHERS: Final = (1, 10, 30, 100)
 """Watcher counts of ``broker-fanout-watchers``, each with :data:`FANOUT_DELIVERIES`."""
 CONNECTIONS_PER_PROCESS: Final = 25
@@ -168,11 +188,20 @@ class Comparison:
     """Events published per repeat, after the warm-up."""
     broker: Rates
     relay: Rates
+    envelope_relay: Rates | None = None
+    """The relay forwarding ``events`` frames instead (fan-out only; no goal)."""
 
     @property
     def ratio(self) -> float:
         """Median over median."""
         return self.broker.median_rate / self.relay.median_rate
+
+    @property
+    def envelope_ratio(self) -> float | None:
+        """The broker's median over the envelope relay's."""
+        if self.envelope_relay is None:
+            return None
+        return self.broker.median_rate / self.envelope_relay.median_rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +375,8 @@ class Stream:
     warm: int
     events: int
     rate: int = 0
+    relay_frames: RelayFrames = "publish"
+    """What the publisher sends the relay (the broker always gets ``publish`` frames)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,12 +473,13 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
             {
                 **common,
                 "workspace": workspace,
-                "run_id": "bench-publisher",
+                "run_id": PUBLISHER_RUN_ID,
                 "mode": stream.mode,
                 "batch": BATCH,
                 "window": WINDOW,
                 "rate": stream.rate,
                 "tick_s": TICK_S,
+                "frames": stream.relay_frames,
             },
         )
         for child in (publisher, *watchers):
@@ -637,27 +669,38 @@ def measure_fanout(
     deliveries: int = FANOUT_DELIVERIES,
     warm: int = FANOUT_WARM,
     repeats: int = REPEATS,
+    envelope_relay: bool = True,
 ) -> FanoutMeasurement:
-    """Delivered events per second, summed over watchers, against the relay."""
-    samples: dict[tuple[Target, int], list[Sample]] = {
-        (target, count): [] for count in watchers for target in ("broker", "relay")
+    """Delivered events per second, summed over watchers, against the relay (and, with
+    ``envelope_relay``, against the relay forwarding ``events`` frames)."""
+    variants: list[tuple[Target, RelayFrames]] = [("relay", "publish")]
+    if envelope_relay:
+        variants.append(("relay", "events"))
+    variants.append(("broker", "publish"))
+    samples: dict[tuple[Target, RelayFrames, int], list[Sample]] = {
+        (target, frames, count): [] for count in watchers for target, frames in variants
     }
     load = load_average()
     with _servers() as servers:
         for _ in range(repeats):
             for count in watchers:
                 events = fanout_events(count, deliveries)
-                for target in ("relay", "broker"):
-                    stream = Stream(target, "json", "flood", count, warm, events)
+                for target, frames in variants:
+                    stream = Stream(target, "json", "flood", count, warm, events, 0, frames)
                     outcome = _stream(servers, stream, f"fanout{count}")
-                    samples[target, count].append(outcome.sample(outcome.delivered))
+                    samples[target, frames, count].append(outcome.sample(outcome.delivered))
         warnings = servers.broker_warnings
     comparisons = tuple(
         Comparison(
             label=f"{count} watchers",
             events=fanout_events(count, deliveries),
-            broker=Rates(f"{BROKER}, JSON", tuple(samples["broker", count])),
-            relay=Rates(f"{RELAY}, JSON", tuple(samples["relay", count])),
+            broker=Rates(f"{BROKER}, JSON", tuple(samples["broker", "publish", count])),
+            relay=Rates(f"{RELAY}, JSON", tuple(samples["relay", "publish", count])),
+            envelope_relay=Rates(
+                f"{RELAY}, JSON, `events` frames", tuple(samples["relay", "events", count])
+            )
+            if envelope_relay
+            else None,
         )
         for count in watchers
     )
@@ -667,24 +710,38 @@ def measure_fanout(
 def _fanout_table(
     result: FanoutMeasurement,
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    """Notes, header and rows: a broker row and a relay row per number of watchers."""
+    """Notes, header and rows: a broker row and a relay row (or two) per number of
+    watchers."""
     layout = "; ".join(
         f"{count}: {len(watcher_processes(count))} processes" for count in result.watchers
     )
     events = ", ".join(f"{c.events:,} for {c.label}" for c in result.comparisons)
-    notes = (
+    notes = [
         f"One worker floods `publish` frames of {BATCH} `LogRecord` events (at most {WINDOW}"
         " unacknowledged) to one workspace; every watcher follows it (`subscribe` from"
         " `latest`) and decodes each `events` frame far enough to count its events",
         f"Baseline: {RELAY} forwarding the same encoded frames to as many subscribers, which"
         " decode them the same way; it waits for a subscriber whose socket buffer is full",
+    ]
+    envelope = [c for c in result.comparisons if c.envelope_ratio is not None]
+    if envelope:
+        against = ", ".join(f"{c.envelope_ratio:.0%} at {c.label}" for c in envelope)
+        notes.append(
+            f"`events` frames (no goal): the relay again, its publisher sending {BATCH}-event"
+            " `events` frames, each event in the envelope a watcher gets from the broker"
+            f" ({ENVELOPE_BYTES['publish']} bytes per event in a `publish` frame,"
+            f" {ENVELOPE_BYTES['events']} in an `events` frame). The watchers pay for every"
+            " byte they decode, so this is the relay moving what the broker's watchers"
+            f" receive; the broker's deliveries against it: {against}"
+        )
+    notes += [
         "Deliveries per second = events received, summed over watchers, over the time from the"
         f" first publish to the last arrival; events per repeat: {events}",
         f"Watcher processes (many connections each): {layout}; {result.repeats} interleaved"
         f" repeats after {result.warm:,} warm-up events",
         LOAD_NOTE,
         _machine_note(result),
-    )
+    ]
     header = (
         "variant",
         "watchers",
@@ -697,9 +754,13 @@ def _fanout_table(
     )
     rows: list[tuple[str, ...]] = []
     for comparison, count in zip(result.comparisons, result.watchers, strict=True):
+        relay = comparison.relay.median_rate
         rows.append(_rate_row(comparison.broker, comparison.ratio, str(count)))
         rows.append(_rate_row(comparison.relay, 1.0, str(count)))
-    return notes, header, tuple(rows)
+        if comparison.envelope_relay is not None:
+            ratio = comparison.envelope_relay.median_rate / relay
+            rows.append(_rate_row(comparison.envelope_relay, ratio, str(count)))
+    return tuple(notes), header, tuple(rows)
 
 
 def fanout_report(result: FanoutMeasurement) -> Report:
@@ -772,9 +833,10 @@ def run_fanout_sweep(*, quick: bool) -> Report:
                 deliveries=QUICK_FANOUT_DELIVERIES,
                 warm=QUICK_FANOUT_WARM,
                 repeats=QUICK_REPEATS,
+                envelope_relay=False,
             )
         )
-    return fanout_sweep_report(measure_fanout(watchers=SWEEP_WATCHERS))
+    return fanout_sweep_report(measure_fanout(watchers=SWEEP_WATCHERS, envelope_relay=False))
 
 
 # Publish-to-watcher latency -----------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 import bench.broker
+import schema
+from bench._peers import ENVELOPE_FIRST_OFFSET, LOG_EVENT, envelope_frame
 from bench._report import Report, Spread
 
 REPEATS = 2
@@ -75,8 +77,40 @@ def test_fanout_measures_every_number_of_watchers(
     for comparison in fanout.comparisons:
         _check_rates(comparison.broker, 1)
         _check_rates(comparison.relay, 1)
+        assert comparison.envelope_relay is not None
+        _check_rates(comparison.envelope_relay, 1)
+        assert comparison.envelope_ratio == (
+            comparison.broker.median_rate / comparison.envelope_relay.median_rate
+        )
         assert comparison.events > 0
-    _check_report(bench.broker.fanout_report(fanout), rows=4, goals=len(FANOUT_WATCHERS))
+    report = bench.broker.fanout_report(fanout)
+    _check_report(report, rows=3 * len(FANOUT_WATCHERS), goals=len(FANOUT_WATCHERS))
+    assert [row[0] for row in report.rows[:3]] == [
+        f"{bench.broker.BROKER}, JSON",
+        f"{bench.broker.RELAY}, JSON",
+        f"{bench.broker.RELAY}, JSON, `events` frames",
+    ]
+    assert any("against it: " in note for note in report.notes)
+
+
+def test_the_relays_events_frames_carry_each_event_in_the_brokers_envelope() -> None:
+    codec = schema.JSON_CODEC
+    events = [LOG_EVENT] * 3
+    frame = codec.decode_broker_frame(envelope_frame(codec, events, workspace="w-1", run_id="r-1"))
+    assert isinstance(frame, schema.Events)
+    assert [e.payload for e in frame.events] == [e.payload for e in events]
+    assert [e.create_time for e in frame.events] == [e.create_time for e in events]
+    assert [(e.workspace, e.run_id) for e in frame.events] == [("w-1", "r-1")] * 3
+    assert [e.offset for e in frame.events] == [e.seq for e in frame.events]
+    assert [e.offset for e in frame.events] == [ENVELOPE_FIRST_OFFSET + index for index in range(3)]
+    publish = codec.encode(schema.Publish(seq=1, events=events))
+    assert bench.broker.ENVELOPE_BYTES["events"] > bench.broker.ENVELOPE_BYTES["publish"]
+    assert (
+        bench.broker.ENVELOPE_BYTES["publish"]
+        == len(codec.encode(schema.Publish(seq=1, events=[LOG_EVENT] * bench.broker.BATCH)))
+        // bench.broker.BATCH
+    )
+    assert len(publish) < len(codec.encode(frame))
 
 
 def test_latency_has_one_sample_per_event_and_watcher(
@@ -136,7 +170,7 @@ def test_fanout_sweep_plots_deliveries_by_watcher_count(
     fanout: bench.broker.FanoutMeasurement,
 ) -> None:
     report = bench.broker.fanout_sweep_report(fanout)
-    _check_report(report, rows=2 * len(FANOUT_WATCHERS), goals=0)
+    _check_report(report, rows=3 * len(FANOUT_WATCHERS), goals=0)
     (plot,) = report.plots
     assert plot == bench.broker.fanout_plot(*plot.series)  # what other systems' series join
     broker, relay = plot.series
