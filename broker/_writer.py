@@ -76,6 +76,7 @@ class GroupCommitWriter:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
+        self._after_commit_failure: Exception | None = None
         self.commits = 0
         self.committed_events = 0
 
@@ -140,6 +141,8 @@ class GroupCommitWriter:
             raise
         if failure is not None:
             self._fail(failure)
+        if self._after_commit_failure is not None:
+            raise self._after_commit_failure
 
     # The writer thread ----------------------------------------------------------------------
 
@@ -194,10 +197,17 @@ class GroupCommitWriter:
     def _committed(self, batch: list[_Submission], commit: Commit) -> None:
         self.commits += 1
         self.committed_events += len(commit.events)
-        self._on_commit(commit)
-        for submission in batch:
-            if not submission.done.done():
-                submission.done.set_result(None)
+        try:
+            self._on_commit(commit)
+        except Exception as exc:
+            # A fault in what follows a commit, not in the store: the writer stops, and ``run``
+            # raises it, as it would have had the commit failed.
+            self._after_commit_failure = exc
+            self.stop()
+        finally:
+            for submission in batch:
+                if not submission.done.done():
+                    submission.done.set_result(None)  # durable, whatever failed after
 
     def _fail(self, failure: _Failure) -> None:
         self._failure = failure.error

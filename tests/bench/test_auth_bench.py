@@ -6,10 +6,13 @@ every process is gone afterwards.
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 import bench.auth
 from bench.__main__ import BENCHMARKS
+from bench.broker import Rates, Sample
 
 REPEATS = 2
 
@@ -55,3 +58,19 @@ def test_the_report_has_a_row_per_variant_and_one_goal(
 
 def test_the_runner_knows_it() -> None:
     assert BENCHMARKS["auth-cost"] is bench.auth.run
+
+
+def _rates(*values: float) -> Rates:
+    return Rates("r", tuple(Sample(value, None, None, 0.0, None) for value in values))
+
+
+def test_ratios_pair_each_repeat_with_its_twin() -> None:
+    # Both brokers slow down over the repeats, which run in alternating order.
+    plain = _rates(500, 300, 450, 400)
+    token = _rates(490, 280, 445, 330)
+    ratio = bench.auth.paired_ratio(token, plain)
+    assert ratio == pytest.approx(statistics.median([490 / 500, 280 / 300, 445 / 450, 330 / 400]))
+    # A ratio of medians would mix repeats from different points of the drift.
+    assert ratio != pytest.approx(token.median_rate / plain.median_rate)
+    with pytest.raises(ValueError, match="zip"):
+        bench.auth.paired_ratio(_rates(1, 2), plain)

@@ -160,3 +160,20 @@ async def test_a_failing_job_fails_its_waiter_only(tmp_path: Path) -> None:
     with pytest.raises(StoreFailedError):
         await writer.in_writer(store.load)
     store.close()
+
+
+async def test_a_failure_after_a_commit_stops_the_writer_and_is_raised(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+
+    def broken_fan_out(commit: Commit) -> None:
+        raise LookupError("fan-out bug")
+
+    writer = GroupCommitWriter(store, broken_fan_out, max_events=10, threads=StoreThreads())
+    runner = asyncio.create_task(writer.run())
+    await writer.submit(events=[event(1)], states={("w", 1): state(1)})  # durable all the same
+    with pytest.raises(LookupError, match="fan-out bug"):
+        await runner
+    with pytest.raises(StoreFailedError):
+        writer.submit(events=[event(2)])
+    assert store.load()[0].state.last_offset == 1
+    store.close()

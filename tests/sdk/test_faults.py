@@ -103,12 +103,16 @@ async def test_a_broker_killed_three_times_loses_and_doubles_nothing(tmp_path: P
             ):
                 subscription = await watcher.subscribe("chaos", since="earliest", kinds=["scalar"])
                 watched = asyncio.create_task(collect(subscription, total))
-                publishing = asyncio.create_task(publish_all(worker, total))
+                # All queued at once (the outbox holds them), so that every ticket exists to
+                # wait on; the outbox sends them a window at a time.
+                tickets = [
+                    worker.publish_nowait(schema.Scalar(name="x", value=i)) for i in range(total)
+                ]
+                publishing = asyncio.create_task(worker.flush(timeout=120))
                 for _ in range(3):
                     # Kill while events are on their way, then come back on the same store.
-                    target = worker.counters["acked"] + 5000
-                    while worker.counters["acked"] < min(target, total - 1000):
-                        await asyncio.sleep(0.01)
+                    target = min(worker.counters["acked"] + 5000, total - 1000)
+                    await worker.wait_acked(tickets[target - 1], timeout=60)
                     broker.kill()
                     await broker.wait()
                     await broker.start()
