@@ -54,6 +54,7 @@ from ._config import BrokerConfig
 from ._mutex import MutexLease
 from ._store import Commit, HistoryFilter, Store
 from ._subscription import Subscription, start_cursor
+from ._tail import TailBudget
 from ._threads import StoreThreads
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
@@ -81,6 +82,7 @@ class Broker:
         self.watchers: set[WatcherSession] = set()
         self.calls = ActionCalls()
         self.threads = StoreThreads()
+        self.tails = TailBudget(config.tail_events)
         self.writer = GroupCommitWriter(
             store, self._on_commit, max_events=config.commit_max_events, threads=self.threads
         )
@@ -100,7 +102,6 @@ class Broker:
         for stored in self.store.load():
             workspace = Workspace(
                 stored.state,
-                tail_events=self.config.tail_events,
                 first_offset=stored.first_offset,
                 run_seqs=dict(stored.run_seqs),
             )
@@ -174,9 +175,7 @@ class Broker:
         if workspace is None:
             now = utcnow()
             self._last_epoch = max(self._last_epoch + 1, int(now.timestamp() * 1_000_000))
-            workspace = Workspace.create(
-                name, epoch=self._last_epoch, created=now, tail_events=self.config.tail_events
-            )
+            workspace = Workspace.create(name, epoch=self._last_epoch, created=now)
             self.workspaces[name] = workspace
             self.leases[name] = MutexLease()
             self.writer.submit(states={workspace.key: workspace.pending})
@@ -329,6 +328,7 @@ class Broker:
                 continue
             events = by_workspace.get(name, [])
             workspace.committed(events, state)
+            self.tails.added(workspace.tail, len(events))
             self._push_semaphores(workspace, events)
         for (name, epoch, run_id), seq in commit.run_seqs.items():
             workspace = self.workspaces.get(name)
@@ -548,6 +548,7 @@ class Broker:
             session.ok(frame.id)
             return
         del self.workspaces[workspace.name]
+        self.tails.released(workspace.tail)
         self.leases.pop(workspace.name, None)
         self.workers.pop(workspace.name, None)
         timer = self._lease_timers.pop(workspace.name, None)
@@ -576,7 +577,7 @@ class Broker:
             # a walk over sessions and cursors, no store access.
             "outbox_bytes": sum(session.outbox.queued_bytes for session in self.sessions()),
             "watcher_lag_events": self._watcher_lag(),
-            "tail_events": sum(len(workspace.tail) for workspace in self.workspaces.values()),
+            "tail_events": self.tails.size,
             "request_tasks": len(self._tasks),
             **self.counters,
         }

@@ -130,6 +130,13 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="most events in one publish (default: %(default)s)",
     )
     serve.add_argument(
+        "--tail-events",
+        type=int,
+        default=_DEFAULTS.tail_events,
+        help="recent events kept in memory across all workspaces, so that subscribers need not"
+        " read them from the store (default: %(default)s)",
+    )
+    serve.add_argument(
         "--sync",
         choices=["full", "normal"],
         default=_DEFAULTS.synchronous,
@@ -170,6 +177,7 @@ def run_serve(args: argparse.Namespace) -> int:
             max_frame_bytes=args.max_frame_bytes,
             max_batch=args.max_batch,
             synchronous=args.sync,
+            tail_events=args.tail_events,
             log_format=args.log_format,
             log_level=args.log_level,
         )

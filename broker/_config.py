@@ -61,8 +61,10 @@ class BrokerConfig:
 
     commit_max_events: int = 5000
     synchronous: Literal["full", "normal"] = "full"
-    tail_events: int = 8192
-    """Recent events kept in memory per workspace, so live subscribers never touch the store."""
+    tail_events: int = 131_072
+    """Recent events kept in memory, across all workspaces, the oldest commits' leaving first:
+    subscribers reading them, live or a little behind, never touch the store. About 400 bytes
+    each for a 200-byte log record."""
     delivery_page_events: int = 1000
     """Most events in one ``events`` frame."""
 
@@ -76,6 +78,8 @@ class BrokerConfig:
             raise ValueError("max_batch must be at least 1 and at most commit_max_events")
         if self.heartbeat_timeout_s <= 0 or self.heartbeat_s <= 0:
             raise ValueError("heartbeat interval and timeout must be positive")
+        if self.tail_events < 1:
+            raise ValueError("tail_events must be at least 1")
         if self.listen_backlog < 1:
             raise ValueError("listen_backlog must be at least 1")
         if (self.tls_cert is None) != (self.tls_key is None):

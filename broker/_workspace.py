@@ -47,7 +47,6 @@ class Workspace:
         self,
         state: WorkspaceState,
         *,
-        tail_events: int,
         first_offset: int | None = None,
         run_seqs: dict[str, int] | None = None,
     ) -> None:
@@ -56,7 +55,7 @@ class Workspace:
         self.pending = state
         self.next_offset = state.last_offset + 1
         self.first_offset = state.last_offset + 1 if first_offset is None else first_offset
-        self.tail = Tail(tail_events, next_offset=self.next_offset)
+        self.tail = Tail(next_offset=self.next_offset)
         self.acked_seqs: dict[str, int] = dict(run_seqs or {})
         """Highest durable seq per run."""
         self.assigned_seqs: dict[str, int] = dict(self.acked_seqs)
@@ -68,10 +67,8 @@ class Workspace:
         """Being deleted: nothing more is appended, so nothing revives the epoch in the store."""
 
     @classmethod
-    def create(
-        cls, name: str, *, epoch: int, created: datetime.datetime, tail_events: int
-    ) -> Workspace:
-        return cls(new_workspace_state(name, epoch=epoch, created=created), tail_events=tail_events)
+    def create(cls, name: str, *, epoch: int, created: datetime.datetime) -> Workspace:
+        return cls(new_workspace_state(name, epoch=epoch, created=created))
 
     @property
     def epoch(self) -> int:

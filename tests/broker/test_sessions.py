@@ -21,7 +21,10 @@ async def test_a_newer_connection_of_the_same_run_takes_over_with_4009() -> None
             wire_client(broker.url, watcher_hello()) as watcher,
             wire_client(broker.url, worker_hello("ws", "run")) as old,
         ):
-            await watcher.request(schema.Subscribe(id=watcher.next_id(), pattern="ws"))
+            # From the start: the first connect's presence event may be committed already.
+            await watcher.request(
+                schema.Subscribe(id=watcher.next_id(), pattern="ws", from_="earliest")
+            )
             await old.publish(1, scalars(1, 3))
             assert (await old.expect(schema.Ack)).seq == 3
             async with wire_client(broker.url, worker_hello("ws", "run")) as new:

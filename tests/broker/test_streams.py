@@ -75,3 +75,40 @@ async def test_three_watchers_each_get_exactly_the_stored_stream() -> None:
             assert offsets == sorted(set(offsets))
             # The watchers saw what the store holds, offset for offset.
             assert events[: len(stored)] == stored
+
+
+async def test_all_workspaces_share_one_bound_on_the_events_kept_in_memory() -> None:
+    workspaces, per_workspace, bound = 4, 600, 1000
+    async with running_broker(tail_events=bound) as broker:
+        assert broker.broker is not None
+        async with wire_client(broker.url, watcher_hello()) as watcher:
+            for index in range(workspaces):
+                async with wire_client(broker.url, worker_hello(f"tails-{index}", "r")) as worker:
+                    for seq in range(1, per_workspace + 1, BATCH):
+                        await worker.publish(seq, scalars(seq, BATCH))
+                    while (await worker.expect(schema.Ack)).seq < per_workspace:
+                        pass
+            stats = await watcher.request(schema.StatsRequest(id=watcher.next_id()))
+            assert isinstance(stats, schema.StatsReport)
+            tails = [w.tail for w in broker.broker.workspaces.values()]
+            held = stats.counters["tail_events"]
+            assert held == sum(map(len, tails))
+            # Over the bound, the oldest events leave until an eighth of it is free.
+            assert bound - bound // 8 <= held <= bound
+            # The oldest commits left first: the first workspace's events are all gone from
+            # memory, the last one's are all there.
+            first, last = broker.broker.workspaces["tails-0"], broker.broker.workspaces["tails-3"]
+            assert first.tail.after(0, 1) is None
+            assert last.tail.after(0, 1) is not None
+            # A watcher from the start still gets every event: the store has what memory let go.
+            subscribed = await watcher.request(
+                schema.Subscribe(
+                    id=watcher.next_id(), pattern="tails-*", from_="earliest", kinds=["scalar"]
+                )
+            )
+            assert isinstance(subscribed, schema.Subscribed)
+            received = await collect(watcher, subscribed.sub, workspaces * per_workspace)
+    by_workspace: dict[str, list[int | None]] = {f"tails-{i}": [] for i in range(workspaces)}
+    for event in received:
+        by_workspace[event.workspace].append(event.seq)
+    assert all(seqs == list(range(1, per_workspace + 1)) for seqs in by_workspace.values())

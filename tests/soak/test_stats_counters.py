@@ -48,7 +48,8 @@ async def test_a_paused_watcher_shows_as_lag_and_queued_bytes_until_it_reads() -
             assert behind["events_committed"] >= TOTAL + 1
             assert behind["outbox_bytes"] >= BUFFER
             assert TOTAL // 2 < behind["watcher_lag_events"] <= TOTAL + 1
-            assert behind["tail_events"] == TAIL
+            # Over the bound, the oldest events leave until an eighth of it is free.
+            assert TAIL - TAIL // 8 <= behind["tail_events"] <= TAIL
 
             received = 0
             while received < TOTAL:
