@@ -128,8 +128,8 @@ def series_for(config: SoakConfig) -> list[SeriesSpec]:
             " events",
             lambda s: s.counter("tail_events"),
             None,
-            "recent events kept in memory for live subscribers, a bounded number per workspace; "
-            "shown, not judged",
+            "recent events kept in memory for live subscribers, a bounded number across"
+            " workspaces; shown, not judged",
         ),
     ]
 
