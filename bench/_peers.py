@@ -81,25 +81,15 @@ def envelope_frame(
 ) -> bytes:
     """The ``events`` frame a broker would send a watcher for ``events``, each in its full
     envelope; what the relay forwards when the publisher sends ``events`` frames."""
-    received = datetime.datetime.now(datetime.UTC)
-    return codec.events_frame_of(
-        1,
-        codec.encode_event_array(
-            [
-                schema.EventMsg(
-                    workspace=workspace,
-                    offset=ENVELOPE_FIRST_OFFSET + index,
-                    create_time=event.create_time,
-                    received_time=received,
-                    payload=event.payload,
-                    run_id=run_id,
-                    seq=ENVELOPE_FIRST_OFFSET + index,
-                    series=event.series,
-                )
-                for index, event in enumerate(events)
-            ]
-        ),
+    stamped = schema.stamp(
+        events,
+        workspace=workspace,
+        run_id=run_id,
+        first_offset=ENVELOPE_FIRST_OFFSET,
+        first_seq=ENVELOPE_FIRST_OFFSET,
+        received_time=datetime.datetime.now(datetime.UTC),
     )
+    return codec.events_frame_of(1, codec.encode_event_array(stamped))
 
 
 SCALAR_NAME: Final = "loss"

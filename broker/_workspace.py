@@ -19,6 +19,7 @@ from schema import (
     WorkspaceState,
     fold_events,
     new_workspace_state,
+    stamp,
 )
 
 from ._page import Page
@@ -94,19 +95,14 @@ class Workspace:
         """A worker's events, numbered from ``first_seq``: offsets given, ``pending`` folded."""
         self.assigned_seqs[run_id] = first_seq + len(events) - 1
         return self._add(
-            [
-                EventMsg(
-                    workspace=self.name,
-                    offset=self.next_offset + index,
-                    create_time=event.create_time,
-                    received_time=now,
-                    payload=event.payload,
-                    run_id=run_id,
-                    seq=first_seq + index,
-                    series=event.series,
-                )
-                for index, event in enumerate(events)
-            ]
+            stamp(
+                events,
+                workspace=self.name,
+                run_id=run_id,
+                first_offset=self.next_offset,
+                first_seq=first_seq,
+                received_time=now,
+            )
         )
 
     def append_made(self, payloads: Iterable[Payload], *, now: datetime.datetime) -> list[EventMsg]:

@@ -55,7 +55,7 @@ from ._codec import (
     codec_for,
     convert,
 )
-from ._envelope import Event, EventMsg
+from ._envelope import Event, EventMsg, stamp
 from ._errors import CloseCode, ErrorCode, SchemaError
 from ._fold import fold_event, fold_events, new_workspace_state, semaphores_of
 from ._limits import PROTOCOL_VERSION
@@ -173,4 +173,5 @@ __all__ = [
     "fold_events",
     "new_workspace_state",
     "semaphores_of",
+    "stamp",
 ]

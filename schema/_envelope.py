@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
+
 import msgspec
 
 from ._payloads import Payload, WorkerPayload
@@ -35,3 +38,29 @@ class EventMsg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
     def kind(self) -> PayloadKind:
         """The payload's kind, as ``kind`` on the wire: what ``kinds`` filters match."""
         return self.payload.__struct_config__.tag  # type: ignore[return-value]
+
+
+def stamp(
+    events: Sequence[Event],
+    *,
+    workspace: str,
+    run_id: str,
+    first_offset: int,
+    first_seq: int,
+    received_time: datetime.datetime,
+) -> list[EventMsg]:
+    """A worker's events in their envelopes, numbered from ``first_offset`` and ``first_seq``:
+    what the broker stores and delivers for a ``publish`` frame."""
+    return [
+        EventMsg(
+            workspace=workspace,
+            offset=first_offset + index,
+            create_time=event.create_time,
+            received_time=received_time,
+            payload=event.payload,
+            run_id=run_id,
+            seq=first_seq + index,
+            series=event.series,
+        )
+        for index, event in enumerate(events)
+    ]

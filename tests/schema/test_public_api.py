@@ -20,7 +20,7 @@ EXPECTED = [
     "Severity", "StartPosition", "StatsReport", "StatsRequest", "Status", "Subscribe",
     "Subscribed", "Unsubscribe", "Welcome", "WorkerEntry", "WorkerPayload", "WorkspaceDetails",
     "WorkspaceEvent", "WorkspaceSemaphores", "WorkspaceState", "Workspaces", "codec_for", "convert",
-    "fold_event", "fold_events", "new_workspace_state", "semaphores_of",
+    "fold_event", "fold_events", "new_workspace_state", "semaphores_of", "stamp",
 ]  # fmt: skip
 
 
