@@ -39,18 +39,13 @@ def make_page(
 ) -> Page:
     """A page of ``events`` (consecutive, at least one) for a subscription to ``kinds``.
 
-    The page ends with the event whose bytes reach ``max_bytes``. The events are encoded in
-    one call; only a page that reaches ``max_bytes`` is encoded again, an event at a time, to
-    find where it ends.
+    Events are encoded until the array reaches ``max_bytes`` (the event that crosses it is
+    the last one in), so a page never costs more encoding than it sends: with large events,
+    encoding all of them first would cost many times what the page holds.
     """
     if not events:
         raise ValueError("a page covers at least one event")
-    chosen = list(events) if kinds is None else [e for e in events if e.kind in kinds]
-    if not chosen:
-        return Page(None, events[-1].offset)
-    array = codec.encode_event_array(chosen)
-    if len(array) <= max_bytes:
-        return Page(array, events[-1].offset)
+    chosen = events if kinds is None else [event for event in events if event.kind in kinds]
     parts: list[bytes] = []
     size = 0
     for data in map(codec.encode_event, chosen):
@@ -61,4 +56,4 @@ def make_page(
     # Stopped early: the page ends at its last event. Otherwise it covers every event given,
     # including those the filter left out.
     last = chosen[len(parts) - 1].offset if len(parts) < len(chosen) else events[-1].offset
-    return Page(codec.event_array(parts), last)
+    return Page(codec.event_array(parts) if parts else None, last)

@@ -1,9 +1,9 @@
 """In-memory tails of workspace streams: their most recent committed events.
 
 Live subscribers, and those a little behind, read from here and never touch the store. How
-many events the tails keep is bounded across the whole broker, not per workspace: memory does
-not grow with the number of workspaces, and one busy workspace may use the room quiet ones
-leave. Pure: no I/O, no clock.
+many events the tails keep is bounded across the whole broker, not per workspace: the events
+held do not grow with the number of workspaces, and one busy workspace may use the room quiet
+ones leave. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class _Submission:
 
 @dataclass(slots=True)
 class _Failure:
-    """A commit the store refused: the thread stops and the event loop fails every waiter."""
+    """A commit the store refused: the thread stops, and the event loop fails every waiter."""
 
     batch: list[_Submission]
     events: int
@@ -106,15 +106,16 @@ class GroupCommitWriter:
         self._last = submission.done
         return submission.done
 
-    async def in_writer(self, job: Callable[[], T]) -> T:
-        """Run ``job`` in the writer's thread, between two commits (retention, for one)."""
+    def in_writer(self, job: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue ``job`` for the writer's thread, to run between two commits (retention, for
+        one); the future gets its result."""
         if self._stopping or self._failure is not None:
             raise StoreFailedError("the writer has stopped; it runs nothing more")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._work:
             self._jobs.append((job, future))
             self._work.notify()
-        return await future
+        return future
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is durable (or has failed)."""
@@ -131,22 +132,25 @@ class GroupCommitWriter:
         """Commit until stopped; a store failure fails every waiter and raises StoreFailedError.
 
         Cancelling ``run`` stops the writer too: the thread still commits what was submitted
-        before, so that no waiter is left hanging on a thread that no one will stop.
+        before, and a failure meanwhile still fails the waiters, so that none is left hanging
+        on a thread that no one will stop. A writer runs once.
         """
+        if self._loop is not None:
+            raise RuntimeError("a writer runs once")
         self._loop = asyncio.get_running_loop()
         try:
-            failure = await self._threads.run(self._write, limiter=anyio.CapacityLimiter(1))
+            await self._threads.run(self._write, limiter=anyio.CapacityLimiter(1))
         except asyncio.CancelledError:
             self.stop()
             raise
-        if failure is not None:
-            self._fail(failure)
+        if self._failure is not None:
+            raise StoreFailedError(f"the store failed: {self._failure!r}") from self._failure
         if self._after_commit_failure is not None:
             raise self._after_commit_failure
 
     # The writer thread ----------------------------------------------------------------------
 
-    def _write(self) -> _Failure | None:
+    def _write(self) -> None:
         while True:
             with self._work:
                 while not (self._pending or self._jobs or self._stopping):
@@ -158,13 +162,15 @@ class GroupCommitWriter:
                 self._run_job(job, future)
             if not batch:
                 if not jobs:
-                    return None  # stopping, and nothing is left
+                    return  # stopping, and nothing is left
                 continue
             commit = _merge(batch)
             try:
                 self._store.commit(commit)
             except Exception as exc:
-                return _Failure(batch, len(commit.events), exc)
+                # Handled on the event loop whether or not ``run`` still waits for this thread.
+                self._to_loop(self._fail, _Failure(batch, len(commit.events), exc))
+                return
             self._to_loop(self._committed, batch, commit)
 
     def _take_batch(self) -> list[_Submission]:
@@ -198,10 +204,11 @@ class GroupCommitWriter:
         self.commits += 1
         self.committed_events += len(commit.events)
         try:
-            self._on_commit(commit)
+            if self._after_commit_failure is None:
+                self._on_commit(commit)
         except Exception as exc:
             # A fault in what follows a commit, not in the store: the writer stops, and ``run``
-            # raises it, as it would have had the commit failed.
+            # raises it (the first one; later commits are stored but not fanned out).
             self._after_commit_failure = exc
             self.stop()
         finally:
@@ -210,17 +217,20 @@ class GroupCommitWriter:
                     submission.done.set_result(None)  # durable, whatever failed after
 
     def _fail(self, failure: _Failure) -> None:
+        """The store refused a commit: every waiter, on writes and on jobs, fails."""
         self._failure = failure.error
         log.critical("store_commit_failed", error=repr(failure.error), events=failure.events)
         error = StoreFailedError(f"commit of {failure.events} events failed: {failure.error!r}")
         with self._work:
-            waiting = [*failure.batch, *self._pending]
+            self._stopping = True
+            waiting = [submission.done for submission in (*failure.batch, *self._pending)]
+            waiting += [future for _, future in self._jobs]
             self._pending.clear()
-        for submission in waiting:
-            if not submission.done.done():
-                submission.done.set_exception(error)
-                submission.done.exception()  # marks it retrieved; the raise below reports it
-        raise error from failure.error
+            self._jobs.clear()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # marks it retrieved: ``run`` reports the failure
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: Exception | None) -> None:

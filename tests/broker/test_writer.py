@@ -140,8 +140,9 @@ async def test_a_cancelled_writer_commits_what_was_submitted_and_its_thread_ends
     runner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await runner
-    await threads.wait_idle()
-    await done
+    async with asyncio.timeout(BOUND_S):
+        await threads.wait_idle()
+        await done
     with pytest.raises(StoreFailedError):
         writer.submit(events=[event(3)])
     assert store.load()[0].state.last_offset == 2
@@ -162,18 +163,89 @@ async def test_a_failing_job_fails_its_waiter_only(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_a_failure_after_a_commit_stops_the_writer_and_is_raised(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path)
+async def test_a_failure_after_a_commit_stops_the_writer_and_the_first_is_raised(
+    tmp_path: Path,
+) -> None:
+    store = GatedStore(tmp_path)
+    fanned_out: list[Commit] = []
 
     def broken_fan_out(commit: Commit) -> None:
-        raise LookupError("fan-out bug")
+        fanned_out.append(commit)
+        raise LookupError(f"fan-out bug {len(fanned_out)}")
 
-    writer = GroupCommitWriter(store, broken_fan_out, max_events=10, threads=StoreThreads())
+    writer = GroupCommitWriter(store, broken_fan_out, max_events=1, threads=StoreThreads())
     runner = asyncio.create_task(writer.run())
-    await writer.submit(events=[event(1)], states={("w", 1): state(1)})  # durable all the same
-    with pytest.raises(LookupError, match="fan-out bug"):
-        await runner
+    first = writer.submit(events=[event(1)], states={("w", 1): state(1)})
+    assert await asyncio.to_thread(store.first_started.wait, BOUND_S)
+    later = [writer.submit(events=[event(n)], states={("w", 1): state(n)}) for n in (2, 3)]
+    store.release_first.set()
+    async with asyncio.timeout(BOUND_S):
+        await asyncio.gather(first, *later)  # durable all the same
+        with pytest.raises(LookupError, match="fan-out bug 1"):
+            await runner
+    assert len(fanned_out) == 1
     with pytest.raises(StoreFailedError):
-        writer.submit(events=[event(2)])
-    assert store.load()[0].state.last_offset == 1
+        writer.submit(events=[event(4)])
+    assert store.load()[0].state.last_offset == 3
+    store.close()
+
+
+class FailingStore(SQLiteStore):
+    """Fails its first commit, once released."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failing = threading.Event()
+        self.release = threading.Event()
+
+    def commit(self, commit: Commit) -> None:
+        self.failing.set()
+        assert self.release.wait(BOUND_S)
+        raise OSError("disk gone")
+
+
+async def test_a_job_queued_while_a_commit_fails_fails_too(tmp_path: Path) -> None:
+    store = FailingStore(tmp_path)
+    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
+    runner = asyncio.create_task(writer.run())
+    done = writer.submit(events=[event(1)], states={("w", 1): state(1)})
+    assert await asyncio.to_thread(store.failing.wait, BOUND_S)
+    job = writer.in_writer(store.load)
+    store.release.set()
+    async with asyncio.timeout(BOUND_S):
+        for waiter in (done, job, runner):
+            with pytest.raises(StoreFailedError):
+                await waiter
+    store.close()
+
+
+async def test_a_cancelled_writer_still_fails_its_waiters_when_the_store_fails(
+    tmp_path: Path,
+) -> None:
+    store = FailingStore(tmp_path)
+    threads = StoreThreads()
+    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=threads)
+    runner = asyncio.create_task(writer.run())
+    done = writer.submit(events=[event(1)], states={("w", 1): state(1)})
+    assert await asyncio.to_thread(store.failing.wait, BOUND_S)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    store.release.set()
+    async with asyncio.timeout(BOUND_S):
+        with pytest.raises(StoreFailedError):
+            await done
+        await threads.wait_idle()
+    store.close()
+
+
+async def test_a_writer_runs_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
+    runner = asyncio.create_task(writer.run())
+    await writer.submit(events=[event(1)], states={("w", 1): state(1)})
+    with pytest.raises(RuntimeError, match="runs once"):
+        await writer.run()
+    writer.stop()
+    await runner
     store.close()
