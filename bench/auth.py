@@ -104,9 +104,9 @@ class AuthMeasurement:
 def paired_ratio(rates: Rates, baseline: Rates) -> float:
     """The median over repeats of ``rates`` over ``baseline`` in the same repeat.
 
-    Each broker's store grows over the repeats and its ingest slows with it (by a fifth or so
-    from the first repeat to the sixth), alike for both brokers. Pairing each repeat with its
-    twin keeps that drift out of the ratio; a ratio of medians would not.
+    Ingest can drift over the repeats, alike for both brokers (it slowed by a fifth from the
+    first repeat to the sixth in one run). Pairing each repeat with its twin keeps such drift
+    out of the ratio; a ratio of medians would not.
     """
     return statistics.median(
         sample.rate / base.rate
@@ -271,8 +271,8 @@ def auth_report(result: AuthMeasurement) -> Report:
         " With a token, each `hello` costs a hash, a lookup and a write of the token's last use",
         f"{result.repeats} repeats, alternating which broker goes first; each client is a"
         " separate process on 127.0.0.1. Ratios are the median over repeats of one broker's"
-        " rate over the other's in the same repeat: ingest slows as the stores grow over the"
-        " repeats, alike for both, and pairing the repeats keeps that out of the ratio",
+        " rate over the other's in the same repeat: ingest can drift over the repeats, alike"
+        " for both, and pairing the repeats keeps that out of the ratio",
         "Load columns, in cores over the run, median (min..max) over repeats: server CPU = CPU"
         " time of the broker process; server CPU wait = time its threads were ready to run but"
         " had no CPU; client CPU = the client process; other CPU = everything else on the"
