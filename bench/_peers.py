@@ -89,7 +89,7 @@ def envelope_frame(
         first_seq=ENVELOPE_FIRST_OFFSET,
         received_time=datetime.datetime.now(datetime.UTC),
     )
-    return codec.events_frame_of(1, codec.encode_event_array(stamped))
+    return codec.encode(schema.Events(sub=1, events=stamped))
 
 
 SCALAR_NAME: Final = "loss"

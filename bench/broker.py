@@ -686,7 +686,9 @@ def measure_fanout(
             for count in watchers:
                 events = fanout_events(count, deliveries)
                 for target, frames in variants:
-                    stream = Stream(target, "json", "flood", count, warm, events, 0, frames)
+                    stream = Stream(
+                        target, "json", "flood", count, warm, events, relay_frames=frames
+                    )
                     outcome = _stream(servers, stream, f"fanout{count}")
                     samples[target, frames, count].append(outcome.sample(outcome.delivered))
         warnings = servers.broker_warnings
@@ -754,11 +756,10 @@ def _fanout_table(
     )
     rows: list[tuple[str, ...]] = []
     for comparison, count in zip(result.comparisons, result.watchers, strict=True):
-        relay = comparison.relay.median_rate
         rows.append(_rate_row(comparison.broker, comparison.ratio, str(count)))
         rows.append(_rate_row(comparison.relay, 1.0, str(count)))
         if comparison.envelope_relay is not None:
-            ratio = comparison.envelope_relay.median_rate / relay
+            ratio = comparison.envelope_relay.median_rate / comparison.relay.median_rate
             rows.append(_rate_row(comparison.envelope_relay, ratio, str(count)))
     return tuple(notes), header, tuple(rows)
 

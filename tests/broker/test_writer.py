@@ -6,13 +6,14 @@ import asyncio
 import datetime
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import schema
 from broker._sqlite_store import SQLiteStore
-from broker._store import Commit
+from broker._store import Commit, Store
 from broker._threads import StoreThreads
 from broker._writer import GroupCommitWriter, StoreFailedError
 
@@ -38,11 +39,24 @@ def state(last_offset: int) -> schema.WorkspaceState:
     return schema.WorkspaceState(name="w", epoch=1, created=T0, last_offset=last_offset)
 
 
+def started(
+    store: Store,
+    on_commit: Callable[[Commit], None] = lambda _: None,
+    *,
+    max_events: int = 10,
+    threads: StoreThreads | None = None,
+) -> tuple[GroupCommitWriter, asyncio.Task[None]]:
+    """A writer on ``store`` and the task that runs it."""
+    writer = GroupCommitWriter(
+        store, on_commit, max_events=max_events, threads=threads or StoreThreads()
+    )
+    return writer, asyncio.create_task(writer.run())
+
+
 async def test_submissions_made_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path)
     commits: list[Commit] = []
-    writer = GroupCommitWriter(store, commits.append, max_events=1000, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store, commits.append, max_events=1000)
     done = [
         writer.submit(events=[event(i)], states={("w", 1): state(i)}, run_seqs={("w", 1, "r"): i})
         for i in range(1, 201)
@@ -62,8 +76,7 @@ async def test_submissions_made_during_a_commit_share_the_next_one(tmp_path: Pat
 
 async def test_a_failing_store_fails_every_waiter_and_the_writer(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path)
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store)
     ok = writer.submit(events=[event(1)], states={("w", 1): state(1)})
     await ok
     duplicate = writer.submit(events=[event(1)], states={("w", 1): state(1)})
@@ -79,8 +92,7 @@ async def test_a_failing_store_fails_every_waiter_and_the_writer(tmp_path: Path)
 
 async def test_jobs_run_between_commits_and_stop_finishes_the_queue(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path)
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store)
     writer.submit(events=[event(1)], states={("w", 1): state(1)})
     loaded = await writer.in_writer(store.load)
     assert isinstance(loaded, list)
@@ -112,8 +124,7 @@ class GatedStore(SQLiteStore):
 
 async def test_the_thread_takes_the_next_commit_without_the_event_loop(tmp_path: Path) -> None:
     store = GatedStore(tmp_path)
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store)
     first = writer.submit(events=[event(1)], states={("w", 1): state(1)})
     assert await asyncio.to_thread(store.first_started.wait, BOUND_S)
     second = writer.submit(events=[event(2)], states={("w", 1): state(2)})
@@ -133,8 +144,7 @@ async def test_a_cancelled_writer_commits_what_was_submitted_and_its_thread_ends
 ) -> None:
     store = SQLiteStore(tmp_path)
     threads = StoreThreads()
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=threads)
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store, threads=threads)
     await writer.submit(events=[event(1)], states={("w", 1): state(1)})
     done = writer.submit(events=[event(2)], states={("w", 1): state(2)})
     runner.cancel()
@@ -151,8 +161,7 @@ async def test_a_cancelled_writer_commits_what_was_submitted_and_its_thread_ends
 
 async def test_a_failing_job_fails_its_waiter_only(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path)
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store)
     with pytest.raises(ZeroDivisionError):
         await writer.in_writer(lambda: 1 // 0)
     await writer.submit(events=[event(1)], states={("w", 1): state(1)})
@@ -173,8 +182,7 @@ async def test_a_failure_after_a_commit_stops_the_writer_and_the_first_is_raised
         fanned_out.append(commit)
         raise LookupError(f"fan-out bug {len(fanned_out)}")
 
-    writer = GroupCommitWriter(store, broken_fan_out, max_events=1, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store, broken_fan_out, max_events=1)
     first = writer.submit(events=[event(1)], states={("w", 1): state(1)})
     assert await asyncio.to_thread(store.first_started.wait, BOUND_S)
     later = [writer.submit(events=[event(n)], states={("w", 1): state(n)}) for n in (2, 3)]
@@ -206,8 +214,7 @@ class FailingStore(SQLiteStore):
 
 async def test_a_job_queued_while_a_commit_fails_fails_too(tmp_path: Path) -> None:
     store = FailingStore(tmp_path)
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store)
     done = writer.submit(events=[event(1)], states={("w", 1): state(1)})
     assert await asyncio.to_thread(store.failing.wait, BOUND_S)
     job = writer.in_writer(store.load)
@@ -224,8 +231,7 @@ async def test_a_cancelled_writer_still_fails_its_waiters_when_the_store_fails(
 ) -> None:
     store = FailingStore(tmp_path)
     threads = StoreThreads()
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=threads)
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store, threads=threads)
     done = writer.submit(events=[event(1)], states={("w", 1): state(1)})
     assert await asyncio.to_thread(store.failing.wait, BOUND_S)
     runner.cancel()
@@ -241,8 +247,7 @@ async def test_a_cancelled_writer_still_fails_its_waiters_when_the_store_fails(
 
 async def test_a_writer_runs_once(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path)
-    writer = GroupCommitWriter(store, lambda _: None, max_events=10, threads=StoreThreads())
-    runner = asyncio.create_task(writer.run())
+    writer, runner = started(store)
     await writer.submit(events=[event(1)], states={("w", 1): state(1)})
     with pytest.raises(RuntimeError, match="runs once"):
         await writer.run()
