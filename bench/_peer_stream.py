@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from ._procs import Child, ChildError, Fleet, run_queue_wait_s
+from ._stats import MachineClock
 from .broker import (
     BATCH,
     STARTUP_TIMEOUT_S,
     TICK_S,
     WINDOW,
     StreamOutcome,
-    _MachineClock,
     watcher_processes,
 )
 
@@ -134,7 +134,7 @@ def run_peer_stream(
             stored(name, stream.warm, timeout)
         for child in watchers:
             child.expect("warmed", timeout)
-        machine = _MachineClock()
+        machine = MachineClock()
         server_cpu, server_waits = target.process.cpu_seconds(), target.process.run_queue_waits()
         publisher.send("go")
         stored_ns = 0 if stored is None else stored(name, stream.warm + stream.events, timeout)

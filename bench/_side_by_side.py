@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from .broker import Rates
+from ._stats import Rates
 
 MISSING: Final = "-"
 

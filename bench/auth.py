@@ -22,7 +22,6 @@ sessions ratio is reported beside it.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,18 +33,16 @@ from broker._tokens import ROLES, TokenStore
 
 from ._procs import Child, ChildError, Fleet, run_queue_wait_s
 from ._report import Goal, Report
-from .broker import (
-    BASE_DEADLINE_S,
-    BATCH,
-    STARTUP_TIMEOUT_S,
-    WINDOW,
+from ._stats import (
+    MachineClock,
     Rates,
     Sample,
-    _MachineClock,
-    _rate_row,
-    _workspace,
     load_average,
+    machine_note,
+    paired_ratio,
+    rate_row,
 )
+from .broker import BASE_DEADLINE_S, BATCH, STARTUP_TIMEOUT_S, WINDOW, _workspace
 
 Mode = Literal["none", "token"]
 MODES: Final[tuple[Mode, ...]] = ("none", "token")
@@ -101,19 +98,6 @@ class AuthMeasurement:
         return paired_ratio(self.sessions["token"], self.sessions["none"])
 
 
-def paired_ratio(rates: Rates, baseline: Rates) -> float:
-    """The median over repeats of ``rates`` over ``baseline`` in the same repeat.
-
-    Ingest can drift over the repeats, alike for both brokers (it slowed by a fifth from the
-    first repeat to the sixth in one run). Pairing each repeat with its twin keeps such drift
-    out of the ratio; a ratio of medians would not.
-    """
-    return statistics.median(
-        sample.rate / base.rate
-        for sample, base in zip(rates.samples, baseline.samples, strict=True)
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Broker:
     process: Child
@@ -158,7 +142,7 @@ def _run_client(broker: _Broker, role: str, role_params: dict[str, Any], deadlin
         child.expect("ready", STARTUP_TIMEOUT_S)
         child.send("warm")
         child.expect("warmed", timeout)
-        machine = _MachineClock()
+        machine = MachineClock()
         server = broker.process
         server_cpu, server_waits = server.cpu_seconds(), server.run_queue_waits()
         child.send("go")
@@ -257,7 +241,6 @@ def measure_auth(
 
 
 def auth_report(result: AuthMeasurement) -> Report:
-    load = "unknown" if result.load_average is None else f"{result.load_average:.2f}"
     notes = (
         "Two brokers side by side, `--auth none` and `--auth token`, each on its own temporary"
         " store (SQLite WAL, synchronous=full), driven by the same client processes; only the"
@@ -277,8 +260,7 @@ def auth_report(result: AuthMeasurement) -> Report:
         " time of the broker process; server CPU wait = time its threads were ready to run but"
         " had no CPU; client CPU = the client process; other CPU = everything else on the"
         " machine",
-        f"Broker log lines at warning level or above: {result.broker_warnings};"
-        f" 1-minute load average before the measurement: {load}",
+        machine_note(result.broker_warnings, result.load_average),
     )
     header = (
         "variant",
@@ -292,10 +274,10 @@ def auth_report(result: AuthMeasurement) -> Report:
         "other CPU",
     )
     rows = (
-        _rate_row(result.ingest["none"], 1.0),
-        _rate_row(result.ingest["token"], result.ingest_ratio),
-        _rate_row(result.sessions["none"], 1.0),
-        _rate_row(result.sessions["token"], result.sessions_ratio),
+        rate_row(result.ingest["none"], 1.0),
+        rate_row(result.ingest["token"], result.ingest_ratio),
+        rate_row(result.sessions["none"], 1.0),
+        rate_row(result.sessions["token"], result.sessions_ratio),
     )
     token, plain = result.ingest["token"].median_rate, result.ingest["none"].median_rate
     sessions_token = result.sessions["token"].median_rate

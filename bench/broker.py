@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import statistics
 import tempfile
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +27,18 @@ import schema
 
 from ._peers import LOG_EVENT, envelope_frame
 from ._plots import Plot, Point, Series
-from ._procs import Child, ChildError, Fleet, run_queue_wait_s, system_cpu_seconds
-from ._report import Goal, Report, Spread, spread_header
+from ._procs import Child, ChildError, Fleet, run_queue_wait_s
+from ._report import Goal, Report, spread_header
+from ._stats import (
+    Comparison,
+    Latencies,
+    MachineClock,
+    Rates,
+    Sample,
+    load_average,
+    machine_note,
+    rate_row,
+)
 
 Target = Literal["broker", "relay"]
 CodecName = Literal["json", "msgpack"]
@@ -120,145 +127,6 @@ BASE_DEADLINE_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
-    """One repeat: a rate, and how busy the server and the clients were meanwhile."""
-
-    rate: float
-    """Events per second (ingest), or deliveries per second summed over watchers (fan-out)."""
-    server_load: float | None
-    """CPU time of the broker or relay process over the measured span, in cores."""
-    server_wait: float | None
-    """Time the server's threads were ready to run but had no CPU, in cores (contention)."""
-    client_load: float
-    """CPU time of the publisher and watcher processes over the measured span, in cores."""
-    other_load: float | None
-    """CPU time of everything else on the machine meanwhile, in cores."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rates:
-    """One variant's samples, one per repeat."""
-
-    name: str
-    samples: tuple[Sample, ...]
-
-    @property
-    def rates(self) -> tuple[float, ...]:
-        return tuple(sample.rate for sample in self.samples)
-
-    @property
-    def min_rate(self) -> float:
-        return min(self.rates)
-
-    @property
-    def median_rate(self) -> float:
-        return statistics.median(self.rates)
-
-    @property
-    def max_rate(self) -> float:
-        return max(self.rates)
-
-    @property
-    def server_load(self) -> float | None:
-        """Median over repeats; None where the platform does not tell."""
-        loads = [sample.server_load for sample in self.samples if sample.server_load is not None]
-        return statistics.median(loads) if loads else None
-
-    @property
-    def server_wait(self) -> float | None:
-        waits = [sample.server_wait for sample in self.samples if sample.server_wait is not None]
-        return statistics.median(waits) if waits else None
-
-    @property
-    def client_load(self) -> float:
-        return statistics.median(sample.client_load for sample in self.samples)
-
-    @property
-    def other_load(self) -> float | None:
-        loads = [sample.other_load for sample in self.samples if sample.other_load is not None]
-        return statistics.median(loads) if loads else None
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """The broker and the relay on the same workload."""
-
-    label: str
-    events: int
-    """Events published per repeat, after the warm-up."""
-    broker: Rates
-    relay: Rates
-    envelope_relay: Rates | None = None
-    """The relay forwarding ``events`` frames instead (fan-out only; no goal)."""
-
-    @property
-    def ratio(self) -> float:
-        """Median over median."""
-        return self.broker.median_rate / self.relay.median_rate
-
-    @property
-    def envelope_ratio(self) -> float | None:
-        """The broker's median over the envelope relay's."""
-        if self.envelope_relay is None:
-            return None
-        return self.broker.median_rate / self.envelope_relay.median_rate
-
-
-@dataclass(frozen=True, slots=True)
-class Latencies:
-    """Latencies in milliseconds, pooled over repeats, with each repeat's p50 and p99."""
-
-    name: str
-    samples_ms: tuple[float, ...]
-    """Sorted."""
-    repeat_p50_ms: tuple[float, ...]
-    repeat_p99_ms: tuple[float, ...]
-
-    @classmethod
-    def of(cls, name: str, repeats: Sequence[Sequence[float]]) -> Latencies:
-        pooled = tuple(sorted(itertools.chain.from_iterable(repeats)))
-        if not pooled:
-            raise ValueError(f"{name}: no latency samples")
-        ordered = [sorted(repeat) for repeat in repeats]
-        return cls(
-            name,
-            pooled,
-            tuple(percentile(repeat, 50) for repeat in ordered),
-            tuple(percentile(repeat, 99) for repeat in ordered),
-        )
-
-    @property
-    def p50_spread(self) -> Spread:
-        """The p50 of each repeat, over repeats."""
-        return Spread.of(self.repeat_p50_ms)
-
-    @property
-    def p99_spread(self) -> Spread:
-        """The p99 of each repeat, over repeats."""
-        return Spread.of(self.repeat_p99_ms)
-
-    @property
-    def p50_ms(self) -> float:
-        return percentile(self.samples_ms, 50)
-
-    @property
-    def p99_ms(self) -> float:
-        return percentile(self.samples_ms, 99)
-
-    @property
-    def max_ms(self) -> float:
-        return self.samples_ms[-1]
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted samples."""
-    if not ordered:
-        raise ValueError("no samples")
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-@dataclass(frozen=True, slots=True)
 class IngestMeasurement:
     comparisons: tuple[Comparison, ...]
     """One per codec."""
@@ -295,6 +163,11 @@ class LatencyMeasurement:
     load_average: float | None
     """The machine's 1-minute load average when the measurement began."""
 
+    @property
+    def receivers(self) -> int:
+        """Clients that timed each event (or request): the watchers, or the one worker."""
+        return len(self.broker.samples_ms) // max(1, self.count * self.repeats)
+
 
 # Processes ----------------------------------------------------------------------------------
 
@@ -326,22 +199,6 @@ def _servers() -> Iterator[Servers]:
 
 
 _names = itertools.count(1)
-
-
-def load_average() -> float | None:
-    """The 1-minute load average: other work on the machine shows in the figures."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
-def _machine_note(result: IngestMeasurement | FanoutMeasurement | LatencyMeasurement) -> str:
-    load = "unknown" if result.load_average is None else f"{result.load_average:.2f}"
-    return (
-        f"Broker log lines at warning level or above: {result.broker_warnings};"
-        f" 1-minute load average before the measurement: {load}"
-    )
 
 
 def _workspace(label: str) -> str:
@@ -414,31 +271,6 @@ class StreamOutcome:
         return Sample(count / self.elapsed_s, server, wait, client, self.other_load)
 
 
-class _MachineClock:
-    """CPU used on the whole machine over a span, to tell how much other work took."""
-
-    def __init__(self) -> None:
-        self._system = system_cpu_seconds()
-        self._own = time.process_time()
-        self._wall = time.monotonic()
-        self.wall_s = 0.0
-        self._other_s: float | None = None
-
-    def stop(self, server_cpu_s: float | None, client_cpu_s: float) -> None:
-        """End the span; ``server_cpu_s`` and ``client_cpu_s`` are the benchmark's own use."""
-        self.wall_s = time.monotonic() - self._wall
-        system = system_cpu_seconds()
-        if self._system is not None and system is not None and server_cpu_s is not None:
-            own = time.process_time() - self._own
-            spent = system - self._system
-            self._other_s = max(0.0, spent - own - server_cpu_s - client_cpu_s)
-
-    @property
-    def other_load(self) -> float | None:
-        """Cores used by processes other than the benchmark's, over the span; None if unknown."""
-        return None if self._other_s is None else self._other_s / max(self.wall_s, 1e-9)
-
-
 def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
     """Run one publisher and its watchers to the end; every process is gone on return."""
     workspace = _workspace(label)
@@ -489,7 +321,7 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
         for child in watchers:
             child.expect("warmed", timeout)
         server = servers.processes[stream.target]
-        machine = _MachineClock()
+        machine = MachineClock()
         server_cpu, server_waits = server.cpu_seconds(), server.run_queue_waits()
         publisher.send("go")
         published = publisher.expect("result", timeout)
@@ -570,27 +402,6 @@ def measure_ingest(
     return IngestMeasurement(comparisons, warm, repeats, frame_bytes, warnings, load)
 
 
-def load_cell(cores: Iterable[float | None]) -> str:
-    """A load column's cell (see :data:`LOAD_NOTE`): ``median (min..max)`` over the repeats
-    that know it."""
-    known = [value for value in cores if value is not None]
-    return Spread.of(known).cell(".2f") if known else "n/a"
-
-
-def _rate_row(rates: Rates, ratio: float, *cells: str) -> tuple[str, ...]:
-    samples = rates.samples
-    return (
-        rates.name,
-        *cells,
-        *Spread.of(rates.rates).cells(",.0f"),
-        f"{ratio:.2f}x",
-        load_cell(sample.server_load for sample in samples),
-        load_cell(sample.server_wait for sample in samples),
-        load_cell(sample.client_load for sample in samples),
-        load_cell(sample.other_load for sample in samples),
-    )
-
-
 LOAD_NOTE: Final = (
     "Load columns, in cores over the run, median (min..max) over repeats: server CPU = CPU"
     " time of the broker (or relay) process; server CPU wait = time its threads were ready to"
@@ -611,7 +422,7 @@ def ingest_report(result: IngestMeasurement) -> Report:
         f"Each participant is a separate process on 127.0.0.1; {result.repeats} interleaved"
         f" repeats of {first.events:,} events after {result.warm:,} warm-up events",
         LOAD_NOTE,
-        _machine_note(result),
+        machine_note(result.broker_warnings, result.load_average),
     )
     header = (
         "variant",
@@ -626,8 +437,8 @@ def ingest_report(result: IngestMeasurement) -> Report:
     )
     rows: list[tuple[str, ...]] = []
     for comparison in result.comparisons:
-        rows.append(_rate_row(comparison.broker, comparison.ratio))
-        rows.append(_rate_row(comparison.relay, 1.0))
+        rows.append(rate_row(comparison.broker, comparison.ratio))
+        rows.append(rate_row(comparison.relay, 1.0))
     goals = (
         Goal(
             description=f"{first.broker.name} >= {INGEST_GOAL:,} events/s",
@@ -742,7 +553,7 @@ def _fanout_table(
         f"Watcher processes (many connections each): {layout}; {result.repeats} interleaved"
         f" repeats after {result.warm:,} warm-up events",
         LOAD_NOTE,
-        _machine_note(result),
+        machine_note(result.broker_warnings, result.load_average),
     ]
     header = (
         "variant",
@@ -756,11 +567,11 @@ def _fanout_table(
     )
     rows: list[tuple[str, ...]] = []
     for comparison, count in zip(result.comparisons, result.watchers, strict=True):
-        rows.append(_rate_row(comparison.broker, comparison.ratio, str(count)))
-        rows.append(_rate_row(comparison.relay, 1.0, str(count)))
+        rows.append(rate_row(comparison.broker, comparison.ratio, str(count)))
+        rows.append(rate_row(comparison.relay, 1.0, str(count)))
         if comparison.envelope_relay is not None:
             ratio = comparison.envelope_relay.median_rate / comparison.relay.median_rate
-            rows.append(_rate_row(comparison.envelope_relay, ratio, str(count)))
+            rows.append(rate_row(comparison.envelope_relay, ratio, str(count)))
     return tuple(notes), header, tuple(rows)
 
 
@@ -905,30 +716,73 @@ LATENCY_NOTE: Final = (
 )
 
 
-def latency_report(result: LatencyMeasurement, *, rate: int = LATENCY_RATE) -> Report:
-    watchers = len(result.broker.samples_ms) // max(1, result.count * result.repeats)
-    notes = (
-        f"One worker publishes {rate:,} `Scalar` events per second in small batches (one every"
-        f" {TICK_S * 1000:g} ms); each carries its send time (`time.time_ns`) in `step`, and"
-        f" each of {watchers} watchers subtracts it from its own clock on arrival. Broker"
-        " events are committed (synchronous=full) before they are sent",
-        f"Baseline: {RELAY} forwarding the same frames to as many subscribers",
-        f"{result.repeats} interleaved repeats of {result.count:,} events after"
-        f" {result.warm:,} warm-up events",
-        LATENCY_NOTE,
-        _machine_note(result),
-    )
-    return Report(
+@dataclass(frozen=True, slots=True)
+class LatencyKind:
+    """What one latency report times: all that sets ``broker-latency`` and ``broker-catch``
+    apart. Their figures, table and goal are alike (see :func:`latency_report`)."""
+
+    name: str
+    title: str
+    setup: tuple[str, ...]
+    """Notes on what is timed and on the baseline, ahead of the notes every latency report has."""
+    sent: str
+    """What each repeat sends and times, plural: ``events`` or ``requests``."""
+    goal_ms: float
+    """The broker's p99 over the samples of every repeat must be below this."""
+
+
+def publish_latency(rate: int, watchers: int) -> LatencyKind:
+    """``broker-latency``: ``rate`` events per second, each timed by ``watchers`` watchers."""
+    return LatencyKind(
         name="broker-latency",
         title=f"publish-to-watcher latency at {rate:,} events/s",
+        setup=(
+            f"One worker publishes {rate:,} `Scalar` events per second in small batches (one every"
+            f" {TICK_S * 1000:g} ms); each carries its send time (`time.time_ns`) in `step`, and"
+            f" each of {watchers} watchers subtracts it from its own clock on arrival. Broker"
+            " events are committed (synchronous=full) before they are sent",
+            f"Baseline: {RELAY} forwarding the same frames to as many subscribers",
+        ),
+        sent="events",
+        goal_ms=LATENCY_GOAL_MS,
+    )
+
+
+CATCH_LATENCY: Final = LatencyKind(
+    name="broker-catch",
+    title="catch-to-worker latency",
+    setup=(
+        "An operator (watcher session) sends `catch` and `release` for a workspace in turn,"
+        f" waiting {CATCH_GAP_S * 1000:g}-{CATCH_GAP_S * 1500:g} ms after each (after its `ok`"
+        " from the broker); the"
+        " workspace's worker times the arrival of each `semaphores` push against the send"
+        " time (`time.time_ns`, same machine). The broker stores the change durably first",
+        f"Baseline: {RELAY} forwarding the same `catch`/`release` frames to the worker",
+    ),
+    sent="requests",
+    goal_ms=CATCH_GOAL_MS,
+)
+
+
+def latency_report(result: LatencyMeasurement, kind: LatencyKind) -> Report:
+    notes = (
+        *kind.setup,
+        f"{result.repeats} interleaved repeats of {result.count:,} {kind.sent} after"
+        f" {result.warm:,} warm-up {kind.sent}",
+        LATENCY_NOTE,
+        machine_note(result.broker_warnings, result.load_average),
+    )
+    return Report(
+        name=kind.name,
+        title=kind.title,
         notes=notes,
         header=LATENCY_HEADER,
         rows=_latency_rows(result),
         goals=(
             Goal(
-                description=f"{result.broker.name} p99 < {LATENCY_GOAL_MS:g} ms",
+                description=f"{result.broker.name} p99 < {kind.goal_ms:g} ms",
                 measured=f"{result.broker.p99_ms:.2f} ms (relay {result.relay.p99_ms:.2f} ms)",
-                passed=result.broker.p99_ms < LATENCY_GOAL_MS,
+                passed=result.broker.p99_ms < kind.goal_ms,
             ),
         ),
     )
@@ -936,14 +790,14 @@ def latency_report(result: LatencyMeasurement, *, rate: int = LATENCY_RATE) -> R
 
 def run_latency(*, quick: bool) -> Report:
     if quick:
-        return latency_report(
-            measure_latency(
-                seconds=QUICK_LATENCY_SECONDS,
-                warm_seconds=QUICK_LATENCY_WARM_SECONDS,
-                repeats=QUICK_REPEATS,
-            )
+        result = measure_latency(
+            seconds=QUICK_LATENCY_SECONDS,
+            warm_seconds=QUICK_LATENCY_WARM_SECONDS,
+            repeats=QUICK_REPEATS,
         )
-    return latency_report(measure_latency())
+    else:
+        result = measure_latency()
+    return latency_report(result, publish_latency(LATENCY_RATE, result.receivers))
 
 
 # Publish-to-watcher latency against the rate ------------------------------------------------
@@ -1129,38 +983,11 @@ def measure_catch(
     )
 
 
-def catch_report(result: LatencyMeasurement) -> Report:
-    notes = (
-        "An operator (watcher session) sends `catch` and `release` for a workspace in turn,"
-        f" waiting {CATCH_GAP_S * 1000:g}-{CATCH_GAP_S * 1500:g} ms after each (after its `ok`"
-        " from the broker); the"
-        " workspace's worker times the arrival of each `semaphores` push against the send"
-        " time (`time.time_ns`, same machine). The broker stores the change durably first",
-        f"Baseline: {RELAY} forwarding the same `catch`/`release` frames to the worker",
-        f"{result.repeats} interleaved repeats of {result.count:,} requests after"
-        f" {result.warm:,} warm-up requests",
-        LATENCY_NOTE,
-        _machine_note(result),
-    )
-    return Report(
-        name="broker-catch",
-        title="catch-to-worker latency",
-        notes=notes,
-        header=LATENCY_HEADER,
-        rows=_latency_rows(result),
-        goals=(
-            Goal(
-                description=f"{result.broker.name} p99 < {CATCH_GOAL_MS:g} ms",
-                measured=f"{result.broker.p99_ms:.2f} ms (relay {result.relay.p99_ms:.2f} ms)",
-                passed=result.broker.p99_ms < CATCH_GOAL_MS,
-            ),
-        ),
-    )
-
-
 def run_catch(*, quick: bool) -> Report:
     if quick:
-        return catch_report(
-            measure_catch(round_trips=QUICK_CATCH_ROUND_TRIPS, warm=QUICK_CATCH_WARM, repeats=1)
+        result = measure_catch(
+            round_trips=QUICK_CATCH_ROUND_TRIPS, warm=QUICK_CATCH_WARM, repeats=1
         )
-    return catch_report(measure_catch())
+    else:
+        result = measure_catch()
+    return latency_report(result, CATCH_LATENCY)

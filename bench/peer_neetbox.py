@@ -32,7 +32,8 @@ from ._peer_stream import PeerStream, PeerTarget, run_peer_stream
 from ._procs import Fleet
 from ._report import Goal, Report
 from ._side_by_side import LOAD_NOTE, SideBySide, header, rows
-from .broker import BATCH, BROKER, RELAY, WINDOW, Rates, Sample, Stream, Target
+from ._stats import Rates, Sample, load_average, machine_note
+from .broker import BATCH, BROKER, RELAY, WINDOW, Stream, Target
 
 NAME: Final = "peer-neetbox"
 SIDES: Final[tuple[Target, ...]] = ("relay", "broker")
@@ -119,7 +120,7 @@ def measure(*, sizes: Sizes = SIZES, repeats: int = broker.REPEATS) -> NeetboxMe
     samples: dict[tuple[str, str], list[Sample]] = {
         (side, workload): [] for side in ("broker", "relay", PEER) for workload in workloads
     }
-    load = broker.load_average()
+    load = load_average()
     with (
         tempfile.TemporaryDirectory(prefix="pierhead-bench-") as data,
         tempfile.TemporaryDirectory(prefix="pierhead-bench-neetbox-") as home,
@@ -196,7 +197,6 @@ def _counts(events: dict[int, int]) -> str:
 
 def report(result: NeetboxMeasurement) -> Report:
     sizes, ingest = result.sizes, result.ingest
-    load = "unknown" if result.load_average is None else f"{result.load_average:.2f}"
     notes = [
         "The same event on every side: the ~200-byte `LogRecord` of the codec benchmark."
         f" pierhead gets it in JSON `publish` frames of {BATCH} events, at most {WINDOW}"
@@ -223,8 +223,7 @@ def report(result: NeetboxMeasurement) -> Report:
         f" {broker.MAX_WATCHER_PROCESSES} processes as in broker-fanout",
         PIERHEAD_OPTIONS_NOTE,
         LOAD_NOTE,
-        f"Broker log lines at warning level or above: {result.broker_warnings}; 1-minute load"
-        f" average before the measurement: {load}",
+        machine_note(result.broker_warnings, result.load_average),
     ]
     if result.missing is not None:
         notes.append(f"neetbox was not measured: {result.missing}")

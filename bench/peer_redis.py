@@ -31,7 +31,8 @@ from ._peer_stream import PeerStream, PeerTarget, run_peer_stream
 from ._procs import Fleet
 from ._report import Goal, Report
 from ._side_by_side import LOAD_NOTE, MISSING, SideBySide, header, rows
-from .broker import BATCH, BROKER, RELAY, WINDOW, Latencies, Rates, Sample, Servers, Stream, Target
+from ._stats import Latencies, Rates, Sample, load_average, machine_note
+from .broker import BATCH, BROKER, RELAY, WINDOW, Servers, Stream, Target
 
 SIDES: Final[tuple[Target, ...]] = ("relay", "broker")
 """pierhead's side and the relay's, in the order each repeat runs them."""
@@ -103,14 +104,6 @@ def _peer_note(peer: str, client: str, missing: str | None) -> str:
     )
 
 
-def _machine_note(warnings: int, load_average: float | None) -> str:
-    load = "unknown" if load_average is None else f"{load_average:.2f}"
-    return (
-        f"Broker log lines at warning level or above: {warnings}; 1-minute load average before"
-        f" the measurement: {load}"
-    )
-
-
 # Fan-out ------------------------------------------------------------------------------------
 
 
@@ -141,7 +134,7 @@ def measure_fanout(
 ) -> FanoutMeasurement:
     """Deliveries per second to ``watchers`` on pierhead, Redis and the relay."""
     samples: dict[str, list[Sample]] = {"broker": [], "relay": [], PEER: [], FRAMES: []}
-    load = broker.load_average()
+    load = load_average()
     with _running() as (servers, peer):
         target = peer.target()
         for _ in range(repeats):
@@ -207,7 +200,7 @@ def fanout_report(result: FanoutMeasurement) -> Report:
         DURABILITY_NOTE,
         PIERHEAD_OPTIONS_NOTE,
         LOAD_NOTE,
-        _machine_note(result.broker_warnings, result.load_average),
+        machine_note(result.broker_warnings, result.load_average),
     ]
     vs_peer, peer = comparison.vs_peer, comparison.peer
     pierhead = comparison.pierhead.median_rate
@@ -286,7 +279,7 @@ def measure_latency(
     """Send time to arrival at each watcher, at a paced rate, on pierhead, Redis and the relay."""
     warm, events = round(rate * warm_seconds), round(rate * seconds)
     samples: dict[str, list[list[float]]] = {"broker": [], "relay": [], PEER: []}
-    load = broker.load_average()
+    load = load_average()
     with _running() as (servers, peer):
         target = peer.target()
         for _ in range(repeats):
@@ -359,7 +352,7 @@ def latency_report(result: LatencyMeasurement) -> Report:
         _peer_note(result.peer_name, result.client, result.missing),
         DURABILITY_NOTE,
         "No goal: shown for comparison; pierhead's own latency goal is in broker-latency",
-        _machine_note(result.broker_warnings, result.load_average),
+        machine_note(result.broker_warnings, result.load_average),
     ]
     table = [_latency_row(result.pierhead, result.peer)]
     if result.peer is None:

@@ -44,19 +44,8 @@ import sdk
 from ._peers import SCALAR_NAME
 from ._procs import Child, ChildError, Fleet, run_queue_wait_s
 from ._report import Goal, Report, Spread
-from .broker import (
-    BASE_DEADLINE_S,
-    BATCH,
-    BROKER,
-    STARTUP_TIMEOUT_S,
-    WINDOW,
-    Rates,
-    Sample,
-    _MachineClock,
-    _rate_row,
-    _workspace,
-    load_average,
-)
+from ._stats import MachineClock, Rates, Sample, load_average, machine_note, rate_row
+from .broker import BASE_DEADLINE_S, BATCH, BROKER, STARTUP_TIMEOUT_S, WINDOW, _workspace
 from .codec import VariantResult
 
 # Enqueue ------------------------------------------------------------------------------------
@@ -395,7 +384,7 @@ def _run_client(broker: Child, url: str, client: Client, *, warm: int, events: i
         child.expect("ready", STARTUP_TIMEOUT_S)
         child.send("warm")
         child.expect("warmed", timeout)
-        machine = _MachineClock()
+        machine = MachineClock()
         server_cpu, server_waits = broker.cpu_seconds(), broker.run_queue_waits()
         child.send("go")
         result = child.expect("result", timeout)
@@ -452,7 +441,6 @@ THROUGHPUT_LOAD_NOTE: Final = (
 
 
 def throughput_report(result: ThroughputMeasurement) -> Report:
-    load = "unknown" if result.load_average is None else f"{result.load_average:.2f}"
     notes = (
         f"One client process enqueues `Scalar` events and waits until the {BROKER} has"
         " acknowledged all of them, i.e. committed them (SQLite WAL, synchronous=full);"
@@ -464,8 +452,7 @@ def throughput_report(result: ThroughputMeasurement) -> Report:
         f"Each participant is a separate process on 127.0.0.1; {result.repeats} interleaved"
         f" repeats of {result.events:,} events after {result.warm:,} warm-up events",
         THROUGHPUT_LOAD_NOTE,
-        f"Broker log lines at warning level or above: {result.broker_warnings};"
-        f" 1-minute load average before the measurement: {load}",
+        machine_note(result.broker_warnings, result.load_average),
     )
     header = (
         "variant",
@@ -478,7 +465,7 @@ def throughput_report(result: ThroughputMeasurement) -> Report:
         "client CPU",
         "other CPU",
     )
-    rows = (_rate_row(result.sdk, result.ratio), _rate_row(result.raw, 1.0))
+    rows = (rate_row(result.sdk, result.ratio), rate_row(result.raw, 1.0))
     goals = (
         Goal(
             description=f"{result.sdk.name} >= {THROUGHPUT_GOAL:,} events/s",

@@ -12,7 +12,7 @@ import pytest
 
 import bench.auth
 from bench.__main__ import BENCHMARKS
-from bench.broker import Rates, Sample
+from bench._stats import Rates, Sample, paired_ratio
 
 REPEATS = 2
 
@@ -68,9 +68,9 @@ def test_ratios_pair_each_repeat_with_its_twin() -> None:
     # Both brokers slow down over the repeats, which run in alternating order.
     plain = _rates(500, 300, 450, 400)
     token = _rates(490, 280, 445, 330)
-    ratio = bench.auth.paired_ratio(token, plain)
+    ratio = paired_ratio(token, plain)
     assert ratio == pytest.approx(statistics.median([490 / 500, 280 / 300, 445 / 450, 330 / 400]))
     # A ratio of medians would mix repeats from different points of the drift.
     assert ratio != pytest.approx(token.median_rate / plain.median_rate)
     with pytest.raises(ValueError, match="zip"):
-        bench.auth.paired_ratio(_rates(1, 2), plain)
+        paired_ratio(_rates(1, 2), plain)

@@ -12,6 +12,7 @@ import bench.broker
 import schema
 from bench._peers import ENVELOPE_FIRST_OFFSET, LOG_EVENT, envelope_frame
 from bench._report import Report, Spread
+from bench._stats import Comparison, Latencies, Rates, Sample, percentile
 
 REPEATS = 2
 FANOUT_WATCHERS = (2, 3)
@@ -44,7 +45,7 @@ def catch() -> bench.broker.LatencyMeasurement:
     return bench.broker.measure_catch(round_trips=6, warm=2, repeats=1, gap_s=0.002)
 
 
-def _check_rates(rates: bench.broker.Rates, repeats: int) -> None:
+def _check_rates(rates: Rates, repeats: int) -> None:
     assert len(rates.samples) == repeats
     assert all(sample.rate > 0 for sample in rates.samples)
     assert all(sample.client_load >= 0 for sample in rates.samples)
@@ -129,7 +130,10 @@ def test_latency_has_one_sample_per_event_and_watcher(
         assert latencies.max_ms > 0
         assert len(latencies.repeat_p50_ms) == latency.repeats
         assert len(latencies.repeat_p99_ms) == latency.repeats
-    report = bench.broker.latency_report(latency, rate=LATENCY_RATE)
+    report = bench.broker.latency_report(
+        latency, bench.broker.publish_latency(LATENCY_RATE, latency.receivers)
+    )
+    assert (report.name, latency.receivers) == ("broker-latency", LATENCY_WATCHERS)
     _check_report(report, rows=2, goals=1)
 
 
@@ -137,7 +141,9 @@ def test_catch_has_one_sample_per_request(catch: bench.broker.LatencyMeasurement
     for latencies in (catch.broker, catch.relay):
         assert len(latencies.samples_ms) == catch.count * catch.repeats
         assert 0 < latencies.p50_ms <= latencies.p99_ms <= latencies.max_ms
-    _check_report(bench.broker.catch_report(catch), rows=2, goals=1)
+    report = bench.broker.latency_report(catch, bench.broker.CATCH_LATENCY)
+    assert (report.name, catch.receivers) == ("broker-catch", 1)
+    _check_report(report, rows=2, goals=1)
 
 
 @pytest.fixture(scope="module")
@@ -193,20 +199,17 @@ def test_fanout_sweep_plots_deliveries_by_watcher_count(
 
 
 def test_rate_rows_give_rates_and_loads_over_repeats() -> None:
-    def rates(
-        name: str, values: tuple[float, ...], loads: tuple[float | None, ...]
-    ) -> bench.broker.Rates:
-        return bench.broker.Rates(
+    def rates(name: str, values: tuple[float, ...], loads: tuple[float | None, ...]) -> Rates:
+        return Rates(
             name,
             tuple(
-                bench.broker.Sample(rate, load, 0.5, 1.0, None)
-                for rate, load in zip(values, loads, strict=True)
+                Sample(rate, load, 0.5, 1.0, None) for rate, load in zip(values, loads, strict=True)
             ),
         )
 
     broker = rates("broker", (300.0, 100.0, 200.0), (0.1, None, 0.3))
     relay = rates("relay", (1_000.0, 1_000.0, 1_000.0), (None, None, None))
-    comparison = bench.broker.Comparison("JSON", 10, broker, relay)
+    comparison = Comparison("JSON", 10, broker, relay)
     result = bench.broker.IngestMeasurement((comparison,), 0, 3, {"JSON": 1}, 0, None)
     report = bench.broker.ingest_report(result)
     broker_row, relay_row = (dict(zip(report.header, row, strict=True)) for row in report.rows)
@@ -222,10 +225,10 @@ def test_rate_rows_give_rates_and_loads_over_repeats() -> None:
 
 def test_latency_rows_give_each_percentile_over_repeats() -> None:
     # Three repeats whose p50 and p99 differ; the pooled columns stay beside them.
-    broker = bench.broker.Latencies.of(
+    broker = Latencies.of(
         "broker", [[1.0] * 50 + [4.0] * 50, [2.0] * 50 + [6.0] * 50, [3.0] * 50 + [5.0] * 50]
     )
-    relay = bench.broker.Latencies.of("relay", [[0.5] * 100, [1.0] * 100, [2.0] * 100])
+    relay = Latencies.of("relay", [[0.5] * 100, [1.0] * 100, [2.0] * 100])
     assert broker.p50_spread == Spread(1.0, 2.0, 3.0)
     assert broker.p99_spread == Spread(4.0, 5.0, 6.0)
     result = bench.broker.LatencyMeasurement(
@@ -237,7 +240,9 @@ def test_latency_rows_give_each_percentile_over_repeats() -> None:
         broker_warnings=0,
         load_average=None,
     )
-    report = bench.broker.latency_report(result, rate=LATENCY_RATE)
+    report = bench.broker.latency_report(
+        result, bench.broker.publish_latency(LATENCY_RATE, result.receivers)
+    )
     header = report.header
     broker_row = dict(zip(header, report.rows[0], strict=True))
     assert broker_row["samples"] == "300"
@@ -260,10 +265,10 @@ def test_latency_rows_give_each_percentile_over_repeats() -> None:
 
 def test_percentile_is_nearest_rank() -> None:
     samples = [float(value) for value in range(1, 101)]
-    assert bench.broker.percentile(samples, 50) == 50.0
-    assert bench.broker.percentile(samples, 99) == 99.0
-    assert bench.broker.percentile(samples, 100) == 100.0
-    assert bench.broker.percentile([7.0], 99) == 7.0
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile(samples, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from bench._neetbox_clients import TIMESTAMP_FORMAT, log_message
 from bench._peers import LOG_EVENT
 from bench._procs import ChildError
 from bench._side_by_side import MISSING, SideBySide, header, rows
-from bench.broker import Rates, Sample
+from bench._stats import Rates, Sample
 
 TINY = bench.peer_neetbox.Sizes(
     ingest=300,
