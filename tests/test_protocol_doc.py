@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 import schema
+from tests.support import PROTOCOL
 
-PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 CLIENT_TYPES = {t.__struct_config__.tag for t in schema.ClientFrame.__args__}
 BROKER_TYPES = {t.__struct_config__.tag for t in schema.BrokerFrame.__args__}
 

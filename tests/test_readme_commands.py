@@ -14,10 +14,10 @@ import pytest
 import schema
 import sdk
 from broker.testing import broker_process
+from tests.support import ROOT
 
 pytestmark = pytest.mark.asyncio
 
-ROOT = Path(__file__).resolve().parent.parent
 PIERHEAD = Path(sys.executable).parent / "pierhead"
 
 

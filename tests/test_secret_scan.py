@@ -4,15 +4,13 @@ kind of log, fails that session and names each leak, and passes a session withou
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.child_process_hooks.sitecustomize import SCAN_DIR_VARIABLE, TEST_VARIABLE
+from tests.support import ROOT
 
 pytest_plugins = ["pytester"]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 HELPERS = """
 import asyncio

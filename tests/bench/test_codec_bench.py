@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import bench.codec
+from tests.support import ROOT
 
 REPEATS = 2
 
@@ -48,7 +48,7 @@ def test_the_runner_runs_a_selected_benchmark_without_matplotlib() -> None:
     ``--write`` draws plots, so nothing else imports matplotlib."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "bench", "--quick", "--only", "codec"],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

@@ -37,9 +37,8 @@ from broker._server import BrokerServer
 from broker._sqlite_store import DATABASE_NAME
 from broker._tokens import TokenStore
 from broker.testing import running_broker
-from tests.broker.test_bad_input import closed_with
-from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
-from tests.test_protocol_doc import PROTOCOL
+from tests.broker.wire import WireClient, closed_with, watcher_hello, wire_client, worker_hello
+from tests.support import PROTOCOL
 
 SessionKind = Literal["worker", "watcher"]
 

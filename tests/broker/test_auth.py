@@ -15,8 +15,7 @@ from websockets.typing import Subprotocol
 import schema
 from broker._tokens import TokenStore
 from broker.testing import running_broker
-from tests.broker.test_bad_input import closed_with
-from tests.broker.wire import watcher_hello, wire_client, worker_hello
+from tests.broker.wire import closed_with, watcher_hello, wire_client, worker_hello
 
 NOW = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
 

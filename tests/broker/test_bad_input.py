@@ -8,12 +8,19 @@ from contextlib import asynccontextmanager
 import msgspec
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 import schema
 from broker._server import BrokerServer
 from broker.testing import running_broker
-from tests.broker.wire import WireClient, scalars, watcher_hello, wire_client, worker_hello
+from tests.broker.wire import (
+    WireClient,
+    closed_with,
+    scalars,
+    watcher_hello,
+    wire_client,
+    worker_hello,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -46,15 +53,6 @@ async def bystanders(broker: BrokerServer) -> AsyncIterator[Bystanders]:
         )
         assert isinstance(reply, schema.Subscribed)
         yield Bystanders(worker, watcher, reply.sub)
-
-
-async def closed_with(client: WireClient) -> int | None:
-    """Read until the broker closes the socket; the close code it used."""
-    try:
-        while True:
-            await client.receive()
-    except ConnectionClosed:
-        return client.connection.close_code
 
 
 async def test_garbage_and_unknown_frames_get_errors_and_the_session_lives_on() -> None:

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 import schema
 from broker.testing import broker_process
 from tests.broker.wire import WireClient, scalars, watcher_hello, wire_client, worker_hello
+from tests.support import until
 
 pytestmark = pytest.mark.asyncio
 
@@ -54,21 +55,18 @@ class Reader:
 
     async def until(self, predicate: Callable[[], bool], what: str) -> None:
         """Wait until ``predicate()`` holds; fail if the socket closes or time runs out first."""
-        try:
-            async with asyncio.timeout(WAIT):
-                while not predicate():
-                    if self.closed:
-                        raise AssertionError(f"closed ({self.close_code}) before {what}")
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}") from None
+
+        def holds() -> bool:
+            if predicate():
+                return True
+            if self.closed:
+                raise AssertionError(f"closed ({self.close_code}) before {what}")
+            return False
+
+        await until(holds, what, timeout=WAIT, changed=self._changed)
 
     async def until_closed(self) -> None:
-        async with asyncio.timeout(WAIT):
-            while not self.closed:
-                self._changed.clear()
-                await self._changed.wait()
+        await until(lambda: self.closed, "the socket to close", timeout=WAIT, changed=self._changed)
 
     def index_of(self, frame_type: type[Any]) -> list[int]:
         return [i for i, frame in enumerate(self.frames) if isinstance(frame, frame_type)]

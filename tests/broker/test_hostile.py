@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import random
-import subprocess
 import sys
 import zlib
 from collections import Counter
@@ -44,13 +43,12 @@ import schema
 from broker._tokens import ROLES, TokenStore
 from broker.testing import BrokerProcess, broker_process
 from schema._limits import MAX_COUNTER, MAX_REQUEST_ID, MAX_TIMEOUT_S
-from tests.broker.test_bad_input import closed_with
-from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
+from tests.broker.wire import WireClient, closed_with, watcher_hello, wire_client, worker_hello
 from tests.schema.strategies import client_frames, json_values, members
+from tests.support import ROOT, memory_kib
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ROOT: Final = Path(__file__).resolve().parents[2]
 MAX_FRAME_BYTES: Final = 64 * 1024
 MAX_BATCH: Final = 50
 OPEN_TIMEOUT_S: Final = 10.0
@@ -124,21 +122,6 @@ def make_tokens(data_dir: Path) -> dict[str, str]:
         }
     finally:
         store.close()
-
-
-def memory_kib(pid: int, field: str = "VmRSS") -> int:
-    """Resident memory (``VmRSS``) or its peak so far (``VmHWM``), from /proc; where there is
-    no /proc, the current resident size from ``ps`` for both."""
-    status = Path(f"/proc/{pid}/status")
-    if not status.exists():
-        output = subprocess.run(
-            ["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True, check=True
-        )
-        return int(output.stdout.strip())
-    for line in status.read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} for process {pid}")
 
 
 # The good pair --------------------------------------------------------------------------------

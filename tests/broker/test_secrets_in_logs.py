@@ -27,8 +27,7 @@ import schema
 import sdk
 from broker._tokens import ROLES, TokenStore
 from broker.testing import BrokerProcess, broker_process
-from tests.broker.test_bad_input import closed_with
-from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
+from tests.broker.wire import closed_with, scalars, watcher_hello, wire_client, worker_hello
 from tests.secret_leaks import leaked
 
 pytestmark = pytest.mark.asyncio

@@ -10,8 +10,7 @@ import pytest
 import schema
 from broker._server import BrokerServer
 from broker.testing import running_broker
-from tests.broker.test_bad_input import closed_with
-from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
+from tests.broker.wire import closed_with, scalars, watcher_hello, wire_client, worker_hello
 
 
 @pytest.mark.asyncio

@@ -7,16 +7,9 @@ import pytest
 import schema
 from broker.testing import running_broker
 from tests.broker.wire import watcher_hello, wire_client, worker_hello
+from tests.support import FLOOD_EVENTS, flood
 
 pytestmark = pytest.mark.asyncio
-
-TOTAL = 40_000
-BATCH = 500
-LINE = "x" * 1000  # 40 MB in all: far more than the socket buffers in between can hold
-
-
-def lines(start: int, count: int) -> list[schema.WorkerPayload]:
-    return [schema.LogRecord(message=LINE, logger=str(i)) for i in range(start, start + count)]
 
 
 async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher() -> None:
@@ -32,21 +25,16 @@ async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher() -> None
             )
             assert isinstance(subscribed, schema.Subscribed)
             # From here on the watcher reads nothing until the worker is done.
-            for seq in range(1, TOTAL + 1, BATCH):
-                await worker.publish(seq, lines(seq, BATCH))
-            acked = 0
-            while acked < TOTAL:
-                acked = (await worker.expect(schema.Ack)).seq
-            assert acked == TOTAL
+            await flood(worker)
             (session,) = broker.broker.watchers
             cursor = session.subscriptions[subscribed.sub].cursors["firehose"]
             workspace = broker.broker.workspaces["firehose"]
             # Every event is acknowledged while the paused watcher is far behind (the socket
             # buffers in between hold a few MB of the 40): the publisher did not wait for it.
-            assert workspace.state.last_offset > TOTAL
-            assert cursor.offset < TOTAL // 2
+            assert workspace.state.last_offset > FLOOD_EVENTS
+            assert cursor.offset < FLOOD_EVENTS // 2
             received: list[schema.EventMsg] = []
-            while len(received) < TOTAL:
+            while len(received) < FLOOD_EVENTS:
                 received.extend((await paused.expect(schema.Events)).events)
-            assert [event.seq for event in received] == list(range(1, TOTAL + 1))
-            assert len({event.offset for event in received}) == TOTAL
+            assert [event.seq for event in received] == list(range(1, FLOOD_EVENTS + 1))
+            assert len({event.offset for event in received}) == FLOOD_EVENTS

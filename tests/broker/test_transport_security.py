@@ -14,8 +14,7 @@ from websockets.typing import Origin, Subprotocol
 import schema
 import sdk
 from broker.testing import running_broker
-from tests.broker.test_bad_input import closed_with
-from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
+from tests.broker.wire import closed_with, scalars, watcher_hello, wire_client, worker_hello
 
 pytestmark = pytest.mark.asyncio
 

@@ -78,6 +78,15 @@ class WireClient:
         await self.send(schema.Publish(seq=seq, events=events))
 
 
+async def closed_with(client: WireClient) -> int | None:
+    """Read until the broker closes the socket; the close code it used."""
+    try:
+        while True:
+            await client.receive()
+    except ConnectionClosed:
+        return client.connection.close_code
+
+
 @asynccontextmanager
 async def wire_client(
     url: str,

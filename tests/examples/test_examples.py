@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
 import pytest
 
 import schema
 import sdk
 from broker.testing import running_broker
+from tests.support import ROOT
 
 pytestmark = pytest.mark.asyncio
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = ROOT / "examples"
 
 
 async def start(script: str, *args: str) -> asyncio.subprocess.Process:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from tests.broker.test_hostile import memory_kib
+from tests.support import memory_kib
 
 INTERVAL_S = 0.5
 """Time between two samples."""

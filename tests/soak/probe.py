@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sdk
-from tests.broker.test_hostile import memory_kib
+from tests.support import memory_kib
 
 
 @dataclass(frozen=True, slots=True)

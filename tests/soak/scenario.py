@@ -30,6 +30,7 @@ from broker.testing import BrokerProcess, broker_process
 from tests.soak.growth import Tolerance, Verdict, judge_growth
 from tests.soak.load import WatcherTally, WorkerRun, drain, publish_paced
 from tests.soak.probe import BrokerProbe, Sample
+from tests.support import until
 
 RETENTION_INTERVAL_S = 60.0
 """How often the broker applies retention (its default, which ``pierhead serve`` keeps)."""
@@ -335,12 +336,13 @@ def _progress_line(sample: Sample) -> str:
 
 
 async def _until(condition: Callable[[], bool], config: SoakConfig) -> float | None:
-    """Seconds until ``condition`` held, or None if it did not within ``settle_s``."""
+    """Seconds until ``condition`` held, or None if it did not within ``settle_s`` (a failed
+    check of the report)."""
     started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > config.settle_s:
-            return None
-        await asyncio.sleep(0.1)
+    try:
+        await until(condition, "the watchers to catch up", timeout=config.settle_s)
+    except AssertionError:
+        return None
     return time.monotonic() - started
 
 

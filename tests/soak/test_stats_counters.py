@@ -7,8 +7,8 @@ import pytest
 
 import schema
 from broker.testing import running_broker
-from tests.broker.test_slow_consumer import BATCH, TOTAL, lines
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
+from tests.support import FLOOD_EVENTS, flood
 
 pytestmark = pytest.mark.asyncio
 
@@ -23,7 +23,7 @@ async def counters(admin: WireClient) -> dict[str, int | float]:
 
 
 async def test_a_paused_watcher_shows_as_lag_and_queued_bytes_until_it_reads() -> None:
-    # TOTAL lines of a kilobyte: far more than the socket buffers in between hold.
+    # A flood of kilobyte lines: far more than the socket buffers in between hold.
     async with running_broker(session_buffer_bytes=BUFFER, tail_events=TAIL) as broker:
         async with (
             wire_client(broker.url, watcher_hello(client="paused"), max_queue=1) as paused,
@@ -36,25 +36,21 @@ async def test_a_paused_watcher_shows_as_lag_and_queued_bytes_until_it_reads() -
                 schema.Subscribe(id=paused.next_id(), pattern="firehose", kinds=["log"])
             )
             assert isinstance(subscribed, schema.Subscribed)
-            for seq in range(1, TOTAL + 1, BATCH):
-                await worker.publish(seq, lines(seq, BATCH))
-            acked = 0
-            while acked < TOTAL:
-                acked = (await worker.expect(schema.Ack)).seq
+            await flood(worker)
 
             # Everything is committed; the paused watcher holds a full outbox and is far behind.
             behind = await counters(admin)
             assert behind["writer_backlog"] == 0
-            assert behind["events_committed"] >= TOTAL + 1
+            assert behind["events_committed"] >= FLOOD_EVENTS + 1
             assert behind["outbox_bytes"] >= BUFFER
-            assert TOTAL // 2 < behind["watcher_lag_events"] <= TOTAL + 1
+            assert FLOOD_EVENTS // 2 < behind["watcher_lag_events"] <= FLOOD_EVENTS + 1
             # Over the bound, the oldest events leave until an eighth of it is free.
             assert TAIL - TAIL // 8 <= behind["tail_events"] <= TAIL
 
             received = 0
-            while received < TOTAL:
+            while received < FLOOD_EVENTS:
                 received += len((await paused.expect(schema.Events)).events)
-            assert received == TOTAL
+            assert received == FLOOD_EVENTS
             # The last page left the outbox before the watcher could read it.
             caught_up = await counters(admin)
             assert (caught_up["outbox_bytes"], caught_up["watcher_lag_events"]) == (0, 0)
