@@ -19,15 +19,15 @@ from typing import Any
 import msgspec
 
 import schema
-
-from ._errors import (
+from sdk import (
     AuthenticationError,
     BrokerRefusedError,
     ClosedError,
     ForbiddenError,
+    Missed,
     PierheadError,
+    Watcher,
 )
-from ._watcher import Missed, Watcher
 
 EXIT_OK = 0
 EXIT_REFUSED = 1

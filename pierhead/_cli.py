@@ -2,6 +2,9 @@
 
 Exit codes: 0 success, 1 refused by the broker (its message is printed), 2 usage error,
 3 broker unreachable. Errors are one line on stderr, never a traceback.
+
+The broker is imported only for the subcommands that run one (``serve``, ``token``, ``demo``):
+``pierhead watch`` and the operator commands load the SDK alone.
 """
 
 from __future__ import annotations
@@ -15,17 +18,23 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from ._cli_ops import EXIT_REFUSED, EXIT_UNREACHABLE, UnreachableError, add_operator_commands
-from ._errors import (
+from sdk import (
+    ActionFailedError,
     AuthenticationError,
     BrokerRefusedError,
     ClosedError,
     ForbiddenError,
     PierheadError,
 )
-from ._watcher import ActionFailedError
+
+from ._cli_ops import EXIT_REFUSED, EXIT_UNREACHABLE, UnreachableError, add_operator_commands
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
+BROKER_COMMANDS = {
+    "serve": "run a broker on an embedded store",
+    "token": "create, list and revoke access tokens",
+}
+"""The subcommands the broker package provides, with their one-line help."""
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -43,7 +52,8 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, with_broker: bool) -> argparse.ArgumentParser:
+    """The whole command; without the broker, ``serve`` and ``token`` are only named."""
     parser = argparse.ArgumentParser(
         prog="pierhead",
         description="A websocket message broker for long-running jobs and their watchers.",
@@ -53,10 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_options()
 
-    from broker._cli import add_serve_command, add_token_command
+    if with_broker:
+        from broker import add_serve_command, add_token_command
 
-    add_serve_command(commands)
-    add_token_command(commands)
+        add_serve_command(commands)
+        add_token_command(commands)
+    else:
+        for name, summary in BROKER_COMMANDS.items():
+            commands.add_parser(name, help=summary, add_help=False)
     watch = commands.add_parser(
         "watch", parents=[common], help="live console of workspaces and their events"
     )
@@ -98,7 +112,10 @@ def _print_version() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     # The command reports in one line of its own; the SDK's log lines would repeat it.
     logging.getLogger("pierhead.sdk").addHandler(logging.NullHandler())
-    parser = _parser()
+    parser = _parser(with_broker=False)
+    args, _ = parser.parse_known_args(argv)
+    if args.command in BROKER_COMMANDS:
+        parser = _parser(with_broker=True)
     args = parser.parse_args(argv)
     if args.command is None:
         _print_version()

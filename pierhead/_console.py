@@ -8,7 +8,6 @@ itself is ``_console_view`` (no I/O); this module owns the sockets, the terminal
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime
@@ -17,7 +16,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TextIO
 
 import msgspec
@@ -25,8 +24,19 @@ from rich.console import Console
 from rich.live import Live
 
 from schema import Severity
+from sdk import (
+    AuthenticationError,
+    BrokerRefusedError,
+    ClosedError,
+    ConnectionLostError,
+    ConnectionState,
+    Delivery,
+    ForbiddenError,
+    Missed,
+    Subscription,
+    Watcher,
+)
 
-from ._connection import ConnectionState
 from ._console_view import (
     CATCH_REASON,
     Command,
@@ -35,14 +45,6 @@ from ._console_view import (
     render_rich,
     render_text,
 )
-from ._errors import (
-    AuthenticationError,
-    BrokerRefusedError,
-    ClosedError,
-    ConnectionLostError,
-    ForbiddenError,
-)
-from ._watcher import Delivery, Missed, Subscription, Watcher
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -50,7 +52,6 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 CONNECT_TIMEOUT_S = 5.0
 CLIENT = "pierhead-watch"
-DEFAULT_URL = "ws://127.0.0.1:8765"
 FRAME_INTERVAL_S = 0.05
 """The screen is drawn at most this often; and at least once a second, for the ages."""
 
@@ -413,34 +414,3 @@ def _silence_stdout() -> None:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sdk._console [PATTERN] [--url URL] [--token T] [--json] [--once]``."""
-    parser = argparse.ArgumentParser(
-        prog="pierhead watch", description="live console of workspaces and their events"
-    )
-    parser.add_argument("pattern", nargs="?", default="*", help="glob over names (default: *)")
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("PIERHEAD_URL", DEFAULT_URL),
-        help="broker address (env PIERHEAD_URL; default %(default)s)",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("PIERHEAD_TOKEN"),
-        help="access token (env PIERHEAD_TOKEN)",
-    )
-    parser.add_argument("--json", action="store_true", help="NDJSON events instead of a screen")
-    parser.add_argument("--once", action="store_true", help="print the view once and exit")
-    args = parser.parse_args(argv)
-    try:
-        return asyncio.run(
-            run_watch(args.url, args.token, args.pattern, json_output=args.json, once=args.once)
-        )
-    except KeyboardInterrupt:
-        return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

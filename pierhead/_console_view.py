@@ -36,8 +36,7 @@ from schema import (
     fold_event,
     semaphores_of,
 )
-
-from ._watcher import Missed
+from sdk import Missed
 
 Lane = Literal["active", "caught", "idle"]
 LANES: tuple[Lane, ...] = ("active", "caught", "idle")
