@@ -389,7 +389,8 @@ async def test_an_unreachable_broker_is_exit_code_3_and_one_line(
         assert await run_watch(url, None, "*", json_output=json_output) == 3
         out, err = capsys.readouterr()
         assert out == ""
-        assert err == f"pierhead: cannot reach the broker at {url}\n"
+        reason = "connection refused (nothing listens there)"
+        assert err == f"pierhead: cannot reach the broker at {url}: {reason}\n"
 
 
 def test_main_reports_an_unreachable_broker(capsys: pytest.CaptureFixture[str]) -> None:
