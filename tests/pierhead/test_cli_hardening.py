@@ -237,6 +237,7 @@ async def test_tail_follows_across_a_broker_restart(tmp_path: Path, stop: str) -
         tail = await Tail.start("job", "--url", url)
         try:
             await tail.until_message("before")
+            await subscribed(url, 1)  # the history is printed; now it follows
             getattr(first, stop)()
             await first.wait()
             async with broker_process(data, "--port", str(port)) as second:
