@@ -83,8 +83,9 @@ async def why_unreachable(url: str, error: BaseException) -> str:
         return connect_failure(probe_error)
 
 
-async def open_watcher(url: str, token: str | None, *, client: str) -> Watcher:
-    """A started watcher after one successful handshake, without retries.
+@asynccontextmanager
+async def connected_watcher(url: str, token: str | None, *, client: str) -> AsyncIterator[Watcher]:
+    """A started watcher after one successful handshake, without retries; closed on the way out.
 
     Raises UnreachableError, or the broker's refusal (AuthenticationError, ForbiddenError,
     BrokerRefusedError): it was reached, and said no.
@@ -92,25 +93,14 @@ async def open_watcher(url: str, token: str | None, *, client: str) -> Watcher:
     watcher = Watcher(url, token=token, client=client, reconnect=False)
     await watcher.start()
     try:
-        await asyncio.wait_for(watcher.connected(), CONNECT_TIMEOUT_S)
-    except (ClosedError, TimeoutError) as exc:
-        await watcher.close()
-        cause = exc.__cause__
-        if isinstance(cause, AuthenticationError | ForbiddenError | BrokerRefusedError):
-            raise cause from None
-        reason = await why_unreachable(url, exc)
-        raise UnreachableError(f"cannot reach the broker at {url}: {reason}") from None
-    except BaseException:
-        await watcher.close()
-        raise
-    return watcher
-
-
-@asynccontextmanager
-async def connected_watcher(url: str, token: str | None, *, client: str) -> AsyncIterator[Watcher]:
-    """``open_watcher`` as a context: the watcher is closed on the way out."""
-    watcher = await open_watcher(url, token, client=client)
-    try:
+        try:
+            await asyncio.wait_for(watcher.connected(), CONNECT_TIMEOUT_S)
+        except (ClosedError, TimeoutError) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, AuthenticationError | ForbiddenError | BrokerRefusedError):
+                raise cause from None
+            reason = await why_unreachable(url, exc)
+            raise UnreachableError(f"cannot reach the broker at {url}: {reason}") from None
         yield watcher
     finally:
         await watcher.close()
