@@ -18,7 +18,7 @@ BENCH_PEERS = ["redis[hiredis]==8.1.0"]
 """The client library the Redis benchmarks drive redis-server with, in the bench environment."""
 NEETBOX = "neetbox==0.6.0"
 """neetbox's server, installed in an environment of its own beside the bench environment."""
-SOURCES = ["schema", "broker", "sdk", "tests", "bench", "examples", "noxfile.py"]
+SOURCES = ["schema", "broker", "sdk", "pierhead", "tests", "bench", "examples", "noxfile.py"]
 
 
 @nox.session

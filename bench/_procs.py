@@ -53,7 +53,7 @@ def _pierhead_command() -> list[str]:
     if script.exists():
         return [str(script)]
     # An environment without the console script (run from a source tree) still has the code.
-    return [sys.executable, "-c", "import sys; from sdk._cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from pierhead._cli import main; sys.exit(main())"]
 
 
 class Child:

@@ -33,9 +33,10 @@ START_TIMEOUT = 20.0
 EXIT_TIMEOUT = 20.0
 """Seconds ``wait()`` gives a broker to exit by default."""
 
-# The code behind the ``pierhead`` command, run by this interpreter rather than found on PATH:
-# the test's virtualenv may not be activated, and a ``pierhead`` on PATH may be another copy.
-_SERVE = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())", "serve"]
+# ``pierhead serve`` as the broker package runs it on its own (``python -m broker serve``), by
+# this interpreter rather than found on PATH: the test's virtualenv may not be activated, and a
+# ``pierhead`` on PATH may be another copy.
+_SERVE = [sys.executable, "-m", "broker", "serve"]
 
 
 class BrokerExitedError(RuntimeError):

@@ -100,9 +100,10 @@ def _command(argv: list[str]) -> str:
     """How a child was started, by program and subcommand (``pierhead serve``): its options
     are left out, as they may hold a secret (``--token``)."""
     if len(argv) > 2 and argv[1] == "-c":
-        head, rest = ["pierhead" if "sdk._cli" in argv[2] else "python -c"], argv[3:]
+        head, rest = ["pierhead" if "pierhead._cli" in argv[2] else "python -c"], argv[3:]
     elif len(argv) > 2 and argv[1] == "-m":
-        head, rest = ["python -m", argv[2]], argv[3:]
+        command = argv[2] in ("pierhead", "broker")  # both run the ``pierhead`` subcommands
+        head, rest = ["pierhead"] if command else ["python -m", argv[2]], argv[3:]
     elif len(argv) > 1 and Path(argv[0]).name.startswith("python"):
         head, rest = ["python", Path(argv[1]).name], argv[2:]
     else:

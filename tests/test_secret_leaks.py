@@ -84,7 +84,7 @@ def test_a_child_is_named_by_program_and_subcommand_not_by_its_options(
     tmp_path: Path, secrets: dict[str, str]
 ) -> None:
     first = secrets["first"]
-    argv = ["/venv/bin/python", "-c", "from sdk._cli import main", "serve", "--log-level", first]
+    argv = ["/venv/bin/python", "-m", "broker", "serve", "--log-level", first]
     header = {"pid": 42, "argv": argv, "test": "t.py::test_serve"}
     log = f"pierhead serve: error: invalid choice: '{first}'\n"
     (tmp_path / "stderr-42-1.log").write_text(json.dumps(header) + "\n" + log)

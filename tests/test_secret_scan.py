@@ -22,7 +22,7 @@ from pathlib import Path
 from broker._tokens import TokenStore
 from broker.testing import broker_process
 
-CLI = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())"]
+CLI = [sys.executable, "-c", "from pierhead._cli import main; raise SystemExit(main())"]
 
 
 def made_here(data: Path) -> str:

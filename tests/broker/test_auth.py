@@ -134,7 +134,7 @@ async def test_revoking_a_token_closes_its_sessions_within_a_second(
 ) -> None:
     async with running_broker(tmp_path / "data", auth="token") as broker:
         async with wire_client(broker.url, watcher_hello(token=tokens["watcher"])) as watcher:
-            command = "from sdk._cli import main; raise SystemExit(main())"
+            command = "from pierhead._cli import main; raise SystemExit(main())"
             data = str(tmp_path / "data")
             revoked = subprocess.run(
                 [sys.executable, "-c", command, "token", "revoke", "watcher", "--data", data],
@@ -159,7 +159,7 @@ async def test_repeated_failures_from_an_address_are_throttled(tmp_path: Path) -
 
 
 def test_token_cli_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> None:
-    command = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())", "token"]
+    command = [sys.executable, "-m", "pierhead", "token"]
     data = ["--data", str(tmp_path)]
     made = subprocess.run(
         [*command, "create", "--name", "ci", "--role", "worker", "--role", "watcher",
@@ -200,7 +200,7 @@ async def test_sdk_and_cli_report_a_refused_token_once_without_retrying(
         async with sdk.Watcher(broker.url, token=tokens["watcher"]) as allowed:
             assert [s.name for s in await allowed.workspaces()] == []
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())",
+            sys.executable, "-c", "from pierhead._cli import main; raise SystemExit(main())",
             "ls", "--url", broker.url, "--token", "ph_000000000000_" + "y" * 43,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip

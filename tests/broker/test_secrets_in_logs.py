@@ -32,7 +32,7 @@ from tests.secret_leaks import leaked
 
 pytestmark = pytest.mark.asyncio
 
-CLI = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())"]
+CLI = [sys.executable, "-c", "from pierhead._cli import main; raise SystemExit(main())"]
 FAILURES_PER_MINUTE = 10
 """``pierhead serve``'s failure throttle: the attempt after this many failures is refused."""
 

@@ -52,7 +52,7 @@ async def test_the_pytest_fixture_gives_a_running_broker(pierhead_broker: Broker
 
 
 def test_serve_refuses_a_public_address_without_auth() -> None:
-    command = "from sdk._cli import main; raise SystemExit(main())"
+    command = "from pierhead._cli import main; raise SystemExit(main())"
     result = subprocess.run(
         [sys.executable, "-c", command, "serve", "--host", "0.0.0.0", "--port", "0"],
         capture_output=True,

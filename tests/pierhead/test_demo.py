@@ -9,7 +9,7 @@ import pytest
 
 from tests.terminal import Terminal
 
-CLI = "from sdk._cli import main; raise SystemExit(main())"
+CLI = "from pierhead._cli import main; raise SystemExit(main())"
 
 
 @pytest.mark.asyncio

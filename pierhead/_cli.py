@@ -2,6 +2,9 @@
 
 Exit codes: 0 success, 1 refused by the broker (its message is printed), 2 usage error,
 3 broker unreachable. Errors are one line on stderr, never a traceback.
+
+The broker is imported only for the subcommands that run one (``serve``, ``token``, ``demo``):
+``pierhead watch`` and the operator commands load the SDK alone.
 """
 
 from __future__ import annotations
@@ -15,55 +18,83 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from ._cli_ops import EXIT_REFUSED, EXIT_UNREACHABLE, UnreachableError, add_operator_commands
-from ._errors import (
+import schema
+from sdk import (
+    ActionFailedError,
     AuthenticationError,
     BrokerRefusedError,
     ClosedError,
     ForbiddenError,
     PierheadError,
 )
-from ._watcher import ActionFailedError
+
+from ._cli_ops import (
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    UsageError,
+    add_operator_commands,
+    checked,
+)
+from ._console import run_watch
+from ._reach import UnreachableError, url_problem
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
+BROKER_COMMANDS = {
+    "serve": "run a broker on an embedded store",
+    "token": "create, list and revoke access tokens",
+}
+"""The subcommands the broker package provides, with their one-line help."""
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--url`` and ``--token``: before the subcommand (``pierhead --url X ls``) and after it.
+
+    Only the command itself has defaults: a subcommand's would overwrite a value given before
+    the subcommand with its default.
+    """
+    url_default = os.environ.get("PIERHEAD_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS
+    token_default = os.environ.get("PIERHEAD_TOKEN") if defaults else argparse.SUPPRESS
+    parser.add_argument(
+        "--url",
+        default=url_default,
+        help=f"broker address, ws:// or wss:// (env PIERHEAD_URL; default {DEFAULT_URL})",
+    )
+    parser.add_argument("--token", default=token_default, help="access token (env PIERHEAD_TOKEN)")
 
 
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        default=os.environ.get("PIERHEAD_URL", DEFAULT_URL),
-        help="broker address (env PIERHEAD_URL; default %(default)s)",
-    )
-    common.add_argument(
-        "--token",
-        default=os.environ.get("PIERHEAD_TOKEN"),
-        help="access token (env PIERHEAD_TOKEN)",
-    )
+    _add_connection_options(common, defaults=False)
     return common
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, with_broker: bool) -> argparse.ArgumentParser:
+    """The whole command; without the broker, ``serve`` and ``token`` are only named."""
     parser = argparse.ArgumentParser(
         prog="pierhead",
         description="A websocket message broker for long-running jobs and their watchers.",
         epilog="exit codes: 0 done, 1 refused by the broker, 2 usage error, 3 broker unreachable",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_connection_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_options()
 
-    from broker._cli import add_serve_command, add_token_command
+    if with_broker:
+        from broker import add_serve_command, add_token_command
 
-    add_serve_command(commands)
-    add_token_command(commands)
+        add_serve_command(commands)
+        add_token_command(commands)
+    else:
+        for name, summary in BROKER_COMMANDS.items():
+            commands.add_parser(name, help=summary, add_help=False)
     watch = commands.add_parser(
         "watch", parents=[common], help="live console of workspaces and their events"
     )
     watch.add_argument("pattern", nargs="?", default="*", help="glob over names (default: *)")
     watch.add_argument("--json", action="store_true", help="NDJSON events instead of a screen")
     watch.add_argument("--once", action="store_true", help="print the view once and exit")
-    watch.set_defaults(run=_run_watch)
+    watch.set_defaults(run=_run_watch, parser=watch)
     add_operator_commands(commands, common)
     demo = commands.add_parser(
         "demo", help="a broker and simulated workers, watched live (Ctrl-C ends it)"
@@ -77,8 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run_watch(args: argparse.Namespace) -> int:
-    from ._console import run_watch
-
+    checked(schema.Subscribe, pattern=args.pattern)
     return await run_watch(
         args.url, args.token, args.pattern, json_output=args.json, once=args.once
     )
@@ -98,26 +128,34 @@ def _print_version() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     # The command reports in one line of its own; the SDK's log lines would repeat it.
     logging.getLogger("pierhead.sdk").addHandler(logging.NullHandler())
-    parser = _parser()
+    parser = _parser(with_broker=False)
+    args, _ = parser.parse_known_args(argv)
+    if args.command in BROKER_COMMANDS:
+        parser = _parser(with_broker=True)
     args = parser.parse_args(argv)
     if args.command is None:
         _print_version()
         parser.print_help()
         return 0
+    # A command that talks to a broker has its parser, for its usage errors.
+    command_parser: argparse.ArgumentParser | None = getattr(args, "parser", None)
+    if command_parser is not None and (problem := url_problem(args.url)):
+        command_parser.error(problem)
     try:
         result: Any = args.run(args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
     except KeyboardInterrupt:
         return 0
+    except UsageError as exc:
+        assert command_parser is not None
+        command_parser.error(str(exc))
     except UnreachableError as exc:
         print(f"pierhead: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except (BrokerRefusedError, ActionFailedError) as exc:
         print(f"pierhead: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
     except (AuthenticationError, ForbiddenError) as exc:
         print(f"pierhead: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -36,8 +36,7 @@ from schema import (
     fold_event,
     semaphores_of,
 )
-
-from ._watcher import Missed
+from sdk import Missed
 
 Lane = Literal["active", "caught", "idle"]
 LANES: tuple[Lane, ...] = ("active", "caught", "idle")
@@ -358,15 +357,16 @@ def _describe(event: EventMsg, previous: WorkspaceSemaphores) -> TailLine | None
             if presence == "disconnected":
                 severity = "warning"
         case SemaphoresChange():
-            text, severity = _describe_semaphores(previous, semaphores_of(payload))
+            text, severity = describe_semaphores(previous, semaphores_of(payload))
         case _:
             return None
     return TailLine(event.received_time, event.workspace, text, severity)
 
 
-def _describe_semaphores(
+def describe_semaphores(
     before: WorkspaceSemaphores, after: WorkspaceSemaphores
 ) -> tuple[str, Severity]:
+    """What a semaphores change did (caught, released, mutex granted...), and how it shows."""
     by = f" by {after.by}" if after.by else ""
     if after.caught and not before.caught:
         reason = f": {after.reason}" if after.reason else ""

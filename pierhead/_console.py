@@ -8,7 +8,6 @@ itself is ``_console_view`` (no I/O); this module owns the sockets, the terminal
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime
@@ -17,16 +16,27 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TextIO
 
 import msgspec
 from rich.console import Console
 from rich.live import Live
 
-from schema import Severity
+from schema import Cursor, Severity, StartPosition
+from sdk import (
+    AuthenticationError,
+    BrokerRefusedError,
+    ClosedError,
+    ConnectionLostError,
+    ConnectionState,
+    Delivery,
+    ForbiddenError,
+    Missed,
+    Subscription,
+    Watcher,
+)
 
-from ._connection import ConnectionState
 from ._console_view import (
     CATCH_REASON,
     Command,
@@ -35,22 +45,13 @@ from ._console_view import (
     render_rich,
     render_text,
 )
-from ._errors import (
-    AuthenticationError,
-    BrokerRefusedError,
-    ClosedError,
-    ConnectionLostError,
-    ForbiddenError,
-)
-from ._watcher import Delivery, Missed, Subscription, Watcher
+from ._reach import UnreachableError, connected_watcher
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
-CONNECT_TIMEOUT_S = 5.0
 CLIENT = "pierhead-watch"
-DEFAULT_URL = "ws://127.0.0.1:8765"
 FRAME_INTERVAL_S = 0.05
 """The screen is drawn at most this often; and at least once a second, for the ages."""
 
@@ -80,43 +81,64 @@ async def run_watch(
 async def _watch(
     url: str, token: str | None, pattern: str, *, json_output: bool, once: bool
 ) -> Outcome:
-    probe = Watcher(url, token=token, client=CLIENT, reconnect=False)
-    await probe.start()
     try:
-        try:
-            await asyncio.wait_for(probe.connected(), CONNECT_TIMEOUT_S)
-        except (ClosedError, TimeoutError) as exc:
-            return _not_connected(url, exc)
-        if once:
-            return await _print_once(probe, url, pattern)
-    finally:
-        await probe.close()
+        async with connected_watcher(url, token, client=CLIENT) as probe:
+            if once:
+                return await _print_once(probe, url, pattern, json_output=json_output)
+    except UnreachableError as exc:
+        return EXIT_UNREACHABLE, f"pierhead: {exc}"
+    except (AuthenticationError, ForbiddenError, BrokerRefusedError) as exc:
+        return EXIT_REFUSED, f"pierhead: refused: {exc}"
+    if json_output:
+        return await follow_lines(url, token, pattern, "latest", _print_json, client=CLIENT)
     async with Watcher(url, token=token, client=CLIENT) as watcher:
-        try:
-            subscription = await watcher.subscribe(pattern, since="latest")
-        except msgspec.ValidationError as exc:
-            return EXIT_USAGE, f"pierhead: invalid pattern {pattern!r}: {exc}"
-        except BrokerRefusedError as exc:
-            return EXIT_REFUSED, f"pierhead: refused: {exc}"
-        except ClosedError as exc:
-            return _closed(exc)
-        session = _Session(watcher, subscription)
-        if json_output:
-            return await session.follow_json()
-        return await session.follow_screen(ConsoleModel(pattern))
+        subscription = await _subscribe(watcher, pattern, "latest")
+        if not isinstance(subscription, Subscription):
+            return subscription
+        return await _Session(watcher, subscription).follow_screen(ConsoleModel(pattern))
 
 
-def _not_connected(url: str, exc: BaseException) -> Outcome:
-    cause = exc.__cause__
-    if isinstance(cause, AuthenticationError | ForbiddenError | BrokerRefusedError):
-        return EXIT_REFUSED, f"pierhead: refused: {cause}"
-    if isinstance(exc, TimeoutError):
-        detail = f": no answer within {CONNECT_TIMEOUT_S:g} s"
-    elif cause is None or isinstance(cause, ConnectionLostError):
-        detail = ""
-    else:
-        detail = f": {cause}"
-    return EXIT_UNREACHABLE, f"pierhead: cannot reach the broker at {url}{detail}"
+async def follow_lines(
+    url: str,
+    token: str | None,
+    pattern: str,
+    since: StartPosition | dict[str, Cursor],
+    on_item: Callable[[Delivery], None],
+    *,
+    client: str,
+) -> Outcome:
+    """Follow ``pattern`` from ``since`` with a reconnecting watcher, each delivery to
+    ``on_item``, until the watcher stops for good; a lost broker is told on stderr, and the
+    stream goes on where it was once it is back."""
+    async with Watcher(url, token=token, client=client) as watcher:
+        subscription = await _subscribe(watcher, pattern, since)
+        if not isinstance(subscription, Subscription):
+            return subscription
+        return await _Session(watcher, subscription).follow_lines(on_item)
+
+
+async def _subscribe(
+    watcher: Watcher, pattern: str, since: StartPosition | dict[str, Cursor]
+) -> Subscription | Outcome:
+    try:
+        return await watcher.subscribe(pattern, since=since)
+    except msgspec.ValidationError as exc:
+        return EXIT_USAGE, f"pierhead: invalid pattern {pattern!r}: {exc}"
+    except BrokerRefusedError as exc:
+        return EXIT_REFUSED, f"pierhead: refused: {exc}"
+    except ClosedError as exc:
+        return _closed(exc)
+
+
+def _print_json(item: Delivery) -> None:
+    if isinstance(item, Missed):
+        _write_line(
+            sys.stderr,
+            f"pierhead: {item.workspace}: events {item.from_offset} to "
+            f"{item.to_offset} are gone (retention)",
+        )
+        return
+    _write_line(sys.stdout, _JSON.encode(item).decode())
 
 
 def _closed(exc: ClosedError) -> Outcome:
@@ -130,7 +152,7 @@ def _closed(exc: ClosedError) -> Outcome:
     return code, f"pierhead: the broker closed the connection: {cause}"
 
 
-async def _print_once(watcher: Watcher, url: str, pattern: str) -> Outcome:
+async def _print_once(watcher: Watcher, url: str, pattern: str, *, json_output: bool) -> Outcome:
     try:
         await watcher.subscribe(pattern, since="latest")
     except msgspec.ValidationError as exc:
@@ -139,6 +161,12 @@ async def _print_once(watcher: Watcher, url: str, pattern: str) -> Outcome:
         return EXIT_REFUSED, f"pierhead: refused: {exc}"
     except ClosedError:
         return EXIT_UNREACHABLE, f"pierhead: lost the broker at {url}"
+    if json_output:
+        # The snapshot as NDJSON, a workspace state a line, as ``pierhead ls --json`` prints it.
+        for name in sorted(watcher.state):
+            sys.stdout.write(_JSON.encode(watcher.state[name]).decode() + "\n")
+        sys.stdout.flush()
+        return EXIT_OK, None
     model = ConsoleModel(pattern)
     model.update_states(watcher.state)
     model.set_connection(watcher.connection_state)
@@ -198,19 +226,9 @@ class _Session:
         except ClosedError as exc:
             self.finish(*_closed(exc))
 
-    # --json ---------------------------------------------------------------------------------
+    # Lines (--json, tail) ------------------------------------------------------------------
 
-    async def follow_json(self) -> Outcome:
-        def on_item(item: Delivery) -> None:
-            if isinstance(item, Missed):
-                _write_line(
-                    sys.stderr,
-                    f"pierhead: {item.workspace}: events {item.from_offset} to "
-                    f"{item.to_offset} are gone (retention)",
-                )
-                return
-            _write_line(sys.stdout, _JSON.encode(item).decode())
-
+    async def follow_lines(self, on_item: Callable[[Delivery], None]) -> Outcome:
         lost = False
 
         def on_state(state: ConnectionState) -> None:
@@ -413,34 +431,3 @@ def _silence_stdout() -> None:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sdk._console [PATTERN] [--url URL] [--token T] [--json] [--once]``."""
-    parser = argparse.ArgumentParser(
-        prog="pierhead watch", description="live console of workspaces and their events"
-    )
-    parser.add_argument("pattern", nargs="?", default="*", help="glob over names (default: *)")
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("PIERHEAD_URL", DEFAULT_URL),
-        help="broker address (env PIERHEAD_URL; default %(default)s)",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("PIERHEAD_TOKEN"),
-        help="access token (env PIERHEAD_TOKEN)",
-    )
-    parser.add_argument("--json", action="store_true", help="NDJSON events instead of a screen")
-    parser.add_argument("--once", action="store_true", help="print the view once and exit")
-    args = parser.parse_args(argv)
-    try:
-        return asyncio.run(
-            run_watch(args.url, args.token, args.pattern, json_output=args.json, once=args.once)
-        )
-    except KeyboardInterrupt:
-        return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

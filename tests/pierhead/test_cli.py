@@ -13,7 +13,7 @@ from broker.testing import running_broker
 
 pytestmark = pytest.mark.asyncio
 
-CLI = [sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())"]
+CLI = [sys.executable, "-c", "from pierhead._cli import main; raise SystemExit(main())"]
 
 
 async def pierhead(*args: str, url: str | None = None) -> tuple[int, str, str]:

@@ -18,8 +18,11 @@ from rich.console import Console
 
 import schema
 import sdk
-from broker._server import BrokerServer
+from broker import BrokerServer
 from broker.testing import running_broker
+from pierhead._cli import main
+from pierhead._console import run_watch
+from pierhead._console_view import Command, ConsoleModel, decode_keys, render_rich, render_text
 from schema import (
     EventMsg,
     Payload,
@@ -32,8 +35,6 @@ from schema import (
     WorkspaceSemaphores,
     WorkspaceState,
 )
-from sdk._console import main, run_watch
-from sdk._console_view import Command, ConsoleModel, decode_keys, render_rich, render_text
 from tests.terminal import Terminal
 
 T0 = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -388,11 +389,12 @@ async def test_an_unreachable_broker_is_exit_code_3_and_one_line(
         assert await run_watch(url, None, "*", json_output=json_output) == 3
         out, err = capsys.readouterr()
         assert out == ""
-        assert err == f"pierhead: cannot reach the broker at {url}\n"
+        reason = "connection refused (nothing listens there)"
+        assert err == f"pierhead: cannot reach the broker at {url}: {reason}\n"
 
 
 def test_main_reports_an_unreachable_broker(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--url", "ws://127.0.0.1:1", "--once"]) == 3
+    assert main(["watch", "--url", "ws://127.0.0.1:1", "--once"]) == 3
     assert capsys.readouterr().err.startswith("pierhead: cannot reach the broker")
 
 
@@ -414,12 +416,12 @@ async def test_the_screen_in_a_terminal_shows_the_caught_lane_releases_and_quits
             await job.connected()
             # As an operator would, from another terminal.
             catch = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from sdk._cli import main; raise SystemExit(main())",
+                sys.executable, "-c", "from pierhead._cli import main; raise SystemExit(main())",
                 "catch", "job-1", "--reason", "paused for inspection", "--url", broker.url,
             )  # fmt: skip
             assert await catch.wait() == 0
-            code = "import sys; from sdk._console import main; sys.exit(main())"
-            terminal = Terminal([sys.executable, "-c", code, "--url", broker.url, "job-*"])
+            watch = [sys.executable, "-m", "pierhead", "watch", "--url", broker.url, "job-*"]
+            terminal = Terminal(watch)
             terminals.append(terminal)
             await terminal.wait_for(
                 lambda frame: in_lane(frame, "CAUGHT", "job-1", "paused for inspection")

@@ -14,10 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from broker import BrokerConfig, BrokerServer, configure_logging
 from schema import WorkspaceDetails, WorkspaceState
+from sdk import Watcher, Worker
 
-from ._watcher import Watcher
-from ._worker import Worker
+from ._console import run_watch
 
 HOSTS = [f"web-{n}" for n in range(1, 7)]
 FAILING_HOST = "web-4"
@@ -97,15 +98,11 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def run_demo(*, json_output: bool, seconds: float | None) -> int:
-    from broker._logging import configure_logging
-    from broker.testing import running_broker
-
-    from ._console import run_watch
-
     # The console owns the terminal: the broker logs only what needs attention.
     configure_logging("json", "warning")
     with tempfile.TemporaryDirectory(prefix="pierhead-demo-") as data:
-        async with running_broker(Path(data)) as broker:
+        config = BrokerConfig(host="127.0.0.1", port=0, data_dir=Path(data))
+        async with BrokerServer(config) as broker:
             print(f"pierhead demo: broker on {broker.url}, Ctrl-C to stop", file=sys.stderr)
             stop = asyncio.Event()
             workers = [

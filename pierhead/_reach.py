@@ -1,0 +1,106 @@
+"""The command's first contact with a broker: a well-formed ``--url``, one handshake, and when
+it fails, why (refused, DNS, TLS, not a websocket server) in words an operator can act on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.uri import parse_uri
+
+from sdk import (
+    AuthenticationError,
+    BrokerRefusedError,
+    ClosedError,
+    ConnectionLostError,
+    ForbiddenError,
+    PierheadError,
+    Watcher,
+)
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+class UnreachableError(PierheadError):
+    """The broker could not be reached at all; the message says why."""
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a broker's address, or None: the SDK's own rule (websockets')."""
+    try:
+        parse_uri(url)
+    except (InvalidURI, ValueError) as exc:
+        return f"invalid --url {url!r}: {exc}"
+    return None
+
+
+def connect_failure(error: BaseException) -> str:
+    """What a failed websocket connect means, in a few words."""
+    match error:
+        case ConnectionRefusedError():
+            return "connection refused (nothing listens there)"
+        case socket.gaierror():
+            return f"the host name does not resolve ({error.strerror})"
+        case ssl.SSLCertVerificationError():
+            return f"TLS: the certificate is not trusted ({error.verify_message})"
+        case ssl.SSLError():
+            return f"TLS handshake failed ({error.reason or error})"
+        case InvalidStatus():
+            response = error.response
+            return (
+                "not a websocket server (it answered the upgrade with HTTP "
+                f"{response.status_code} {response.reason_phrase})"
+            )
+        case InvalidHandshake():
+            return f"not a websocket server ({error})"
+        case TimeoutError():
+            return f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        case OSError(strerror=str(reason)):
+            return reason
+        case _:
+            return str(error) or type(error).__name__
+
+
+async def why_unreachable(url: str, error: BaseException) -> str:
+    """Why the watcher's first connection to ``url`` failed with ``error``."""
+    if isinstance(error, TimeoutError):
+        return connect_failure(error)
+    cause = error.__cause__
+    if cause is not None and not isinstance(cause, ConnectionLostError):
+        return str(cause)
+    if cause is not None and cause.__cause__ is not None:
+        return connect_failure(cause.__cause__)
+    # The SDK says only that the connection dropped: one bare attempt learns the reason.
+    try:
+        async with connect(url, open_timeout=CONNECT_TIMEOUT_S, compression=None):
+            return "the connection dropped during the handshake"
+    except Exception as probe_error:
+        return connect_failure(probe_error)
+
+
+@asynccontextmanager
+async def connected_watcher(url: str, token: str | None, *, client: str) -> AsyncIterator[Watcher]:
+    """A started watcher after one successful handshake, without retries; closed on the way out.
+
+    Raises UnreachableError, or the broker's refusal (AuthenticationError, ForbiddenError,
+    BrokerRefusedError): it was reached, and said no.
+    """
+    watcher = Watcher(url, token=token, client=client, reconnect=False)
+    await watcher.start()
+    try:
+        try:
+            await asyncio.wait_for(watcher.connected(), CONNECT_TIMEOUT_S)
+        except (ClosedError, TimeoutError) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, AuthenticationError | ForbiddenError | BrokerRefusedError):
+                raise cause from None
+            reason = await why_unreachable(url, exc)
+            raise UnreachableError(f"cannot reach the broker at {url}: {reason}") from None
+        yield watcher
+    finally:
+        await watcher.close()
