@@ -88,6 +88,17 @@ async def test_all_workspaces_share_one_bound_on_the_events_kept_in_memory() -> 
                         await worker.publish(seq, scalars(seq, BATCH))
                     while (await worker.expect(schema.Ack)).seq < per_workspace:
                         pass
+            # A worker's departure is committed after its socket closes: the stats and the
+            # tails read below must both come after the last one, or they count different
+            # streams.
+            presence = await watcher.request(
+                schema.Subscribe(
+                    id=watcher.next_id(), pattern="tails-*", from_="earliest", kinds=["presence"]
+                )
+            )
+            assert isinstance(presence, schema.Subscribed)
+            await collect(watcher, presence.sub, 2 * workspaces)
+            await watcher.request(schema.Unsubscribe(id=watcher.next_id(), sub=presence.sub))
             stats = await watcher.request(schema.StatsRequest(id=watcher.next_id()))
             assert isinstance(stats, schema.StatsReport)
             tails = [w.tail for w in broker.broker.workspaces.values()]
