@@ -9,7 +9,6 @@ import io
 import re
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -35,11 +34,11 @@ from schema import (
     WorkspaceSemaphores,
     WorkspaceState,
 )
+from tests.support import until
 from tests.terminal import Terminal
 
 T0 = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 NOW = T0 + datetime.timedelta(seconds=42)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker(run_id: str, *, connected: bool = True) -> WorkerEntry:
@@ -287,12 +286,6 @@ class Output(io.StringIO):
                 self.changed.clear()
                 await self.changed.wait()
         return self.messages()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def subscriptions(broker: BrokerServer) -> int:
