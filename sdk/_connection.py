@@ -256,6 +256,8 @@ class Connection:
                     return
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                     log.info("pierhead connection to %s lost: %r", self.url, exc)
+                if self._closing_now():
+                    return  # closed by the owner during the session: no reconnect to plan
                 if not self._reconnect:
                     self.failure = ConnectionLostError("the connection dropped")
                     return
@@ -272,6 +274,10 @@ class Connection:
         socket = self._socket
         if socket is not None:
             await socket.close()
+
+    def _closing_now(self) -> bool:
+        # A method, not the attribute: read after an await, where ``close()`` may have run.
+        return self._closing
 
     def _next_delay(self) -> float:
         """The wait before the next attempt, from how the last one went."""

@@ -108,9 +108,13 @@ class Outbox:
         policy: OutboxPolicy = "block",
     ) -> None:
         if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
-            raise InvalidArgumentError(f"max_events must be an integer of at least 1, not {max_events!r}")
+            raise InvalidArgumentError(
+                f"max_events must be an integer of at least 1, not {max_events!r}"
+            )
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-            raise InvalidArgumentError(f"max_bytes must be an integer of at least 1, not {max_bytes!r}")
+            raise InvalidArgumentError(
+                f"max_bytes must be an integer of at least 1, not {max_bytes!r}"
+            )
         if policy not in _POLICIES:
             choices = ", ".join(repr(p) for p in sorted(_POLICIES))
             raise InvalidArgumentError(f"policy must be one of {choices}, not {policy!r}")
@@ -236,7 +240,9 @@ class Outbox:
     def settled(self, ticket: Ticket) -> bool:
         """Whether the event of ``ticket`` is no longer held: acknowledged or dropped."""
         if not 1 <= ticket <= self._last_ticket:
-            raise InvalidArgumentError(f"ticket {ticket} was never issued (last ticket: {self._last_ticket})")
+            raise InvalidArgumentError(
+                f"ticket {ticket} was never issued (last ticket: {self._last_ticket})"
+            )
         # Events leave only from the head, so the held tickets are a contiguous range ending at
         # last_ticket: a ticket older than the oldest held one is settled.
         oldest = self._oldest()

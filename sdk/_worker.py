@@ -654,7 +654,7 @@ def _checked(
         # only say "expected float, got null".
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidArgumentError(
-                f"invalid {kind} event: {name} must be a finite number, not {value!r}",
+                f"invalid event ({kind}): {name} must be a finite number, not {value!r}",
                 field=f"$.payload.{name}",
             )
     event = Event(
@@ -665,7 +665,7 @@ def _checked(
     try:
         encoded = _SIZE_ENCODER.encode(event)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidArgumentError(f"invalid {kind} event: {exc}") from None
+        raise InvalidArgumentError(f"invalid event ({kind}): {exc}") from None
     # Decoding what was encoded applies every bound the broker will apply; an event it would
     # refuse is refused here, to the caller, instead of blocking the outbox later.
     try:
@@ -676,7 +676,7 @@ def _checked(
         try:
             schema.convert(msgspec.json.decode(encoded), Event)
         except schema.SchemaError as exc:
-            raise InvalidArgumentError.from_schema(exc, f"invalid {kind} event") from None
+            raise InvalidArgumentError.from_schema(exc, f"invalid event ({kind})") from None
         raise AssertionError("the schema accepts what the event decoder refused") from None
     return event, len(encoded)
 
