@@ -8,9 +8,12 @@ from ._errors import (
     ClosedError,
     ConnectionLostError,
     ForbiddenError,
+    InvalidArgumentError,
     LeaseLostError,
     PierheadError,
+    PierheadTimeoutError,
     ReplacedError,
+    UsageError,
 )
 from ._lease import Lease
 from ._outbox import EventTooLargeError, OutboxFullError, OutboxPolicy
@@ -27,14 +30,17 @@ __all__ = [
     "Delivery",
     "EventTooLargeError",
     "ForbiddenError",
+    "InvalidArgumentError",
     "Lease",
     "LeaseLostError",
     "Missed",
     "OutboxFullError",
     "OutboxPolicy",
     "PierheadError",
+    "PierheadTimeoutError",
     "ReplacedError",
     "Subscription",
+    "UsageError",
     "Watcher",
     "Worker",
 ]

@@ -13,6 +13,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from schema import (
+    ActionCall,
     BrokerFrame,
     ClientFrame,
     CloseCode,
@@ -29,6 +31,7 @@ from schema import (
     ErrorCode,
     ErrorReply,
     Hello,
+    MutexAcquire,
     SchemaError,
     Welcome,
 )
@@ -40,6 +43,8 @@ from ._errors import (
     ClosedError,
     ConnectionLostError,
     ForbiddenError,
+    InvalidArgumentError,
+    PierheadTimeoutError,
     ReplacedError,
 )
 
@@ -68,6 +73,9 @@ class ConnectionOwner(Protocol):
     def on_disconnect(self) -> None: ...
 
 
+REQUEST_TIMEOUT_S = 30.0
+"""How long a reply may take beyond what the request itself asks the broker to wait."""
+
 _FATAL_CLOSE: dict[int, type[ClosedError]] = {
     CloseCode.UNAUTHORIZED: AuthenticationError,
     CloseCode.FORBIDDEN: ForbiddenError,
@@ -87,6 +95,7 @@ class Connection:
         open_timeout_s: float = 10.0,
         ping_interval_s: float = 5.0,
         ping_timeout_s: float = 10.0,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.url = url
         self.codec = codec
@@ -99,6 +108,8 @@ class Connection:
         self._open_timeout_s = open_timeout_s
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
+        self.request_timeout_s = request_timeout_s
+        """The bound on every reply (see ``reply_bound``)."""
         self._socket: ClientConnection | None = None
         self._state = ConnectionState.CONNECTING
         self._listeners: list[asyncio.Queue[ConnectionState]] = []
@@ -112,6 +123,10 @@ class Connection:
         """How many welcomes so far: a retry waits for a newer one than the attempt used."""
         self._next_welcome = asyncio.Event()
         self._retry_after: float | None = None
+        self._welcomed_at: float | None = None
+        """``time.monotonic()`` of this attempt's welcome; None until it came."""
+        self._close_code: int | None = None
+        """The code of the broker's close that ended the last session, if it sent one."""
 
     # State --------------------------------------------------------------------------------
 
@@ -180,19 +195,52 @@ class Connection:
     async def request(self, frame: Any) -> BrokerFrame:
         """Send a request (a frame with ``id``) and return the broker's answer to it.
 
-        Raises BrokerRefusedError for an ``error`` answer and ConnectionLostError if the
-        connection drops first (the request may or may not have taken effect).
+        Raises InvalidArgumentError, before sending, for a frame the broker would refuse;
+        BrokerRefusedError for an ``error`` answer; ConnectionLostError if the connection
+        drops first (the request may or may not have taken effect); PierheadTimeoutError when
+        no answer came within ``reply_bound(frame)`` (the same: it may have taken effect).
         """
+        self.check(frame)
+        bound = self.reply_bound(frame)
         future: asyncio.Future[BrokerFrame] = asyncio.get_running_loop().create_future()
         self._pending[frame.id] = future
         try:
             await self.send(frame)
-            reply = await future
+            async with asyncio.timeout(bound):
+                reply = await future
+        except TimeoutError:
+            raise PierheadTimeoutError(
+                f"the broker did not answer {_kind(frame)} request {frame.id} within {bound:g} s"
+            ) from None
         finally:
             self._pending.pop(frame.id, None)
         if isinstance(reply, ErrorReply):
             raise BrokerRefusedError(reply.code, reply.message, reply.detail)
         return reply
+
+    def check(self, frame: Any) -> None:
+        """Raise InvalidArgumentError if the broker would refuse ``frame`` as malformed.
+
+        The broker answers a frame it cannot read with an error that may carry no request id,
+        which no waiting request could be matched to: such a frame is refused here instead.
+        """
+        try:
+            self.codec.decode_client_frame(self.codec.encode(frame))
+        except SchemaError as exc:
+            raise InvalidArgumentError.from_schema(exc, f"invalid {_kind(frame)} request") from None
+
+    def reply_bound(self, frame: Any) -> float | None:
+        """Seconds to wait for the answer to ``frame``: ``request_timeout_s``, plus what the
+        request asks the broker to wait for. Only a ``mutex_acquire`` that waits without a
+        timeout has no bound: the mutex may be held for hours, and a broker that stops
+        answering is still found out, by the heartbeat, which drops the connection."""
+        if isinstance(frame, MutexAcquire) and frame.wait:
+            if frame.timeout_s is None:
+                return None
+            return frame.timeout_s + self.request_timeout_s
+        if isinstance(frame, ActionCall):
+            return frame.timeout_s + self.request_timeout_s
+        return self.request_timeout_s
 
     # Running ------------------------------------------------------------------------------
 
@@ -208,11 +256,13 @@ class Connection:
                     return
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                     log.info("pierhead connection to %s lost: %r", self.url, exc)
+                if self._closing_now():
+                    return  # closed by the owner during the session: no reconnect to plan
                 if not self._reconnect:
                     self.failure = ConnectionLostError("the connection dropped")
                     return
                 self._set_state(ConnectionState.RECONNECTING)
-                await self._pause()
+                await self._pause(self._next_delay())
         finally:
             self._set_state(ConnectionState.CLOSED)
             self._next_welcome.set()
@@ -225,11 +275,34 @@ class Connection:
         if socket is not None:
             await socket.close()
 
-    async def _pause(self) -> None:
+    def _closing_now(self) -> bool:
+        # A method, not the attribute: read after an await, where ``close()`` may have run.
+        return self._closing
+
+    def _next_delay(self) -> float:
+        """The wait before the next attempt, from how the last one went."""
+        welcomed_at, self._welcomed_at = self._welcomed_at, None
+        close_code, self._close_code = self._close_code, None
+        if welcomed_at is None:
+            delay = self._backoff.next_delay()
+        else:
+            lasted_s = time.monotonic() - welcomed_at
+            delay = self._backoff.after_session(lasted_s=lasted_s, close_code=close_code)
+        if self._retry_after is not None:
+            # A draining broker said when to come back; that beats a guess.
+            delay, self._retry_after = self._retry_after, None
+        log.info(
+            "pierhead reconnect_scheduled attempt=%d delay_s=%.3f close_code=%s",
+            self._backoff.attempts,
+            delay,
+            close_code,
+            extra={"attempt": self._backoff.attempts, "delay_s": delay, "close_code": close_code},
+        )
+        return delay
+
+    async def _pause(self, delay: float) -> None:
         if self._closing:
             return
-        delay = self._retry_after if self._retry_after is not None else self._backoff.next_delay()
-        self._retry_after = None
         self._wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), delay)
@@ -255,7 +328,8 @@ class Connection:
             self.generation += 1
             welcomed, self._next_welcome = self._next_welcome, asyncio.Event()
             welcomed.set()
-            self._backoff.reset()
+            # The backoff is reset (or not) when this session ends: see Backoff.after_session.
+            self._welcomed_at = time.monotonic()
             self._set_state(ConnectionState.CONNECTED)
             self._owner.on_welcome(welcome)
             async for data in socket:
@@ -264,8 +338,11 @@ class Connection:
                     # The owner is full (a subscriber not keeping up): stop reading, so the
                     # broker holds the rest instead of this process.
                     await pending
+            # A normal close (1000, 1001) ends the loop without an exception.
+            self._close_code = socket.close_code
         except ConnectionClosed as exc:
             close = exc.rcvd
+            self._close_code = close.code if close is not None else None
             error_type = _FATAL_CLOSE.get(close.code) if close else None
             if close is not None and error_type is not None:
                 reason = close.reason or "refused"
@@ -317,3 +394,8 @@ class _FatalError(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _kind(frame: Any) -> str:
+    """The frame's ``type`` on the wire, for messages."""
+    return str(frame.__struct_config__.tag)

@@ -4,11 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from schema import ErrorCode
+from schema import ErrorCode, SchemaError
 
 
 class PierheadError(Exception):
     """Base class of every exception the SDK raises."""
+
+
+class InvalidArgumentError(PierheadError, SchemaError):
+    """An argument the broker would refuse, refused at the call before anything is sent.
+
+    Also a ``schema.SchemaError`` (and so a ``ValueError``): ``code`` is the error code the
+    broker would have answered with (``bad_frame``, or ``too_large`` for a length bound) and
+    ``field`` the path of the offending value when there is one.
+    """
+
+    def __init__(
+        self, message: str, *, code: ErrorCode = ErrorCode.BAD_FRAME, field: str | None = None
+    ) -> None:
+        super().__init__(code, message, field=field)
+
+    @classmethod
+    def from_schema(cls, error: SchemaError, what: str) -> InvalidArgumentError:
+        """``error`` from the schema, with ``what`` was refused in front of its message."""
+        return cls(f"{what}: {error}", code=error.code, field=error.field)
+
+
+class UsageError(PierheadError, RuntimeError):
+    """A client used out of order: started twice, or an action registered after the start."""
+
+
+class PierheadTimeoutError(PierheadError, TimeoutError):
+    """A wait the SDK bounds ran out: ``flush``/``wait_acked`` after their ``timeout``, or a
+    request the broker did not answer in time. Also a builtin ``TimeoutError``."""
 
 
 class BrokerRefusedError(PierheadError):

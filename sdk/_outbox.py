@@ -26,10 +26,16 @@ The rules:
   ``"raise"`` refuse it with ``OutboxFullError`` (under ``"block"`` the caller waits for
   ``has_room`` before adding), ``"drop_oldest"`` discards the oldest held events until it fits.
   An event larger than ``max_bytes`` never fits and is refused under every policy.
+* **Unsendable events.** An event larger than the broker's frames can never be sent, and sent
+  anyway it gets the connection closed (1009) with every event behind it stuck. The worker
+  refuses such events at ``add`` once it knows the broker's limit; those queued before it knew
+  are taken out by ``drop_larger_than`` when the limit arrives (counted as dropped). A seq one
+  of them had is then never sent: the broker accepts holes in a run's seqs.
 
-Events leave the outbox only from its head (acks are cumulative and seqs increase with
-tickets; dropping takes the oldest), so the held tickets are always one contiguous range and
-``settled`` is a comparison.
+Apart from ``drop_larger_than``, events leave the outbox only from its head (acks are
+cumulative and seqs increase with tickets; dropping takes the oldest), so the held tickets are
+one contiguous range, less the few taken out by ``drop_larger_than``, and ``settled`` is a
+comparison plus a look in that small set.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from typing import Final, Literal, NewType, get_args
 
 import schema
 
-from ._errors import PierheadError
+from ._errors import InvalidArgumentError, PierheadError
 
 __all__ = ["EventTooLargeError", "Outbox", "OutboxFullError", "OutboxPolicy", "Ticket"]
 
@@ -90,6 +96,7 @@ class Outbox:
         "_max_events",
         "_next_seq",
         "_policy",
+        "_taken_out",
         "_unsent",
     )
 
@@ -101,12 +108,16 @@ class Outbox:
         policy: OutboxPolicy = "block",
     ) -> None:
         if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
-            raise ValueError(f"max_events must be an integer of at least 1, not {max_events!r}")
+            raise InvalidArgumentError(
+                f"max_events must be an integer of at least 1, not {max_events!r}"
+            )
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-            raise ValueError(f"max_bytes must be an integer of at least 1, not {max_bytes!r}")
+            raise InvalidArgumentError(
+                f"max_bytes must be an integer of at least 1, not {max_bytes!r}"
+            )
         if policy not in _POLICIES:
             choices = ", ".join(repr(p) for p in sorted(_POLICIES))
-            raise ValueError(f"policy must be one of {choices}, not {policy!r}")
+            raise InvalidArgumentError(f"policy must be one of {choices}, not {policy!r}")
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._policy: OutboxPolicy = policy
@@ -118,6 +129,8 @@ class Outbox:
         self._acked_total = 0
         self._dropped_total = 0
         self._dropped: list[Ticket] = []
+        self._taken_out: set[Ticket] = set()
+        """Tickets ``drop_larger_than`` took out from behind the head, until the head passes."""
 
     # -- configuration and counters ------------------------------------------------------------
 
@@ -160,7 +173,7 @@ class Outbox:
 
     @property
     def dropped_total(self) -> int:
-        """Events discarded by ``"drop_oldest"``, over the outbox's life."""
+        """Events discarded by ``"drop_oldest"`` or ``drop_larger_than``, over the outbox's life."""
         return self._dropped_total
 
     @property
@@ -227,11 +240,35 @@ class Outbox:
     def settled(self, ticket: Ticket) -> bool:
         """Whether the event of ``ticket`` is no longer held: acknowledged or dropped."""
         if not 1 <= ticket <= self._last_ticket:
-            raise ValueError(f"ticket {ticket} was never issued (last ticket: {self._last_ticket})")
+            raise InvalidArgumentError(
+                f"ticket {ticket} was never issued (last ticket: {self._last_ticket})"
+            )
         # Events leave only from the head, so the held tickets are a contiguous range ending at
         # last_ticket: a ticket older than the oldest held one is settled.
         oldest = self._oldest()
-        return oldest is None or ticket < oldest.ticket
+        return oldest is None or ticket < oldest.ticket or ticket in self._taken_out
+
+    def drop_larger_than(self, max_size: int) -> list[Ticket]:
+        """Take out every unsent event larger than ``max_size``: it can never be sent.
+
+        For a limit learned after the events were added (the broker's frame size, from its
+        welcome). Returns their tickets, oldest first; they count as dropped and are settled.
+        O(held events): meant for a new connection, not for every event.
+        """
+        keep: deque[_Entry] = deque()
+        dropped: list[Ticket] = []
+        for entry in self._unsent:
+            if entry.size > max_size:
+                dropped.append(entry.ticket)
+                self._held_bytes -= entry.size
+            else:
+                keep.append(entry)
+        if dropped:
+            self._unsent = keep
+            self._dropped_total += len(dropped)
+            self._taken_out.update(dropped)
+            self._forget_taken_out()
+        return dropped
 
     # -- sending and acknowledgement ------------------------------------------------------------
 
@@ -245,9 +282,9 @@ class Outbox:
         ``max_bytes`` counts event sizes only; the caller leaves room for the frame around them.
         """
         if max_events < 1:
-            raise ValueError(f"max_events must be at least 1, not {max_events}")
+            raise InvalidArgumentError(f"max_events must be at least 1, not {max_events}")
         if max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
+            raise InvalidArgumentError(f"max_bytes must be at least 1, not {max_bytes}")
         if not self._unsent:
             return None
         events: list[schema.Event] = []
@@ -279,7 +316,7 @@ class Outbox:
         Cumulative and idempotent: an old, repeated or unknown seq settles nothing new.
         """
         if seq < 0:
-            raise ValueError(f"an acknowledged seq is never negative, not {seq}")
+            raise InvalidArgumentError(f"an acknowledged seq is never negative, not {seq}")
         done: list[Ticket] = []
         # Seqs increase from the head, so the settled events are a prefix of in_flight, then
         # (only after a reconnect, before the resend) a prefix of unsent.
@@ -289,6 +326,8 @@ class Outbox:
                 self._held_bytes -= entry.size
                 done.append(entry.ticket)
         self._acked_total += len(done)
+        if done and self._taken_out:
+            self._forget_taken_out()
         # The broker stores seq: any seq up to it that we hand out later would be taken for a
         # duplicate and discarded. Only another process with this run_id can cause that.
         self._next_seq = max(self._next_seq, seq + 1)
@@ -316,6 +355,14 @@ class Outbox:
             return self._unsent[0]
         return None
 
+    def _forget_taken_out(self) -> None:
+        # Tickets older than the head are settled anyway; keep only those behind it.
+        oldest = self._oldest()
+        if oldest is None:
+            self._taken_out.clear()
+        else:
+            self._taken_out = {t for t in self._taken_out if t > oldest.ticket}
+
     def _seq_for(self, entry: _Entry) -> int:
         return self._next_seq if entry.seq == _NO_SEQ else entry.seq
 
@@ -328,6 +375,8 @@ class Outbox:
             self._held_bytes -= entry.size
             self._dropped.append(entry.ticket)
             self._dropped_total += 1
+        if self._taken_out:
+            self._forget_taken_out()
 
     def _full_message(self, size: int) -> str:
         hint = " (wait for has_room() before add)" if self._policy == "block" else ""
@@ -340,5 +389,5 @@ class Outbox:
 
 def _check_size(size: int) -> int:
     if size < 0:
-        raise ValueError(f"an event's size is never negative, not {size}")
+        raise InvalidArgumentError(f"an event's size is never negative, not {size}")
     return size

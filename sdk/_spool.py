@@ -19,6 +19,8 @@ import msgspec
 
 from schema import Event
 
+from ._errors import InvalidArgumentError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -30,7 +32,7 @@ CREATE INDEX IF NOT EXISTS events_seq ON events (seq) WHERE seq IS NOT NULL;
 """
 
 
-class SpoolMismatchError(ValueError):
+class SpoolMismatchError(InvalidArgumentError):
     """The spool file belongs to another workspace or run."""
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import math
 import os
 import re
 import secrets
@@ -42,7 +43,14 @@ from schema import (
 from ._actions import ActionRegistry
 from ._backoff import Backoff
 from ._connection import Connection, ConnectionState
-from ._errors import BrokerRefusedError, ClosedError, ConnectionLostError
+from ._errors import (
+    BrokerRefusedError,
+    ClosedError,
+    ConnectionLostError,
+    InvalidArgumentError,
+    PierheadTimeoutError,
+    UsageError,
+)
 from ._lease import Lease
 from ._lifecycle import AsyncClient
 from ._outbox import EventTooLargeError, Outbox, OutboxPolicy, Ticket
@@ -94,23 +102,27 @@ class Worker(AsyncClient):
         spool: str | os.PathLike[str] | None = None,
     ) -> None:
         if spool is not None and run_id is None:
-            raise ValueError("a spool needs a run_id that stays the same across restarts")
+            raise InvalidArgumentError("a spool needs a run_id that stays the same across restarts")
         self.workspace = workspace
         self.run_id = run_id or default_run_id()
         # Validated by the schema now, not by the broker later.
-        self._hello = schema.convert(
-            {
-                "type": "hello",
-                "protocol": schema.PROTOCOL_VERSION,
-                "role": "worker",
-                "client": client,
-                "token": token or os.environ.get("PIERHEAD_TOKEN"),
-                "workspace": workspace,
-                "run_id": self.run_id,
-            },
-            Hello,
-        )
-        self._details = details
+        try:
+            self._hello = schema.convert(
+                {
+                    "type": "hello",
+                    "protocol": schema.PROTOCOL_VERSION,
+                    "role": "worker",
+                    "client": client,
+                    "token": token or os.environ.get("PIERHEAD_TOKEN"),
+                    "workspace": workspace,
+                    "run_id": self.run_id,
+                },
+                Hello,
+            )
+        except schema.SchemaError as exc:
+            raise InvalidArgumentError.from_schema(exc, "invalid worker settings") from None
+        # A hello the broker refuses would be sent again and again: check the details now.
+        self._details = details if details is None else _checked_details(details)
         self.close_timeout_s = close_timeout_s
         self._outbox = Outbox(
             max_events=outbox_max_events, max_bytes=outbox_max_bytes, policy=outbox_policy
@@ -125,7 +137,8 @@ class Worker(AsyncClient):
         )
         self._max_in_flight = max_in_flight
         self._in_flight: deque[int] = deque()  # last seq of each batch awaiting its ack
-        self._limits = schema.Limits(max_frame_bytes=1024 * 1024, max_batch=1000)
+        self._limits: schema.Limits | None = None
+        """The broker's, from its latest welcome; None until the first one."""
         self._semaphores = WorkspaceSemaphores()
         self._released = asyncio.Event()
         self._released.set()
@@ -152,7 +165,7 @@ class Worker(AsyncClient):
     async def start(self) -> None:
         """Start connecting (in the background) and sending what is queued."""
         if self._tasks:
-            raise RuntimeError("this worker is already started")
+            raise UsageError("this worker is already started")
         self._tasks = [
             asyncio.create_task(self._run_connection(), name="pierhead-connection"),
             asyncio.create_task(self._send_forever(), name="pierhead-sender"),
@@ -225,8 +238,10 @@ class Worker(AsyncClient):
         """Queue an event without waiting; returns its ticket.
 
         Raises OutboxFullError when the outbox is full and the policy is ``block`` or
-        ``raise`` (with ``drop_oldest`` the oldest events make room), and SchemaError
-        (a ValueError) when the event breaks the protocol's rules.
+        ``raise`` (with ``drop_oldest`` the oldest events make room), EventTooLargeError for
+        an event the broker's frames cannot hold, InvalidArgumentError (a SchemaError) when
+        the event breaks the protocol's rules, and ClosedError once the worker is closed or
+        stopped for good.
         """
         return self._add(*_checked(payload, series, create_time))
 
@@ -239,27 +254,42 @@ class Worker(AsyncClient):
     ) -> Ticket:
         """Queue an event; returns at once unless the outbox is full under ``block``."""
         event, size = _checked(payload, series, create_time)
+        self._check_open()
         self._check_size(size)
         while self._policy == "block" and not self._outbox.has_room(size):
             await self._wait_progress()
         return self._add(event, size)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this worker is closed")
+        if self._tasks and self._connection.state is ConnectionState.CLOSED:
+            # Stopped for good (4001, 4003, 4009): nothing queued now could ever be sent.
+            failure = self._connection.failure
+            raise ClosedError(f"this worker was stopped for good: {failure}") from failure
 
     def _check_size(self, size: int) -> None:
         if size > self._outbox.max_bytes:
             raise EventTooLargeError(
                 f"an event of {size} bytes can never fit an outbox of {self._outbox.max_bytes}"
             )
-        # Alone in a frame, with room for the frame around it; a larger one could never be
-        # sent (the broker closes with 1009) and would block every event after it.
-        room = self._limits.max_frame_bytes - _FRAME_OVERHEAD
-        if size > room:
+        room = self._frame_room()
+        if room is not None and size > room:
             raise EventTooLargeError(
-                f"an event of {size} bytes does not fit the broker's frames ({room} bytes)"
+                f"an event of {size} bytes does not fit the broker's frames "
+                f"(max_frame_bytes {room + _FRAME_OVERHEAD}, so at most {room} bytes per event)"
             )
 
+    def _frame_room(self) -> int | None:
+        """The largest event the broker's frames hold (alone in a frame, with room for the
+        frame around it); None until the broker has said its limit. A larger event could
+        never be sent (the broker closes with 1009) and would hold up every event after it."""
+        if self._limits is None:
+            return None
+        return max(self._limits.max_frame_bytes - _FRAME_OVERHEAD, 0)
+
     def _add(self, event: Event, size: int) -> Ticket:
-        if self._closed:
-            raise ClosedError("this worker is closed")
+        self._check_open()
         self._check_size(size)
         if self._spool is None:
             ticket = self._outbox.add(event, size)
@@ -272,12 +302,14 @@ class Worker(AsyncClient):
                 self._spool.dropped([row])
                 raise
             self._spool_rows[ticket] = row
-        dropped = self._outbox.take_dropped()
+        self._drop(self._outbox.take_dropped())
+        self._wake_sender.set()
+        return ticket
+
+    def _drop(self, dropped: Sequence[Ticket]) -> None:
         if dropped and self._spool is not None:
             self._spool.dropped([self._spool_rows.pop(t) for t in dropped if t in self._spool_rows])
         self._settle(dropped)
-        self._wake_sender.set()
-        return ticket
 
     async def event(self, message: str, severity: schema.Severity = "info") -> Ticket:
         return await self.publish(schema.WorkspaceEvent(message=message, severity=severity))
@@ -304,7 +336,13 @@ class Worker(AsyncClient):
         return await self.publish(schema.Hyperparameters(values=dict(values)))
 
     async def custom(self, name: str, data: Any) -> Ticket:
-        return await self.publish(schema.Custom(name=name, data=msgspec.to_builtins(data)))
+        try:
+            builtins = msgspec.to_builtins(data)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidArgumentError(
+                f"invalid custom event {name!r}: its data has no JSON form: {exc}"
+            ) from None
+        return await self.publish(schema.Custom(name=name, data=builtins))
 
     def queue_event(self, message: str, severity: schema.Severity = "info") -> Ticket:
         """Queue a workspace event without waiting (boardwalk's name)."""
@@ -318,13 +356,21 @@ class Worker(AsyncClient):
         await self.wait_acked(ticket, timeout=timeout)
 
     async def wait_acked(self, ticket: Ticket, *, timeout: float | None = None) -> None:
-        """Wait until the event with this ticket is stored (or was dropped by the outbox)."""
-        async with asyncio.timeout(timeout):
-            while not self._outbox.settled(ticket):
-                await self._wait_progress()
+        """Wait until the event with this ticket is stored (or was dropped by the outbox);
+        PierheadTimeoutError (a TimeoutError) after ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not self._outbox.settled(ticket):
+                    await self._wait_progress()
+        except TimeoutError:
+            raise PierheadTimeoutError(
+                f"event {ticket} not acknowledged within {timeout:g} s "
+                f"({self._outbox.held} events held, connection {self.state})"
+            ) from None
 
     async def flush(self, timeout: float | None = None) -> None:
-        """Wait until every event queued so far is acknowledged; TimeoutError after ``timeout``."""
+        """Wait until every event queued so far is acknowledged; PierheadTimeoutError (a
+        TimeoutError) after ``timeout`` seconds."""
         if self._outbox.last_ticket:
             await self.wait_acked(self._outbox.last_ticket, timeout=timeout)
 
@@ -353,6 +399,7 @@ class Worker(AsyncClient):
                 self._notify_progress()
                 return
             limits = self._limits
+            assert limits is not None, "connected, so welcomed"
             while connection.connected and len(self._in_flight) < self._max_in_flight:
                 batch = self._outbox.next_batch(limits.max_batch, limits.max_frame_bytes // 2)
                 if batch is None:
@@ -372,8 +419,11 @@ class Worker(AsyncClient):
     # Details, catch and semaphores --------------------------------------------------------
 
     async def post_details(self, details: WorkspaceDetails) -> None:
-        """Replace the workspace's details (also sent again on every reconnect)."""
-        self._details = details
+        """Replace the workspace's details (also sent again on every reconnect).
+
+        InvalidArgumentError, before anything is sent, for details the broker would refuse.
+        """
+        self._details = _checked_details(details)
         await self._request(SetDetails(id=self._connection.next_id(), details=details))
 
     async def post_catch(self, reason: str | None = None) -> None:
@@ -438,9 +488,17 @@ class Worker(AsyncClient):
         """Hold the workspace mutex for the block: ``async with worker.mutex() as lease``.
 
         Raises BrokerRefusedError (``conflict`` naming the holder, or ``timeout``) when it
-        cannot be had. A lease lost while held is marked (``lease.check()`` raises) and the
-        release at the end is skipped.
+        cannot be had, and InvalidArgumentError for a ``timeout`` that is not a positive
+        number of seconds. A lease lost while held is marked (``lease.check()`` raises) and
+        the release at the end is skipped.
         """
+        # The schema's bounds are checked before sending too; this says it in the caller's words.
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise InvalidArgumentError(
+                "mutex timeout must be None (wait as long as it takes) or a positive number "
+                f"of seconds, not {timeout!r}",
+                field="timeout",
+            )
         lease = await self._acquire(wait=wait, timeout=timeout)
         try:
             yield lease
@@ -494,7 +552,7 @@ class Worker(AsyncClient):
 
         def register(function: F) -> F:
             if self._tasks:
-                raise RuntimeError("register actions before the worker is started")
+                raise UsageError("register actions before the worker is started")
             self._actions.register(function, name=name, description=description)
             return function
 
@@ -513,6 +571,20 @@ class Worker(AsyncClient):
         if self._spool is not None:
             self._spool.acked(welcome.acked_seq or 0)
         self._settle(self._outbox.reconnected(welcome.acked_seq or 0))
+        room = self._frame_room()
+        assert room is not None
+        too_large = self._outbox.drop_larger_than(room)
+        if too_large:
+            # Queued before the limit was known (the caller had its ticket): dropped here, or
+            # sending them would close every connection with 1009 and hold up the rest.
+            log.error(
+                "pierhead worker %s dropped %d queued events larger than the broker's frames "
+                "allow (max_frame_bytes %d); counted in counters['dropped']",
+                self.run_id,
+                len(too_large),
+                welcome.limits.max_frame_bytes,
+            )
+            self._drop(too_large)
         if welcome.semaphores is not None:
             self._set_semaphores(welcome.semaphores)
         self._notify_progress()
@@ -575,16 +647,53 @@ def _checked(
     payload: WorkerPayload, series: str | None, create_time: datetime.datetime | None
 ) -> tuple[Event, int]:
     """The event, checked against the protocol's rules, and its encoded size."""
+    kind = _kind(payload)
+    for name in payload.__struct_fields__:
+        value = getattr(payload, name)
+        # JSON has no NaN or infinity: encoded they become null, and the check below would
+        # only say "expected float, got null".
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgumentError(
+                f"invalid event ({kind}): {name} must be a finite number, not {value!r}",
+                field=f"$.payload.{name}",
+            )
     event = Event(
         payload=payload,
         create_time=create_time or datetime.datetime.now(datetime.UTC),
         series=series,
     )
-    encoded = _SIZE_ENCODER.encode(event)
+    try:
+        encoded = _SIZE_ENCODER.encode(event)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgumentError(f"invalid event ({kind}): {exc}") from None
     # Decoding what was encoded applies every bound the broker will apply; an event it would
     # refuse is refused here, to the caller, instead of blocking the outbox later.
     try:
         _EVENT_DECODER.decode(encoded)
-    except msgspec.ValidationError as exc:
-        raise schema.SchemaError(schema.ErrorCode.BAD_FRAME, f"invalid event: {exc}") from None
+    except msgspec.ValidationError:
+        # Again through the schema, for the code the broker would answer (too_large for a
+        # length bound, else bad_frame): only on this rare path.
+        try:
+            schema.convert(msgspec.json.decode(encoded), Event)
+        except schema.SchemaError as exc:
+            raise InvalidArgumentError.from_schema(exc, f"invalid event ({kind})") from None
+        raise AssertionError("the schema accepts what the event decoder refused") from None
     return event, len(encoded)
+
+
+def _kind(payload: object) -> str:
+    config = getattr(payload, "__struct_config__", None)
+    if config is None:
+        raise InvalidArgumentError(f"an event payload is a schema payload, not {payload!r}")
+    return str(config.tag)
+
+
+def _checked_details(details: WorkspaceDetails) -> WorkspaceDetails:
+    """``details`` as the broker will read them; InvalidArgumentError if it would not."""
+    try:
+        return schema.convert(msgspec.to_builtins(details), WorkspaceDetails)
+    except (TypeError, ValueError) as exc:
+        # SchemaError is a ValueError; to_builtins raises TypeError for what it cannot hold.
+        if isinstance(exc, schema.SchemaError):
+            raise InvalidArgumentError.from_schema(exc, "invalid workspace details") from None
+        raise InvalidArgumentError(f"invalid workspace details: {exc}") from None

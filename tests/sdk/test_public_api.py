@@ -10,8 +10,9 @@ import sdk.sync
 EXPECTED = [
     "ActionFailedError", "AuthenticationError", "BrokerRefusedError", "ClosedError",
     "ConnectionLostError", "ConnectionState", "Delivery", "EventTooLargeError", "ForbiddenError",
-    "Lease", "LeaseLostError", "Missed", "OutboxFullError", "OutboxPolicy", "PierheadError",
-    "ReplacedError", "Subscription", "Watcher", "Worker",
+    "InvalidArgumentError", "Lease", "LeaseLostError", "Missed", "OutboxFullError", "OutboxPolicy",
+    "PierheadError", "PierheadTimeoutError", "ReplacedError", "Subscription", "UsageError",
+    "Watcher", "Worker",
 ]  # fmt: skip
 
 
