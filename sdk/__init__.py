@@ -8,18 +8,29 @@ from ._errors import (
     ClosedError,
     ConnectionLostError,
     ForbiddenError,
+    InvalidArgumentError,
     LeaseLostError,
     PierheadError,
+    PierheadTimeoutError,
     ReplacedError,
 )
 from ._lease import Lease
 from ._outbox import EventTooLargeError, OutboxFullError, OutboxPolicy
-from ._watcher import ActionFailedError, Delivery, Missed, Subscription, Watcher
+from ._watcher import (
+    ActionFailedError,
+    BadCallError,
+    Delivery,
+    Missed,
+    Overflow,
+    Subscription,
+    Watcher,
+)
 from ._worker import Worker
 
 __all__ = [
     "ActionFailedError",
     "AuthenticationError",
+    "BadCallError",
     "BrokerRefusedError",
     "ClosedError",
     "ConnectionLostError",
@@ -27,12 +38,15 @@ __all__ = [
     "Delivery",
     "EventTooLargeError",
     "ForbiddenError",
+    "InvalidArgumentError",
     "Lease",
     "LeaseLostError",
     "Missed",
     "OutboxFullError",
     "OutboxPolicy",
+    "Overflow",
     "PierheadError",
+    "PierheadTimeoutError",
     "ReplacedError",
     "Subscription",
     "Watcher",

@@ -243,7 +243,7 @@ async def run_call(args: argparse.Namespace) -> int:
     arguments = parse_arguments(args.args)
     async with connected_watcher(args.url, args.token) as watcher:
         result = await watcher.call(
-            args.workspace, args.run_id, args.action, timeout=args.timeout, **arguments
+            args.workspace, args.run_id, args.action, arguments, timeout=args.timeout
         )
     print(json.dumps(result, indent=None))
     return EXIT_OK

@@ -24,7 +24,7 @@ import msgspec
 from rich.console import Console
 from rich.live import Live
 
-from schema import Severity
+from schema import SchemaError, Severity
 
 from ._connection import ConnectionState
 from ._console_view import (
@@ -94,7 +94,7 @@ async def _watch(
     async with Watcher(url, token=token, client=CLIENT) as watcher:
         try:
             subscription = await watcher.subscribe(pattern, since="latest")
-        except msgspec.ValidationError as exc:
+        except SchemaError as exc:
             return EXIT_USAGE, f"pierhead: invalid pattern {pattern!r}: {exc}"
         except BrokerRefusedError as exc:
             return EXIT_REFUSED, f"pierhead: refused: {exc}"
@@ -133,7 +133,7 @@ def _closed(exc: ClosedError) -> Outcome:
 async def _print_once(watcher: Watcher, url: str, pattern: str) -> Outcome:
     try:
         await watcher.subscribe(pattern, since="latest")
-    except msgspec.ValidationError as exc:
+    except SchemaError as exc:
         return EXIT_USAGE, f"pierhead: invalid pattern {pattern!r}: {exc}"
     except BrokerRefusedError as exc:
         return EXIT_REFUSED, f"pierhead: refused: {exc}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schema import ErrorCode
+from schema import ErrorCode, SchemaError
 
 
 class PierheadError(Exception):
@@ -49,3 +49,27 @@ class LeaseLostError(PierheadError):
         super().__init__(f"mutex lease with fence {fence} lost: {reason}")
         self.fence = fence
         self.reason = reason
+
+
+class InvalidArgumentError(PierheadError, SchemaError):
+    """An argument the broker would refuse, refused at the call before anything is sent.
+
+    Also a ``schema.SchemaError`` (and so a ``ValueError``): ``code`` is the error code the
+    broker would have answered with (``bad_frame``, or ``too_large`` for a length bound) and
+    ``field`` the path of the offending value when there is one.
+    """
+
+    def __init__(
+        self, message: str, *, code: ErrorCode = ErrorCode.BAD_FRAME, field: str | None = None
+    ) -> None:
+        super().__init__(code, message, field=field)
+
+    @classmethod
+    def from_schema(cls, error: SchemaError, what: str) -> InvalidArgumentError:
+        """``error`` from the schema, with ``what`` was refused in front of its message."""
+        return cls(f"{what}: {error}", code=error.code, field=error.field)
+
+
+class PierheadTimeoutError(PierheadError, TimeoutError):
+    """A wait the SDK bounds ran out: ``flush``/``wait_acked`` after their ``timeout``, or a
+    request the broker did not answer in time. Also a builtin ``TimeoutError``."""

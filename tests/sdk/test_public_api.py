@@ -8,9 +8,10 @@ import sdk
 import sdk.sync
 
 EXPECTED = [
-    "ActionFailedError", "AuthenticationError", "BrokerRefusedError", "ClosedError",
-    "ConnectionLostError", "ConnectionState", "Delivery", "EventTooLargeError", "ForbiddenError",
-    "Lease", "LeaseLostError", "Missed", "OutboxFullError", "OutboxPolicy", "PierheadError",
+    "ActionFailedError", "AuthenticationError", "BadCallError", "BrokerRefusedError",
+    "ClosedError", "ConnectionLostError", "ConnectionState", "Delivery", "EventTooLargeError",
+    "ForbiddenError", "InvalidArgumentError", "Lease", "LeaseLostError", "Missed",
+    "OutboxFullError", "OutboxPolicy", "Overflow", "PierheadError", "PierheadTimeoutError",
     "ReplacedError", "Subscription", "Watcher", "Worker",
 ]  # fmt: skip
 
