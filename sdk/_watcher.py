@@ -293,7 +293,8 @@ class Watcher(AsyncClient):
 
     async def _confirm(self, subscription: Subscription) -> None:
         generation: int | None = None
-        while subscription.sub is None:
+        # Not ``sub``: a subscription may overflow, and let go of it, as soon as confirmed.
+        while not subscription.confirmed_once:
             await self._connection.wait_connected(newer_than=generation)
             generation = self._connection.generation
             confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
