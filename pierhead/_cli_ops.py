@@ -374,5 +374,5 @@ async def call_action(watcher: Watcher, args: argparse.Namespace, arguments: dic
     """The one place the command calls ``Watcher.call``: its signature decides how the
     action's own arguments travel beside the call's timeout."""
     return await watcher.call(
-        args.workspace, args.run_id, args.action, timeout=args.timeout, **arguments
+        args.workspace, args.run_id, args.action, arguments, timeout=args.timeout
     )

@@ -23,7 +23,7 @@ import msgspec
 from rich.console import Console
 from rich.live import Live
 
-from schema import Cursor, Severity, StartPosition
+from schema import Cursor, SchemaError, Severity, StartPosition
 from sdk import (
     AuthenticationError,
     BrokerRefusedError,
@@ -122,7 +122,7 @@ async def _subscribe(
 ) -> Subscription | Outcome:
     try:
         return await watcher.subscribe(pattern, since=since)
-    except msgspec.ValidationError as exc:
+    except SchemaError as exc:
         return EXIT_USAGE, f"pierhead: invalid pattern {pattern!r}: {exc}"
     except BrokerRefusedError as exc:
         return EXIT_REFUSED, f"pierhead: refused: {exc}"
@@ -155,7 +155,7 @@ def _closed(exc: ClosedError) -> Outcome:
 async def _print_once(watcher: Watcher, url: str, pattern: str, *, json_output: bool) -> Outcome:
     try:
         await watcher.subscribe(pattern, since="latest")
-    except msgspec.ValidationError as exc:
+    except SchemaError as exc:
         return EXIT_USAGE, f"pierhead: invalid pattern {pattern!r}: {exc}"
     except BrokerRefusedError as exc:
         return EXIT_REFUSED, f"pierhead: refused: {exc}"

@@ -17,12 +17,21 @@ from ._errors import (
 )
 from ._lease import Lease
 from ._outbox import EventTooLargeError, OutboxFullError, OutboxPolicy
-from ._watcher import ActionFailedError, Delivery, Missed, Subscription, Watcher
+from ._watcher import (
+    ActionFailedError,
+    BadCallError,
+    Delivery,
+    Missed,
+    Overflow,
+    Subscription,
+    Watcher,
+)
 from ._worker import Worker
 
 __all__ = [
     "ActionFailedError",
     "AuthenticationError",
+    "BadCallError",
     "BrokerRefusedError",
     "ClosedError",
     "ConnectionLostError",
@@ -36,6 +45,7 @@ __all__ = [
     "Missed",
     "OutboxFullError",
     "OutboxPolicy",
+    "Overflow",
     "PierheadError",
     "PierheadTimeoutError",
     "ReplacedError",

@@ -3,6 +3,12 @@
 Sync callables run in a thread so that a slow one never blocks the event loop (and with it the
 worker's acks and heartbeats); async ones run as tasks. Whatever happens, the caller gets an
 answer: the result, or the exception's type and message.
+
+Arguments are bound to the signature and converted to each parameter's annotation with
+msgspec's lax rules: a value of the right JSON type passes, an int is taken for a float, and a
+string that spells a number or a boolean is taken as one (command-line text), but ``"abc"`` for
+a ``float`` is a bad call. A bad call is answered with the error type ``BAD_CALL`` and the
+action does not run.
 """
 
 from __future__ import annotations
@@ -11,12 +17,18 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, get_type_hints
 
 import msgspec
 
 import schema
 from schema import ActionFailure, ActionRequest, ActionResult, ActionSpec
+
+BAD_CALL: Final = "pierhead.bad_call"
+"""The error type of a call whose arguments do not fit the action; the action did not run.
+
+Not a Python identifier, so no exception an action raises can be mistaken for it.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +36,53 @@ class RegisteredAction:
     spec: ActionSpec
     function: Callable[..., Any]
     signature: inspect.Signature
+    types: dict[str, Any]
+    """The annotation of each annotated parameter, resolved; values are converted to it."""
+
+    def convert(self, bound: inspect.BoundArguments) -> None:
+        """Convert the bound values to their annotations in place; ValidationError if one
+        does not fit (its message names the parameter)."""
+        for name, value in bound.arguments.items():
+            target = self.types.get(name)
+            if target is None:
+                continue
+            if self.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[name] = {
+                    key: _convert(f"{name}[{key!r}]", item, target) for key, item in value.items()
+                }
+            else:
+                bound.arguments[name] = _convert(name, value, target)
+
+
+def _convert(name: str, value: Any, target: Any) -> Any:
+    try:
+        return msgspec.convert(value, target, strict=False)
+    except msgspec.ValidationError as exc:
+        raise msgspec.ValidationError(f"`{name}`: {exc}") from None
+
+
+def _parameter_types(function: Callable[..., Any], signature: inspect.Signature) -> dict[str, Any]:
+    """The resolved annotation of every annotated parameter that callers can pass."""
+    try:
+        hints = get_type_hints(function, include_extras=True)
+    except Exception as exc:
+        raise TypeError(
+            f"cannot resolve the annotations of action {function.__name__!r}: {exc}"
+        ) from exc
+    types: dict[str, Any] = {}
+    for parameter in signature.parameters.values():
+        hint = hints.get(parameter.name, Any)
+        if hint is Any or parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        if isinstance(msgspec.inspect.type_info(hint), msgspec.inspect.CustomType):
+            # JSON arguments can never be one of these: every call would be refused.
+            raise TypeError(
+                f"action {function.__name__!r}: parameter {parameter.name!r} is annotated "
+                f"{hint!r}, which arguments from JSON cannot be converted to; annotate it "
+                "with a JSON-shaped type (str, float, list[int], a msgspec Struct, ...) or Any"
+            )
+        types[parameter.name] = hint
+    return types
 
 
 class ActionRegistry:
@@ -58,7 +117,8 @@ class ActionRegistry:
             },
             ActionSpec,
         )
-        self._actions[action_name] = RegisteredAction(spec, function, signature)
+        types = _parameter_types(function, signature)
+        self._actions[action_name] = RegisteredAction(spec, function, signature, types)
 
     async def run(self, request: ActionRequest) -> ActionResult:
         """Run the requested action; every outcome becomes an ``action_result``."""
@@ -67,8 +127,9 @@ class ActionRegistry:
             return _failure(request, "LookupError", f"no action named {request.name!r}")
         try:
             bound = action.signature.bind(**request.args)
-        except TypeError as exc:
-            return _failure(request, "TypeError", f"bad arguments for {request.name}: {exc}")
+            action.convert(bound)
+        except (TypeError, msgspec.ValidationError) as exc:
+            return _failure(request, BAD_CALL, f"bad arguments for {request.name}: {exc}")
         try:
             if inspect.iscoroutinefunction(action.function):
                 result = await action.function(*bound.args, **bound.kwargs)

@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -49,6 +49,9 @@ from ._errors import (
 )
 
 log = logging.getLogger("pierhead.sdk")
+
+
+_Request = TypeVar("_Request", bound=ClientFrame)
 
 
 class ConnectionState(enum.StrEnum):
@@ -218,16 +221,23 @@ class Connection:
             raise BrokerRefusedError(reply.code, reply.message, reply.detail)
         return reply
 
-    def check(self, frame: Any) -> None:
-        """Raise InvalidArgumentError if the broker would refuse ``frame`` as malformed.
+    def check(self, frame: _Request) -> _Request:
+        """``frame`` as the broker will decode it, or InvalidArgumentError if the broker would
+        refuse it as malformed.
 
         The broker answers a frame it cannot read with an error that may carry no request id,
-        which no waiting request could be matched to: such a frame is refused here instead.
+        which no waiting request could be matched to: such a frame is refused here instead,
+        where the caller can be told why.
         """
         try:
-            self.codec.decode_client_frame(self.codec.encode(frame))
+            decoded = self.codec.decode_client_frame(self.codec.encode(frame))
         except SchemaError as exc:
             raise InvalidArgumentError.from_schema(exc, f"invalid {_kind(frame)} request") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            # Values with no form on the wire (an arbitrary object, a too-large integer).
+            raise InvalidArgumentError(f"invalid {_kind(frame)} request: {exc}") from None
+        assert type(decoded) is type(frame)
+        return decoded
 
     def reply_bound(self, frame: Any) -> float | None:
         """Seconds to wait for the answer to ``frame``: ``request_timeout_s``, plus what the

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self, TypeAlias, TypeVar
 
 import msgspec
 
@@ -17,6 +17,7 @@ from schema import (
     BrokerFrame,
     CallResult,
     Catch,
+    ClientFrame,
     Cursor,
     DeleteWorkspace,
     ErrorReply,
@@ -43,13 +44,34 @@ from schema import (
     fold_event,
 )
 
+from ._actions import BAD_CALL
 from ._backoff import Backoff
 from ._connection import Connection, ConnectionState
 from ._cursors import SubscriptionCursors
-from ._errors import BrokerRefusedError, ClosedError, ConnectionLostError, PierheadError
+from ._errors import (
+    BrokerRefusedError,
+    ClosedError,
+    ConnectionLostError,
+    InvalidArgumentError,
+    PierheadError,
+    PierheadTimeoutError,
+)
 from ._lifecycle import AsyncClient
 
 _CLIENT = "pierhead-sdk/0.1"
+_T = TypeVar("_T")
+_Frame = TypeVar("_Frame", bound=ClientFrame)
+
+Overflow: TypeAlias = Literal["refetch", "block"]
+"""What a subscription does when its buffer is full because nobody reads it.
+
+``refetch`` (the default) lets go of what does not fit and stops the broker sending; once the
+reader has caught up with half the buffer it subscribes again from its cursors, and the broker
+sends the rest. Nothing is lost or repeated, and the watcher's other traffic (replies to
+requests, other subscriptions) never waits for a slow reader. ``block`` stops reading the
+watcher's socket until there is room: the broker holds the backlog, but every reply and every
+other subscription of the watcher waits too.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +92,11 @@ class ActionFailedError(PierheadError):
         self.message = failure.message
 
 
+class BadCallError(ActionFailedError):
+    """The worker refused the call's arguments (unknown names, missing ones, or values that
+    do not convert to the parameters' annotations); the action did not run."""
+
+
 Delivery = EventMsg | Missed
 
 
@@ -88,30 +115,42 @@ class Subscription:
         since: StartPosition | dict[str, Cursor],
         kinds: list[PayloadKind] | None,
         buffer: int,
+        overflow: Overflow,
     ) -> None:
         self.pattern = pattern
         self.kinds = kinds
+        self.overflow: Overflow = overflow
         self.cursors = SubscriptionCursors(since)
         self.recovered = True
         self._watcher = watcher
         self._queue: asyncio.Queue[Delivery | BaseException] = asyncio.Queue(buffer)
+        self._low_water = buffer // 2
         self.sub: int | None = None
         """The broker's id for it on the current connection; None until confirmed there."""
         self._error: BaseException | None = None
         self.confirmed_once = False
         self.closed = False
+        self.paused = False
+        """Overflowed under ``refetch``: the broker is not sending until the reader catches up."""
 
-    def __aiter__(self) -> AsyncIterator[Delivery]:
-        return self._iterate()
+    def __aiter__(self) -> Self:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Delivery]:
-        while True:
-            if self._error is not None and self._queue.empty():
-                raise self._error
-            item = await self._queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    async def __anext__(self) -> Delivery:
+        """The next delivery. Cancelling the wait (e.g. with ``asyncio.timeout``) loses
+        nothing and leaves the subscription usable."""
+        if self._error is not None and self._queue.empty():
+            raise self._error
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        if self.paused and self._queue.qsize() <= self._low_water:
+            self._watcher._refetch(self)
+        return item
+
+    @property
+    def full(self) -> bool:
+        return self._queue.full()
 
     def end(self, error: BaseException) -> None:
         """No more deliveries: the reader gets what is queued, then ``error``."""
@@ -121,7 +160,8 @@ class Subscription:
                 self._queue.put_nowait(error)
 
     async def close(self) -> None:
-        """Stop following (the iterator then waits forever; stop iterating first)."""
+        """Stop following; iteration ends after what was already queued."""
+        self.end(StopAsyncIteration())
         await self._watcher._unsubscribe(self)
 
     def subscribe_frame(self, request_id: int) -> Subscribe:
@@ -129,8 +169,11 @@ class Subscription:
             id=request_id, pattern=self.pattern, from_=self.cursors.start(), kinds=self.kinds
         )
 
-    async def deliver(self, item: Delivery | BaseException) -> None:
+    async def deliver(self, item: Delivery) -> None:
         await self._queue.put(item)
+
+    def deliver_nowait(self, item: Delivery) -> None:
+        self._queue.put_nowait(item)
 
 
 class Watcher(AsyncClient):
@@ -150,6 +193,7 @@ class Watcher(AsyncClient):
         reconnect_max_s: float = 10.0,
         reconnect: bool = True,
         subscription_buffer: int = 256,
+        request_timeout_s: float = 30.0,
     ) -> None:
         self._hello = Hello(
             protocol=schema.PROTOCOL_VERSION,
@@ -163,8 +207,15 @@ class Watcher(AsyncClient):
             codec=schema.codec_for(f"pierhead.v1.{codec}"),
             backoff=Backoff(reconnect_initial_s, reconnect_max_s),
             reconnect=reconnect,
+            request_timeout_s=request_timeout_s,
         )
+        if subscription_buffer < 1:
+            raise InvalidArgumentError("subscription_buffer must be at least 1")
+        if not request_timeout_s > 0:
+            raise InvalidArgumentError("request_timeout_s must be positive")
         self._buffer = subscription_buffer
+        self.request_timeout_s = request_timeout_s
+        """The longest any request waits, for the connection and then for its answer."""
         self.state: dict[str, WorkspaceState] = {}
         """The live state of every workspace a subscription follows (folded from its events)."""
         self._subscriptions: list[Subscription] = []
@@ -173,7 +224,7 @@ class Watcher(AsyncClient):
         """Subscribe requests in flight, by request id, until their ``subscribed`` arrives."""
         self._confirmations: dict[int, _Confirmation] = {}
         self._task: asyncio.Task[None] | None = None
-        self._resubscriber: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self._task is not None:
@@ -191,7 +242,7 @@ class Watcher(AsyncClient):
 
     async def close(self) -> None:
         await self._connection.close()
-        for task in (self._task, self._resubscriber):
+        for task in [self._task, *self._background]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -217,18 +268,33 @@ class Watcher(AsyncClient):
         *,
         since: StartPosition | dict[str, Cursor] = "latest",
         kinds: list[PayloadKind] | None = None,
+        overflow: Overflow = "refetch",
     ) -> Subscription:
         """Follow the workspaces matching ``pattern`` (a glob), starting at ``since``.
 
         Returns once the broker has confirmed it; ``watcher.state`` then holds the snapshot.
+        ``overflow`` says what happens when the subscription is not read (see ``Overflow``).
+        Raises InvalidArgumentError for a bad pattern, and PierheadTimeoutError when no
+        confirmation came within ``request_timeout_s``.
         """
-        msgspec.convert(
-            {"type": "subscribe", "id": 0, "pattern": pattern, "kinds": kinds}, Subscribe
-        )
-        subscription = Subscription(self, pattern, since, kinds, self._buffer)
+        if overflow not in ("refetch", "block"):
+            raise InvalidArgumentError(f"overflow must be 'refetch' or 'block', not {overflow!r}")
+        subscription = Subscription(self, pattern, since, kinds, self._buffer, overflow)
+        self._connection.check(subscription.subscribe_frame(0))
         self._subscriptions.append(subscription)
+        try:
+            async with self._bounded("subscribe", self.request_timeout_s):
+                await self._confirm(subscription)
+        except BaseException:
+            subscription.closed = True
+            self._subscriptions.remove(subscription)
+            raise
+        return subscription
+
+    async def _confirm(self, subscription: Subscription) -> None:
         generation: int | None = None
-        while subscription.sub is None:
+        # Not ``sub``: a subscription may overflow, and let go of it, as soon as confirmed.
+        while not subscription.confirmed_once:
             await self._connection.wait_connected(newer_than=generation)
             generation = self._connection.generation
             confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -243,24 +309,49 @@ class Watcher(AsyncClient):
             finally:
                 self._subscribing.pop(request_id, None)
                 self._confirmations.pop(request_id, None)
-        return subscription
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         subscription.closed = True
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
-        sub = subscription.sub
+        sub, subscription.sub = subscription.sub, None
         if sub is not None:
             self._by_sub.pop(sub, None)
-            with contextlib.suppress(ConnectionLostError, BrokerRefusedError):
+            await self._stop_sending(sub)
+
+    async def _stop_sending(self, sub: int) -> None:
+        """Ask the broker to drop ``sub``; the connection going away drops it as well."""
+        with contextlib.suppress(ConnectionLostError, BrokerRefusedError, PierheadTimeoutError):
+            async with self._bounded("unsubscribe", self.request_timeout_s):
                 await self._connection.request(
                     schema.Unsubscribe(id=self._connection.next_id(), sub=sub)
                 )
 
+    def _overflowed(self, subscription: Subscription) -> None:
+        """A ``refetch`` subscription is full: stop taking its events; the broker keeps them."""
+        subscription.paused = True
+        sub, subscription.sub = subscription.sub, None
+        if sub is not None:
+            self._by_sub.pop(sub, None)
+            self._spawn(self._stop_sending(sub))
+
+    def _refetch(self, subscription: Subscription) -> None:
+        """The reader caught up with a paused subscription: follow again from its cursors."""
+        subscription.paused = False
+        if subscription.closed or not self._connection.connected:
+            return  # the resubscribe after the next welcome includes it
+        self._spawn(self._resubscribe([subscription], self._connection.generation))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # Requests -----------------------------------------------------------------------------
 
     async def workspaces(self, pattern: str = "*") -> list[WorkspaceState]:
-        reply = await self._request(ListWorkspaces(id=self._connection.next_id(), pattern=pattern))
+        frame = ListWorkspaces(id=self._connection.next_id(), pattern=pattern)
+        reply = await self._request(self._connection.check(frame))
         assert isinstance(reply, Workspaces)
         return reply.items
 
@@ -275,7 +366,10 @@ class Watcher(AsyncClient):
         series: str | None = None,
         run_id: str | None = None,
     ) -> AsyncIterator[EventMsg]:
-        """Stored events page by page: newest first, or oldest first when ``after`` is given."""
+        """Stored events, one at a time: newest first, or oldest first when ``after`` is given.
+
+        They are fetched ``page_size`` at a time as you iterate; each page is a request.
+        """
         while True:
             query = HistoryQuery(
                 id=self._connection.next_id(),
@@ -287,7 +381,7 @@ class Watcher(AsyncClient):
                 series=series,
                 run_id=run_id,
             )
-            page = await self._request(query)
+            page = await self._request(self._connection.check(query))
             assert isinstance(page, HistoryPage)
             for event in page.events:
                 yield event
@@ -299,36 +393,57 @@ class Watcher(AsyncClient):
                 before = page.events[-1].offset
 
     async def catch(self, workspace: str, reason: str | None = None) -> None:
-        await self._request(
-            Catch(id=self._connection.next_id(), workspace=workspace, reason=reason)
-        )
+        frame = Catch(id=self._connection.next_id(), workspace=workspace, reason=reason)
+        await self._request(self._connection.check(frame))
 
     async def release(self, workspace: str) -> None:
-        await self._request(Release(id=self._connection.next_id(), workspace=workspace))
+        frame = Release(id=self._connection.next_id(), workspace=workspace)
+        await self._request(self._connection.check(frame))
 
     async def break_mutex(self, workspace: str) -> None:
-        await self._request(MutexBreak(id=self._connection.next_id(), workspace=workspace))
+        frame = MutexBreak(id=self._connection.next_id(), workspace=workspace)
+        await self._request(self._connection.check(frame))
 
     async def delete_workspace(self, workspace: str, *, force: bool = False) -> None:
         frame = DeleteWorkspace(id=self._connection.next_id(), workspace=workspace, force=force)
-        await self._request(frame)
+        await self._request(self._connection.check(frame))
 
     async def call(
-        self, workspace: str, run_id: str, action: str, *, timeout: float = 30.0, **args: Any
+        self,
+        workspace: str,
+        run_id: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 30.0,
     ) -> Any:
-        """Call an action of a worker run; returns its result or raises ActionFailedError."""
+        """Call ``action`` of a worker run with ``args`` (a mapping, so that every name is
+        free for the action's own parameters); the broker gives up after ``timeout``.
+
+        Returns the action's result. Raises ActionFailedError if the action raised,
+        BadCallError if the worker refused the arguments, BrokerRefusedError (code
+        ``timeout``) when the worker did not answer in time.
+        """
+        try:
+            plain = msgspec.to_builtins(dict(args or {}))
+        except TypeError as exc:
+            raise InvalidArgumentError(f"call: the arguments cannot be sent: {exc}") from None
         frame = ActionCall(
             id=self._connection.next_id(),
             workspace=workspace,
             run_id=run_id,
             action=action,
-            args=msgspec.to_builtins(args),
+            args=plain,
             timeout_s=timeout,
         )
-        reply = await self._request(frame)
+        checked = self._connection.check(frame)
+        # The broker answers by ``timeout`` itself; the margin covers connecting and the trip.
+        reply = await self._request(checked, bound=timeout + self.request_timeout_s)
         assert isinstance(reply, CallResult)
         if not reply.ok:
             assert reply.error is not None
+            if reply.error.type == BAD_CALL:
+                raise BadCallError(reply.error)
             raise ActionFailedError(reply.error)
         return reply.result
 
@@ -337,9 +452,25 @@ class Watcher(AsyncClient):
         assert isinstance(reply, StatsReport)
         return reply
 
-    async def _request(self, frame: Any) -> BrokerFrame:
-        await self._connection.wait_connected()
-        return await self._connection.request(frame)
+    async def _request(self, frame: Any, *, bound: float | None = None) -> BrokerFrame:
+        """Send a request once connected and return its answer, all within ``bound``
+        (default ``request_timeout_s``), else PierheadTimeoutError."""
+        async with self._bounded(frame.__struct_config__.tag, bound or self.request_timeout_s):
+            await self._connection.wait_connected()
+            return await self._connection.request(frame)
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, what: str, seconds: float) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(seconds):
+                yield
+        except TimeoutError as exc:
+            if isinstance(exc, PierheadTimeoutError):
+                raise
+            raise PierheadTimeoutError(
+                f"{what}: no answer from the broker at {self._connection.url} within "
+                f"{seconds:g} s (connection {self._connection.state.value})"
+            ) from None
 
     # Connection callbacks -----------------------------------------------------------------
 
@@ -356,19 +487,24 @@ class Watcher(AsyncClient):
         }
         # Every subscription confirmed before follows again from its cursors; one not yet
         # confirmed is still in its subscribe() call, which sends it again itself.
-        again = [s for s in self._subscriptions if s.confirmed_once and not s.closed]
-        for subscription in again:
+        # A paused one waits for its reader, which subscribes it again.
+        again = [
+            s for s in self._subscriptions if s.confirmed_once and not s.closed and not s.paused
+        ]
+        for subscription in self._subscriptions:
             subscription.sub = None
         if again:
-            self._resubscriber = asyncio.create_task(self._resubscribe(again))
+            self._spawn(self._resubscribe(again, self._connection.generation))
 
     def on_disconnect(self) -> None:
         for confirmation in self._confirmations.values():
             if not confirmation.future.done():
                 confirmation.future.set_exception(ConnectionLostError("the connection dropped"))
 
-    async def _resubscribe(self, subscriptions: list[Subscription]) -> None:
+    async def _resubscribe(self, subscriptions: list[Subscription], generation: int) -> None:
         for subscription in subscriptions:
+            if self._connection.generation != generation:
+                return  # a newer welcome resubscribes them itself
             request_id = self._connection.next_id()
             self._subscribing[request_id] = subscription
             with contextlib.suppress(ConnectionLostError):
@@ -395,9 +531,17 @@ class Watcher(AsyncClient):
             case Gap(sub=sub, workspace=workspace, from_offset=first, to_offset=last):
                 subscription = self._by_sub.get(sub)
                 if subscription is not None:
+                    if subscription.overflow == "refetch" and subscription.full:
+                        # The broker reports the gap again when it is asked again.
+                        self._overflowed(subscription)
+                        return None
                     subscription.cursors.skip_to(workspace, last)
                     subscription.recovered = False
-                    return subscription.deliver(Missed(workspace, first, last))
+                    missed = Missed(workspace, first, last)
+                    if subscription.overflow == "refetch":
+                        subscription.deliver_nowait(missed)
+                        return None
+                    return subscription.deliver(missed)
             case ErrorReply(id=request_id) if request_id in self._subscribing:
                 subscription = self._subscribing.pop(request_id)
                 error = BrokerRefusedError(frame.code, frame.message, frame.detail)
@@ -405,7 +549,7 @@ class Watcher(AsyncClient):
                 if confirmation is not None:
                     confirmation.future.set_exception(error)
                 else:
-                    return subscription.deliver(error)
+                    subscription.end(error)
         return None
 
     def _subscribed(self, frame: Subscribed) -> None:
@@ -423,16 +567,32 @@ class Watcher(AsyncClient):
         if confirmation is not None:
             confirmation.future.set_result(None)
 
-    async def _deliver(self, subscription: Subscription, events: list[EventMsg]) -> None:
-        fold = subscription.kinds is None
+    def _deliver(
+        self, subscription: Subscription, events: list[EventMsg]
+    ) -> Awaitable[None] | None:
+        if subscription.overflow == "block":
+            return self._deliver_waiting(subscription, events)
         for event in events:
-            if not subscription.cursors.accept(event):
-                continue
-            if fold:
-                state = self.state.get(event.workspace)
-                if state is not None:
-                    self.state[event.workspace] = fold_event(state, event)
-            await subscription.deliver(event)
+            if subscription.full:
+                # Not accepted, so the cursor stays before it: the refetch starts there.
+                self._overflowed(subscription)
+                return None
+            if subscription.cursors.accept(event):
+                self._fold(subscription, event)
+                subscription.deliver_nowait(event)
+        return None
+
+    async def _deliver_waiting(self, subscription: Subscription, events: list[EventMsg]) -> None:
+        for event in events:
+            if subscription.cursors.accept(event):
+                self._fold(subscription, event)
+                await subscription.deliver(event)
+
+    def _fold(self, subscription: Subscription, event: EventMsg) -> None:
+        if subscription.kinds is None:
+            state = self.state.get(event.workspace)
+            if state is not None:
+                self.state[event.workspace] = fold_event(state, event)
 
 
 @dataclass(slots=True)

@@ -62,10 +62,10 @@ async def test_training_worker_publishes_and_answers_set_lr() -> None:
             assert process.stdout is not None
             line = await asyncio.wait_for(process.stdout.readline(), 30)
             run_id = line.decode().removeprefix("run id: ").strip()
-            answer = await operator.call("train-demo", run_id, "set_lr", value=0.01)
+            answer = await operator.call("train-demo", run_id, "set_lr", {"value": 0.01})
             assert answer == {"old": 0.1, "new": 0.01}
             with pytest.raises(sdk.ActionFailedError, match="out of range"):
-                await operator.call("train-demo", run_id, "set_lr", value=50)
+                await operator.call("train-demo", run_id, "set_lr", {"value": 50})
             assert await asyncio.wait_for(process.wait(), 60) == 0
         finally:
             if process.returncode is None:

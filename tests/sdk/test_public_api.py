@@ -8,11 +8,11 @@ import sdk
 import sdk.sync
 
 EXPECTED = [
-    "ActionFailedError", "AuthenticationError", "BrokerRefusedError", "ClosedError",
-    "ConnectionLostError", "ConnectionState", "Delivery", "EventTooLargeError", "ForbiddenError",
-    "InvalidArgumentError", "Lease", "LeaseLostError", "Missed", "OutboxFullError", "OutboxPolicy",
-    "PierheadError", "PierheadTimeoutError", "ReplacedError", "Subscription", "UsageError",
-    "Watcher", "Worker",
+    "ActionFailedError", "AuthenticationError", "BadCallError", "BrokerRefusedError",
+    "ClosedError", "ConnectionLostError", "ConnectionState", "Delivery", "EventTooLargeError",
+    "ForbiddenError", "InvalidArgumentError", "Lease", "LeaseLostError", "Missed",
+    "OutboxFullError", "OutboxPolicy", "Overflow", "PierheadError", "PierheadTimeoutError",
+    "ReplacedError", "Subscription", "UsageError", "Watcher", "Worker",
 ]  # fmt: skip
 
 

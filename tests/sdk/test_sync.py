@@ -52,7 +52,7 @@ def test_publish_and_flush_from_several_threads() -> None:
         worker.flush(timeout=10)
         assert worker.counters["acked"] == 800
         with sync.Watcher(url) as watcher:
-            stored = watcher.history("sync", after=0, kinds=["scalar"])
+            stored = list(watcher.history("sync", after=0, kinds=["scalar"]))
         assert sorted(e.payload.value for e in stored) == sorted(  # type: ignore[union-attr]
             float(n * 1000 + i) for n in range(4) for i in range(200)
         )

@@ -143,12 +143,13 @@ async def test_actions_sync_async_errors_and_unknown_names() -> None:
 
         async with worker, sdk.Watcher(broker.url) as ops:
             await worker.connected()
-            assert await ops.call("train", "r", "set_lr", value=0.01) == {"old": 0.1, "new": 0.01}
+            answer = await ops.call("train", "r", "set_lr", {"value": 0.01})
+            assert answer == {"old": 0.1, "new": 0.01}
             assert rate["lr"] == 0.01
             with pytest.raises(sdk.ActionFailedError, match="RuntimeError: boom"):
                 await ops.call("train", "r", "explode")
-            with pytest.raises(sdk.ActionFailedError, match="TypeError"):
-                await ops.call("train", "r", "set_lr", rate=3)
+            with pytest.raises(sdk.BadCallError, match="bad arguments for set_lr"):
+                await ops.call("train", "r", "set_lr", {"rate": 3})
             with pytest.raises(sdk.BrokerRefusedError) as unknown:
                 await ops.call("train", "r", "nope")
             assert unknown.value.code is schema.ErrorCode.NOT_FOUND
