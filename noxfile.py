@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -18,7 +19,7 @@ BENCH_PEERS = ["redis[hiredis]==8.1.0"]
 """The client library the Redis benchmarks drive redis-server with, in the bench environment."""
 NEETBOX = "neetbox==0.6.0"
 """neetbox's server, installed in an environment of its own beside the bench environment."""
-SOURCES = ["schema", "broker", "sdk", "tests", "bench", "examples", "noxfile.py"]
+SOURCES = ["schema", "broker", "sdk", "tests", "bench", "examples", "scripts", "noxfile.py"]
 
 
 @nox.session
@@ -41,6 +42,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over the packages, the tests and the benchmarks."""
     session.install(".[test]", "mypy>=1.11", "nox")
     session.run("mypy", "--strict", *SOURCES)
+
+
+@nox.session(venv_backend="none")
+def vendor(session: nox.Session) -> None:
+    """Fetch the dashboard's pinned front-end libraries with npm and check them against the lock
+    (``nox -s vendor -- --check`` only checks the committed files; ``-- --relock`` records new
+    sums after a version is changed in ``scripts/vendor_frontend.lock.json``)."""
+    session.run(sys.executable, "scripts/vendor_frontend.py", *session.posargs)
 
 
 @nox.session
