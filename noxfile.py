@@ -19,6 +19,8 @@ BENCH_PEERS = ["redis[hiredis]==8.1.0"]
 """The client library the Redis benchmarks drive redis-server with, in the bench environment."""
 NEETBOX = "neetbox==0.6.0"
 """neetbox's server, installed in an environment of its own beside the bench environment."""
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+"""What tests/dashboard/browser.py looks for on PATH."""
 SOURCES = ["schema", "broker", "sdk", "tests", "bench", "examples", "scripts", "noxfile.py"]
 
 
@@ -26,7 +28,20 @@ SOURCES = ["schema", "broker", "sdk", "tests", "bench", "examples", "scripts", "
 def tests(session: nox.Session) -> None:
     """Run the test suite against an installed copy of the package."""
     session.install(".[test]")
+    ensure_chromium(session)
     session.run("pytest", *session.posargs)
+
+
+def ensure_chromium(session: nox.Session) -> None:
+    """The dashboard's browser tests drive Chromium: Debian's package when this is root with
+    apt-get, else Playwright's own download. Without either the session fails here, loudly."""
+    if os.environ.get("PIERHEAD_CHROMIUM") or any(map(shutil.which, CHROMIUM_NAMES)):
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "update", "--quiet", external=True)
+        session.run("apt-get", "install", "--yes", "--quiet", "chromium", external=True)
+    else:
+        session.run("playwright", "install", "chromium")
 
 
 @nox.session

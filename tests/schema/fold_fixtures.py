@@ -212,6 +212,9 @@ def handwritten_cases() -> list[Wire]:
                 envelope(1, schema.Status(key="last", value="fits")),
                 envelope(2, schema.Status(key="over", value="ignored")),
                 envelope(3, schema.Status(key="k0", value="updated")),
+                # Names an object inherits in JavaScript are not keys of the state.
+                envelope(4, schema.Status(key="constructor", value="ignored")),
+                envelope(5, schema.Status(key="__proto__", value="ignored")),
             ],
         ),
         case(
@@ -221,6 +224,7 @@ def handwritten_cases() -> list[Wire]:
                 envelope(1, schema.Progress(name="last", current=1)),
                 envelope(2, schema.Progress(name="over", current=1)),
                 envelope(3, schema.Progress(name="p0", current=99, total=100)),
+                envelope(4, schema.Progress(name="toString", current=1)),
             ],
         ),
         case(
