@@ -2,7 +2,8 @@
 
 The page is served without a server: every request to :data:`ORIGIN` is answered by
 ``page.route`` from the files on disk (the dashboard's ``static/`` folder at ``/``, the
-browser-side tests at ``/__tests__/``, the shared fixtures at ``/__fixtures__/``), with the
+browser-side tests at ``/__tests__/``, the shared fixtures of tests/schema and tests/sdk at
+``/__fixtures__/schema/`` and ``/__fixtures__/sdk/``), with the
 Content-Security-Policy the broker is to send, so a page that needs inline script fails here
 first. Requests to any other origin are refused.
 
@@ -32,7 +33,8 @@ ORIGIN: Final = "https://pierhead.test"
 
 MOUNTS: Final = {
     "/__tests__/": ROOT / "tests" / "dashboard" / "js",
-    "/__fixtures__/": ROOT / "tests" / "schema" / "fixtures",
+    "/__fixtures__/schema/": ROOT / "tests" / "schema" / "fixtures",
+    "/__fixtures__/sdk/": ROOT / "tests" / "sdk" / "fixtures",
     "/": Path(str(static_root())),
 }
 """URL prefixes and the folders they serve, the longest prefix first."""

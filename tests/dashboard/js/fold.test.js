@@ -6,7 +6,7 @@ import { foldEvent, foldEvents, stateFromWire } from "/app/fold.js";
 import { deepFreeze, firstDifference } from "./compare.js";
 
 export async function run() {
-  const response = await fetch("/__fixtures__/fold_cases.json");
+  const response = await fetch("/__fixtures__/schema/fold_cases.json");
   const { cases } = await response.json();
   return cases.map(runCase);
 }
