@@ -1,4 +1,4 @@
-"""Fixtures of the dashboard tests: one headless Chromium per session, a page per test."""
+"""Fixtures of the dashboard tests: one headless Chromium per test module, a page per test."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from playwright.sync_api import Browser, Page
 from tests.dashboard.browser import launch_chromium, open_page
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API runs an event loop of its own, which
+    # must be gone before pytest-asyncio runs the async tests of other modules.
     yield from launch_chromium()
 
 
