@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -18,14 +19,47 @@ BENCH_PEERS = ["redis[hiredis]==8.1.0"]
 """The client library the Redis benchmarks drive redis-server with, in the bench environment."""
 NEETBOX = "neetbox==0.6.0"
 """neetbox's server, installed in an environment of its own beside the bench environment."""
-SOURCES = ["schema", "broker", "sdk", "pierhead", "tests", "bench", "examples", "noxfile.py"]
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+"""What tests/dashboard/browser.py looks for on PATH."""
+SOURCES = [
+    "schema",
+    "broker",
+    "sdk",
+    "pierhead",
+    "tests",
+    "bench",
+    "examples",
+    "scripts",
+    "noxfile.py",
+]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against an installed copy of the package."""
     session.install(".[test]")
+    ensure_chromium(session)
     session.run("pytest", *session.posargs)
+
+
+def ensure_chromium(session: nox.Session) -> None:
+    """The dashboard's browser tests drive Chromium: Debian's package when this is root with
+    apt-get, else Playwright's own download. Without either the session fails here, loudly."""
+    if os.environ.get("PIERHEAD_CHROMIUM") or any(map(shutil.which, CHROMIUM_NAMES)):
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "update", "--quiet", external=True)
+        session.run(
+            "apt-get",
+            "install",
+            "--yes",
+            "--quiet",
+            "chromium",
+            external=True,
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+    else:
+        session.run("playwright", "install", "chromium")
 
 
 @nox.session
@@ -41,6 +75,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over the packages, the tests and the benchmarks."""
     session.install(".[test]", "mypy>=1.11", "nox")
     session.run("mypy", "--strict", *SOURCES)
+
+
+@nox.session(venv_backend="none")
+def vendor(session: nox.Session) -> None:
+    """Fetch the dashboard's pinned front-end libraries with npm and check them against the lock
+    (``nox -s vendor -- --check`` only checks the committed files; ``-- --relock`` records new
+    sums after a version is changed in ``scripts/vendor_frontend.lock.json``)."""
+    session.run(sys.executable, "scripts/vendor_frontend.py", *session.posargs)
 
 
 @nox.session
