@@ -74,7 +74,16 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         dest="allowed_origins",
         action="append",
         default=None,
-        help="an Origin a browser may connect from (repeat); clients without one always may",
+        help="an origin (https://host[:port], or null for file:// pages) whose pages may connect,"
+        " besides the broker's own (repeat); clients that send no Origin always may",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        default=None,
+        help="a host name requests may be addressed to besides loopback ones (repeat); checked"
+        " when listening on loopback, against DNS rebinding, or whenever given",
     )
     serve.add_argument("--tls-cert", type=Path, default=None, help="serve wss:// with this cert")
     serve.add_argument("--tls-key", type=Path, default=None, help="the certificate's key")
@@ -165,7 +174,8 @@ def run_serve(args: argparse.Namespace) -> int:
             listen_backlog=args.listen_backlog,
             max_connections_per_address=args.max_connections_per_address,
             max_connections_per_token=args.max_connections_per_token,
-            allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
+            allowed_origins=tuple(args.allowed_origins or ()),
+            allowed_hosts=tuple(args.allowed_hosts or ()),
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             retention_events=args.retention_events,

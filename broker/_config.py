@@ -23,9 +23,12 @@ class BrokerConfig:
     """``token``: every session presents a token (see ``pierhead token``)."""
     auth_failures_per_minute: int = 10
     """Failed authentications from one address before it is refused for a while."""
-    allowed_origins: tuple[str, ...] | None = None
-    """Origin headers accepted at upgrade; None accepts any. No header (non-browser clients)
-    is always accepted."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (``https://ops.example.com``, or ``null``) whose pages may connect, besides the
+    broker's own. Requests without an ``Origin`` (every client but a browser) always may."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names a request may be addressed to, besides loopback ones. Checked when the broker
+    listens on loopback (against DNS rebinding) or whenever any is given."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
 

@@ -20,7 +20,7 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
-from websockets.typing import Origin, Subprotocol
+from websockets.typing import Subprotocol
 
 from schema import (
     PROTOCOL_VERSION,
@@ -38,7 +38,7 @@ from schema import (
 )
 
 from ._access import Grant
-from ._auth import FailureThrottle, Refused, admit, bearer
+from ._auth import Door, FailureThrottle, Refused, admit, bearer
 from ._broker import Broker
 from ._config import BrokerConfig
 from ._limits import ConnectionCounts
@@ -85,6 +85,12 @@ class BrokerServer:
         self._retention_task: asyncio.Task[None] | None = None
         self._revocation_task: asyncio.Task[None] | None = None
         self._tokens: TokenStore | None = None
+        self._door = Door(
+            tls=config.tls_cert is not None,
+            loopback=config.loopback_only,
+            allowed_origins=config.allowed_origins,
+            allowed_hosts=config.allowed_hosts,
+        )
         self._throttle = FailureThrottle(config.auth_failures_per_minute)
         self._per_address = ConnectionCounts(config.max_connections_per_address)
         self._per_token = ConnectionCounts(config.max_connections_per_token)
@@ -129,11 +135,9 @@ class BrokerServer:
             config.host,
             config.port,
             ssl=_tls_context(config),
-            # None in the list admits clients that send no Origin (everything but browsers).
-            origins=_origins(config),
             subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
             select_subprotocol=_select_subprotocol,
-            process_request=_health,
+            process_request=self._process_request,
             compression=None,
             max_size=config.max_frame_bytes,
             ping_interval=config.heartbeat_s,
@@ -287,6 +291,22 @@ class BrokerServer:
                 "session_closed", code=connection.close_code, reason=connection.close_reason
             )
 
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Every HTTP request first: the door (Host, Origin), then the health check."""
+        refusal = self._door.check(request.headers.get("Host"), request.headers.get("Origin"))
+        if refusal is not None:
+            log.warning(
+                "request_refused",
+                peer=_peer(connection),
+                path=request.path,
+                refused=refusal.header,
+                **{refusal.header: refusal.value},
+            )
+            return connection.respond(HTTPStatus.FORBIDDEN, refusal.body)
+        if request.path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        return None
+
     async def _admit(self, connection: ServerConnection, hello: Hello) -> Grant | Refused:
         assert self.broker is not None
         address = _peer(connection)
@@ -335,6 +355,7 @@ class BrokerServer:
             peer=_peer(connection),
             client=hello.client,
             token=grant.token_name,
+            origin=_origin(connection),
         )
         limits = Limits(max_frame_bytes=config.max_frame_bytes, max_batch=config.max_batch)
         welcome = Welcome(
@@ -402,12 +423,6 @@ def _select_subprotocol(
     raise NegotiationError(f"no supported subprotocol among {', '.join(offered)}")
 
 
-def _origins(config: BrokerConfig) -> list[Origin | None] | None:
-    if not config.allowed_origins:
-        return None
-    return [None, *(Origin(origin) for origin in config.allowed_origins)]
-
-
 def _tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None or config.tls_key is None:
         return None
@@ -417,12 +432,10 @@ def _tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
     return context
 
 
+def _origin(connection: ServerConnection) -> str | None:
+    return connection.request.headers.get("Origin") if connection.request else None
+
+
 def _peer(connection: ServerConnection) -> str:
     address = connection.remote_address
     return str(address[0]) if address else "?"
-
-
-def _health(connection: ServerConnection, request: Request) -> Response | None:
-    if request.path == "/healthz":
-        return connection.respond(HTTPStatus.OK, "ok\n")
-    return None
