@@ -130,7 +130,8 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--heartbeat-timeout",
         type=float,
         default=_DEFAULTS.heartbeat_timeout_s,
-        help="seconds without pong before a session is dead (default: %(default)s)",
+        help="seconds without a pong before a session is closed; longer than --heartbeat"
+        " (default: %(default)s)",
     )
     serve.add_argument(
         "--drain-timeout",

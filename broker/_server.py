@@ -135,11 +135,6 @@ class BrokerServer:
     ) -> None:
         await self.drain()
 
-    @property
-    def failure(self) -> BaseException | None:
-        """What made the broker stop serving by itself (a store failure), if anything did."""
-        return self._failure
-
     async def start(self) -> None:
         config = self.config
         try:
@@ -394,7 +389,8 @@ class BrokerServer:
             # A moment of deletion: 1001 makes a client come back, to a new epoch.
             await _refuse(connection, codec, ErrorCode.CONFLICT, str(exc), CloseCode.GOING_AWAY)
             return
-        session.log.info("session_opened")
+        # The page a browser session comes from (None for programs), for after the fact.
+        session.log.info("session_opened", origin=_origin(connection))
         try:
             await session.run()
         finally:
@@ -479,7 +475,6 @@ class BrokerServer:
             peer=_peer(connection),
             client=hello.client,
             token=grant.token_name,
-            origin=_origin(connection),
         )
         limits = Limits(max_frame_bytes=config.max_frame_bytes, max_batch=config.max_batch)
         welcome = Welcome(
