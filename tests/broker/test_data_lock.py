@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from broker._sqlite_store import DataDirectoryInUseError, SQLiteStore
 from broker.testing import BrokerExitedError, BrokerProcess, broker_process
 from tests.broker.commands import pierhead
 
-pytestmark = pytest.mark.asyncio
+
+def test_a_store_holds_its_directory_until_closed(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path)
+    try:
+        with pytest.raises(
+            DataDirectoryInUseError, match=f"in use by another broker \\(pid {os.getpid()}\\)"
+        ):
+            SQLiteStore(tmp_path)
+    finally:
+        first.close()
+    SQLiteStore(tmp_path).close()
 
 
 async def refused_start(data: Path) -> BrokerProcess:
@@ -24,6 +36,7 @@ async def refused_start(data: Path) -> BrokerProcess:
     return second
 
 
+@pytest.mark.asyncio
 async def test_a_second_broker_on_the_same_data_refuses_to_start(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with broker_process(data) as first:
