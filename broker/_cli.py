@@ -5,13 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import structlog
 
 from ._config import BrokerConfig
 from ._logging import configure_logging
-from ._server import BrokerServer, InsecureBindError
-from ._tokens import TokenError, TokenStore, parse_duration
+from ._server import BrokerFailedError, BrokerServer, InsecureBindError, StartError
+from ._sqlite_store import DATABASE_NAME
+from ._tokens import TOKENS_FILE, TokenError, TokenStore, check_scope, parse_duration
+
+EXIT_FAILED = 1
+"""The broker could not start (a port in use, a data directory in use) or stopped on a fault."""
+EXIT_USAGE = 2
+
+T = TypeVar("T")
 
 _DEFAULTS = BrokerConfig()
 
@@ -74,7 +86,16 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         dest="allowed_origins",
         action="append",
         default=None,
-        help="an Origin a browser may connect from (repeat); clients without one always may",
+        help="an origin (https://host[:port], or null for file:// pages) whose pages may connect,"
+        " besides the broker's own (repeat); clients that send no Origin always may",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        default=None,
+        help="a host name requests may be addressed to besides loopback ones (repeat); checked"
+        " when listening on loopback, against DNS rebinding, or whenever given",
     )
     serve.add_argument("--tls-cert", type=Path, default=None, help="serve wss:// with this cert")
     serve.add_argument("--tls-key", type=Path, default=None, help="the certificate's key")
@@ -109,7 +130,8 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--heartbeat-timeout",
         type=float,
         default=_DEFAULTS.heartbeat_timeout_s,
-        help="seconds without pong before a session is dead (default: %(default)s)",
+        help="seconds without a pong before a session is closed; longer than --heartbeat"
+        " (default: %(default)s)",
     )
     serve.add_argument(
         "--drain-timeout",
@@ -165,7 +187,8 @@ def run_serve(args: argparse.Namespace) -> int:
             listen_backlog=args.listen_backlog,
             max_connections_per_address=args.max_connections_per_address,
             max_connections_per_token=args.max_connections_per_token,
-            allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
+            allowed_origins=tuple(args.allowed_origins or ()),
+            allowed_hosts=tuple(args.allowed_hosts or ()),
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             retention_events=args.retention_events,
@@ -182,11 +205,30 @@ def run_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
         server = BrokerServer(config)
+        _make_data_directory(args.data)
     except (ValueError, InsecureBindError) as exc:
         print(f"pierhead serve: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(server.serve_until_signalled())
+        return EXIT_USAGE
+    try:
+        asyncio.run(server.serve_until_signalled())
+    except StartError as exc:
+        print(f"pierhead serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokerFailedError as exc:
+        # The last line, where a supervisor's log shows why it had to restart the broker.
+        structlog.get_logger("pierhead.server").critical("broker_failed", cause=str(exc))
+        return EXIT_FAILED
     return 0
+
+
+def _make_data_directory(path: Path) -> None:
+    """Create ``--data`` if need be; a ValueError says in one line why it cannot be used."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--data {path} is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--data {path} cannot be created: {exc.strerror or exc}") from None
 
 
 def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -210,8 +252,18 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         choices=["worker", "watcher", "operator", "admin"],
         help="repeat for several roles",
     )
-    create.add_argument("--workspaces", default="*", help="glob of workspaces it covers")
-    create.add_argument("--expires", default=None, help="e.g. 30d, 12h (default: never)")
+    create.add_argument(
+        "--workspaces",
+        type=_argument(check_scope),
+        default="*",
+        help="glob of workspaces it covers",
+    )
+    create.add_argument(
+        "--expires",
+        type=_argument(parse_duration),
+        default=None,
+        help="e.g. 30d, 12h, 45m, 90s (default: never)",
+    )
     create.set_defaults(run=_token_create)
 
     listing = actions.add_parser("list", parents=[data], help="list tokens (never their secrets)")
@@ -223,12 +275,47 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     revoke.set_defaults(run=_token_revoke)
 
 
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type`` from a parser that raises TokenError: a usage error, exit 2."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except TokenError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _open_tokens(data: Path, *, create: bool) -> TokenStore | int:
+    """The token store of ``--data``; or, after a one-line message, the exit code.
+
+    Only ``create`` makes a store where there is none (tokens may be made before the broker
+    first starts): listing or revoking in a mistyped directory says so instead.
+    """
+    problem = None
+    if data.exists() and not data.is_dir():
+        problem = f"--data {data} is not a directory"
+    elif not create and not any((data / name).exists() for name in (TOKENS_FILE, DATABASE_NAME)):
+        problem = f"there is no pierhead store in {data} (is --data right?)"
+    if problem is None:
+        try:
+            return TokenStore(data)
+        except (OSError, sqlite3.Error) as exc:
+            problem = f"cannot open the tokens in {data}: {exc}"
+    print(f"pierhead token: {problem}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _token_create(args: argparse.Namespace) -> int:
-    store = TokenStore(args.data)
+    store = _open_tokens(args.data, create=True)
+    if isinstance(store, int):
+        return store
     try:
         expires = None
         if args.expires:
-            expires = datetime.datetime.now(datetime.UTC) + parse_duration(args.expires)
+            expires = datetime.datetime.now(datetime.UTC) + args.expires
         token, secret = store.create(args.name, args.roles, args.workspaces, expires=expires)
     except TokenError as exc:
         print(f"pierhead token: {exc}", file=sys.stderr)
@@ -246,7 +333,9 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    store = TokenStore(args.data)
+    store = _open_tokens(args.data, create=False)
+    if isinstance(store, int):
+        return store
     try:
         tokens = store.tokens(include_revoked=args.all)
     finally:
@@ -273,7 +362,9 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    store = TokenStore(args.data)
+    store = _open_tokens(args.data, create=False)
+    if isinstance(store, int):
+        return store
     try:
         token = store.revoke(args.name)
     except TokenError as exc:

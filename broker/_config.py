@@ -23,14 +23,20 @@ class BrokerConfig:
     """``token``: every session presents a token (see ``pierhead token``)."""
     auth_failures_per_minute: int = 10
     """Failed authentications from one address before it is refused for a while."""
-    allowed_origins: tuple[str, ...] | None = None
-    """Origin headers accepted at upgrade; None accepts any. No header (non-browser clients)
-    is always accepted."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (``https://ops.example.com``, or ``null``) whose pages may connect, besides the
+    broker's own. Requests without an ``Origin`` (every client but a browser) always may."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names a request may be addressed to, besides loopback ones. Checked when the broker
+    listens on loopback (against DNS rebinding) or whenever any is given."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
     heartbeat_s: float = 5.0
+    """A ping every this many seconds."""
     heartbeat_timeout_s: float = 10.0
+    """A session whose peer has sent no pong for this long is closed (at once, without a
+    closing handshake). Longer than ``heartbeat_s``."""
     hello_timeout_s: float = 5.0
     mutex_grace_s: float = 30.0
     """How long a disconnected worker keeps its lease and its place in the workspace."""
@@ -76,8 +82,10 @@ class BrokerConfig:
             raise ValueError(f"port {self.port} is not in 0..65535")
         if self.max_batch < 1 or self.commit_max_events < self.max_batch:
             raise ValueError("max_batch must be at least 1 and at most commit_max_events")
-        if self.heartbeat_timeout_s <= 0 or self.heartbeat_s <= 0:
-            raise ValueError("heartbeat interval and timeout must be positive")
+        if not 0 < self.heartbeat_s < self.heartbeat_timeout_s:
+            raise ValueError(
+                "the heartbeat interval must be positive and the heartbeat timeout longer"
+            )
         if self.tail_events < 1:
             raise ValueError("tail_events must be at least 1")
         if self.listen_backlog < 1:

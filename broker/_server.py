@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import secrets
 import signal
+import sqlite3
 import ssl
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,7 +22,7 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
-from websockets.typing import Origin, Subprotocol
+from websockets.typing import Subprotocol
 
 from schema import (
     PROTOCOL_VERSION,
@@ -38,12 +40,13 @@ from schema import (
 )
 
 from ._access import Grant
-from ._auth import FailureThrottle, Refused, admit, bearer
+from ._auth import Door, FailureThrottle, Refused, admit, bearer
 from ._broker import Broker
 from ._config import BrokerConfig
+from ._heartbeat import Heartbeat
 from ._limits import ConnectionCounts
 from ._session import Session, SessionContext
-from ._sqlite_store import SQLiteStore
+from ._sqlite_store import DataDirectoryInUseError, SQLiteStore, StoreVersionError
 from ._store import Store
 from ._tokens import TokenStore
 from ._watcher_session import WatcherSession
@@ -66,6 +69,15 @@ class InsecureBindError(RuntimeError):
     """A non-loopback address was asked for while authentication is off."""
 
 
+class StartError(RuntimeError):
+    """The broker cannot start: its port or its data directory is taken, or its store cannot be
+    opened. The message is one line for an operator."""
+
+
+class BrokerFailedError(RuntimeError):
+    """The broker stopped because something it cannot serve without failed (the store)."""
+
+
 class BrokerServer:
     """A running broker: ``async with BrokerServer(config) as server: ...`` serves until exit,
     then drains."""
@@ -85,10 +97,21 @@ class BrokerServer:
         self._retention_task: asyncio.Task[None] | None = None
         self._revocation_task: asyncio.Task[None] | None = None
         self._tokens: TokenStore | None = None
+        self._door = Door(
+            tls=config.tls_cert is not None,
+            loopback=config.loopback_only,
+            allowed_origins=config.allowed_origins,
+            allowed_hosts=config.allowed_hosts,
+        )
         self._throttle = FailureThrottle(config.auth_failures_per_minute)
         self._per_address = ConnectionCounts(config.max_connections_per_address)
         self._per_token = ConnectionCounts(config.max_connections_per_token)
+        # Read now: a missing or unreadable certificate is a mistake in the settings, to be
+        # reported before anything is opened.
+        self._tls = _tls_context(config)
         self._drained = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._failure: BaseException | None = None
 
     @property
     def port(self) -> int:
@@ -114,8 +137,23 @@ class BrokerServer:
 
     async def start(self) -> None:
         config = self.config
-        store = self._store or SQLiteStore(config.data_dir, synchronous=config.synchronous)
+        try:
+            store = self._store or SQLiteStore(config.data_dir, synchronous=config.synchronous)
+        except (DataDirectoryInUseError, StoreVersionError) as exc:
+            raise StartError(str(exc)) from exc
+        except (OSError, sqlite3.Error) as exc:
+            raise StartError(f"cannot open the store in {config.data_dir}: {exc}") from exc
         self._store = store
+        try:
+            await self._start(store)
+        except BaseException:
+            # Whatever was opened is closed again, the data directory's lock with it: a failed
+            # start (a port in use) leaves nothing behind that a second attempt would trip on.
+            await self._close_tasks_and_store()
+            raise
+
+    async def _start(self, store: Store) -> None:
+        config = self.config
         broker = Broker(config, store, server=self.server_name)
         self.broker = broker
         broker.restore()
@@ -124,23 +162,12 @@ class BrokerServer:
         if config.auth == "token":
             self._tokens = TokenStore(config.data_dir)
             self._revocation_task = asyncio.create_task(self._watch(self._enforce_revocations()))
-        self._server = await serve(
-            self._handle,
-            config.host,
-            config.port,
-            ssl=_tls_context(config),
-            # None in the list admits clients that send no Origin (everything but browsers).
-            origins=_origins(config),
-            subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
-            select_subprotocol=_select_subprotocol,
-            process_request=_health,
-            compression=None,
-            max_size=config.max_frame_bytes,
-            ping_interval=config.heartbeat_s,
-            ping_timeout=config.heartbeat_timeout_s,
-            server_header=self.server_name,
-            backlog=config.listen_backlog,
-        )
+        try:
+            self._server = await self._listen()
+        except OSError as exc:
+            # asyncio's own message repeats the address; the system's says just what is wrong.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartError(f"cannot listen on {config.host}:{config.port}: {reason}") from exc
         log.info(
             "listening",
             host=config.host,
@@ -151,26 +178,56 @@ class BrokerServer:
         if config.auth == "none":
             log.warning("auth_off", detail="every session gets every role; loopback only")
 
+    async def _listen(self) -> Server:
+        config = self.config
+        return await serve(
+            self._handle,
+            config.host,
+            config.port,
+            ssl=self._tls,
+            subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
+            select_subprotocol=_select_subprotocol,
+            process_request=self._process_request,
+            compression=None,
+            max_size=config.max_frame_bytes,
+            # The broker's own heartbeat (``_beat``): websockets' keepalive declares a peer
+            # dead only after an interval, a timeout and a closing handshake's timeout.
+            ping_interval=None,
+            server_header=self.server_name,
+            backlog=config.listen_backlog,
+        )
+
     async def serve_until_signalled(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then drain.
+
+        Raises ``BrokerFailedError`` (after draining) if the broker stopped serving by itself,
+        on a store failure: a supervisor sees a non-zero exit and restarts it.
 
         This is the broker owning its process (``pierhead serve``), so it also sets the
         process's garbage collector for a heap made mostly of long-lived sessions.
         """
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        signalled = asyncio.Event()
+
+        def on_signal() -> None:
+            signalled.set()
+            self._stop.set()
+
         # Handlers first: whoever sees ``listening`` may signal at once and must get a drain.
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal)
         try:
             await self.start()
-            await stop.wait()
-            log.info("signal_received")
+            await self._stop.wait()
+            if signalled.is_set():
+                log.info("signal_received")
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
         await self.drain()
+        if self._failure is not None:
+            raise BrokerFailedError(str(self._failure) or repr(self._failure)) from self._failure
 
     async def drain(self) -> None:
         """Stop accepting, tell every session, make everything durable, close with 1001."""
@@ -193,35 +250,83 @@ class BrokerServer:
             log.warning("drain_timeout", remaining=len(broker.sessions()))
             for connection in server.connections:
                 connection.transport.abort()
-        assert self._writer_task is not None
-        assert self._retention_task is not None
-        self._retention_task.cancel()
-        if self._revocation_task is not None:
-            self._revocation_task.cancel()
-        broker.writer.stop()
-        await asyncio.gather(self._writer_task, self._retention_task, return_exceptions=True)
-        await broker.cancel_tasks()
-        # No thread may still be inside the store when it closes.
-        await broker.threads.wait_idle()
-        assert self._store is not None
-        self._store.close()
+        await self._close_tasks_and_store()
+        log.info("stopped")
+
+    async def _close_tasks_and_store(self) -> None:
+        """End the background tasks, then close the stores: the last step of a drain, and all
+        that undoing a failed start needs."""
+        for task in (self._retention_task, self._revocation_task):
+            if task is not None:
+                task.cancel()
+        broker = self.broker
+        if broker is not None:
+            broker.writer.stop()
+        tasks = [t for t in (self._writer_task, self._retention_task, self._revocation_task) if t]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if broker is not None:
+            await broker.cancel_tasks()
+            # No thread may still be inside the store when it closes.
+            await broker.threads.wait_idle()
+        if self._store is not None:
+            self._store.close()
         if self._tokens is not None:
             self._tokens.close()
-        log.info("stopped")
 
     async def _watch(self, job: Any) -> None:
         try:
             await job
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # The writer failing means nothing more can be made durable: stop serving rather
-            # than acknowledge events that would be lost.
+            # than acknowledge events that would be lost, and stop the process (see
+            # ``serve_until_signalled``) so that whatever supervises it starts it again.
             log.critical("broker_task_failed", exc_info=True)
+            if self._failure is None:
+                self._failure = exc
             if self._server is not None:
-                self._server.close()
+                self._server.close(close_connections=False)
+            self._stop.set()
 
     async def _handle(self, connection: ServerConnection) -> None:
+        beat = asyncio.create_task(self._beat(connection))
+        try:
+            await self._handle_beating(connection, beat)
+        finally:
+            beat.cancel()
+
+    async def _beat(self, connection: ServerConnection) -> Heartbeat | None:
+        """Ping the peer; abort the connection once it has sent no pong for the heartbeat
+        timeout. Returns the heartbeat if it gave the peer up for dead."""
+        loop, config = asyncio.get_running_loop(), self.config
+        heartbeat = Heartbeat(config.heartbeat_s, config.heartbeat_timeout_s, loop.time())
+
+        def on_pong(pong: asyncio.Future[float]) -> None:
+            if not pong.cancelled() and pong.exception() is None:
+                heartbeat.heard(loop.time())
+
+        while True:
+            await asyncio.sleep(max(0.0, heartbeat.next_due() - loop.time()))
+            while (due := heartbeat.poll(loop.time())) is not None:
+                if due == "dead":
+                    # No closing handshake: a peer that answers no ping would not answer that
+                    # either, and waiting for it is what made detection take twice as long.
+                    connection.transport.abort()
+                    return heartbeat
+                try:
+                    # A peer that does not read can fill the socket: sending may wait too.
+                    async with asyncio.timeout_at(heartbeat.deadline):
+                        pong = await connection.ping()
+                except TimeoutError:
+                    continue
+                except ConnectionClosed:
+                    return None
+                asyncio.ensure_future(pong).add_done_callback(on_pong)
+
+    async def _handle_beating(
+        self, connection: ServerConnection, beat: asyncio.Task[Heartbeat | None]
+    ) -> None:
         assert self.broker is not None
         _broker, config = self.broker, self.config
         codec = codec_for(connection.subprotocol)
@@ -259,7 +364,7 @@ class BrokerServer:
                 )
                 return
             try:
-                await self._serve_session(connection, codec, hello, grant)
+                await self._serve_session(connection, codec, hello, grant, beat)
             except Exception:
                 # A bug must cost one session, logged like everything else, never the broker.
                 log.exception("session_failed", peer=address, role=hello.role)
@@ -271,7 +376,12 @@ class BrokerServer:
             self._per_address.release(address)
 
     async def _serve_session(
-        self, connection: ServerConnection, codec: Codec, hello: Hello, grant: Grant
+        self,
+        connection: ServerConnection,
+        codec: Codec,
+        hello: Hello,
+        grant: Grant,
+        beat: asyncio.Task[Heartbeat | None],
     ) -> None:
         try:
             session = self._open(connection, codec, hello, grant)
@@ -279,13 +389,43 @@ class BrokerServer:
             # A moment of deletion: 1001 makes a client come back, to a new epoch.
             await _refuse(connection, codec, ErrorCode.CONFLICT, str(exc), CloseCode.GOING_AWAY)
             return
-        session.log.info("session_opened")
+        # The page a browser session comes from (None for programs), for after the fact.
+        session.log.info("session_opened", origin=_origin(connection))
         try:
             await session.run()
         finally:
-            session.log.info(
-                "session_closed", code=connection.close_code, reason=connection.close_reason
+            # The heartbeat aborts a dead peer's connection and returns at once, so it is done
+            # by the time the session sees the connection closed.
+            dead = beat.result() if beat.done() and not beat.cancelled() else None
+            if dead is None:
+                session.log.info(
+                    "session_closed", code=connection.close_code, reason=connection.close_reason
+                )
+            else:
+                session.log.info(
+                    "session_closed",
+                    code=connection.close_code,
+                    reason="heartbeat timeout",
+                    heartbeat_s=dead.interval,
+                    heartbeat_timeout_s=dead.timeout,
+                    unanswered_pings=dead.pings_since_heard,
+                )
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Every HTTP request first: the door (Host, Origin), then the health check."""
+        refusal = self._door.check(request.headers.get("Host"), request.headers.get("Origin"))
+        if refusal is not None:
+            log.warning(
+                "request_refused",
+                peer=_peer(connection),
+                path=request.path,
+                refused=refusal.header,
+                **{refusal.header: refusal.value},
             )
+            return connection.respond(HTTPStatus.FORBIDDEN, refusal.body)
+        if request.path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        return None
 
     async def _admit(self, connection: ServerConnection, hello: Hello) -> Grant | Refused:
         assert self.broker is not None
@@ -402,27 +542,29 @@ def _select_subprotocol(
     raise NegotiationError(f"no supported subprotocol among {', '.join(offered)}")
 
 
-def _origins(config: BrokerConfig) -> list[Origin | None] | None:
-    if not config.allowed_origins:
-        return None
-    return [None, *(Origin(origin) for origin in config.allowed_origins)]
-
-
 def _tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
+    """The server's TLS context; a ValueError says in one line what is wrong with the files."""
     if config.tls_cert is None or config.tls_key is None:
         return None
+    for what, path in (("certificate", config.tls_cert), ("key", config.tls_key)):
+        if not path.is_file():
+            raise ValueError(f"the TLS {what} {path} is not a file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.tls_cert, config.tls_key)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"cannot use the TLS certificate {config.tls_cert} with the key {config.tls_key}:"
+            f" {exc.strerror or exc}"
+        ) from None
     return context
+
+
+def _origin(connection: ServerConnection) -> str | None:
+    return connection.request.headers.get("Origin") if connection.request else None
 
 
 def _peer(connection: ServerConnection) -> str:
     address = connection.remote_address
     return str(address[0]) if address else "?"
-
-
-def _health(connection: ServerConnection, request: Request) -> Response | None:
-    if request.path == "/healthz":
-        return connection.respond(HTTPStatus.OK, "ok\n")
-    return None

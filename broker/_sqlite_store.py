@@ -51,8 +51,11 @@ statement or an explicit read transaction, so WAL gives it a snapshot of whole c
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import heapq
+import os
 import pathlib
 import queue
 import sqlite3
@@ -72,12 +75,18 @@ __all__ = [
     "CHUNK_BYTES",
     "CHUNK_EVENTS",
     "DATABASE_NAME",
+    "LOCK_NAME",
+    "DataDirectoryInUseError",
     "SCHEMA_VERSION",
     "SQLiteStore",
     "StoreVersionError",
 ]
 
 DATABASE_NAME: Final = "pierhead.db"
+LOCK_NAME: Final = "pierhead.lock"
+"""Held (``flock``, exclusive) by the store that has the directory open, for as long as it is
+open; it holds the pid of that process. Two brokers on one directory would each number events
+on their own and lose what the other acknowledged."""
 SCHEMA_VERSION: Final = 2
 
 CHUNK_EVENTS: Final = 512
@@ -176,6 +185,30 @@ class StoreVersionError(RuntimeError):
     """The database was written by a newer pierhead whose layout this one does not know."""
 
 
+class DataDirectoryInUseError(RuntimeError):
+    """Another store (another broker) has the data directory open."""
+
+
+def _lock_directory(path: pathlib.Path) -> int:
+    """An open descriptor of ``path/LOCK_NAME``, locked for this store alone."""
+    descriptor = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+        os.close(descriptor)
+        by = f" (pid {holder})" if holder.isdigit() else ""
+        raise DataDirectoryInUseError(
+            f"data directory {path} is in use by another broker{by}"
+        ) from None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return descriptor
+
+
 def _microseconds(moment: datetime.datetime) -> int:
     return (moment - _UNIX_EPOCH) // _MICROSECOND
 
@@ -217,6 +250,8 @@ class SQLiteStore:
         if chunk_events < 1:
             raise ValueError("a chunk holds at least one event")
         path.mkdir(parents=True, exist_ok=True)
+        # First of all, before SQLite touches anything: nothing may change under another store.
+        self._lock = _lock_directory(path)
         self._database = path / DATABASE_NAME
         self._synchronous_pragma = _SYNCHRONOUS_PRAGMAS[synchronous]
         self._chunk_events = chunk_events
@@ -228,12 +263,17 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
-        self._writer = self._connect()
+        try:
+            self._writer = self._connect()
+        except BaseException:
+            os.close(self._lock)
+            raise
         try:
             self._configure_writer()
             self._prepare_schema()
         except BaseException:
             self._writer.close()
+            os.close(self._lock)
             raise
 
     # -- connections -------------------------------------------------------------------------
@@ -593,6 +633,10 @@ class SQLiteStore:
         for conn in readers:
             conn.close()
         self._writer.close()
+        # Closing the descriptor releases the lock; the file stays, so that no second store
+        # could lock a new file while a third still holds the old one.
+        with contextlib.suppress(OSError):
+            os.close(self._lock)
 
 
 def _first_offset(conn: sqlite3.Connection, workspace_id: int, last_offset: int) -> int:

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from schema import Role
+import msgspec
+
+from schema import ListWorkspaces, Role
 
 TOKENS_FILE: Final = "tokens.db"
 ROLES: Final[tuple[Role, ...]] = ("worker", "watcher", "operator", "admin")
@@ -98,6 +100,7 @@ class TokenStore:
             raise TokenError(f"roles must be among {', '.join(ROLES)}; got {sorted(wanted)}")
         if not name or len(name) > 128:
             raise TokenError("a token needs a name of 1 to 128 characters")
+        check_scope(scope)
         created = now or datetime.datetime.now(datetime.UTC)
         token_id = secrets.token_hex(6)
         secret = f"ph_{token_id}_{secrets.token_urlsafe(32)}"
@@ -201,11 +204,25 @@ def _token(row: tuple[str, ...]) -> Token:
     )
 
 
+def check_scope(scope: str) -> str:
+    """``scope`` if it is a workspace pattern as ``list`` and ``subscribe`` take them."""
+    try:
+        msgspec.convert({"id": 1, "pattern": scope}, ListWorkspaces)
+    except msgspec.ValidationError:
+        raise TokenError(
+            f"{scope!r} is not a workspace pattern (letters, digits, _ . - and the glob"
+            " characters * ? [ ] !, e.g. deploy-*)"
+        ) from None
+    return scope
+
+
 def parse_duration(text: str) -> datetime.timedelta:
-    """``30d``, ``12h``, ``45m``, ``90s``."""
-    match = re.fullmatch(r"(\d+)([dhms])", text.strip())
+    """``30d``, ``12h``, ``45m``, ``90s``: a number and its unit, more than zero."""
+    match = re.fullmatch(r"(\d{1,6})([dhms])", text.strip())
     if match is None:
         raise TokenError(f"expected a duration like 30d, 12h, 45m or 90s, not {text!r}")
     amount, unit = int(match.group(1)), match.group(2)
+    if amount == 0:
+        raise TokenError(f"a token that expires in {text!r} could never be used")
     seconds = {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit]
     return datetime.timedelta(seconds=amount * seconds)
