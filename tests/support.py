@@ -1,5 +1,6 @@
 """What more than one test module needs: the repository's paths, waiting on a condition, a
-process's memory, and a flood of events. The raw protocol client is :mod:`tests.broker.wire`.
+process's memory, a flood of events, and the ``pierhead`` command as a child process. The raw
+protocol client is :mod:`tests.broker.wire`.
 
 Test modules import from here, never from one another.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -96,3 +98,34 @@ async def flood(worker: WireClient) -> None:
     while acked < FLOOD_EVENTS:
         acked = (await worker.expect(schema.Ack)).seq
     assert acked == FLOOD_EVENTS
+
+
+# The command --------------------------------------------------------------------------------
+
+PIERHEAD: Final = [sys.executable, "-m", "pierhead"]
+"""The ``pierhead`` command, run by this interpreter: the test's virtualenv may not be on PATH,
+and a ``pierhead`` found there may be another copy."""
+COMMAND_TIMEOUT_S: Final = 60.0
+"""How long a command that should end at once may take, on a loaded machine, before the test
+calls it hung."""
+
+
+async def pierhead(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run ``pierhead ARGS`` to its end: the exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *PIERHEAD,
+        *args,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

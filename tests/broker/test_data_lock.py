@@ -9,7 +9,7 @@ import pytest
 
 from broker._sqlite_store import DataDirectoryInUseError, SQLiteStore
 from broker.testing import BrokerExitedError, BrokerProcess, broker_process
-from tests.broker.commands import pierhead
+from tests.support import pierhead
 
 
 def test_a_store_holds_its_directory_until_closed(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from broker._server import StartError
 from broker._sqlite_store import DATABASE_NAME, SCHEMA_VERSION, SQLiteStore
 from broker.testing import running_broker
-from tests.broker.commands import pierhead
+from tests.support import pierhead
 
 pytestmark = pytest.mark.asyncio
 

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 
 import pytest
 
 import sdk
 from broker.testing import running_broker
+from tests.support import PIERHEAD
+from tests.support import pierhead as run_pierhead
 
 pytestmark = pytest.mark.asyncio
 
-CLI = [sys.executable, "-c", "from pierhead._cli import main; raise SystemExit(main())"]
-
 
 async def pierhead(*args: str, url: str | None = None) -> tuple[int, str, str]:
-    options = ["--url", url] if url else []
-    process = await asyncio.create_subprocess_exec(
-        *CLI, *args, *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    return await run_pierhead(*args, *(["--url", url] if url else []))
 
 
 async def test_version_and_usage() -> None:
@@ -71,7 +64,7 @@ async def test_tail_follows_live_events() -> None:
     async with running_broker() as broker, sdk.Worker(broker.url, "live", run_id="r") as worker:
         await worker.post_event("before")
         process = await asyncio.create_subprocess_exec(
-            *CLI, "tail", "live", "--url", broker.url, stdout=asyncio.subprocess.PIPE
+            *PIERHEAD, "tail", "live", "--url", broker.url, stdout=asyncio.subprocess.PIPE
         )
         assert process.stdout is not None
         try:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import socket
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,22 +18,9 @@ import trustme
 
 import sdk
 from broker.testing import broker_process, running_broker
+from tests.support import COMMAND_TIMEOUT_S, PIERHEAD, pierhead
 
 pytestmark = pytest.mark.asyncio
-
-CLI = [sys.executable, "-m", "pierhead"]
-HANG_GUARD_S = 60
-"""How long a command may take before the test calls it hung (they take well under a second)."""
-
-
-async def pierhead(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), HANG_GUARD_S)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
 
 # Point 5: arguments the broker would reject are usage errors, before connecting -----------
 
@@ -200,7 +186,7 @@ class Tail:
     @classmethod
     async def start(cls, *args: str) -> Tail:
         process = await asyncio.create_subprocess_exec(
-            *CLI, "tail", "--json", *args,
+            *PIERHEAD, "tail", "--json", *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         return cls(process)
@@ -209,7 +195,7 @@ class Tail:
         """Read events until one with ``message``; fails if the tail ends first."""
         assert self.process.stdout is not None
         while not any(e["payload"].get("message") == message for e in self.events):
-            line = await asyncio.wait_for(self.process.stdout.readline(), HANG_GUARD_S)
+            line = await asyncio.wait_for(self.process.stdout.readline(), COMMAND_TIMEOUT_S)
             assert line, f"tail ended with {await self.stop()}"
             self.events.append(json.loads(line))
 
@@ -222,7 +208,7 @@ class Tail:
 
 async def subscribed(url: str, count: int) -> None:
     """Until the broker counts ``count`` subscriptions (the tail's among them)."""
-    async with sdk.Watcher(url) as watcher, asyncio.timeout(HANG_GUARD_S):
+    async with sdk.Watcher(url) as watcher, asyncio.timeout(COMMAND_TIMEOUT_S):
         while (await watcher.stats()).counters["subscriptions"] < count:
             await asyncio.sleep(0.02)
 
