@@ -97,6 +97,12 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="a host name requests may be addressed to besides loopback ones (repeat); checked"
         " when listening on loopback, against DNS rebinding, or whenever given",
     )
+    serve.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        help="do not serve the browser dashboard on the broker's port (websockets only)",
+    )
     serve.add_argument("--tls-cert", type=Path, default=None, help="serve wss:// with this cert")
     serve.add_argument("--tls-key", type=Path, default=None, help="the certificate's key")
     serve.add_argument(
@@ -189,6 +195,7 @@ def run_serve(args: argparse.Namespace) -> int:
             max_connections_per_token=args.max_connections_per_token,
             allowed_origins=tuple(args.allowed_origins or ()),
             allowed_hosts=tuple(args.allowed_hosts or ()),
+            dashboard=args.dashboard,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             retention_events=args.retention_events,

@@ -29,6 +29,8 @@ class BrokerConfig:
     allowed_hosts: tuple[str, ...] = ()
     """Host names a request may be addressed to, besides loopback ones. Checked when the broker
     listens on loopback (against DNS rebinding) or whenever any is given."""
+    dashboard: bool = True
+    """Answer plain HTTP GETs on the broker's port with the browser dashboard."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
 

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -43,6 +44,8 @@ from ._access import Grant
 from ._auth import Door, FailureThrottle, Refused, admit, bearer
 from ._broker import Broker
 from ._config import BrokerConfig
+from ._dashboard import static_root
+from ._dashboard._assets import DashboardAssets, HttpAnswer
 from ._heartbeat import Heartbeat
 from ._limits import ConnectionCounts
 from ._session import Session, SessionContext
@@ -103,6 +106,7 @@ class BrokerServer:
             allowed_origins=config.allowed_origins,
             allowed_hosts=config.allowed_hosts,
         )
+        self._dashboard = DashboardAssets.from_folder(static_root()) if config.dashboard else None
         self._throttle = FailureThrottle(config.auth_failures_per_minute)
         self._per_address = ConnectionCounts(config.max_connections_per_address)
         self._per_token = ConnectionCounts(config.max_connections_per_token)
@@ -425,7 +429,14 @@ class BrokerServer:
             return connection.respond(HTTPStatus.FORBIDDEN, refusal.body)
         if request.path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
-        return None
+        if self._dashboard is None or _is_websocket_upgrade(request):
+            return None
+        answer = self._dashboard.answer(
+            request.path,
+            accept=request.headers.get("Accept"),
+            if_none_match=request.headers.get("If-None-Match"),
+        )
+        return _response(answer)
 
     async def _admit(self, connection: ServerConnection, hello: Hello) -> Grant | Refused:
         assert self.broker is not None
@@ -568,3 +579,16 @@ def _origin(connection: ServerConnection) -> str | None:
 def _peer(connection: ServerConnection) -> str:
     address = connection.remote_address
     return str(address[0]) if address else "?"
+
+
+def _is_websocket_upgrade(request: Request) -> bool:
+    upgrade = request.headers.get("Upgrade", "")
+    return any(part.strip().lower() == "websocket" for part in upgrade.split(","))
+
+
+def _response(answer: HttpAnswer) -> Response:
+    headers = Headers(answer.headers)
+    headers["Content-Length"] = str(len(answer.body))
+    # websockets closes the connection after any answer that is not a handshake.
+    headers["Connection"] = "close"
+    return Response(answer.status.value, answer.status.phrase, headers, answer.body)

@@ -4,7 +4,7 @@ The page is served without a server: every request to :data:`ORIGIN` is answered
 ``page.route`` from the files on disk (the dashboard's ``static/`` folder at ``/``, the
 browser-side tests at ``/__tests__/``, the shared fixtures of tests/schema and tests/sdk at
 ``/__fixtures__/schema/`` and ``/__fixtures__/sdk/``), with the
-Content-Security-Policy the broker is to send, so a page that needs inline script fails here
+security headers the broker sends, so a page that needs inline script fails here
 first. Requests to any other origin are refused.
 
 Chromium is Debian's ``chromium`` (or ``$PIERHEAD_CHROMIUM``), else Playwright's own download;
@@ -26,6 +26,7 @@ from typing import Final
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Route, sync_playwright
 
 from broker._dashboard import static_root
+from broker._dashboard._assets import CONTENT_TYPES, SECURITY_HEADERS
 from tests.support import ROOT, WAIT_S
 
 ORIGIN: Final = "https://pierhead.test"
@@ -39,17 +40,6 @@ MOUNTS: Final = {
 }
 """URL prefixes and the folders they serve, the longest prefix first."""
 
-CONTENT_SECURITY_POLICY: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-CONTENT_TYPES: Final = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-}
 CHROMIUM_NAMES: Final = ("chromium", "chromium-browser")
 
 
@@ -112,11 +102,7 @@ def serve(route: Route) -> None:
     route.fulfill(
         status=200,
         body=found.read_bytes(),
-        headers={
-            "Content-Type": content_type,
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-            "X-Content-Type-Options": "nosniff",
-        },
+        headers={"Content-Type": content_type, **dict(SECURITY_HEADERS)},
     )
 
 
