@@ -563,8 +563,29 @@ class Broker:
         )
         session.reply_when_durable(self.writer.submit(deleted=[workspace.key]), frame.id)
 
-    def stats(self, frame: StatsRequest) -> StatsReport:
-        counters: dict[str, int | float] = {
+    def stats(self, frame: StatsRequest, grant: Grant) -> StatsReport:
+        counters = self._counters() if grant.scope == "*" else self._scoped_counters(grant)
+        return StatsReport(
+            id=frame.id,
+            server=self.server,
+            uptime_s=time.monotonic() - self._started,
+            counters=counters,
+        )
+
+    def _scoped_counters(self, grant: Grant) -> dict[str, int | float]:
+        """Counters of the workspaces inside a token's scope only.
+
+        Broker-wide figures (commits, sessions, queues) would tell an admin of some workspaces
+        how busy the others are, so they are left out.
+        """
+        names = [name for name in self.workspaces if grant.covers(name)]
+        return {
+            "workspaces": len(names),
+            "workers": sum(len(self.workers.get(name, {})) for name in names),
+        }
+
+    def _counters(self) -> dict[str, int | float]:
+        return {
             "workspaces": len(self.workspaces),
             "workers": sum(len(runs) for runs in self.workers.values()),
             "watchers": len(self.watchers),
@@ -581,12 +602,6 @@ class Broker:
             "request_tasks": len(self._tasks),
             **self.counters,
         }
-        return StatsReport(
-            id=frame.id,
-            server=self.server,
-            uptime_s=time.monotonic() - self._started,
-            counters=counters,
-        )
 
     def _watcher_lag(self) -> int:
         """Committed events not yet handed to a watcher's outbox, over every subscription."""

@@ -40,6 +40,8 @@ class BrokerConfig:
     retention_events: int = 1_000_000
     retention_age: datetime.timedelta = datetime.timedelta(days=30)
     retention_interval_s: float = 60.0
+    forget_runs_after: datetime.timedelta = datetime.timedelta(days=30)
+    """A run with no session and no retained event for this long loses its dedupe position."""
 
     max_frame_bytes: int = 1 * MiB
     max_batch: int = 1000
@@ -78,6 +80,10 @@ class BrokerConfig:
             raise ValueError("max_batch must be at least 1 and at most commit_max_events")
         if self.heartbeat_timeout_s <= 0 or self.heartbeat_s <= 0:
             raise ValueError("heartbeat interval and timeout must be positive")
+        if self.retention_interval_s <= 0:
+            raise ValueError("the retention interval must be positive")
+        if self.forget_runs_after <= datetime.timedelta(0):
+            raise ValueError("the time after which runs are forgotten must be positive")
         if self.tail_events < 1:
             raise ValueError("tail_events must be at least 1")
         if self.listen_backlog < 1:

@@ -72,7 +72,18 @@ class Session:
 
     @property
     def label(self) -> str:
-        """Who this is, as other parties see it (``by`` of a catch, ``caller`` of an action)."""
+        """Who this is, as other parties see it (``by`` of a catch, ``caller`` of an action).
+
+        With authentication on, the token's name: a program chooses its own ``client`` (and run
+        id), so only the token says who is accountable. Without it, the name it gave itself.
+        """
+        if self.grant.token_name is not None:
+            return self.grant.token_name
+        return self.self_named
+
+    @property
+    def self_named(self) -> str:
+        """The name this session gave itself in ``hello``."""
         return self.client or self.session_id
 
     # Sending ------------------------------------------------------------------------------
@@ -130,7 +141,8 @@ class Session:
         if self._close is None:
             self._close = (code, reason)
             self.outbox.close()
-        asyncio.get_running_loop().create_task(self.connection.close(code, reason))
+        # Kept by the broker: the loop holds only a weak reference to a task.
+        self.broker.spawn(self.connection.close(code, reason))
 
     # Running ------------------------------------------------------------------------------
 
@@ -205,8 +217,7 @@ class Session:
         result = handler(self, frame)
         if asyncio.iscoroutine(result):
             # Handlers that wait on the store run beside the receive loop, not inside it.
-            task = asyncio.get_running_loop().create_task(result)
-            self.broker.keep(task)
+            self.broker.spawn(result)
 
     def _bad_frame(self, exc: SchemaError) -> None:
         self._bad_frames += 1

@@ -50,7 +50,7 @@ class WorkerSession(Session):
         self._bucket = TokenBucket(config.max_events_per_s, burst=burst, now=time.monotonic())
 
     @property
-    def label(self) -> str:
+    def self_named(self) -> str:
         return self.run_id
 
     def ended(self) -> None:
@@ -91,7 +91,7 @@ class WorkerSession(Session):
                 request_id=frame.id,
             )
             return
-        done = self.broker.set_caught(self.workspace, True, by=self.run_id, reason=frame.reason)
+        done = self.broker.set_caught(self.workspace, True, by=self.label, reason=frame.reason)
         self.reply_when_durable(done, frame.id)
 
     def on_mutex_acquire(self, frame: MutexAcquire) -> None:
