@@ -43,7 +43,8 @@ async def _attributions(
     request = await worker.expect(schema.ActionRequest)
     await worker.send(schema.ActionResult(call=request.call, ok=True, result="pong"))
     result = await watcher.expect(schema.CallResult)
-    assert result.id == call.id and result.result == "pong"
+    assert result.id == call.id
+    assert result.result == "pong"
 
     # The push and the ok may come in either order.
     await worker.send(schema.Catch(id=worker.next_id(), reason="diverged"))
