@@ -224,6 +224,6 @@ class Session:
         # The field, not the message: messages quote the value, which may be a secret
         # sent in the wrong place. The client gets the whole message; it is its own data.
         self.log.info("bad_frame", code=exc.code.value, field=exc.field, count=self._bad_frames)
-        self.error(exc.code, str(exc))
+        self.error(exc.code, str(exc), request_id=exc.request_id)
         if self._bad_frames >= self.broker.config.max_bad_frames:
             self.close_after_flush(CloseCode.PROTOCOL_ERROR, "too many bad frames")
