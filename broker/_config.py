@@ -80,6 +80,8 @@ class BrokerConfig:
             raise ValueError("max_batch must be at least 1 and at most commit_max_events")
         if self.heartbeat_timeout_s <= 0 or self.heartbeat_s <= 0:
             raise ValueError("heartbeat interval and timeout must be positive")
+        if self.max_events_per_s <= 0:
+            raise ValueError("the events-per-second limit must be positive")
         if self.retention_interval_s <= 0:
             raise ValueError("the retention interval must be positive")
         if self.forget_runs_after <= datetime.timedelta(0):

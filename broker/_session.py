@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import structlog
 from websockets.asyncio.server import ServerConnection
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from ._broker import Broker
 
 Handler = Callable[[Any, Any], Any]
+
+_DISCARD_AFTER_CLOSE_S: Final = 1.0
+"""How long a closing session keeps reading (and dropping) frames, waiting for the peer's close."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,23 @@ class Session:
                     # nothing it asks for may act on what the close has already let go of.
                     break
                 self._handle(data)
+            await self._discard_incoming()
         except ConnectionClosed:
+            pass
+
+    async def _discard_incoming(self) -> None:
+        """Read and drop what the peer still sends after a close was decided, for a while.
+
+        A peer that keeps sending (a flood being closed with 4029) would otherwise find the
+        broker's reading paused behind frames nobody reads, the close handshake stuck, and the
+        socket closed with unread bytes: a reset, which can destroy the error and close frames
+        still on their way to it.
+        """
+        try:
+            async with asyncio.timeout(_DISCARD_AFTER_CLOSE_S):
+                while True:
+                    await self.connection.recv()
+        except TimeoutError:
             pass
 
     def _handle(self, data: bytes | str) -> None:

@@ -42,6 +42,7 @@ from websockets.typing import Subprotocol
 
 import schema
 from broker._tokens import ROLES, TokenStore
+from broker._worker_session import PACING_WINDOW_BATCHES
 from broker.testing import BrokerProcess, broker_process
 from schema._limits import MAX_COUNTER, MAX_REQUEST_ID, MAX_TIMEOUT_S
 from tests.broker.test_bad_input import closed_with
@@ -89,8 +90,9 @@ TOKEN_CAP: Final = 12
 EVENTS_PER_S: Final = 5000
 """``--max-events-per-s``: far above what a nudged good worker publishes."""
 FLOOD_CONNECTIONS: Final = 40
-FLOOD_WINDOW: Final = 5
-"""Publish frames a flooding worker has unacknowledged."""
+FLOOD_WINDOW: Final = PACING_WINDOW_BATCHES + 5
+"""Publish frames a flooding worker has unacknowledged: more than the broker paces (a worker
+within the window is held to the rate by its acks, not closed)."""
 
 BROKER_CLOSE_CODES: Final = frozenset(
     {
