@@ -127,8 +127,9 @@ async def test_an_sdk_worker_over_the_limit_is_paced_not_closed(tmp_path: Path) 
     assert acked == EVENTS
     assert seqs == list(range(1, EVENTS + 1))  # each stored once
     assert rate_limited == []
-    # One session from start to end: no 4029, no reconnect, no presence churn.
-    assert [p.state for p in presence] == ["connected", "disconnected"]
+    # One session from start to end: no 4029, no reconnect, no presence churn. (Its
+    # "disconnected" may not be stored yet when the history is read.)
+    assert [p.state for p in presence if p.state == "connected"] == ["connected"]
     # The events beyond the burst came in batches of at most MAX_BATCH, and some of them
     # found the bucket short and had their ack held back.
     assert counters["acks_paced"] >= 1
