@@ -147,6 +147,33 @@ class Broker:
                 workspace.first_offset = max(workspace.first_offset, first_offset)
         if trimmed:
             log.info("retention_applied", workspaces=len(trimmed))
+        await self.forget_idle_runs()
+
+    async def forget_idle_runs(self) -> None:
+        """Drop the dedupe positions of runs gone for ``forget_runs_after`` with no event left.
+
+        A run connected now is never forgotten, nor for ``forget_runs_after`` after the last
+        pass that saw it connected.
+        """
+        live = [
+            (name, session.workspace.epoch, run_id)
+            for name, runs in self.workers.items()
+            for run_id, session in runs.items()
+        ]
+        idle_for = self.config.forget_runs_after
+        forgotten = await self.writer.in_writer(
+            lambda: self.store.forget_runs(idle_for=idle_for, live=live, now=utcnow())
+        )
+        for name, epoch, run_id in forgotten:
+            workspace = self.workspaces.get(name)
+            if workspace is None or workspace.epoch != epoch:
+                continue
+            if run_id in self.workers.get(name, {}):
+                continue  # came back meanwhile: its session keeps the position it was given
+            workspace.acked_seqs.pop(run_id, None)
+            workspace.assigned_seqs.pop(run_id, None)
+        if forgotten:
+            log.info("runs_forgotten", runs=len(forgotten))
 
     def keep(self, task: asyncio.Task[Any]) -> None:
         """Hold a reference to a fire-and-forget task until it ends."""
@@ -563,8 +590,29 @@ class Broker:
         )
         session.reply_when_durable(self.writer.submit(deleted=[workspace.key]), frame.id)
 
-    def stats(self, frame: StatsRequest) -> StatsReport:
-        counters: dict[str, int | float] = {
+    def stats(self, frame: StatsRequest, grant: Grant) -> StatsReport:
+        counters = self._counters() if grant.scope == "*" else self._scoped_counters(grant)
+        return StatsReport(
+            id=frame.id,
+            server=self.server,
+            uptime_s=time.monotonic() - self._started,
+            counters=counters,
+        )
+
+    def _scoped_counters(self, grant: Grant) -> dict[str, int | float]:
+        """Counters of the workspaces inside a token's scope only.
+
+        Broker-wide figures (commits, sessions, queues) would tell an admin of some workspaces
+        how busy the others are, so they are left out.
+        """
+        names = [name for name in self.workspaces if grant.covers(name)]
+        return {
+            "workspaces": len(names),
+            "workers": sum(len(self.workers.get(name, {})) for name in names),
+        }
+
+    def _counters(self) -> dict[str, int | float]:
+        return {
             "workspaces": len(self.workspaces),
             "workers": sum(len(runs) for runs in self.workers.values()),
             "watchers": len(self.watchers),
@@ -581,12 +629,6 @@ class Broker:
             "request_tasks": len(self._tasks),
             **self.counters,
         }
-        return StatsReport(
-            id=frame.id,
-            server=self.server,
-            uptime_s=time.monotonic() - self._started,
-            counters=counters,
-        )
 
     def _watcher_lag(self) -> int:
         """Committed events not yet handed to a watcher's outbox, over every subscription."""

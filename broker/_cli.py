@@ -121,6 +121,19 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="days events are kept (default: %(default)s)",
     )
     serve.add_argument(
+        "--retention-interval",
+        type=float,
+        default=_DEFAULTS.retention_interval_s,
+        help="seconds between retention passes (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--forget-runs-after",
+        type=float,
+        default=_DEFAULTS.forget_runs_after.days,
+        help="days after which a run with no session and no retained events loses its dedupe"
+        " position (default: %(default)s)",
+    )
+    serve.add_argument(
         "--grace",
         type=float,
         default=_DEFAULTS.mutex_grace_s,
@@ -200,6 +213,8 @@ def run_serve(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             retention_events=args.retention_events,
             retention_age=datetime.timedelta(days=args.retention_days),
+            retention_interval_s=args.retention_interval,
+            forget_runs_after=datetime.timedelta(days=args.forget_runs_after),
             mutex_grace_s=args.grace,
             heartbeat_s=args.heartbeat,
             heartbeat_timeout_s=args.heartbeat_timeout,

@@ -48,6 +48,8 @@ class BrokerConfig:
     retention_events: int = 1_000_000
     retention_age: datetime.timedelta = datetime.timedelta(days=30)
     retention_interval_s: float = 60.0
+    forget_runs_after: datetime.timedelta = datetime.timedelta(days=30)
+    """A run with no session and no retained event for this long loses its dedupe position."""
 
     max_frame_bytes: int = 1 * MiB
     max_batch: int = 1000
@@ -88,6 +90,12 @@ class BrokerConfig:
             raise ValueError(
                 "the heartbeat interval must be positive and the heartbeat timeout longer"
             )
+        if self.max_events_per_s <= 0:
+            raise ValueError("the events-per-second limit must be positive")
+        if self.retention_interval_s <= 0:
+            raise ValueError("the retention interval must be positive")
+        if self.forget_runs_after <= datetime.timedelta(0):
+            raise ValueError("the time after which runs are forgotten must be positive")
         if self.tail_events < 1:
             raise ValueError("tail_events must be at least 1")
         if self.listen_backlog < 1:

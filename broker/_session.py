@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import structlog
 from websockets.asyncio.server import ServerConnection
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from ._broker import Broker
 
 Handler = Callable[[Any, Any], Any]
+
+_DISCARD_AFTER_CLOSE_S: Final = 1.0
+"""How long a closing session keeps reading (and dropping) frames, waiting for the peer's close."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,18 @@ class Session:
 
     @property
     def label(self) -> str:
-        """Who this is, as other parties see it (``by`` of a catch, ``caller`` of an action)."""
+        """Who this is, as other parties see it (``by`` of a catch, ``caller`` of an action).
+
+        With authentication on, the token's name: a program chooses its own ``client`` (and run
+        id), so only the token says who is accountable. Without it, the name it gave itself.
+        """
+        if self.grant.token_name is not None:
+            return self.grant.token_name
+        return self.self_named
+
+    @property
+    def self_named(self) -> str:
+        """The name this session gave itself in ``hello``."""
         return self.client or self.session_id
 
     # Sending ------------------------------------------------------------------------------
@@ -130,7 +144,8 @@ class Session:
         if self._close is None:
             self._close = (code, reason)
             self.outbox.close()
-        asyncio.get_running_loop().create_task(self.connection.close(code, reason))
+        # Kept by the broker: the loop holds only a weak reference to a task.
+        self.broker.spawn(self.connection.close(code, reason))
 
     # Running ------------------------------------------------------------------------------
 
@@ -180,7 +195,23 @@ class Session:
                     # nothing it asks for may act on what the close has already let go of.
                     break
                 self._handle(data)
+            await self._discard_incoming()
         except ConnectionClosed:
+            pass
+
+    async def _discard_incoming(self) -> None:
+        """Read and drop what the peer still sends after a close was decided, for a while.
+
+        A peer that keeps sending (a flood being closed with 4029) would otherwise find the
+        broker's reading paused behind frames nobody reads, the close handshake stuck, and the
+        socket closed with unread bytes: a reset, which can destroy the error and close frames
+        still on their way to it.
+        """
+        try:
+            async with asyncio.timeout(_DISCARD_AFTER_CLOSE_S):
+                while True:
+                    await self.connection.recv()
+        except TimeoutError:
             pass
 
     def _handle(self, data: bytes | str) -> None:
@@ -205,14 +236,13 @@ class Session:
         result = handler(self, frame)
         if asyncio.iscoroutine(result):
             # Handlers that wait on the store run beside the receive loop, not inside it.
-            task = asyncio.get_running_loop().create_task(result)
-            self.broker.keep(task)
+            self.broker.spawn(result)
 
     def _bad_frame(self, exc: SchemaError) -> None:
         self._bad_frames += 1
         # The field, not the message: messages quote the value, which may be a secret
         # sent in the wrong place. The client gets the whole message; it is its own data.
         self.log.info("bad_frame", code=exc.code.value, field=exc.field, count=self._bad_frames)
-        self.error(exc.code, str(exc))
+        self.error(exc.code, str(exc), request_id=exc.request_id)
         if self._bad_frames >= self.broker.config.max_bad_frames:
             self.close_after_flush(CloseCode.PROTOCOL_ERROR, "too many bad frames")

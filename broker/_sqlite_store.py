@@ -1,6 +1,6 @@
 """The embedded :class:`~broker._store.Store`: one SQLite database in WAL mode.
 
-The database is ``pierhead.db`` inside the data directory. Tables (schema version 2):
+The database is ``pierhead.db`` inside the data directory. Tables (schema version 3):
 
 ``meta(key TEXT PRIMARY KEY, value)``
     ``schema_version`` lives here. A database written by a newer version is refused, so an old
@@ -37,12 +37,16 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     events before it (its key rows may then name a value it no longer holds, which only costs
     a history query a chunk decoded in vain).
 
-``runs(workspace_id, run_id, seq)``
+``runs(workspace_id, run_id, seq, last_seen_us)``
     ``PRIMARY KEY (workspace_id, run_id)`` ``WITHOUT ROWID``: the highest durable publish seq per
-    run, which only ever increases.
+    run, which only ever increases, and when the run was last seen: the receive time of its
+    latest stored events, or a retention pass that found it connected (0: not known yet, taken
+    as the next pass). ``forget_runs`` deletes the rows of runs idle for long enough whose
+    events are all gone.
 
 Version 1 stored one row per event (``events``, with three indices). A version 1 database is
-migrated to chunks when it is opened, in one transaction.
+migrated to chunks when it is opened, in one transaction. Version 2 had no ``last_seen_us``;
+it is added (as 0) when a version 2 database is opened.
 
 Threading: ``commit`` and ``trim`` use one writer connection (any thread, one at a time);
 ``read``, ``history`` and ``load`` use pooled reader connections. Each read is a single
@@ -87,7 +91,7 @@ LOCK_NAME: Final = "pierhead.lock"
 """Held (``flock``, exclusive) by the store that has the directory open, for as long as it is
 open; it holds the pid of that process. Two brokers on one directory would each number events
 on their own and lose what the other acknowledged."""
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 CHUNK_EVENTS: Final = 512
 """Most events in one chunk: a read of one event decodes at most this many."""
@@ -121,9 +125,11 @@ _CREATE_RUNS: Final = """
         workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
         run_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
+        last_seen_us INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (workspace_id, run_id)
     ) WITHOUT ROWID
 """
+_ADD_RUN_LAST_SEEN: Final = "ALTER TABLE runs ADD COLUMN last_seen_us INTEGER NOT NULL DEFAULT 0"
 _CREATE_CHUNKS: Final = (
     # received_us before body: a scan that tests it never reads the body's overflow pages.
     """
@@ -163,8 +169,18 @@ _UPSERT_STATE: Final = """
     SET last_offset = excluded.last_offset, state = excluded.state
 """
 _UPSERT_RUN: Final = """
-    INSERT INTO runs (workspace_id, run_id, seq) VALUES (?, ?, ?)
-    ON CONFLICT (workspace_id, run_id) DO UPDATE SET seq = max(seq, excluded.seq)
+    INSERT INTO runs (workspace_id, run_id, seq, last_seen_us) VALUES (?, ?, ?, ?)
+    ON CONFLICT (workspace_id, run_id) DO UPDATE
+    SET seq = max(seq, excluded.seq), last_seen_us = max(last_seen_us, excluded.last_seen_us)
+"""
+_IDLE_RUNS: Final = """
+    SELECT w.name, w.epoch, r.workspace_id, r.run_id FROM runs AS r
+    JOIN workspaces AS w ON w.id = r.workspace_id
+    WHERE r.last_seen_us < ?
+      AND NOT EXISTS (
+        SELECT 1 FROM chunk_keys AS k
+        WHERE k.workspace_id = r.workspace_id AND k.facet = 'run' AND k.value = r.run_id
+      )
 """
 _READ: Final = """
     SELECT c.body FROM chunks AS c JOIN workspaces AS w ON w.id = c.workspace_id
@@ -358,6 +374,12 @@ class SQLiteStore:
                 )
             if version == 1:
                 self._migrate_events_to_chunks(conn)
+            if version <= 2:
+                conn.execute(_ADD_RUN_LAST_SEEN)
+            if version < SCHEMA_VERSION:
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,)
+                )
 
     def _migrate_events_to_chunks(self, conn: sqlite3.Connection) -> None:
         """Version 1 -> 2: one row per event becomes chunks (in the caller's transaction)."""
@@ -372,7 +394,6 @@ class SQLiteStore:
             while page := rows.fetchmany(self._chunk_events):
                 self._insert_chunks(conn, workspace_id, [decode(body) for (body,) in page])
         conn.execute("DROP TABLE events")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -388,7 +409,7 @@ class SQLiteStore:
                 by_name[name] = None if name in by_name else ids[name, epoch]
             for name, events in commit.by_workspace.items():
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
-            self._upsert_runs(conn, commit.run_seqs, ids)
+            self._upsert_runs(conn, commit, ids)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -456,18 +477,48 @@ class SQLiteStore:
         return int(row[0])
 
     def _upsert_runs(
-        self,
-        conn: sqlite3.Connection,
-        run_seqs: Mapping[tuple[str, int, str], int],
-        ids: Mapping[tuple[str, int], int],
+        self, conn: sqlite3.Connection, commit: Commit, ids: Mapping[tuple[str, int], int]
     ) -> None:
         rows = []
-        for (name, epoch, run_id), seq in run_seqs.items():
+        by_workspace = commit.by_workspace
+        for (name, epoch, run_id), seq in commit.run_seqs.items():
             workspace_id = ids.get((name, epoch))
             if workspace_id is None:
                 workspace_id = self._workspace_id(conn, name, epoch)
-            rows.append((workspace_id, run_id, seq))
+            # The run's events are in this commit: the workspace's latest receive time in it is
+            # theirs, to the commit (one lookup, not a walk over the events).
+            events = by_workspace.get(name)
+            seen_us = _microseconds(events[-1].received_time) if events else 0
+            rows.append((workspace_id, run_id, seq, seen_us))
         conn.executemany(_UPSERT_RUN, rows)
+
+    def forget_runs(
+        self,
+        *,
+        idle_for: datetime.timedelta,
+        live: Iterable[tuple[str, int, str]],
+        now: datetime.datetime,
+    ) -> list[tuple[str, int, str]]:
+        """Delete the positions of runs unseen for ``idle_for`` that have no stored event left;
+        the (workspace, epoch, run id) of each one deleted.
+
+        ``live`` are the runs connected now: they are seen at ``now``, and so are runs whose
+        last sighting is not known (0, from an older database).
+        """
+        now_us = _microseconds(now)
+        with self._write_transaction() as conn:
+            conn.execute("UPDATE runs SET last_seen_us = ? WHERE last_seen_us = 0", (now_us,))
+            conn.executemany(
+                "UPDATE runs SET last_seen_us = max(last_seen_us, ?) WHERE run_id = ?"
+                " AND workspace_id = (SELECT id FROM workspaces WHERE name = ? AND epoch = ?)",
+                [(now_us, run_id, name, epoch) for name, epoch, run_id in live],
+            )
+            idle = conn.execute(_IDLE_RUNS, (_microseconds(now - idle_for),)).fetchall()
+            conn.executemany(
+                "DELETE FROM runs WHERE workspace_id = ? AND run_id = ?",
+                [(workspace_id, run_id) for _, _, workspace_id, run_id in idle],
+            )
+        return [(name, epoch, run_id) for name, epoch, _, run_id in idle]
 
     def _workspace_id(self, conn: sqlite3.Connection, name: str, epoch: int) -> int:
         row = conn.execute(

@@ -11,7 +11,7 @@ time; ``read`` and ``history`` may be called from other threads concurrently wit
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -102,6 +102,17 @@ class Store(Protocol):
         self, *, max_events: int, max_age: datetime.timedelta, now: datetime.datetime
     ) -> dict[tuple[str, int], int]:
         """Apply retention to every workspace; the new ``first_offset`` of each one trimmed."""
+        ...
+
+    def forget_runs(
+        self,
+        *,
+        idle_for: datetime.timedelta,
+        live: Iterable[tuple[str, int, str]],
+        now: datetime.datetime,
+    ) -> list[tuple[str, int, str]]:
+        """Drop the dedupe positions of runs neither connected (``live``) nor with a stored
+        event for ``idle_for``; the (workspace, epoch, run id) of each one dropped."""
         ...
 
     def close(self) -> None: ...

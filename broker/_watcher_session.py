@@ -130,7 +130,7 @@ class WatcherSession(Session):
         await self.broker.delete_workspace(self, frame)
 
     def on_stats(self, frame: StatsRequest) -> None:
-        self.send(self.broker.stats(frame))
+        self.send(self.broker.stats(frame, self.grant))
 
     handlers: ClassVar[dict[type[Any], Handler]] = {
         Subscribe: on_subscribe,

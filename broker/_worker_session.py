@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from schema import (
     Ack,
@@ -19,12 +20,16 @@ from schema import (
     SetDetails,
 )
 
-from ._limits import TokenBucket
+from ._limits import PublishPacer
 from ._session import Handler, Session, SessionContext
 from ._workspace import Workspace
 
 if TYPE_CHECKING:
     pass
+
+PACING_WINDOW_BATCHES: Final = 16
+"""Full batches a paced worker may have unacknowledged beyond its burst before it is closed
+with 4029: the SDK's default in-flight window, so that an SDK worker is only ever paced."""
 
 
 class WorkerSession(Session):
@@ -47,17 +52,45 @@ class WorkerSession(Session):
         config = self.broker.config
         # A full batch always fits a rested bucket, however low the rate.
         burst = max(config.max_events_per_s, config.max_batch)
-        self._bucket = TokenBucket(config.max_events_per_s, burst=burst, now=time.monotonic())
+        self._pacer = PublishPacer(
+            config.max_events_per_s,
+            burst=burst,
+            window=PACING_WINDOW_BATCHES * config.max_batch,
+            now=time.monotonic(),
+        )
+        self._durable_seq = 0
+        """The highest seq of this run that is durable (acknowledged or held back)."""
+        self._acked_seq = 0
+        """The highest seq acknowledged to this session."""
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     @property
-    def label(self) -> str:
+    def self_named(self) -> str:
         return self.run_id
 
     def ended(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
         self.broker.worker_ended(self)
 
     def send_ack(self, seq: int) -> None:
-        self.send(Ack(seq=seq))
+        """Acknowledge up to ``seq`` (durable), as far as the pacing lets it go now."""
+        self._durable_seq = max(self._durable_seq, seq)
+        self._release_acks()
+
+    def _ack_due(self) -> None:
+        self._ack_timer = None
+        self._release_acks()
+
+    def _release_acks(self) -> None:
+        ackable = self._pacer.ackable(self._durable_seq, time.monotonic())
+        if ackable > self._acked_seq:
+            self._acked_seq = ackable
+            self.send(Ack(seq=ackable))
+        due = self._pacer.next_due()
+        if ackable < self._durable_seq and due is not None and self._ack_timer is None:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(due - time.monotonic(), self._ack_due)
 
     def on_publish(self, frame: Publish) -> None:
         if len(frame.events) > self.broker.config.max_batch:
@@ -68,15 +101,21 @@ class WorkerSession(Session):
                 detail={"seq": frame.seq},
             )
             return
-        if not self._bucket.take(len(frame.events), time.monotonic()):
+        paced = self._pacer.paced
+        if not self._pacer.publish(frame.seq, len(frame.events), time.monotonic()):
             self.log.warning("rate_limited", events=len(frame.events))
             self.error(
                 ErrorCode.RATE_LIMITED,
-                f"more than {self.broker.config.max_events_per_s:g} events/s; slow down",
+                f"more than {self._pacer.window:g} events beyond the rate of "
+                f"{self._pacer.rate:g} events/s unacknowledged; wait for acks",
                 detail={"seq": frame.seq},
             )
             self.close_after_flush(CloseCode.RATE_LIMITED, "publishing too fast")
             return
+        if self._pacer.paced > paced:
+            self.broker.counters["acks_paced"] += 1
+            if paced == 0:
+                self.log.info("publish_paced", rate=self.broker.config.max_events_per_s)
         self.broker.publish(self, frame)
 
     def on_details(self, frame: SetDetails) -> None:
@@ -91,7 +130,7 @@ class WorkerSession(Session):
                 request_id=frame.id,
             )
             return
-        done = self.broker.set_caught(self.workspace, True, by=self.run_id, reason=frame.reason)
+        done = self.broker.set_caught(self.workspace, True, by=self.label, reason=frame.reason)
         self.reply_when_durable(done, frame.id)
 
     def on_mutex_acquire(self, frame: MutexAcquire) -> None:

@@ -18,6 +18,7 @@ from ._envelope import EventMsg
 from ._errors import ErrorCode, SchemaError
 from ._limits import PROTOCOL_VERSION
 from ._payloads import Custom, Hyperparameters
+from ._types import RequestId
 
 JSON_SUBPROTOCOL: Final = "pierhead.v1.json"
 MSGPACK_SUBPROTOCOL: Final = "pierhead.v1.msgpack"
@@ -100,6 +101,33 @@ def _check_free_form(frame: ClientFrame) -> None:
             ) from None
 
 
+class _RequestProbe(msgspec.Struct, gc=False):
+    """Just the tag and ``id`` of a frame, every other field skipped unread."""
+
+    type: str | None = None
+    id: RequestId | None = None
+
+
+_REQUEST_TAGS: Final = frozenset(
+    str(member.__struct_config__.tag)
+    for member in ClientFrame.__args__
+    if "id" in member.__struct_fields__
+)
+_JSON_PROBE: Final = msgspec.json.Decoder(_RequestProbe)
+_MSGPACK_PROBE: Final = msgspec.msgpack.Decoder(_RequestProbe, ext_hook=_refuse_extension)
+
+
+def _request_id_of(data: bytes | str, *, text: bool) -> int | None:
+    """The ``id`` of a request frame the schema refused, if it can be read at all."""
+    if isinstance(data, str) and not text:
+        return None
+    try:
+        probe = (_JSON_PROBE if text else _MSGPACK_PROBE).decode(data)  # type: ignore[arg-type]
+    except (msgspec.MsgspecError, RecursionError, SchemaError):
+        return None
+    return probe.id if probe.type in _REQUEST_TAGS else None
+
+
 class Codec:
     """Encodes and decodes frames for one subprotocol.
 
@@ -178,10 +206,18 @@ class Codec:
         return b"".join((*head, b"}")) if self.text else b"".join(head)
 
     def decode_client_frame(self, data: bytes | str) -> ClientFrame:
-        """Decode a frame a client sent (the broker's side)."""
-        frame = self._decode(self._client_decoder, data)
-        if not self.text:
-            _check_free_form(frame)
+        """Decode a frame a client sent (the broker's side).
+
+        A refused request frame's ``id``, when it can be read, is on the SchemaError's
+        ``request_id``, so that the error reply can carry it.
+        """
+        try:
+            frame = self._decode(self._client_decoder, data)
+            if not self.text:
+                _check_free_form(frame)
+        except SchemaError as exc:
+            exc.request_id = _request_id_of(data, text=self.text)
+            raise
         if isinstance(frame, Hello) and frame.protocol != PROTOCOL_VERSION:
             raise SchemaError(
                 ErrorCode.UNSUPPORTED_VERSION,

@@ -45,11 +45,21 @@ class SchemaError(ValueError):
 
     code: ErrorCode
     field: str | None
+    request_id: int | None
+    """The ``id`` of the refused request frame, when it could be read (for the error reply)."""
 
-    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        request_id: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.field = field
+        self.request_id = request_id
 
     @property
     def message(self) -> str:

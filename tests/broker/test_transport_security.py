@@ -71,7 +71,8 @@ async def test_connections_per_address_are_capped() -> None:
 async def test_publishing_past_the_rate_closes_with_4029_and_the_sdk_comes_back() -> None:
     async with running_broker(max_events_per_s=200, max_batch=100) as broker:
         async with wire_client(broker.url, worker_hello("w", "flood")) as flood:
-            for seq in range(1, 1001, 100):
+            # Without waiting for acks: past the burst (200) and the paced window (16 batches).
+            for seq in range(1, 2001, 100):
                 await flood.publish(seq, scalars(seq, 100))
             error = await flood.expect(schema.ErrorReply)
             assert error.code is schema.ErrorCode.RATE_LIMITED
