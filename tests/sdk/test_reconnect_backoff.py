@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import sdk
+from broker._worker_session import PACING_WINDOW_BATCHES
 from broker.testing import broker_process
 from schema import CloseCode
 from sdk._backoff import Backoff
@@ -58,19 +59,23 @@ def test_the_delays_grow_to_the_cap_with_full_jitter() -> None:
 async def test_after_4029_closes_the_worker_backs_off_more_each_time(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A worker publishing faster than ``--max-events-per-s``: whatever the broker does to
-    slow it (4029 closes), every event arrives once, and consecutive 4029 closes never start
-    the backoff over (before, each welcome reset it and the worker came back within 0.1 s)."""
+    """A worker publishing faster than ``--max-events-per-s`` with a window of unacknowledged
+    batches wider than the broker paces (so the broker closes it with 4029 instead of holding
+    its acks): every event arrives once, and consecutive 4029 closes never start the backoff
+    over (before, each welcome reset it and the worker came back within 0.1 s)."""
     caplog.set_level(logging.INFO, logger="pierhead.sdk")
     total = 300
     async with (
-        broker_process(
-            tmp_path / "data", "--max-events-per-s", "50", "--max-batch", "50"
-        ) as broker,
+        broker_process(tmp_path / "data", "--max-events-per-s", "50", "--max-batch", "5") as broker,
         asyncio.timeout(120),
     ):
         async with sdk.Worker(
-            broker.url, "throttled", run_id="run-1", reconnect_initial_s=0.01, reconnect_max_s=0.4
+            broker.url,
+            "throttled",
+            run_id="run-1",
+            reconnect_initial_s=0.01,
+            reconnect_max_s=0.4,
+            max_in_flight=3 * PACING_WINDOW_BATCHES,
         ) as worker:
             for step in range(total):
                 await worker.scalar("x", step)
