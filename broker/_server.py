@@ -55,6 +55,7 @@ from ._tokens import TokenStore
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
 from ._workspace import WorkspaceClosedError
+from ._writer import StoreFailedError
 
 log = structlog.get_logger("pierhead.server")
 
@@ -369,6 +370,11 @@ class BrokerServer:
                 return
             try:
                 await self._serve_session(connection, codec, hello, grant, beat)
+            except StoreFailedError as exc:
+                # The broker is stopping for this (broker_failed says why, once): no traceback
+                # per session.
+                log.warning("session_ended", peer=address, role=hello.role, reason=str(exc))
+                await connection.close(1011, "the broker's store failed")
             except Exception:
                 # A bug must cost one session, logged like everything else, never the broker.
                 log.exception("session_failed", peer=address, role=hello.role)

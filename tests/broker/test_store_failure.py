@@ -55,6 +55,8 @@ async def test_a_store_failure_exits_non_zero_with_the_cause_last(tmp_path: Path
         assert "the store failed" in last["cause"], broker.describe()
         assert "OperationalError" in last["cause"], broker.describe()
         assert broker.events("store_commit_failed"), broker.describe()
+        # The sessions it cut end with a line each, not a traceback each.
+        assert not broker.events("session_failed"), broker.describe()
     # Restarted (without the limit), it serves on the same data.
     async with broker_process(data) as again, wire_client(again.url, worker_hello("w", "run")):
         pass
