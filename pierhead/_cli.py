@@ -28,14 +28,9 @@ from sdk import (
     PierheadError,
 )
 
-from ._cli_ops import (
-    EXIT_REFUSED,
-    EXIT_UNREACHABLE,
-    UsageError,
-    add_operator_commands,
-    checked,
-)
+from ._cli_ops import UsageError, add_operator_commands, checked
 from ._console import run_watch
+from ._exit import EXIT_REFUSED, EXIT_UNREACHABLE
 from ._reach import UnreachableError, url_problem
 
 DEFAULT_URL = "ws://127.0.0.1:8765"

@@ -23,11 +23,9 @@ from sdk import BrokerRefusedError, Delivery, Missed, Watcher
 
 from ._console import follow_lines
 from ._console_view import describe_semaphores
+from ._exit import EXIT_OK
 from ._reach import connected_watcher
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_UNREACHABLE = 3
 CLIENT = "pierhead-cli"
 HISTORY_PAGE_MAX = 1000
 

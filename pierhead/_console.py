@@ -45,12 +45,9 @@ from ._console_view import (
     render_rich,
     render_text,
 )
+from ._exit import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from ._reach import UnreachableError, connected_watcher
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 CLIENT = "pierhead-watch"
 FRAME_INTERVAL_S = 0.05
 """The screen is drawn at most this often; and at least once a second, for the ages."""

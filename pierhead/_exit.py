@@ -1,0 +1,11 @@
+"""The command's exit codes, the same for every subcommand (the README and ``--help`` list them)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+EXIT_OK: Final = 0
+EXIT_REFUSED: Final = 1
+"""The broker refused: its message is printed."""
+EXIT_USAGE: Final = 2
+EXIT_UNREACHABLE: Final = 3
