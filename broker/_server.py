@@ -128,6 +128,14 @@ class BrokerServer:
         scheme = "wss" if self.config.tls_cert else "ws"
         return f"{scheme}://{self.config.host}:{self.port}"
 
+    @property
+    def dashboard_url(self) -> str | None:
+        """Where a browser finds the dashboard; None with ``dashboard=False``."""
+        if not self.config.dashboard:
+            return None
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.config.host}:{self.port}/"
+
     async def __aenter__(self) -> BrokerServer:
         await self.start()
         return self

@@ -104,6 +104,7 @@ async def run_demo(*, json_output: bool, seconds: float | None) -> int:
         config = BrokerConfig(host="127.0.0.1", port=0, data_dir=Path(data))
         async with BrokerServer(config) as broker:
             print(f"pierhead demo: broker on {broker.url}, Ctrl-C to stop", file=sys.stderr)
+            print(f"pierhead demo: dashboard at {broker.dashboard_url}", file=sys.stderr)
             stop = asyncio.Event()
             workers = [
                 asyncio.create_task(job(broker.url, stop)) for job in (deploy, train, operator)

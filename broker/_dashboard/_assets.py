@@ -3,8 +3,9 @@
 The files are read once, when the broker starts, and kept in memory with their ETag (a hash of
 their bytes): a page load costs no disk access, and a browser that has a file revalidates it
 with ``If-None-Match`` and gets a bodiless 304. ``/app/`` and ``/vendor/`` hold the assets;
-any other path the browser asks for as a page (``Accept: text/html``) gets ``index.html``, so a
-deep link into the dashboard loads the application, which reads the rest of the URL itself.
+``/``, and any other path the browser asks for as a page (``Accept: text/html``), get
+``index.html``, so a deep link into the dashboard loads the application, which reads the rest
+of the URL itself.
 
 Every answer carries headers that keep the page to itself: a Content-Security-Policy without
 inline script or any other origin, no framing (``frame-ancestors 'none'``, against
@@ -103,9 +104,9 @@ class DashboardAssets:
     def answer(self, path: str, *, accept: str | None, if_none_match: str | None) -> HttpAnswer:
         """The answer to ``GET path`` (the query string is the page's, not ours)."""
         path = path.split("?", 1)[0].split("#", 1)[0]
-        if path.startswith(ASSET_PREFIXES) or path == INDEX:
+        if path.startswith(ASSET_PREFIXES):
             asset = self._assets.get(path)
-        elif accept is not None and "text/html" in accept:
+        elif path in ("/", INDEX) or (accept is not None and "text/html" in accept):
             asset = self._assets[INDEX]
         else:
             asset = None

@@ -28,6 +28,8 @@ def test_a_page_path_gets_the_index_and_an_asset_gets_itself() -> None:
     for path in ("/", "/index.html", "/w/deploy-a", "/w/deploy-a?offset=3"):
         answer = assets.answer(path, accept=HTML, if_none_match=None)
         assert (answer.status, answer.body) == (HTTPStatus.OK, FILES["/index.html"]), path
+    for path, accept in [("/", None), ("/", "*/*"), ("/index.html", None)]:
+        assert assets.answer(path, accept=accept, if_none_match=None).status == 200, path
     script = assets.answer("/app/main.js", accept="*/*", if_none_match=None)
     assert script.status == HTTPStatus.OK
     assert dict(script.headers)["Content-Type"] == "text/javascript; charset=utf-8"

@@ -1,9 +1,12 @@
-"""``pierhead demo`` on a terminal: both simulated workers show, and Ctrl-C ends it all."""
+"""``pierhead demo`` on a terminal: both simulated workers show, the dashboard's address is
+printed and answers, and Ctrl-C ends it all."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+import urllib.request
 
 import pytest
 
@@ -28,6 +31,11 @@ async def test_demo_shows_both_workers_and_ends_cleanly_on_ctrl_c(
         timeout=30,
     )
     assert "connected" in frame
+    # The dashboard's address is printed beside the console, and it answers there.
+    printed = re.search(rb"dashboard at (http://127\.0\.0\.1:\d+/)", terminal.output)
+    assert printed is not None, terminal.output
+    with urllib.request.urlopen(printed.group(1).decode(), timeout=10) as page:
+        assert page.read().startswith(b"<!doctype html>")
     terminal.send(b"\x03")  # Ctrl-C
     assert await terminal.exit_code() == 0
     assert "Traceback" not in terminal.output.decode(errors="replace")
