@@ -20,8 +20,7 @@ import schema
 import sdk
 from broker._limits import PublishPacer
 from broker.testing import broker_process
-from tests.broker.test_bad_input import closed_with
-from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
+from tests.broker.wire import closed_with, scalars, watcher_hello, wire_client, worker_hello
 
 RATE: Final = 200
 MAX_BATCH: Final = 10
