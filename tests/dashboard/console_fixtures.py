@@ -73,7 +73,7 @@ def random_state(rng: random.Random, name: str) -> schema.WorkspaceState:
         progress[bar] = schema.Progress(name=bar, current=rng.choice(NUMBERS), total=total)
     last_event = None
     if rng.random() < 0.7:
-        severity = rng.choice(("info", "success", "warning", "error"))
+        severity: schema.Severity = rng.choice(("info", "success", "warning", "error"))
         last_event = schema.WorkspaceEvent(
             message=f"step <{rng.randint(1, 99)}>", severity=severity
         )
@@ -85,7 +85,7 @@ def random_state(rng: random.Random, name: str) -> schema.WorkspaceState:
         last_offset=rng.randint(0, 50),
         details=msgspec.convert(details, schema.WorkspaceDetails),
         semaphores=semaphores,
-        workers=workers,
+        workers=tuple(workers),
         status=status,
         progress=progress,
         updated=updated,
