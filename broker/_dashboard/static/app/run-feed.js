@@ -67,6 +67,7 @@ export class RunFeed extends EventTarget {
     });
     this.subscription = subscription;
     subscription.addEventListener("snapshot", (/** @type {any} */ event) => this.onSnapshot(event.detail.states));
+    subscription.addEventListener("joined", (/** @type {any} */ event) => this.onSnapshot([event.detail.state]));
     subscription.addEventListener("events", (/** @type {any} */ event) => this.onEvents(event.detail.events));
     subscription.addEventListener("gap", (/** @type {any} */ event) => {
       if (event.detail.workspace === this.workspace) {
@@ -103,10 +104,10 @@ export class RunFeed extends EventTarget {
     }
   }
 
-  /** @param {any[]} states */
+  /** After every (re)subscribe, and when the workspace is created later. @param {any[]} states */
   onSnapshot(states) {
     const wire = states.find((state) => state.name === this.workspace);
-    if (wire !== undefined && this.state === null) {
+    if (wire !== undefined) {
       this.state = stateFromWire(wire);
       for (const worker of this.state.workers) {
         this.runs.add(worker.run_id);

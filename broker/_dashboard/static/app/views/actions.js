@@ -6,14 +6,11 @@
 // Calls are not events of the workspace stream, so the history lists the calls made from this
 // page (kept per connection and workspace while the page lives), newest first.
 
-import { h } from "/vendor/preact/preact.mjs";
-import { useEffect, useState } from "/vendor/preact/hooks.mjs";
-import htm from "/vendor/htm/htm.module.js";
+import { useState } from "../../vendor/preact/hooks.mjs";
+import { html } from "../html.js";
 import { callArguments, callRefusal } from "../action-args.js";
-import { foldEvents, stateFromWire } from "../fold.js";
+import { useStore } from "../store.js";
 import { linkRunsStylesheet } from "./runs-style.js";
-
-const html = htm.bind(h);
 
 linkRunsStylesheet();
 
@@ -47,12 +44,14 @@ function historyOf(connection, workspace) {
 }
 
 /**
- * The actions panel.
- * @param {{connection: any, store?: any, workspace: string}} props
+ * The actions panel. The workers and their actions come from the fleet store's state of the
+ * workspace; the roles from the connection's status (the store re-renders on both).
+ * @param {{connection: any, store: any, workspace: string}} props
  */
-export function ActionsPanel({ connection, workspace }) {
-  const workers = useWorkers(connection, workspace);
-  const status = useConnectionStatus(connection);
+export function ActionsPanel({ connection, store, workspace }) {
+  useStore(store);
+  const workers = store.states.get(workspace)?.workers ?? [];
+  const status = connection.status;
   const [, setTick] = useState(0);
   const calls = historyOf(connection, workspace);
   const connected = status.state === "open";
@@ -163,44 +162,4 @@ function CallHistory({ calls }) {
       </tr>`,
     )}</tbody>
   </table>`;
-}
-
-/**
- * The workspace's workers (with the actions each declared), from a subscription to its
- * presence events folded into its state.
- * @param {any} connection @param {string} workspace
- */
-function useWorkers(connection, workspace) {
-  const [workers, setWorkers] = useState(/** @type {any[]} */ ([]));
-  useEffect(() => {
-    /** @type {any} */
-    let state = null;
-    const subscription = connection.subscribe({ pattern: workspace, from: "latest", kinds: ["presence"] });
-    subscription.addEventListener("snapshot", (/** @type {any} */ event) => {
-      const wire = event.detail.states.find((/** @type {any} */ each) => each.name === workspace);
-      state = wire === undefined ? null : stateFromWire(wire);
-      setWorkers(state?.workers ?? []);
-    });
-    subscription.addEventListener("events", (/** @type {any} */ event) => {
-      const mine = event.detail.events.filter((/** @type {any} */ each) => each.workspace === workspace);
-      if (state !== null && mine.length > 0) {
-        state = foldEvents(state, mine);
-        setWorkers(state.workers);
-      }
-    });
-    return () => subscription.close();
-  }, [connection, workspace]);
-  return workers;
-}
-
-/** The connection's status, re-rendered on each change. @param {any} connection */
-function useConnectionStatus(connection) {
-  const [status, setStatus] = useState(() => ({ ...connection.status }));
-  useEffect(() => {
-    const onStatus = () => setStatus({ ...connection.status });
-    connection.addEventListener("status", onStatus);
-    onStatus();
-    return () => connection.removeEventListener("status", onStatus);
-  }, [connection]);
-  return status;
 }

@@ -4,12 +4,9 @@
 // uPlot instance as its `uplot` property: `figure.uplot.data` is what the chart draws from
 // (`[xs, ys of line 0, ...]`) and `figure.uplot.series[i + 1].label` names line i.
 
-import { h } from "/vendor/preact/preact.mjs";
-import { useEffect, useRef } from "/vendor/preact/hooks.mjs";
-import htm from "/vendor/htm/htm.module.js";
-import uPlot from "/vendor/uplot/uPlot.esm.js";
-
-const html = htm.bind(h);
+import { useEffect, useRef } from "../../vendor/preact/hooks.mjs";
+import { html } from "../html.js";
+import uPlot from "../../vendor/uplot/uPlot.esm.js";
 
 /** Line colours, one per run, in the order runs are picked. */
 export const RUN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];

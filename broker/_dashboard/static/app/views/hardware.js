@@ -1,12 +1,9 @@
 // Hardware of the picked runs (CPU, RAM, per-GPU load, memory and temperature): one chart per
 // metric, on wall-clock time, sharing the scalars' time range and cursor.
 
-import { h } from "/vendor/preact/preact.mjs";
-import htm from "/vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { alignColumns } from "../series.js";
 import { LineChart, runColour } from "./chart.js";
-
-const html = htm.bind(h);
 
 /**
  * @param {{model: import("../series.js").RunSeries, runIds: string[],

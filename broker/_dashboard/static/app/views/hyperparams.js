@@ -1,10 +1,7 @@
 // Hyperparameters: one run's as a table, or two runs' side by side with what differs marked.
 
-import { h } from "/vendor/preact/preact.mjs";
-import htm from "/vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { diffParams } from "../params-diff.js";
-
-const html = htm.bind(h);
 
 const CHANGE_TEXT = { same: "", changed: "differs", only_left: "only left", only_right: "only right" };
 

@@ -1,10 +1,7 @@
 // Progress bars of a workspace: X/Y, a bar, the rate and the time left.
 
-import { h } from "/vendor/preact/preact.mjs";
-import htm from "/vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { formatDuration, formatRate } from "../rates.js";
-
-const html = htm.bind(h);
 
 /**
  * @param {{bars: Record<string, {current: number, total?: number | null}>,

@@ -1,7 +1,7 @@
 // The run views' and actions panel's stylesheet (app/runs.css), linked once from the modules
 // that need it, so the page's own index.html does not have to know about it.
 
-const HREF = "/app/runs.css";
+const HREF = new URL("../runs.css", import.meta.url).href;
 
 /** Add the stylesheet's <link> to the document head unless it is there. */
 export function linkRunsStylesheet() {

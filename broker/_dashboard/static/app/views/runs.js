@@ -1,21 +1,20 @@
 // The run views of a workspace, at /w/<workspace>/runs: scalar charts (several runs overlaid,
 // EMA smoothing with the raw line faded, step or wall-clock x, log y), progress with rate and
-// ETA, hyperparameters with a diff of two runs, hardware on the scalars' time axis, and status.
+// ETA, hyperparameters with a diff of two runs, hardware on the scalars' time axis, status,
+// and the workspace's actions panel.
 // The settings live in the URL (app/runs-query.js); the data comes from a RunFeed.
 
-import { h } from "/vendor/preact/preact.mjs";
-import { useEffect, useMemo, useState } from "/vendor/preact/hooks.mjs";
-import htm from "/vendor/htm/htm.module.js";
+import { useEffect, useMemo, useState } from "../../vendor/preact/hooks.mjs";
+import { html } from "../html.js";
 import { RunFeed } from "../run-feed.js";
 import { MAX_SMOOTHING, parseRunsQuery, runsQueryString } from "../runs-query.js";
 import { chartColumns } from "../series.js";
 import { LineChart, runColour } from "./chart.js";
 import { HardwareCharts } from "./hardware.js";
 import { HyperparamsTable } from "./hyperparams.js";
+import { ActionsPanel } from "./actions.js";
 import { ProgressList } from "./progress.js";
 import { linkRunsStylesheet } from "./runs-style.js";
-
-const html = htm.bind(h);
 
 linkRunsStylesheet();
 
@@ -24,10 +23,10 @@ const TIME_SYNC_KEY = "pierhead-run-time";
 
 /**
  * The run views page.
- * @param {{connection: any, store?: any, workspace: string,
+ * @param {{connection: any, store: any, workspace: string,
  *   query: URLSearchParams | string | Record<string, string>, navigate: (href: string) => void}} props
  */
-export function RunsPage({ connection, workspace, query, navigate }) {
+export function RunsPage({ connection, store, workspace, query, navigate }) {
   const settings = parseRunsQuery(query);
   const feed = useMemo(() => new RunFeed({ connection, workspace }), [connection, workspace]);
   useEffect(() => {
@@ -75,6 +74,7 @@ export function RunsPage({ connection, workspace, query, navigate }) {
     <section class="runs-section"><h2>Hyperparameters</h2>
       <${HyperparamsTable} runIds=${runIds} params=${feed.params} />
     </section>
+    <${ActionsPanel} connection=${connection} store=${store} workspace=${workspace} />
   </section>`;
 }
 
