@@ -21,13 +21,17 @@ CHART_JS = """
   chart.series.slice(1).forEach((series, index) => {
     lines[series.label] = chart.data[index + 1];
   });
-  return {xs: chart.data[0], lines, x: {min: chart.scales.x.min, max: chart.scales.x.max}};
+  return {
+    xs: chart.data[0], lines, x: {min: chart.scales.x.min, max: chart.scales.x.max},
+    log: chart.scales.y.distr === 3,
+  };
 }
 """
 
 
 async def chart(page: Page, name: str) -> dict[str, Any] | None:
-    """The chart ``name`` as ``{xs, lines: {label: ys}, x: {min, max}}``, or None if absent."""
+    """The chart ``name`` as ``{xs, lines: {label: ys}, x: {min, max}, log}``, or None if
+    absent (``log``: the y axis is logarithmic)."""
     result: dict[str, Any] | None = await page.evaluate(CHART_JS, name)
     return result
 

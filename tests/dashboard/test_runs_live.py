@@ -76,6 +76,14 @@ async def test_two_runs_of_a_workspace_overlay_on_one_chart() -> None:
                 picker = live.page.locator(".run-choice input:checked")
                 await expect(picker).to_have_count(2)
 
+                # Unpicking a run takes it off the chart and out of the URL.
+                await live.page.locator(".run-choice[data-run=run-b] input").uncheck()
+                await expect(live.page).to_have_url(
+                    f"{live.base}/w/{WORKSPACE}/runs?runs=run-a&smooth=0"
+                )
+                drawn = await wait_for_chart(live.page, "loss", len(first), ["run-a"])
+                assert drawn["lines"]["run-a"] == first
+
 
 @pytest.mark.asyncio
 async def test_smoothing_changes_the_drawn_line_and_not_the_data() -> None:
@@ -211,3 +219,29 @@ async def test_names_and_values_from_the_stream_render_as_text() -> None:
                 )
                 assert await page.evaluate("() => window.__hacked === undefined")
                 assert dialogs == []
+
+
+@pytest.mark.asyncio
+async def test_log_y_changes_the_scale_and_leaves_out_only_values_it_cannot_draw() -> None:
+    values = [0.0, *losses(30, start=1)]
+    async with running_broker() as broker, chromium() as browser:
+        async with Worker(broker.url, WORKSPACE, run_id="run-a") as worker:
+            for step, value in enumerate(values):
+                await worker.scalar("loss", value, step=step)
+            await worker.flush(timeout=10)
+            path = f"/w/{WORKSPACE}/runs?runs=run-a&smooth=0"
+            async with dashboard(browser, broker.url, path) as live:
+                drawn = await wait_for_chart(live.page, "loss", len(values), ["run-a"])
+                assert not drawn["log"]
+                assert drawn["lines"]["run-a"] == values
+                await live.page.locator("input[name=log]").check()
+                await expect(live.page).to_have_url(
+                    f"{live.base}/w/{WORKSPACE}/runs?runs=run-a&log=1&smooth=0"
+                )
+                await live.page.wait_for_function(
+                    "() => document.querySelector('figure.run-chart').uplot.scales.y.distr === 3"
+                )
+                drawn = await wait_for_chart(live.page, "loss", len(values), ["run-a"])
+                assert drawn["log"]
+                # Zero has no place on a log axis: a hole; every other point is drawn as sent.
+                assert drawn["lines"]["run-a"] == [None, *values[1:]]

@@ -41,6 +41,8 @@ export class RunFeed extends EventTarget {
     this.paces = new Map();
     /** @type {Set<string>} every run seen: workers, recent hyperparameters and presence */
     this.runs = new Set();
+    /** @type {string[]} the runs the page shows, followed again after a reconnect */
+    this.wanted = [];
     /** @type {Set<string>} runs whose history is loaded or loading */
     this.followed = new Set();
     /** @type {Set<string>} runs whose history is still loading */
@@ -85,17 +87,26 @@ export class RunFeed extends EventTarget {
   }
 
   /**
-   * Load the history of these runs (once per run); live points of every run are kept anyway.
+   * Keep the points of these runs: their history is loaded once per run (again after a load
+   * failed, at the next snapshot), and their live points from now on.
    * @param {string[]} runIds
    */
   follow(runIds) {
+    this.wanted = runIds;
     for (const runId of runIds) {
       if (!this.followed.has(runId)) {
         this.followed.add(runId);
         this.loading.add(runId);
         this.ready
           .then(() => this.loadRun(runId))
-          .catch((error) => this.fail(error))
+          .then(() => {
+            this.error = null;
+          })
+          .catch((error) => {
+            // Points already loaded stay; the next load skips them by offset.
+            this.followed.delete(runId);
+            this.fail(error);
+          })
           .finally(() => {
             this.loading.delete(runId);
             this.changed();
@@ -114,6 +125,7 @@ export class RunFeed extends EventTarget {
       }
     }
     this.markReady();
+    this.follow(this.wanted);
     this.changed();
   }
 

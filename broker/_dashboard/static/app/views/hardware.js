@@ -6,6 +6,7 @@ import { alignColumns } from "../series.js";
 import { LineChart, runColour } from "./chart.js";
 
 /**
+ * One chart per hardware metric of the picked runs, a line per run, on wall-clock time.
  * @param {{model: import("../series.js").RunSeries, runIds: string[],
  *   xRange: {min: number, max: number} | null, syncKey: string}} props
  */
