@@ -6,10 +6,12 @@ range, and strings from the stream are text."""
 from __future__ import annotations
 
 import datetime
+import json
 import math
+from typing import Any
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import WebSocket, expect
 
 import schema
 from broker.testing import running_broker
@@ -245,3 +247,41 @@ async def test_log_y_changes_the_scale_and_leaves_out_only_values_it_cannot_draw
                 assert drawn["log"]
                 # Zero has no place on a log axis: a hole; every other point is drawn as sent.
                 assert drawn["lines"]["run-a"] == [None, *values[1:]]
+
+
+RUN_KINDS = {"scalar", "hardware", "hyperparameters", "progress", "status", "presence"}
+
+
+@pytest.mark.asyncio
+async def test_the_run_page_reads_its_runs_without_replaying_the_workspace() -> None:
+    values = losses(50)
+    async with running_broker() as broker, chromium() as browser:
+        async with Worker(broker.url, WORKSPACE, run_id="run-a") as worker:
+            for line in range(2000):
+                await worker.log(f"line {line}")
+            for step, value in enumerate(values):
+                await worker.scalar("loss", value, step=step)
+            await worker.flush(timeout=10)
+            frames: list[dict[str, Any]] = []
+            requests: list[dict[str, Any]] = []
+
+            def watch(socket: WebSocket) -> None:
+                socket.on("framereceived", lambda payload: frames.append(json.loads(payload)))
+                socket.on("framesent", lambda payload: requests.append(json.loads(payload)))
+
+            async with dashboard(browser, broker.url, "/") as live:
+                live.page.on("websocket", watch)
+                await live.goto(f"/w/{WORKSPACE}/runs?runs=run-a&smooth=0")
+                drawn = await wait_for_chart(live.page, "loss", len(values), ["run-a"])
+                assert drawn["lines"]["run-a"] == values
+            histories = [frame for frame in requests if frame["type"] == "history"]
+            assert histories, "the page read no history"
+            assert all(set(frame.get("kinds", ["every kind"])) <= RUN_KINDS for frame in histories)
+            delivered = [
+                event
+                for frame in frames
+                if frame["type"] in ("history_page", "events")
+                for event in frame["events"]
+            ]
+            assert all(event["payload"]["kind"] != "log" for event in delivered)
+            assert len(delivered) < 2 * len(values) + 50
