@@ -26,6 +26,7 @@ MODULES = {
         "runs are joined on the union of their steps, holes as null",
         "with smoothing each run has its raw column then its smoothed one",
         "the time axis is create_time in seconds; a scalar without a step is placed at its offset",
+        "a chart's columns are the same array until one of its series changes",
     ],
     "rates.test.js": [
         "rate is measured between samples and ETA is what is left at that rate",

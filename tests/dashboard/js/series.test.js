@@ -40,6 +40,7 @@ export async function run() {
     columnsJoinRunsOnX(),
     smoothedColumnsFollowRaw(),
     timeAxisUsesCreateTime(),
+    columnsComputedAgainOnlyOnChange(),
   ];
 }
 
@@ -166,5 +167,21 @@ function timeAxisUsesCreateTime() {
     "the time axis is create_time in seconds; a scalar without a step is placed at its offset",
     [alignColumns([points], "time")[0], alignColumns([points], "step")[0], model.timeRange(["a"])],
     [[base, base + 1.5], [1, 2], { min: base, max: base + 1.5 }],
+  );
+}
+
+function columnsComputedAgainOnlyOnChange() {
+  const model = new RunSeries();
+  model.addEvents([scalar(1, "a", "loss", 1, 0), scalar(2, "b", "loss", 2, 0)]);
+  const first = model.columnsOf("scalars", "loss", ["a", "b"], "step", 0);
+  const same = model.columnsOf("scalars", "loss", ["a", "b"], "step", 0);
+  model.addEvents([scalar(2, "b", "loss", 2, 0)]);
+  const afterDuplicate = model.columnsOf("scalars", "loss", ["a", "b"], "step", 0);
+  model.addEvents([scalar(3, "b", "loss", 3, 1)]);
+  const changed = model.columnsOf("scalars", "loss", ["a", "b"], "step", 0);
+  return check(
+    "a chart's columns are the same array until one of its series changes",
+    [first === same, first === afterDuplicate, first === changed, changed],
+    [true, true, false, [[0, 1], [1, null], [2, 3]]],
   );
 }

@@ -8,6 +8,8 @@
 
 /** Points one series keeps at most (per run and series name). */
 export const SERIES_POINT_LIMIT = 20_000;
+/** Charts' columns kept computed; past it the cache starts again (a slider makes many keys). */
+const COLUMN_CACHE_LIMIT = 256;
 
 /**
  * One point of a series, as the worker sent it.
@@ -31,6 +33,8 @@ export class Series {
     /** @type {SeriesPoint[]} */
     this.points = [];
     this.thinned = 0;
+    /** Bumped on every change, so a chart can tell whether to compute its columns again. */
+    this.version = 0;
   }
 
   /** Add a point; a point whose offset is already held is ignored. @param {SeriesPoint} point */
@@ -46,6 +50,7 @@ export class Series {
       }
       points.splice(index, 0, point);
     }
+    this.version += 1;
     if (points.length > this.limit) {
       this.thin();
     }
@@ -88,6 +93,31 @@ export class RunSeries {
     this.scalars = new Map();
     /** @type {Map<string, Map<string, Series>>} */
     this.hardware = new Map();
+    /** @type {Map<string, {versions: string, columns: Array<Array<number | null>>}>} */
+    this.columnCache = new Map();
+  }
+
+  /**
+   * chartColumns() of one series name over the runs, the same array again while none of its
+   * series changed (so a chart redraws only when its data did).
+   * @param {"scalars" | "hardware"} table
+   * @param {string} name @param {string[]} runIds
+   * @param {"step" | "time"} xMode @param {number} weight
+   */
+  columnsOf(table, name, runIds, xMode, weight) {
+    const series = runIds.map((runId) => this[table].get(runId)?.get(name));
+    const key = JSON.stringify([table, name, runIds, xMode, weight]);
+    const versions = series.map((each) => each?.version ?? -1).join(",");
+    const cached = this.columnCache.get(key);
+    if (cached !== undefined && cached.versions === versions) {
+      return cached.columns;
+    }
+    if (this.columnCache.size >= COLUMN_CACHE_LIMIT) {
+      this.columnCache.clear();
+    }
+    const columns = chartColumns(series.map((each) => each?.points ?? []), xMode, weight);
+    this.columnCache.set(key, { versions, columns });
+    return columns;
   }
 
   /**

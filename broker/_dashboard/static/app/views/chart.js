@@ -75,7 +75,7 @@ export function LineChart({ name, columns, lines, time, logY = false, xRange = n
     if (xRange !== null) {
       made.setScale("x", xRange);
     }
-  }, [columns, xRange, shape]);
+  }, [columns, xRange?.min, xRange?.max, shape]);
 
   return html`<figure class="run-chart" data-chart=${name} ref=${figure}>
     <figcaption>${name}</figcaption>

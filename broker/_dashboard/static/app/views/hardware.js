@@ -2,7 +2,6 @@
 // metric, on wall-clock time, sharing the scalars' time range and cursor.
 
 import { html } from "../html.js";
-import { alignColumns } from "../series.js";
 import { LineChart, runColour } from "./chart.js";
 
 /**
@@ -17,11 +16,10 @@ export function HardwareCharts({ model, runIds, xRange, syncKey }) {
   }
   return html`<div class="chart-grid">
     ${metrics.map((metric) => {
-      const lines = runIds.map((runId) => model.hardware.get(runId)?.get(metric)?.points ?? []);
       return html`<${LineChart}
         key=${metric}
         name=${metric}
-        columns=${alignColumns(lines, "time")}
+        columns=${model.columnsOf("hardware", metric, runIds, "time", 0)}
         lines=${runIds.map((runId, index) => ({ label: runId, colour: runColour(index) }))}
         time=${true}
         xRange=${xRange}

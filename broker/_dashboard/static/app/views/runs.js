@@ -8,7 +8,6 @@ import { useEffect, useMemo, useState } from "../../vendor/preact/hooks.mjs";
 import { html } from "../html.js";
 import { RunFeed } from "../run-feed.js";
 import { MAX_SMOOTHING, parseRunsQuery, runsQueryString } from "../runs-query.js";
-import { chartColumns } from "../series.js";
 import { LineChart, runColour } from "./chart.js";
 import { HardwareCharts } from "./hardware.js";
 import { HyperparamsTable } from "./hyperparams.js";
@@ -177,11 +176,10 @@ function ScalarCharts({ model, runIds, settings, xRange }) {
   });
   return html`<div class="chart-grid">
     ${names.map((name) => {
-      const points = runIds.map((runId) => model.scalars.get(runId)?.get(name)?.points ?? []);
       return html`<${LineChart}
         key=${name}
         name=${name}
-        columns=${chartColumns(points, settings.x, settings.smooth)}
+        columns=${model.columnsOf("scalars", name, runIds, settings.x, settings.smooth)}
         lines=${lines}
         time=${settings.x === "time"}
         logY=${settings.log}
