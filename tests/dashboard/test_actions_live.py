@@ -86,6 +86,12 @@ async def test_a_failing_or_badly_called_action_shows_the_failure() -> None:
             await call(form, "50")
             failed = form.locator("pre[data-outcome=failed]")
             await expect(failed).to_have_text("ValueError: learning rate 50.0 is out of range")
+            noted = await live.page.evaluate(
+                "(name) => window.pierhead.store.failures.get(name)?.message", WORKSPACE
+            )
+            assert noted == (
+                "action set_lr of run-a failed: ValueError: learning rate 50.0 is out of range"
+            )
 
             await call(form, "fast")
             await expect(failed).to_contain_text("pierhead.bad_call: bad arguments for set_lr")

@@ -4,7 +4,9 @@
 // connected, or the token lacks the operator role.
 //
 // Calls are not events of the workspace stream, so the history lists the calls made from this
-// page (kept per connection and workspace while the page lives), newest first.
+// page (kept per connection and workspace while the page lives), newest first. A failed call
+// is noted in the fleet store (the fleet lists the workspace under "Needs attention") until
+// the next call succeeds.
 
 import { useState } from "../../vendor/preact/hooks.mjs";
 import { html } from "../html.js";
@@ -77,14 +79,17 @@ export function ActionsPanel({ connection, store, workspace }) {
       if (reply.ok) {
         record.outcome = "ok";
         record.text = JSON.stringify(reply.result ?? null, null, 2);
+        store.clearFailure(workspace);
       } else {
         record.outcome = "failed";
         record.text = `${reply.error?.type ?? "error"}: ${reply.error?.message ?? ""}`;
+        store.noteFailure(workspace, `action ${action} of ${runId} failed: ${record.text}`);
       }
     } catch (error) {
       record.outcome = "failed";
       const failure = /** @type {any} */ (error);
       record.text = `${failure?.code ?? "error"}: ${failure?.message ?? String(error)}`;
+      store.noteFailure(workspace, error);
     }
     setTick((tick) => tick + 1);
   };
