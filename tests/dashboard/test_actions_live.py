@@ -136,3 +136,39 @@ async def test_a_token_without_the_operator_role_sees_the_form_disabled(tmp_path
             )
             await expect(form.get_by_role("button", name="Call")).to_be_disabled()
             await expect(form.locator("input[name=value]")).to_be_disabled()
+
+
+HOSTILE = '<img src=x onerror="window.__hacked=1">'
+
+
+@pytest.mark.asyncio
+async def test_action_descriptions_results_and_failures_render_as_text() -> None:
+    async with running_broker() as broker:
+        worker = Worker(broker.url, WORKSPACE, run_id="run-a")
+
+        @worker.action("echo", description=HOSTILE)
+        def echo(text: str) -> str:
+            if text.startswith("fail"):
+                raise RuntimeError(HOSTILE)
+            return text
+
+        async with worker, actions_page(broker.url) as live:
+            await worker.connected()
+            page = live.page
+            dialogs: list[str] = []
+            page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+            form = page.locator("form.action-form[data-action=echo]")
+            await expect(form.locator(".action-description")).to_have_text(HOSTILE)
+            await form.locator("input[name=text]").fill(HOSTILE)
+            await form.get_by_role("button", name="Call").click()
+            await expect(form.locator("pre[data-outcome=ok]")).to_have_text(
+                '"<img src=x onerror=\\"window.__hacked=1\\">"'
+            )
+            await form.locator("input[name=text]").fill("fail")
+            await form.get_by_role("button", name="Call").click()
+            await expect(form.locator("pre[data-outcome=failed]")).to_have_text(
+                f"RuntimeError: {HOSTILE}"
+            )
+            assert await page.locator(".actions-panel img, .actions-panel script").count() == 0
+            assert await page.evaluate("() => window.__hacked === undefined")
+            assert dialogs == []
