@@ -105,12 +105,12 @@ async def test_a_failing_or_badly_called_action_shows_the_failure() -> None:
 @pytest.mark.asyncio
 async def test_the_form_of_a_worker_gone_offline_is_disabled_with_the_reason() -> None:
     settings = {"lr": 0.1}
-    async with running_broker() as broker, actions_page(broker.url) as live:
+    # A grace period no test waits out: the run stays listed, offline, for the assertions.
+    async with running_broker(mutex_grace_s=3600) as broker, actions_page(broker.url) as live:
         async with training_worker(broker.url, settings) as worker:
             await worker.connected()
             form = action_form(live.page)
             await expect(form.get_by_role("button", name="Call")).to_be_enabled()
-        # Within its grace period the run is still listed, offline.
         await expect(form.locator(".action-refusal")).to_have_text(
             "the worker that offers it is offline"
         )
