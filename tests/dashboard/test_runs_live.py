@@ -157,8 +157,10 @@ async def test_the_wall_clock_axis_and_the_hardware_share_one_time_range() -> No
                 assert cpu["lines"]["run-a"] == [float(second) for second in range(0, 50, 5)]
                 load = await wait_for_chart(live.page, "gpu0 load %", 10, ["run-a"])
                 assert load["lines"]["run-a"] == [50.0 + second for second in range(0, 50, 5)]
-                await wait_for_chart(live.page, "ram %", 10, ["run-a"])
+                ram = await wait_for_chart(live.page, "ram %", 10, ["run-a"])
+                assert ram["lines"]["run-a"] == [25.0] * 10
                 # One time range over scalars and hardware: the earliest sample to the latest.
+                drawn = await wait_for_chart(live.page, "loss", len(values), ["run-a"])
                 assert drawn["x"] == cpu["x"] == {"min": base - 5, "max": base + 40}
 
 
