@@ -12,8 +12,10 @@ from tests.dashboard.browser import open_page, run_js_tests
 def test_the_index_page_loads_its_modules_and_styles(dashboard_page: Page) -> None:
     loaded: list[str] = []
     dashboard_page.on("requestfinished", lambda request: loaded.append(request.url))
+    # No broker behind the fake origin: the page's websocket is answered by nobody.
+    dashboard_page.route_web_socket("wss://pierhead.test/", lambda socket: None)
     dashboard_page.goto("/")
-    dashboard_page.get_by_text("pierhead dashboard").wait_for()
+    dashboard_page.get_by_test_id("connection-state").get_by_text("connecting").wait_for()
     assert any(url.endswith("/vendor/uplot/uPlot.min.css") for url in loaded)
     assert any(url.endswith("/app/main.js") for url in loaded)
 

@@ -1,7 +1,25 @@
-// The page's entry point. The views, the connection and the fold are modules of their own;
-// until the views land this only says which page this is.
+// The page's entry point: one connection to the broker that served the page, the fleet store
+// on it, and the shell that renders whichever view the URL names.
+
+import { render } from "../vendor/preact/preact.mjs";
+import { BrokerConnection, brokerUrlOf } from "./connection.js";
+import { html } from "./html.js";
+import { FleetStore } from "./store.js";
+import { Shell, TOKEN_KEY } from "./views/shell.js";
+
+const connection = new BrokerConnection({
+  url: brokerUrlOf(window.location),
+  token: sessionStorage.getItem(TOKEN_KEY),
+});
+const store = new FleetStore(connection);
+store.start();
+connection.start();
+
+// For the live tests and for anyone debugging from the console: the page's own session.
+window.pierhead = { connection, store };
 
 const app = document.getElementById("app");
 if (app !== null) {
-  app.textContent = "pierhead dashboard";
+  app.textContent = "";
+  render(html`<${Shell} connection=${connection} store=${store} />`, app);
 }
