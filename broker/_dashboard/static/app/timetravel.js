@@ -11,8 +11,8 @@ import { foldEvent, newWorkspaceState } from "./fold.js";
  * @typedef {import("./fold.js").EventMsg} EventMsg
  * @typedef {(query: {after: number, before: number, limit: number}) =>
  *   Promise<{events: EventMsg[], more: boolean}>} FetchPage
- * @typedef {{offset: number, state: WorkspaceState, lost: {from: number, to: number} | null}}
- *   Checkpoint
+ * @typedef {{offset: number, state: WorkspaceState, lost: {from: number, to: number} | null,
+ *   event: EventMsg | null}} Checkpoint
  * @typedef {{state: WorkspaceState, offset: number, exact: boolean,
  *   lost: {from: number, to: number} | null, event: EventMsg | null}} Rebuilt
  */
@@ -33,7 +33,7 @@ export class StateRebuilder {
     this.maxCheckpoints = maxCheckpoints;
     /** @type {Map<number, Checkpoint>} by offset */
     this.checkpoints = new Map([
-      [0, { offset: 0, state: newWorkspaceState(name, epoch, created), lost: null }],
+      [0, { offset: 0, state: newWorkspaceState(name, epoch, created), lost: null, event: null }],
     ]);
   }
 
@@ -46,12 +46,11 @@ export class StateRebuilder {
    * @returns {Promise<Rebuilt>}
    */
   async stateAt(offset) {
-    let from = this.nearestCheckpoint(offset);
+    const from = this.nearestCheckpoint(offset);
     let state = from.state;
     let lost = from.lost;
     let position = from.offset;
-    /** @type {EventMsg | null} */
-    let last = null;
+    let last = from.event;
     while (position < offset) {
       const limit = Math.min(this.pageLimit, offset - position);
       const page = await this.fetchPage({ after: position, before: offset + 1, limit });
@@ -66,7 +65,7 @@ export class StateRebuilder {
         position = event.offset;
         last = event;
       }
-      this.remember({ offset: position, state, lost });
+      this.remember({ offset: position, state, lost, event: last });
       if (!page.more) {
         break;
       }

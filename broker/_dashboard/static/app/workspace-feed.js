@@ -75,6 +75,9 @@ export class WorkspaceFeed extends EventTarget {
     subscription.addEventListener("events", (/** @type {any} */ event) =>
       this.onEvents(event.detail.events),
     );
+    subscription.addEventListener("joined", (/** @type {any} */ event) =>
+      this.onSnapshot([event.detail.state]),
+    );
     subscription.addEventListener("gap", (/** @type {any} */ event) => this.onGap(event.detail));
     subscription.addEventListener("resumed", (/** @type {any} */ event) =>
       this.onResumed(event.detail),

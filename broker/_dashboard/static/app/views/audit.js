@@ -1,10 +1,7 @@
 // The audit: who caught, released, took or lost the mutex, from the workspace's `semaphores`
 // events (app/audit.js), each with a link to the state at that moment.
 
-import { h } from "../../vendor/preact/preact.mjs";
-import htm from "../../vendor/htm/htm.module.js";
-
-const html = htm.bind(h);
+import { html } from "../html.js";
 
 /**
  * @param {{feed: import("../workspace-feed.js").WorkspaceFeed, onSelect: (offset: number) => void}} props

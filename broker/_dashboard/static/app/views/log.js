@@ -3,8 +3,7 @@
 // search over the loaded window, follow-tail with "N new", older pages fetched as the user
 // scrolls up, newer ones as they scroll down a window opened at a deep link.
 
-import { h } from "../../vendor/preact/preact.mjs";
-import htm from "../../vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "../../vendor/preact/hooks.mjs";
 import {
   Virtualizer,
@@ -13,8 +12,6 @@ import {
   observeElementRect,
 } from "../../vendor/virtual-core/index.js";
 import { LEVELS, atLeast, levelOf, payloadText } from "../event-lines.js";
-
-const html = htm.bind(h);
 
 /** Height of one line in pixels (fixed: lines are cut, not wrapped, so none is measured). */
 export const ROW_PX = 20;

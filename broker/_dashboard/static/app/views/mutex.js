@@ -2,11 +2,8 @@
 // click: after a Catch, Release or Break is accepted the button says "pending" until the
 // `semaphores` event showing the change arrives. A refusal (`forbidden`, ...) is shown.
 
-import { h } from "../../vendor/preact/preact.mjs";
-import htm from "../../vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { useEffect, useState } from "../../vendor/preact/hooks.mjs";
-
-const html = htm.bind(h);
 
 /** Seconds a disconnected holder keeps the mutex when the broker does not say (its default,
  * `pierhead serve --grace`). The welcome frame does not carry the broker's setting. */

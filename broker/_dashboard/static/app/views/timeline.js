@@ -1,11 +1,8 @@
 // The timeline of a workspace's milestones: `event`, `status`, `details`, `semaphores` and
 // presence events, newest first, older ones on demand.
 
-import { h } from "../../vendor/preact/preact.mjs";
-import htm from "../../vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { levelOf, payloadText } from "../event-lines.js";
-
-const html = htm.bind(h);
 
 /**
  * @param {{feed: import("../workspace-feed.js").WorkspaceFeed, onSelect: (offset: number) => void}} props

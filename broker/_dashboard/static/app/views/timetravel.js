@@ -1,14 +1,11 @@
 // Time travel: a scrubber over the workspace's offsets that shows the exact state as it was
 // right after any past event, rebuilt by folding the stored history (app/timetravel.js).
 
-import { h } from "../../vendor/preact/preact.mjs";
-import htm from "../../vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { useEffect, useMemo, useState } from "../../vendor/preact/hooks.mjs";
 import { StateRebuilder } from "../timetravel.js";
 import { payloadText } from "../event-lines.js";
 import { StateView } from "./workspace-state.js";
-
-const html = htm.bind(h);
 
 /**
  * @param {{feed: import("../workspace-feed.js").WorkspaceFeed,

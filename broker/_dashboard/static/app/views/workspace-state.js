@@ -1,11 +1,8 @@
 // A workspace state drawn as text: details, semaphores, workers, status, progress, the last
 // event, and the whole state as JSON. The live page and time travel show states alike.
 
-import { h } from "../../vendor/preact/preact.mjs";
-import htm from "../../vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { safeHref, semaphoresText } from "../event-lines.js";
-
-const html = htm.bind(h);
 
 /** Details whose value is a link when it is an http(s) URL. */
 const URL_DETAILS = new Set(["deployment_url"]);

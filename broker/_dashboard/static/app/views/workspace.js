@@ -2,8 +2,7 @@
 // view of the stream (cursor, resumes, gaps), time travel (?at=<offset>), the timeline, the
 // audit, the log, and the actions panel of app/views/actions.js when that module is there.
 
-import { h } from "../../vendor/preact/preact.mjs";
-import htm from "../../vendor/htm/htm.module.js";
+import { html } from "../html.js";
 import { useEffect, useReducer, useState } from "../../vendor/preact/hooks.mjs";
 import { WorkspaceFeed } from "../workspace-feed.js";
 import { AuditLog } from "./audit.js";
@@ -12,8 +11,6 @@ import { MutexPanel, SemaphoresPanel } from "./mutex.js";
 import { Timeline } from "./timeline.js";
 import { TimeTravel } from "./timetravel.js";
 import { StateView, WorkspaceDetails } from "./workspace-state.js";
-
-const html = htm.bind(h);
 
 /** The page's stylesheet, added once to the document the first time the page is loaded. */
 const STYLESHEET = new URL("../workspace.css", import.meta.url).href;
