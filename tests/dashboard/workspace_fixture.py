@@ -16,7 +16,7 @@ from tests.dashboard.browser import PageProblems, open_page
 ACTIONS_STUB = (
     'import { h } from "/vendor/preact/preact.mjs";\n'
     "export function ActionsPanel({ workspace }) {\n"
-    '  return h("p", { "data-role": "actions-stub" }, `actions of ${workspace}`);\n'
+    '  return h("p", { "data-testid": "actions-stub" }, `actions of ${workspace}`);\n'
     "}\n"
 )
 """An ActionsPanel that only says it was given the workspace."""

@@ -9,7 +9,7 @@ import { html } from "../html.js";
 export function AuditLog({ feed, onSelect }) {
   const entries = feed.audit();
   return html`
-    <section class="ws-panel ws-audit" aria-label="Audit" data-role="audit">
+    <section class="ws-panel ws-audit" aria-label="Audit" data-testid="audit">
       <h2>Audit</h2>
       <table>
         <thead><tr><th>Offset</th><th>Time</th><th>What</th><th>Who</th><th>Reason</th><th>Mutex</th></tr></thead>
@@ -20,7 +20,7 @@ export function AuditLog({ feed, onSelect }) {
                 onClick=${() => onSelect(entry.offset)}>${entry.offset}</button></td>
               <td><time datetime=${entry.time}>${entry.time}</time></td>
               <td>${entry.what}</td>
-              <td data-role="who">${entry.by ?? ""}</td>
+              <td data-testid="who">${entry.by ?? ""}</td>
               <td>${entry.reason ?? ""}</td>
               <td>${entry.holder === null ? "" : `${entry.holder} (fence ${entry.fence})`}</td>
             </tr>`,
@@ -31,7 +31,7 @@ export function AuditLog({ feed, onSelect }) {
         recorded in the stream, so they are not listed here.</p>
       ${feed.auditExhausted
         ? null
-        : html`<button type="button" data-role="audit-older" disabled=${feed.loading.has("audit")}
+        : html`<button type="button" data-testid="audit-older" disabled=${feed.loading.has("audit")}
             onClick=${() => feed.loadAudit()}>Older entries</button>`}
     </section>
   `;

@@ -145,16 +145,16 @@ export function LogView({ feed, version, onSelect }) {
         </select></label>
         <label>Search <input type="search" value=${search} placeholder="in the loaded lines"
           onInput=${(/** @type {any} */ event) => setSearch(event.currentTarget.value)} /></label>
-        <span class="ws-log-summary" data-role="log-summary" data-count=${log.rows.length}
+        <span class="ws-log-summary" data-testid="log-summary" data-count=${log.rows.length}
           data-first=${log.oldest} data-last=${log.newest} data-attached=${String(log.attached)}>
           ${rows.length} of ${log.rows.length} loaded lines, offsets ${log.oldest}–${log.newest}
           ${feed.loading.has("log") ? " · loading…" : ""}
         </span>
         ${following
-          ? html`<span class="ws-follow" data-role="following">following</span>`
-          : html`<button type="button" data-role="to-tail" onClick=${toTail}>${unseen > 0 ? `${unseen} new ↓` : "Follow ↓"}</button>`}
+          ? html`<span class="ws-follow" data-testid="following">following</span>`
+          : html`<button type="button" data-testid="to-tail" onClick=${toTail}>${unseen > 0 ? `${unseen} new ↓` : "Follow ↓"}</button>`}
       </div>
-      <div class="ws-log-scroll" ref=${scrollRef} onScroll=${onScroll} data-role="log-scroll">
+      <div class="ws-log-scroll" ref=${scrollRef} onScroll=${onScroll} data-testid="log-scroll">
         <div class="ws-log-sizer" style=${{ height: `${virtualizer.getTotalSize()}px` }}>
           ${items.map((item) => {
             const row = rows[item.index];

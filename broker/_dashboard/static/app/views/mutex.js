@@ -68,30 +68,30 @@ export function SemaphoresPanel({ connection, workspace, state, roles }) {
   };
   const release = () => send({ type: "release", workspace }, "release", (next) => !next.semaphores.caught);
   return html`
-    <section class="ws-panel ws-semaphores" aria-label="Semaphores" data-role="semaphores"
+    <section class="ws-panel ws-semaphores" aria-label="Semaphores" data-testid="semaphores"
       data-caught=${String(semaphores.caught)}>
       <h2>Semaphores</h2>
       <p class=${semaphores.caught ? "ws-caught" : "ws-free"}>
         ${semaphores.caught ? "Caught" : "Not caught"}
-        ${semaphores.by ? html` by <span data-role="by">${semaphores.by}</span>` : null}
-        ${semaphores.reason ? html`: <q data-role="reason">${semaphores.reason}</q>` : null}
+        ${semaphores.by ? html` by <span data-testid="by">${semaphores.by}</span>` : null}
+        ${semaphores.reason ? html`: <q data-testid="reason">${semaphores.reason}</q>` : null}
       </p>
       ${pending !== null
-        ? html`<button type="button" disabled data-role="pending">${pending} pending…</button>`
+        ? html`<button type="button" disabled data-testid="pending">${pending} pending…</button>`
         : semaphores.caught
-          ? html`<button type="button" data-role="release" disabled=${refusal !== null}
+          ? html`<button type="button" data-testid="release" disabled=${refusal !== null}
               title=${refusal ?? "Release the workspace"} onClick=${release}>Release</button>`
           : asking
             ? html`<form class="ws-ask" onSubmit=${catchIt}>
-                <label>Reason <input data-role="catch-reason" value=${reason} maxlength="4096"
+                <label>Reason <input data-testid="catch-reason" value=${reason} maxlength="4096"
                   onInput=${(/** @type {any} */ event) => setReason(event.currentTarget.value)} /></label>
-                <button type="submit" data-role="catch-confirm">Catch</button>
+                <button type="submit" data-testid="catch-confirm">Catch</button>
                 <button type="button" onClick=${() => setAsking(false)}>Cancel</button>
               </form>`
-            : html`<button type="button" data-role="catch" disabled=${refusal !== null}
+            : html`<button type="button" data-testid="catch" disabled=${refusal !== null}
                 title=${refusal ?? "Catch the workspace, with a reason"} onClick=${() => setAsking(true)}>Catch…</button>`}
-      ${refusal !== null ? html`<p class="ws-why" data-role="semaphores-why">${refusal}</p>` : null}
-      ${error !== null ? html`<p class="ws-error" role="alert" data-role="semaphores-error">${error}</p>` : null}
+      ${refusal !== null ? html`<p class="ws-why" data-testid="semaphores-why">${refusal}</p>` : null}
+      ${error !== null ? html`<p class="ws-error" role="alert" data-testid="semaphores-error">${error}</p>` : null}
     </section>
   `;
 }
@@ -145,29 +145,29 @@ export function MutexPanel({ connection, workspace, state, roles, graceS = DEFAU
     send({ type: "mutex_break", workspace }, "break", (next) => next.semaphores.holder !== semaphores.holder || next.semaphores.fence !== fence);
   };
   return html`
-    <section class="ws-panel ws-mutex" aria-label="Mutex" data-role="mutex"
+    <section class="ws-panel ws-mutex" aria-label="Mutex" data-testid="mutex"
       data-holder=${semaphores.holder ?? ""} data-fence=${fence}>
       <h2>Mutex</h2>
       <dl>
-        <dt>Holder</dt><dd data-role="holder">${semaphores.has_mutex ? semaphores.holder : "free"}</dd>
-        <dt>Fence</dt><dd data-role="fence">${fence}</dd>
+        <dt>Holder</dt><dd data-testid="holder">${semaphores.has_mutex ? semaphores.holder : "free"}</dd>
+        <dt>Fence</dt><dd data-testid="fence">${fence}</dd>
         ${left !== null
-          ? html`<dt>Grace</dt><dd data-role="grace">its worker left: freed in about ${left} s
+          ? html`<dt>Grace</dt><dd data-testid="grace">its worker left: freed in about ${left} s
               ${graceS === DEFAULT_GRACE_S ? " (if the broker runs with the default --grace)" : ""}</dd>`
           : null}
       </dl>
       ${semaphores.has_mutex
         ? pending !== null
-          ? html`<button type="button" disabled data-role="pending">${pending} pending…</button>`
+          ? html`<button type="button" disabled data-testid="pending">${pending} pending…</button>`
           : confirming
             ? html`<p class="ws-confirm" role="alertdialog">Break the mutex held by ${semaphores.holder}? Its worker is told it lost it.
-                <button type="button" data-role="break-confirm" onClick=${breakIt}>Break</button>
+                <button type="button" data-testid="break-confirm" onClick=${breakIt}>Break</button>
                 <button type="button" onClick=${() => setConfirming(false)}>Cancel</button></p>`
-            : html`<button type="button" data-role="break" disabled=${refusal !== null}
+            : html`<button type="button" data-testid="break" disabled=${refusal !== null}
                 title=${refusal ?? "Break the mutex"} onClick=${() => setConfirming(true)}>Break…</button>`
         : null}
-      ${semaphores.has_mutex && refusal !== null ? html`<p class="ws-why" data-role="mutex-why">${refusal}</p>` : null}
-      ${error !== null ? html`<p class="ws-error" role="alert" data-role="mutex-error">${error}</p>` : null}
+      ${semaphores.has_mutex && refusal !== null ? html`<p class="ws-why" data-testid="mutex-why">${refusal}</p>` : null}
+      ${error !== null ? html`<p class="ws-error" role="alert" data-testid="mutex-error">${error}</p>` : null}
     </section>
   `;
 }

@@ -10,7 +10,7 @@ import { levelOf, payloadText } from "../event-lines.js";
 export function Timeline({ feed, onSelect }) {
   const items = feed.timeline.slice().reverse();
   return html`
-    <section class="ws-panel ws-timeline" aria-label="Timeline" data-role="timeline">
+    <section class="ws-panel ws-timeline" aria-label="Timeline" data-testid="timeline">
       <h2>Timeline</h2>
       <ol>
         ${items.map(
@@ -26,7 +26,7 @@ export function Timeline({ feed, onSelect }) {
       </ol>
       ${feed.timelineExhausted
         ? null
-        : html`<button type="button" data-role="timeline-older" disabled=${feed.loading.has("timeline")}
+        : html`<button type="button" data-testid="timeline-older" disabled=${feed.loading.has("timeline")}
             onClick=${() => feed.loadTimeline()}>Older milestones</button>`}
     </section>
   `;

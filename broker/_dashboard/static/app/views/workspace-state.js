@@ -15,9 +15,9 @@ const URL_DETAILS = new Set(["deployment_url"]);
 export function WorkspaceDetails({ details }) {
   const entries = Object.entries(details);
   if (entries.length === 0) {
-    return html`<p class="ws-note" data-role="details">No details posted.</p>`;
+    return html`<p class="ws-note" data-testid="details">No details posted.</p>`;
   }
-  return html`<dl class="ws-details" data-role="details">
+  return html`<dl class="ws-details" data-testid="details">
     ${entries.map(([key, value]) => {
       const href = URL_DETAILS.has(key) ? safeHref(value) : null;
       return html`<dt>${key}</dt><dd data-key=${key}>${href !== null
@@ -32,34 +32,34 @@ export function WorkspaceDetails({ details }) {
  */
 export function StateView({ state }) {
   const progress = Object.values(state.progress);
-  return html`<div class="ws-state" data-role="state" data-last-offset=${state.last_offset}>
+  return html`<div class="ws-state" data-testid="state" data-last-offset=${state.last_offset}>
     <h3>Details</h3>
     <${WorkspaceDetails} details=${state.details} />
     <h3>Semaphores</h3>
-    <p data-role="state-semaphores">${semaphoresText(state.semaphores)}</p>
+    <p data-testid="state-semaphores">${semaphoresText(state.semaphores)}</p>
     <h3>Workers</h3>
-    <ul data-role="state-workers">
+    <ul data-testid="state-workers">
       ${state.workers.map(
         (worker) => html`<li key=${worker.run_id}>${worker.run_id} ${worker.connected ? "connected" : "disconnected"}
           ${worker.client ? ` · ${worker.client}` : ""} · last seen ${worker.last_seen}</li>`,
       )}
     </ul>
     <h3>Status</h3>
-    <dl data-role="state-status">
+    <dl data-testid="state-status">
       ${Object.entries(state.status).map(([key, value]) => html`<dt>${key}</dt><dd>${value}</dd>`)}
     </dl>
     ${progress.length > 0
-      ? html`<h3>Progress</h3><ul data-role="state-progress">
+      ? html`<h3>Progress</h3><ul data-testid="state-progress">
           ${progress.map(
             (bar) => html`<li key=${bar.name}>${bar.name}: ${bar.current}${bar.total === undefined ? "" : ` / ${bar.total}`}</li>`,
           )}
         </ul>`
       : null}
     <h3>Last event</h3>
-    <p data-role="state-last-event">${state.last_event === null ? "none" : `${state.last_event.severity ?? "info"}: ${state.last_event.message}`}</p>
+    <p data-testid="state-last-event">${state.last_event === null ? "none" : `${state.last_event.severity ?? "info"}: ${state.last_event.message}`}</p>
     <details>
       <summary>The whole state (offset ${state.last_offset})</summary>
-      <pre data-role="state-json">${JSON.stringify(state, null, 2)}</pre>
+      <pre data-testid="state-json">${JSON.stringify(state, null, 2)}</pre>
     </details>
   </div>`;
 }

@@ -102,7 +102,7 @@ export function WorkspacePage({ connection, store, workspace, query, navigate })
   const status = useConnectionStatus(connection);
   const roles = status?.roles ?? [];
   if (feed === null) {
-    return html`<article class="workspace-page" data-role="workspace-page"><p>Loading…</p></article>`;
+    return html`<article class="workspace-page" data-testid="workspace-page"><p>Loading…</p></article>`;
   }
   const select = (/** @type {number | null} */ offset) => {
     setAt(offset);
@@ -120,14 +120,14 @@ export function WorkspacePage({ connection, store, workspace, query, navigate })
   };
   const state = feed.state;
   return html`
-    <article class="workspace-page" data-role="workspace-page" data-workspace=${workspace}>
+    <article class="workspace-page" data-testid="workspace-page" data-workspace=${workspace}>
       <header class="ws-header">
-        <h1 data-role="workspace-name">${workspace}</h1>
+        <h1 data-testid="workspace-name">${workspace}</h1>
         <${Integrity} feed=${feed} status=${status} />
       </header>
-      ${feed.error !== null ? html`<p class="ws-error" role="alert" data-role="feed-error">${feed.error}</p>` : null}
+      ${feed.error !== null ? html`<p class="ws-error" role="alert" data-testid="feed-error">${feed.error}</p>` : null}
       ${state === null
-        ? html`<p data-role="workspace-loading">${feed.missing ? `No workspace named ${workspace}.` : "Loading…"}</p>`
+        ? html`<p data-testid="workspace-loading">${feed.missing ? `No workspace named ${workspace}.` : "Loading…"}</p>`
         : html`
           <div class="ws-grid">
             <section class="ws-panel" aria-label="Details"><h2>Details</h2><${WorkspaceDetails} details=${state.details} /></section>
@@ -153,17 +153,17 @@ export function WorkspacePage({ connection, store, workspace, query, navigate })
  */
 function Integrity({ feed, status }) {
   const state = feed.state;
-  return html`<div class="ws-integrity" data-role="integrity">
-    <span data-role="connection-state">${status?.state ?? "unknown"}</span>
+  return html`<div class="ws-integrity" data-testid="integrity">
+    <span data-testid="ws-connection-state">${status?.state ?? "unknown"}</span>
     ${state !== null
-      ? html`<span data-role="cursor" data-epoch=${state.epoch} data-offset=${state.last_offset}>cursor: epoch ${state.epoch}, offset ${state.last_offset}</span>`
+      ? html`<span data-testid="ws-cursor" data-epoch=${state.epoch} data-offset=${state.last_offset}>cursor: epoch ${state.epoch}, offset ${state.last_offset}</span>`
       : null}
     ${feed.resumed !== null
-      ? html`<span data-role="resumed" data-offset=${feed.resumed.offset} data-recovered=${String(feed.resumed.recovered)}>
+      ? html`<span data-testid="ws-resumed" data-offset=${feed.resumed.offset} data-recovered=${String(feed.resumed.recovered)}>
           resumed at offset ${feed.resumed.offset}${feed.resumed.recovered ? "" : " with loss"}</span>`
       : null}
     ${feed.gaps.map(
-      (gap) => html`<span class="ws-gap" data-role="gap" data-from=${gap.from_offset} data-to=${gap.to_offset}>
+      (gap) => html`<span class="ws-gap" data-testid="ws-gap" data-from=${gap.from_offset} data-to=${gap.to_offset}>
         gap: offsets ${gap.from_offset}–${gap.to_offset} removed by retention</span>`,
     )}
   </div>`;
@@ -192,7 +192,7 @@ function EmbeddedActions({ connection, store, workspace }) {
   }, []);
   return Panel === null
     ? null
-    : html`<section class="ws-panel ws-actions" aria-label="Actions" data-role="actions">
+    : html`<section class="ws-panel ws-actions" aria-label="Actions" data-testid="actions">
         <${Panel} connection=${connection} store=${store} workspace=${workspace} />
       </section>`;
 }
