@@ -26,6 +26,11 @@ export class FakeConnection extends EventTarget {
     this.requests = [];
     /** @type {any[]} every history query, in order */
     this.historyQueries = [];
+    /** Whether an accepted catch, release or break shows up on the stream at once; a test
+     * sets it false to see the page wait for the stream. */
+    this.echo = true;
+    /** @type {string | null} an error code every request is refused with, when set */
+    this.refusal = null;
   }
 
   /** @param {string} name */
@@ -119,6 +124,11 @@ export class FakeConnection extends EventTarget {
   /** @param {Record<string, any>} frame */
   async request(frame) {
     this.requests.push(frame);
+    if (this.refusal !== null) {
+      const error = new Error(`refused: ${this.refusal}`);
+      Object.assign(error, { code: this.refusal });
+      throw error;
+    }
     const need = { catch: "operator", release: "operator", mutex_break: "admin" }[frame.type];
     if (need !== undefined && !this.status.roles.includes(need)) {
       const error = new Error(`${frame.type} needs the ${need} role`);
@@ -126,6 +136,9 @@ export class FakeConnection extends EventTarget {
       throw error;
     }
     const name = frame.workspace;
+    if (!this.echo) {
+      return { type: "ok" };
+    }
     const before = this.state(name).semaphores;
     if (frame.type === "catch" || frame.type === "release") {
       this.append(name, [{ payload: { kind: "semaphores", ...before, caught: frame.type === "catch", by: "fake-operator", reason: frame.reason ?? null } }]);

@@ -45,6 +45,7 @@ export function LogView({ feed, version, onSelect }) {
         atLeast(event, level) &&
         (needle === "" || payloadText(event.payload).toLowerCase().includes(needle)),
     );
+    // log.rows is changed in place; its version says when.
   }, [log.version, level, needle, log.rows]);
   rowsRef.current = rows;
 
@@ -86,7 +87,7 @@ export function LogView({ feed, version, onSelect }) {
         element.scrollTop = index * ROW_PX + anchor.within;
       }
     }
-  }, [rows, following]);
+  }, [rows, log.version, following]);
 
   // A deep link: bring its line into view once the window around it is loaded.
   useLayoutEffect(() => {
@@ -99,7 +100,7 @@ export function LogView({ feed, version, onSelect }) {
       jumpedRef.current = feed.anchor;
       element.scrollTop = Math.max(0, index * ROW_PX - element.clientHeight / 2);
     }
-  }, [rows, feed.anchor]);
+  }, [rows, log.version, feed.anchor]);
 
   const onScroll = () => {
     const element = scrollRef.current;
