@@ -18,7 +18,9 @@ MAX_ROWS = 50_000
 
 
 def scroll_to(page: Page, top: int) -> None:
-    page.get_by_test_id("log-scroll").evaluate("(element, top) => { element.scrollTop = top; }", top)
+    page.get_by_test_id("log-scroll").evaluate(
+        "(element, top) => { element.scrollTop = top; }", top
+    )
 
 
 def test_a_hundred_thousand_lines_keep_a_screenful_in_the_dom(browser: Browser) -> None:
@@ -128,5 +130,5 @@ def test_retention_before_the_first_stored_line_is_a_gap(browser: Browser) -> No
     with fixture_page(browser, scenario="big", lines="300", retained="101") as (page, problems):
         scroll_to(page, 0)
         gap = page.get_by_test_id("log-scroll").locator("[data-gap='1-100']")
-        expect(gap).to_contain_text("offsets 1–100 missing (removed by retention)")
+        expect(gap).to_contain_text("offsets 1\N{EN DASH}100 missing (removed by retention)")
         problems.assert_none()

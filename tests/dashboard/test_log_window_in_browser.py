@@ -1,4 +1,5 @@
-"""The log window of the workspace page (app/log-model.js), run in Chromium: contiguous rows, gaps named, memory bounded at both ends, attachment to the live stream."""
+"""The log window of the workspace page (app/log-model.js), run in Chromium: contiguous rows,
+gaps named, memory bounded at both ends, attachment to the live stream."""
 
 from __future__ import annotations
 

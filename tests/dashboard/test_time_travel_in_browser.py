@@ -1,4 +1,5 @@
-"""Time travel (app/timetravel.js), run in Chromium: the state rebuilt at every offset of the shared fold cases equals the Python fold's, and retention is reported."""
+"""Time travel (app/timetravel.js), run in Chromium: the state rebuilt at every offset of the
+shared fold cases equals the Python fold's, and retention is reported."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The audit entries (app/audit.js) and the log's text helpers (app/event-lines.js), run in Chromium: who caught, released or moved the mutex; only http(s) URLs become links."""
+"""The audit entries (app/audit.js) and the log's text helpers (app/event-lines.js), run in
+Chromium: who caught, released or moved the mutex; only http(s) URLs become links."""
 
 from __future__ import annotations
 

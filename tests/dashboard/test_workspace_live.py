@@ -80,6 +80,7 @@ async def test_a_retention_gap_is_shown_as_a_gap_with_its_range() -> None:
             for index in range(200):
                 await worker.log(f"line {index}")
             await worker.flush()
+            assert broker.broker is not None
             await broker.broker.apply_retention()
             async with Watcher(broker.url) as watcher:
                 stored = await stored_events(watcher, "train-a")
@@ -93,7 +94,7 @@ async def test_a_retention_gap_is_shown_as_a_gap_with_its_range() -> None:
                 rows = await drawn_log_rows(page)
                 assert rows == [f"gap:1-{first - 1}"] + [str(event.offset) for event in stored]
                 await page.locator("[data-testid=log-scroll]").evaluate("e => { e.scrollTop = 0; }")
-                await expect(gap).to_contain_text(f"offsets 1–{first - 1} missing")
+                await expect(gap).to_contain_text(f"offsets 1\N{EN DASH}{first - 1} missing")
 
 
 @pytest.mark.asyncio
@@ -128,7 +129,9 @@ async def test_time_travel_shows_the_state_the_python_fold_computes_at_each_offs
                 "deploy-prod", epoch=live_state.epoch, created=live_state.created
             )
             offsets = sorted({1, 3, len(events) // 2, len(events) - 2, len(events)})
-            async with workspace_dashboard(browser, broker.url, f"/w/deploy-prod?at={offsets[0]}") as live:
+            async with workspace_dashboard(
+                browser, broker.url, f"/w/deploy-prod?at={offsets[0]}"
+            ) as live:
                 page = live.page
                 for position, offset in enumerate(offsets):
                     if position > 0:
@@ -157,10 +160,14 @@ async def test_catch_from_the_page_is_pending_until_the_stream_shows_it() -> Non
                 await asyncio.wait_for(worker.wait_caught(), WAIT_S)
                 assert worker.semaphores.reason == "<b>db-3</b> is odd"
                 await expect(panel).to_have_attribute("data-caught", "true")
-                await expect(panel.locator("[data-testid=reason]")).to_have_text("<b>db-3</b> is odd")
+                await expect(panel.locator("[data-testid=reason]")).to_have_text(
+                    "<b>db-3</b> is odd"
+                )
                 audit = page.locator("[data-testid=audit] tr[data-what=caught]")
                 await expect(audit).to_have_count(1)
                 await panel.locator("[data-testid=release]").click()
                 await asyncio.wait_for(worker.wait_released(), WAIT_S)
                 await expect(panel).to_have_attribute("data-caught", "false")
-                await expect(page.locator("[data-testid=audit] tr[data-what=released]")).to_have_count(1)
+                await expect(
+                    page.locator("[data-testid=audit] tr[data-what=released]")
+                ).to_have_count(1)

@@ -28,9 +28,10 @@ def test_catch_asks_a_reason_and_stays_pending_until_the_stream_shows_it(
             "reason": "db-3 again",
         }
         page.evaluate(
-            """fake.append("deploy-prod", [{payload: {kind: "semaphores", caught: true,
-               has_mutex: true, holder: "%s", fence: 1, by: "carol", reason: "db-3 again"}}])"""
-            % WORKER
+            """(holder) => fake.append("deploy-prod", [{payload: {kind: "semaphores",
+               caught: true, has_mutex: true, holder, fence: 1, by: "carol",
+               reason: "db-3 again"}}])""",
+            WORKER,
         )
         expect(panel.get_by_test_id("release")).to_be_enabled()
         expect(panel.get_by_test_id("by")).to_have_text("carol")
@@ -44,9 +45,7 @@ def test_a_refused_request_is_shown_and_the_button_comes_back(browser: Browser) 
         panel = page.get_by_test_id("semaphores")
         panel.get_by_test_id("catch").click()
         panel.get_by_test_id("catch-confirm").click()
-        expect(panel.get_by_test_id("semaphores-error")).to_contain_text(
-            "catch refused: forbidden"
-        )
+        expect(panel.get_by_test_id("semaphores-error")).to_contain_text("catch refused: forbidden")
         expect(panel.get_by_test_id("catch")).to_be_enabled()
         problems.assert_none()
 
@@ -87,9 +86,9 @@ def test_the_grace_countdown_shows_once_the_holder_left(browser: Browser) -> Non
         mutex = page.get_by_test_id("mutex")
         expect(mutex.get_by_test_id("grace")).to_have_count(0)
         page.evaluate(
-            """fake.append("deploy-prod", [{payload: {kind: "presence", run_id: "%s",
-               state: "disconnected"}}])"""
-            % WORKER
+            """(run_id) => fake.append("deploy-prod", [{payload: {kind: "presence", run_id,
+               state: "disconnected"}}])""",
+            WORKER,
         )
         expect(mutex.get_by_test_id("grace")).to_contain_text("its worker left: freed in about")
         problems.assert_none()

@@ -69,12 +69,13 @@ async def drawn_log_rows(page: Page) -> list[str]:
     while index < count:
         await scroll.evaluate("(element, top) => { element.scrollTop = top; }", index * ROW_PX)
         await page.locator(f"[data-testid=log-scroll] [data-index='{index}']").wait_for()
-        rows: list[list[Any]] = await page.locator("[data-testid=log-scroll] .log-row").evaluate_all(
+        rows: list[list[Any]] = await page.locator(
+            "[data-testid=log-scroll] .log-row"
+        ).evaluate_all(
             "rows => rows.map(row => [Number(row.dataset.index),"
             " row.dataset.offset ?? `gap:${row.dataset.gap}`])"
         )
-        for position, label in rows:
-            drawn[position] = label
+        drawn.update((position, label) for position, label in rows)
         index = max(drawn) + 1
     assert sorted(drawn) == list(range(count)), "the window changed while it was read"
     return [drawn[position] for position in range(count)]
