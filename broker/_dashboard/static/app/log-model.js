@@ -71,11 +71,6 @@ export class LogWindow {
     return this.rows.length === 0 ? 0 : lastOffsetOf(this.rows[this.rows.length - 1]);
   }
 
-  /** Whether the window must page forward to reach the live end. */
-  get behindLive() {
-    return !this.attached;
-  }
-
   /** Forget everything (a new epoch of the workspace). */
   reset() {
     this.rows = [];
