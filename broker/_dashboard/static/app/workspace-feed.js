@@ -57,6 +57,9 @@ export class WorkspaceFeed extends EventTarget {
     this.anchor = null;
     /** @type {Set<string>} history loads in flight, by name, so none runs twice */
     this.loading = new Set();
+    /** @type {Map<string, Map<string, () => Promise<void>>>} loads asked for while one of their
+     * name ran, by name and then by what they do (the latest of each), in the order asked */
+    this.queued = new Map();
     this.subscription = null;
     this.opened = false;
   }
@@ -177,11 +180,15 @@ export class WorkspaceFeed extends EventTarget {
   /** Open the log at the newest stored events, following the live stream. */
   openTail() {
     this.anchor = null;
-    this.run("log", async () => {
-      const page = await this.history({ limit: LOG_PAGE });
-      this.log.openAtTail(page);
-      await this.catchUp();
-    });
+    this.run(
+      "log",
+      async () => {
+        const page = await this.history({ limit: LOG_PAGE });
+        this.log.openAtTail(page);
+        await this.catchUp();
+      },
+      "open",
+    );
   }
 
   /**
@@ -190,11 +197,15 @@ export class WorkspaceFeed extends EventTarget {
    */
   openAt(offset) {
     this.anchor = offset;
-    this.run("log", async () => {
-      const before = await this.history({ before: offset + 1, limit: LOG_PAGE });
-      const after = await this.history({ after: offset, limit: LOG_PAGE });
-      this.log.openAround(before, after);
-    });
+    this.run(
+      "log",
+      async () => {
+        const before = await this.history({ before: offset + 1, limit: LOG_PAGE });
+        const after = await this.history({ after: offset, limit: LOG_PAGE });
+        this.log.openAround(before, after);
+      },
+      "open",
+    );
   }
 
   /** Page the log back: the page before its first row. */
@@ -202,10 +213,17 @@ export class WorkspaceFeed extends EventTarget {
     if (this.log.olderExhausted || this.log.rows.length === 0) {
       return;
     }
-    this.run("log", async () => {
-      const page = await this.history({ before: this.log.oldest, limit: LOG_PAGE });
-      this.log.prependOlder(page);
-    });
+    this.run(
+      "log",
+      async () => {
+        if (this.log.olderExhausted) {
+          return;
+        }
+        const page = await this.history({ before: this.log.oldest, limit: LOG_PAGE });
+        this.log.prependOlder(page);
+      },
+      "older",
+    );
   }
 
   /** Page the log forward: the page after its last row, until it reaches the live end. */
@@ -213,10 +231,17 @@ export class WorkspaceFeed extends EventTarget {
     if (this.log.attached || this.log.rows.length === 0) {
       return;
     }
-    this.run("log", async () => {
-      const page = await this.history({ after: this.log.newest, limit: LOG_PAGE });
-      this.log.appendNewer(page);
-    });
+    this.run(
+      "log",
+      async () => {
+        if (this.log.attached) {
+          return;
+        }
+        const page = await this.history({ after: this.log.newest, limit: LOG_PAGE });
+        this.log.appendNewer(page);
+      },
+      "newer",
+    );
   }
 
   /** Page forward until the window holds every delivered event, then it follows live. */
@@ -295,12 +320,21 @@ export class WorkspaceFeed extends EventTarget {
   }
 
   /**
-   * Run one history task of a name unless one is running; failures are kept for the view.
+   * Run one history task of a name at a time; failures are kept for the view. Tasks asked for
+   * while another of their name runs are run after it, in the order asked, the latest of each
+   * `key` only: the view asks once per scroll event, and a request dropped while the window was
+   * busy would leave a view scrolled to its edge waiting for a page nothing would fetch, or a
+   * deep link never opened.
    * @param {string} name
    * @param {() => Promise<void>} task
+   * @param {string} key what the task does (`open`, `older`, `newer`), for its name
    */
-  run(name, task) {
+  run(name, task, key = name) {
     if (this.loading.has(name)) {
+      const waiting = this.queued.get(name) ?? new Map();
+      waiting.delete(key);
+      waiting.set(key, task);
+      this.queued.set(name, waiting);
       return;
     }
     this.loading.add(name);
@@ -314,7 +348,14 @@ export class WorkspaceFeed extends EventTarget {
       })
       .finally(() => {
         this.loading.delete(name);
+        const waiting = this.queued.get(name);
+        const next = waiting?.entries().next();
         this.changed();
+        if (waiting !== undefined && next !== undefined && !next.done) {
+          const [nextKey, nextTask] = next.value;
+          waiting.delete(nextKey);
+          this.run(name, nextTask, nextKey);
+        }
       });
   }
 
