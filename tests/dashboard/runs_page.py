@@ -1,4 +1,5 @@
-"""Reading the run views back from a live page: the columns a chart draws, by line label.
+"""Reading the run views back from a live page: the columns a chart draws, by line label; and
+the smoothing they are checked against.
 
 A chart is ``<figure class="run-chart" data-chart=NAME>`` whose ``uplot`` property is the uPlot
 instance (app/views/chart.js): ``uplot.data`` is ``[xs, ys of line 0, ...]`` and
@@ -7,6 +8,7 @@ instance (app/views/chart.js): ``uplot.data`` is ``[xs, ys of line 0, ...]`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from playwright.async_api import Page
@@ -47,3 +49,17 @@ async def wait_for_chart(page: Page, name: str, points: int, labels: list[str]) 
     found = await chart(page, name)
     assert found is not None
     return found
+
+
+def ema_reference(values: Sequence[float | None], weight: float) -> list[float | None]:
+    """TensorBoard's debiased EMA, written from its definition."""
+    last, count = 0.0, 0
+    smoothed: list[float | None] = []
+    for value in values:
+        if value is None:
+            smoothed.append(None)
+            continue
+        last = last * weight + (1 - weight) * value
+        count += 1
+        smoothed.append(value if weight == 0 else last / (1 - weight**count))
+    return smoothed

@@ -17,8 +17,7 @@ import schema
 from broker.testing import running_broker
 from sdk import Worker
 from tests.dashboard.live import chromium, dashboard
-from tests.dashboard.runs_page import wait_for_chart
-from tests.dashboard.test_runs_logic import ema_reference
+from tests.dashboard.runs_page import ema_reference, wait_for_chart
 
 WORKSPACE = "train-live"
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
 
 import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.dashboard.browser import JsResult, run_js_tests
+from tests.dashboard.runs_page import ema_reference
 
 MODULES = {
     "series.test.js": [
@@ -69,20 +69,6 @@ def test_the_browser_ran_every_case(results: dict[str, dict[str, JsResult]], mod
 def test_run_view_logic(results: dict[str, dict[str, JsResult]], module: str, name: str) -> None:
     result = results[module][name]
     assert result.ok, f"{name}: {result.detail}"
-
-
-def ema_reference(values: Sequence[float | None], weight: float) -> list[float | None]:
-    """TensorBoard's debiased EMA, written from its definition."""
-    last, count = 0.0, 0
-    smoothed: list[float | None] = []
-    for value in values:
-        if value is None:
-            smoothed.append(None)
-            continue
-        last = last * weight + (1 - weight) * value
-        count += 1
-        smoothed.append(value if weight == 0 else last / (1 - weight**count))
-    return smoothed
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.3, 0.6, 0.9, 0.99])
