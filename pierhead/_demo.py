@@ -13,9 +13,10 @@ import random
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from broker import BrokerConfig, BrokerServer, configure_logging
-from schema import WorkspaceDetails, WorkspaceState
+from schema import GpuStats, WorkspaceDetails, WorkspaceState
 from sdk import Watcher, Worker
 
 from ._console import run_watch
@@ -56,22 +57,55 @@ async def deploy(url: str, stop: asyncio.Event) -> None:
 
 
 async def train(url: str, stop: asyncio.Event) -> None:
-    """A training run: loss and accuracy scalars, step and epoch progress."""
-    async with Worker(url, "train-resnet", run_id="train-1", close_timeout_s=2) as worker:
-        await worker.hyperparameters({"lr": 0.1, "batch": 64, "epochs": 20})
+    """A training run: loss and learning-rate scalars, step and epoch progress, a hardware
+    sample every ten steps, and a ``set_lr`` action to call from the dashboard."""
+    worker = Worker(url, "train-resnet", run_id="train-1", close_timeout_s=2)
+    settings = {"lr": 0.1}
+
+    @worker.action("set_lr", description="change the learning rate from the next step on")
+    def set_lr(value: float) -> dict[str, float]:
+        if not 0 < value < 1:
+            raise ValueError(f"learning rate {value} is out of range (0, 1)")
+        old, settings["lr"] = settings["lr"], value
+        return {"old": old, "new": value}
+
+    async with worker:
+        await worker.hyperparameters({"lr": settings["lr"], "batch": 64, "epochs": 20})
         loss, step = 2.5, 0
         for epoch in range(1, 21):
             await worker.status("phase", f"epoch {epoch}/20")
             for batch in range(1, 41):
                 if stop.is_set():
                     return
-                loss = max(0.05, loss * 0.995 + random.gauss(0, 0.01))
+                loss = max(0.05, loss * (1 - settings["lr"] * 0.05) + random.gauss(0, 0.01))
                 step += 1
                 await worker.scalar("loss", loss, step=step)
+                await worker.scalar("lr", settings["lr"], step=step)
                 await worker.progress("batches", batch, total=40)
+                if step % 10 == 1:
+                    await worker.hardware(**_simulated_hardware())
                 await _pause(stop, 0.1)
             await worker.progress("epochs", epoch, total=20)
             await worker.event(f"epoch {epoch} done, loss {loss:.3f}", "success")
+
+
+def _simulated_hardware() -> dict[str, Any]:
+    return {
+        "cpu_percent": random.uniform(55, 80),
+        "memory_used_bytes": int(random.uniform(11, 13) * 2**30),
+        "memory_total_bytes": 32 * 2**30,
+        "gpus": [
+            GpuStats(
+                index=index,
+                name="simulated GPU",
+                utilization_percent=random.uniform(85, 99),
+                memory_used_bytes=int(random.uniform(17, 19) * 2**30),
+                memory_total_bytes=24 * 2**30,
+                temperature_c=random.uniform(64, 72),
+            )
+            for index in range(2)
+        ],
+    }
 
 
 async def operator(url: str, stop: asyncio.Event) -> None:

@@ -335,6 +335,26 @@ class Worker(AsyncClient):
     async def hyperparameters(self, values: Mapping[str, Any]) -> Ticket:
         return await self.publish(schema.Hyperparameters(values=dict(values)))
 
+    async def hardware(
+        self,
+        *,
+        cpu_percent: float | None = None,
+        memory_used_bytes: int | None = None,
+        memory_total_bytes: int | None = None,
+        gpus: Sequence[schema.GpuStats] = (),
+        extra: Mapping[str, float] | None = None,
+    ) -> Ticket:
+        """A sample of the machine's load (the dashboard draws it beside the scalars)."""
+        return await self.publish(
+            schema.Hardware(
+                cpu_percent=cpu_percent,
+                memory_used_bytes=memory_used_bytes,
+                memory_total_bytes=memory_total_bytes,
+                gpus=list(gpus),
+                extra=dict(extra or {}),
+            )
+        )
+
     async def custom(self, name: str, data: Any) -> Ticket:
         try:
             builtins = msgspec.to_builtins(data)

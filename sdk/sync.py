@@ -19,7 +19,7 @@ import datetime
 import os
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -272,6 +272,25 @@ class Worker(_Threaded):
 
     def hyperparameters(self, values: Mapping[str, Any]) -> Ticket:
         return self._run(self._worker.hyperparameters(values))
+
+    def hardware(
+        self,
+        *,
+        cpu_percent: float | None = None,
+        memory_used_bytes: int | None = None,
+        memory_total_bytes: int | None = None,
+        gpus: Sequence[schema.GpuStats] = (),
+        extra: Mapping[str, float] | None = None,
+    ) -> Ticket:
+        return self._run(
+            self._worker.hardware(
+                cpu_percent=cpu_percent,
+                memory_used_bytes=memory_used_bytes,
+                memory_total_bytes=memory_total_bytes,
+                gpus=gpus,
+                extra=extra,
+            )
+        )
 
     def custom(self, name: str, data: Any) -> Ticket:
         return self._run(self._worker.custom(name, data))

@@ -33,6 +33,20 @@ async def test_publish_flush_and_counters() -> None:
         assert events[-1].payload == schema.WorkspaceEvent(message="done", severity="success")
 
 
+async def test_a_hardware_sample_is_stored_as_sent() -> None:
+    gpu = schema.GpuStats(index=0, name="A100", utilization_percent=87.5, temperature_c=61.0)
+    async with running_broker() as broker:
+        async with sdk.Worker(broker.url, "train", run_id="run-1") as worker:
+            ticket = await worker.hardware(
+                cpu_percent=42.0, memory_used_bytes=3 << 30, gpus=[gpu], extra={"disk": 0.5}
+            )
+            await worker.wait_acked(ticket, timeout=10)
+        [event] = await stored(broker.url, "train", ["hardware"])
+    assert event.payload == schema.Hardware(
+        cpu_percent=42.0, memory_used_bytes=3 << 30, gpus=[gpu], extra={"disk": 0.5}
+    )
+
+
 async def test_events_queued_while_the_broker_is_down_arrive_later(tmp_path: object) -> None:
     async with running_broker() as broker:
         port = broker.port

@@ -1,0 +1,43 @@
+"""The workspace page on fixture data: the page of tests/dashboard/js/workspace_fixture.html,
+served on the harness's fake origin, with the runs engineer's actions module stubbed when the
+tree has none (the page then shows whatever that stub renders)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlencode
+
+from playwright.sync_api import Browser, Page, Route
+
+from broker._dashboard import static_root
+from tests.dashboard.browser import PageProblems, open_page
+
+ACTIONS_STUB = (
+    'import { h } from "/vendor/preact/preact.mjs";\n'
+    "export function ActionsPanel({ workspace }) {\n"
+    '  return h("p", { "data-testid": "actions-stub" }, `actions of ${workspace}`);\n'
+    "}\n"
+)
+"""An ActionsPanel that only says it was given the workspace."""
+
+
+def actions_module_missing() -> bool:
+    return not static_root().joinpath("app", "views", "actions.js").is_file()
+
+
+@contextmanager
+def fixture_page(browser: Browser, **params: str) -> Iterator[tuple[Page, PageProblems]]:
+    """The workspace page rendered on a FakeConnection filled by ``params["scenario"]``."""
+    page, problems = open_page(browser)
+    if actions_module_missing():
+
+        def stub(route: Route) -> None:
+            route.fulfill(status=200, body=ACTIONS_STUB, content_type="text/javascript")
+
+        page.route("**/app/views/actions.js", stub)
+    try:
+        page.goto(f"/__tests__/workspace_fixture.html?{urlencode(params)}")
+        yield page, problems
+    finally:
+        page.context.close()
