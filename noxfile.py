@@ -88,6 +88,14 @@ def vendor(session: nox.Session) -> None:
 
 
 @nox.session
+def screenshots(session: nox.Session) -> None:
+    """The README's dashboard screenshots (docs/images/), taken from ``pierhead demo``."""
+    session.install(".", PLAYWRIGHT)
+    ensure_chromium(session)
+    session.run("python", "scripts/screenshots.py", *session.posargs)
+
+
+@nox.session
 def chaos(session: nox.Session) -> None:
     """The long chaos scenario: ``nox -s chaos -- --runs 5``; the short one is in ``tests``."""
     session.install(".[test]")

@@ -148,15 +148,6 @@ def histogram_percentile(buckets: Sequence[Sequence[int]], q: float) -> float:
     raise AssertionError("unreachable: the ranks add up to the total")
 
 
-def merge_histograms(histograms: Sequence[Sequence[Sequence[int]]]) -> list[list[int]]:
-    """Several ``[[value, count], ...]`` histograms as one."""
-    merged: dict[int, int] = {}
-    for buckets in histograms:
-        for value, count in buckets:
-            merged[int(value)] = merged.get(int(value), 0) + int(count)
-    return [[value, merged[value]] for value in sorted(merged)]
-
-
 def frames_with_long_tasks(frames: Sequence[float], long_tasks: Sequence[Sequence[float]]) -> int:
     """How many frame intervals (from one animation frame to the next) hold the start of a
     long task: a task on the main thread delays the next frame, so it lies in one interval."""
