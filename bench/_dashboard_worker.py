@@ -6,7 +6,9 @@ ROLE PARAMS``, talking to the benchmark as :mod:`bench._procs` describes.
     hyperparameters published), then on ``go`` enqueues ``rate`` events per second for
     ``seconds``, alternately a log line and a scalar (:data:`SCALARS` in turn, stepping up), in
     ticks of ``tick_s``, and waits for ``flush()``. Answers ``result`` with the events
-    published, the last step of each scalar, the start and end times and its CPU time.
+    published, the last step of each scalar, the start and end times and its CPU time, then
+    stays connected until ``stop``: its leaving is an event of the workspace too, and the page
+    is measured on the worker's events alone.
 ``fill``
     A raw worker connection that floods ``events`` log records into ``workspace`` in frames
     of the broker's largest batch, for a store to open a page on (the first-paint
@@ -77,18 +79,18 @@ async def paced(params: Params, commands: _peers.Commands) -> None:
         await worker.flush()
         end_ns = time.time_ns()
         cpu_s = time.process_time() - cpu
-        counters = worker.counters
-    if counters["dropped"]:
-        raise RuntimeError(f"the outbox dropped events: {counters}")
-    _peers.emit(
-        "result",
-        events=sent,
-        steps=steps,
-        start_ns=start_ns,
-        send_end_ns=send_end_ns,
-        end_ns=end_ns,
-        cpu_s=cpu_s,
-    )
+        if worker.counters["dropped"]:
+            raise RuntimeError(f"the outbox dropped events: {worker.counters}")
+        _peers.emit(
+            "result",
+            events=sent,
+            steps=steps,
+            start_ns=start_ns,
+            send_end_ns=send_end_ns,
+            end_ns=end_ns,
+            cpu_s=cpu_s,
+        )
+        await commands.expect("stop")
 
 
 async def fill(params: Params, commands: _peers.Commands) -> None:

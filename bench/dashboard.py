@@ -460,6 +460,7 @@ def _live_sample(
                 newest = bool(page.page.evaluate(NEWEST_ON_CHART, result["steps"]))
             heap_end = page.heap_mb()
             page.check()
+            worker.send("stop")
         finally:
             page.close()
     worker_cpu = _delta(cpu[1], cpu_after[1], wall_s)
