@@ -9,8 +9,7 @@ from playwright.async_api import Dialog, expect
 from broker.testing import running_broker
 from schema import WorkspaceDetails
 from sdk import Watcher, Worker
-from tests.dashboard.live import chromium
-from tests.dashboard.workspace_live import workspace_dashboard
+from tests.dashboard.live import chromium, dashboard
 
 SCRIPT = "<script>alert('xss')</script>"
 IMAGE = "<img src=x onerror=alert('xss')>"
@@ -40,7 +39,7 @@ async def test_hostile_strings_from_a_real_worker_render_as_text() -> None:
             await worker.flush()
             await operator.catch("hostile", SCRIPT)
             await worker.wait_caught()
-            async with workspace_dashboard(browser, broker.url, "/w/hostile") as live:
+            async with dashboard(browser, broker.url, "/w/hostile") as live:
                 page = live.page
                 page.on("dialog", on_dialog)
                 details_view = page.get_by_test_id("details").first

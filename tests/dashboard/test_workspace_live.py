@@ -15,13 +15,12 @@ from playwright.async_api import expect
 from broker.testing import BrokerProcess, running_broker
 from schema import WorkspaceDetails, fold_events, new_workspace_state
 from sdk import Watcher, Worker
-from tests.dashboard.live import chromium
+from tests.dashboard.live import chromium, dashboard
 from tests.dashboard.workspace_live import (
     as_page_state,
     drawn_log_rows,
     shown_past_state,
     stored_events,
-    workspace_dashboard,
 )
 from tests.support import WAIT_S
 
@@ -43,7 +42,7 @@ async def test_the_log_view_ends_with_exactly_the_stored_events_after_a_sigkill_
             for index in range(120):
                 await worker.log(f"before {index}", "warning" if index % 7 == 0 else "info")
             await worker.flush()
-            async with workspace_dashboard(browser, first.url, "/w/deploy-prod") as live:
+            async with dashboard(browser, first.url, "/w/deploy-prod") as live:
                 page = live.page
                 summary = page.locator("[data-testid=log-summary]")
                 async with Watcher(first.url) as watcher:
@@ -86,7 +85,7 @@ async def test_a_retention_gap_is_shown_as_a_gap_with_its_range() -> None:
                 stored = await stored_events(watcher, "train-a")
             first = stored[0].offset
             assert first > 1
-            async with workspace_dashboard(browser, broker.url, "/w/train-a") as live:
+            async with dashboard(browser, broker.url, "/w/train-a") as live:
                 page = live.page
                 gap = page.locator(f"[data-testid=log-scroll] [data-gap='1-{first - 1}']")
                 summary = page.locator("[data-testid=log-summary]")
@@ -129,9 +128,7 @@ async def test_time_travel_shows_the_state_the_python_fold_computes_at_each_offs
                 "deploy-prod", epoch=live_state.epoch, created=live_state.created
             )
             offsets = sorted({1, 3, len(events) // 2, len(events) - 2, len(events)})
-            async with workspace_dashboard(
-                browser, broker.url, f"/w/deploy-prod?at={offsets[0]}"
-            ) as live:
+            async with dashboard(browser, broker.url, f"/w/deploy-prod?at={offsets[0]}") as live:
                 page = live.page
                 for position, offset in enumerate(offsets):
                     if position > 0:
@@ -151,7 +148,7 @@ async def test_catch_from_the_page_is_pending_until_the_stream_shows_it() -> Non
         async with Worker(broker.url, "deploy-prod") as worker:
             await worker.event("started")
             await worker.flush()
-            async with workspace_dashboard(browser, broker.url, "/w/deploy-prod") as live:
+            async with dashboard(browser, broker.url, "/w/deploy-prod") as live:
                 page = live.page
                 panel = page.locator("[data-testid=semaphores]")
                 await panel.locator("[data-testid=catch]").click()

@@ -1,6 +1,7 @@
 """The workspace page on fixture data: the page of tests/dashboard/js/workspace_fixture.html,
-served on the harness's fake origin, with the runs engineer's actions module stubbed when the
-tree has none (the page then shows whatever that stub renders)."""
+served on the harness's fake origin. The actions panel it embeds is stubbed: it reads the fleet
+store, which a fixture page has none of, and has live tests of its own
+(tests/dashboard/test_actions_live.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from urllib.parse import urlencode
 
 from playwright.sync_api import Browser, Page, Route
 
-from broker._dashboard import static_root
 from tests.dashboard.browser import PageProblems, open_page
 
 ACTIONS_STUB = (
@@ -22,20 +22,15 @@ ACTIONS_STUB = (
 """An ActionsPanel that only says it was given the workspace."""
 
 
-def actions_module_missing() -> bool:
-    return not static_root().joinpath("app", "views", "actions.js").is_file()
-
-
 @contextmanager
 def fixture_page(browser: Browser, **params: str) -> Iterator[tuple[Page, PageProblems]]:
     """The workspace page rendered on a FakeConnection filled by ``params["scenario"]``."""
     page, problems = open_page(browser)
-    if actions_module_missing():
 
-        def stub(route: Route) -> None:
-            route.fulfill(status=200, body=ACTIONS_STUB, content_type="text/javascript")
+    def stub(route: Route) -> None:
+        route.fulfill(status=200, body=ACTIONS_STUB, content_type="text/javascript")
 
-        page.route("**/app/views/actions.js", stub)
+    page.route("**/app/views/actions.js", stub)
     try:
         page.goto(f"/__tests__/workspace_fixture.html?{urlencode(params)}")
         yield page, problems

@@ -4,52 +4,16 @@ and the states the page shows, for comparison with the store and the Python fold
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Page, expect
 
 from schema import EventMsg, WorkspaceState
 from sdk import Watcher
-from tests.dashboard.live import TOKEN_KEY, LivePage, PageProblems, http_base
-from tests.dashboard.workspace_fixture import ACTIONS_STUB, actions_module_missing
-from tests.support import WAIT_S
 
 ROW_PX = 20
 """The log view's line height (app/views/log.js ROW_PX)."""
-
-
-@asynccontextmanager
-async def workspace_dashboard(
-    browser: Browser, broker_url: str, path: str, *, token: str | None = None
-) -> AsyncIterator[LivePage]:
-    """``tests.dashboard.live.dashboard`` for the workspace page: the same fresh context,
-    token and problem watch, and the runs engineer's app/views/actions.js stubbed while the
-    tree has none (the page would otherwise log its 404)."""
-    context = await browser.new_context()
-    context.set_default_timeout(WAIT_S * 1000)
-    try:
-        if token is not None:
-            await context.add_init_script(
-                f"window.sessionStorage.setItem({json.dumps(TOKEN_KEY)}, {json.dumps(token)});"
-            )
-        if actions_module_missing():
-
-            async def stub(route: Route) -> None:
-                await route.fulfill(status=200, body=ACTIONS_STUB, content_type="text/javascript")
-
-            await context.route("**/app/views/actions.js", stub)
-        page = await context.new_page()
-        problems = PageProblems()
-        problems.watch(page)
-        live = LivePage(page, http_base(broker_url), problems)
-        await live.goto(path)
-        yield live
-    finally:
-        await context.close()
-    problems.assert_none()
 
 
 async def stored_events(watcher: Watcher, workspace: str) -> list[EventMsg]:

@@ -61,57 +61,62 @@ export function FleetView({ connection, store, query, navigate }) {
     });
   };
 
-  useEffect(() => {
-    const onKey = (/** @type {KeyboardEvent} */ event) => {
-      if (event.ctrlKey || event.metaKey || event.altKey) {
-        return;
-      }
-      const target = /** @type {HTMLElement | null} */ (event.target);
-      const typing = target !== null && ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
-      if (typing) {
-        if (event.key === "Escape") {
-          target.blur();
-          if (target === search.current) {
-            setQuery({ q: "" });
-          } else {
-            setCatching(null);
-          }
-        }
-        return;
-      }
-      switch (event.key) {
-        case "ArrowUp":
-        case "k":
-          setChosen(moveSelection(visible, selected, -1));
-          break;
-        case "ArrowDown":
-        case "j":
-          setChosen(moveSelection(visible, selected, 1));
-          break;
-        case "c":
-          if (selected !== null && permission.allowed) {
-            setCatching(selected);
-          }
-          break;
-        case "r":
-          if (selected !== null && permission.allowed) {
-            release(selected);
-          }
-          break;
-        case "/":
-          search.current?.focus();
-          break;
-        case "Escape":
+  // The handler of this render, read by one listener: a listener added in an effect would run
+  // with the previous render's selection until the effect catches up, after the paint.
+  const onKey = (/** @type {KeyboardEvent} */ event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) {
+      return;
+    }
+    const target = /** @type {HTMLElement | null} */ (event.target);
+    const typing = target !== null && ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+    if (typing) {
+      if (event.key === "Escape") {
+        target.blur();
+        if (target === search.current) {
           setQuery({ q: "" });
-          break;
-        default:
-          return;
+        } else {
+          setCatching(null);
+        }
       }
-      event.preventDefault();
-    };
-    document.addEventListener("keydown", onKey);
-    return () => document.removeEventListener("keydown", onKey);
-  });
+      return;
+    }
+    switch (event.key) {
+      case "ArrowUp":
+      case "k":
+        setChosen(moveSelection(visible, selected, -1));
+        break;
+      case "ArrowDown":
+      case "j":
+        setChosen(moveSelection(visible, selected, 1));
+        break;
+      case "c":
+        if (selected !== null && permission.allowed) {
+          setCatching(selected);
+        }
+        break;
+      case "r":
+        if (selected !== null && permission.allowed) {
+          release(selected);
+        }
+        break;
+      case "/":
+        search.current?.focus();
+        break;
+      case "Escape":
+        setQuery({ q: "" });
+        break;
+      default:
+        return;
+    }
+    event.preventDefault();
+  };
+  const keyHandler = useRef(onKey);
+  keyHandler.current = onKey;
+  useEffect(() => {
+    const listener = (/** @type {KeyboardEvent} */ event) => keyHandler.current(event);
+    document.addEventListener("keydown", listener);
+    return () => document.removeEventListener("keydown", listener);
+  }, []);
 
   return html`
     <section class="fleet" data-testid="fleet">

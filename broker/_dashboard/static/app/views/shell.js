@@ -3,8 +3,8 @@
 //   /                   the fleet (app/views/fleet.js)
 //   /w/<name>           a workspace (app/views/workspace.js, WorkspacePage)
 //   /w/<name>/runs      its runs (app/views/runs.js, RunsPage)
-// Routing is preact-iso's router (vendored); pages other engineers own are imported lazily,
-// so the shell runs before they exist and says so instead of failing.
+// Routing is preact-iso's router (vendored). The workspace and run pages are imported when first
+// shown, so the fleet loads without them; a page that fails to load says so instead of failing.
 
 import { useEffect, useState } from "../../vendor/preact/hooks.mjs";
 import { LocationProvider, Route, Router, useLocation } from "../../vendor/preact-iso/router.js";

@@ -170,7 +170,7 @@ function Integrity({ feed, status }) {
 }
 
 /**
- * The runs engineer's ActionsPanel, loaded on demand; nothing when the module is not there.
+ * The actions panel (app/views/actions.js), loaded on demand; nothing if it fails to load.
  * @param {{connection: any, store: unknown, workspace: string}} props
  */
 function EmbeddedActions({ connection, store, workspace }) {
