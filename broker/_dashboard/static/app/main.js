@@ -12,7 +12,8 @@ const connection = new BrokerConnection({
   url: brokerUrlOf(window.location),
   token: sessionStorage.getItem(TOKEN_KEY),
 });
-// Before any subscription, so it meters every one (docs/dashboard.md, "The paint meter").
+// Before any subscription, so it meters every one (docs/dashboard.md, "The paint meter and
+// the dashboard benchmark").
 const meter = new PaintMeter();
 meter.watch(connection);
 const store = new FleetStore(connection);
