@@ -28,6 +28,7 @@ Two reports:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import math
@@ -151,15 +152,11 @@ def histogram_percentile(buckets: Sequence[Sequence[int]], q: float) -> float:
 def frames_with_long_tasks(frames: Sequence[float], long_tasks: Sequence[Sequence[float]]) -> int:
     """How many frame intervals (from one animation frame to the next) hold the start of a
     long task: a task on the main thread delays the next frame, so it lies in one interval."""
-    janky: set[int] = set()
     ordered = sorted(frames)
-    for start, _duration in long_tasks:
-        # The interval (previous frame, this frame] the task started in; one before the first
-        # frame counts against the first.
-        index = next((i for i, time in enumerate(ordered) if time >= start), None)
-        if index is not None:
-            janky.add(index)
-    return len(janky)
+    # The frame that ends the interval (previous frame, this frame] each task started in; one
+    # before the first frame counts against the first, one after the last is in none yet.
+    ends = {bisect.bisect_left(ordered, start) for start, _duration in long_tasks}
+    return len(ends - {len(ordered)})
 
 
 # Measurement --------------------------------------------------------------------------------
