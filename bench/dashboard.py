@@ -187,6 +187,9 @@ class LiveSample:
     """Events per second the worker enqueued at (its target is :data:`RATE`)."""
     newest_on_screen: bool | None
     """The run views only: the chart of each scalar ends at the last step published."""
+    stages_ms: dict[str, tuple[tuple[int, int], ...]] | None = None
+    """The baseline only: latency histograms to the broker (``toBrokerMs``: its
+    ``received_time``) and to the page (``toPageMs``: the frame's arrival)."""
 
     @property
     def kept_up(self) -> float:
@@ -430,7 +433,7 @@ def _live_sample(
             page.page.wait_for_function(_ready_script(kind, path))
             heap_start = page.heap_mb()
             page.page.evaluate(
-                "() => { window.pierhead.meter.reset();"
+                "() => { window.pierhead.meter.reset(); window.pierhead.resetStages?.();"
                 " Object.assign(window.__bench, {counting: true, frames: [], longTasks: []}); }"
             )
             cpu = (_browser_cpu_s(), worker.cpu_seconds(), broker.cpu_seconds())
@@ -453,6 +456,7 @@ def _live_sample(
                 )
             final = page.page.evaluate("() => window.pierhead.meter.read()")
             newest: bool | None = None
+            stages = page.page.evaluate("() => window.pierhead.stages?.() ?? null")
             if kind == "dashboard" and "/runs" in path:
                 newest = bool(page.page.evaluate(NEWEST_ON_CHART, result["steps"]))
             heap_end = page.heap_mb()
@@ -477,6 +481,12 @@ def _live_sample(
         wall_s=wall_s,
         worker_rate=published * 1e9 / max(1, int(result["send_end_ns"]) - int(result["start_ns"])),
         newest_on_screen=newest,
+        stages_ms=None
+        if stages is None
+        else {
+            stage: tuple((int(ms), int(count)) for ms, count in buckets)
+            for stage, buckets in stages.items()
+        },
     )
 
 
@@ -620,6 +630,30 @@ def _live_row(variant: LiveVariant, baseline: LiveVariant) -> tuple[str, ...]:
     )
 
 
+STAGES: Final = (
+    ("toBrokerMs", "to the broker (its `received_time`)"),
+    ("toPageMs", "to the page (the frame's arrival)"),
+)
+
+
+def _stages_note(baseline: LiveVariant) -> list[str]:
+    """Where the baseline's latency goes: the pipeline's share, before any page work."""
+    stages = [sample.stages_ms for sample in baseline.samples]
+    if not all(stages):
+        return []
+
+    def cell(key: str, q: float) -> str:
+        return Spread.of(histogram_percentile(s[key], q) for s in stages if s).cell(".0f")
+
+    parts = [f"{label} p50 {cell(key, 50)}, p99 {cell(key, 99)}" for key, label in STAGES]
+    return [
+        "Where the baseline's latency goes, in ms from `create_time`, per repeat: "
+        + "; ".join(parts)
+        + f"; to the screen p50 {baseline.spread('p50_ms').cell('.0f')},"
+        f" p99 {baseline.spread('p99_ms').cell('.0f')}"
+    ]
+
+
 def live_report(result: LiveMeasurement) -> Report:
     dashboard, baseline = result.dashboard, result.baseline
     newest = [s.newest_on_screen for s in dashboard.samples if s.newest_on_screen is not None]
@@ -649,6 +683,7 @@ def live_report(result: LiveMeasurement) -> Report:
             if newest
             else []
         ),
+        *_stages_note(baseline),
         f"{result.repeats} interleaved repeats per page, each with a fresh workspace and"
         f" worker; events published per repeat: {published:,.0f}",
         machine_note(result.broker_warnings, result.load_average),

@@ -222,3 +222,17 @@ def test_a_first_paint_shows_the_newest_stored_rows() -> None:
 def test_the_baseline_page_is_not_part_of_the_broker() -> None:
     assert not Path(str(static_root())).joinpath("__bench__").exists()
     assert (dash.BASELINE_DIR / "count.js").is_file()
+
+
+def test_the_baseline_says_where_its_latency_goes() -> None:
+    stages = {"toBrokerMs": ((10, 98), (30, 2)), "toPageMs": ((20, 98), (60, 2))}
+    result = _live(_sample())
+    baseline = dataclasses.replace(
+        result.baseline, samples=(_sample(stages_ms=stages, latency_ms=((50, 98), (70, 2))),)
+    )
+    notes = dash.live_report(dataclasses.replace(result, baseline=baseline)).notes
+    (note,) = [note for note in notes if note.startswith("Where the baseline's latency goes")]
+    assert "to the broker (its `received_time`) p50 10 (10..10), p99 30 (30..30)" in note
+    assert "to the page (the frame's arrival) p50 20 (20..20), p99 60 (60..60)" in note
+    assert note.endswith("to the screen p50 50 (50..50), p99 70 (70..70)")
+    assert not any("Where" in note for note in dash.live_report(result).notes)
