@@ -17,6 +17,8 @@ nox.options.error_on_missing_interpreters = True
 LINT_TOOLS = ["ruff>=0.6"]
 BENCH_PEERS = ["redis[hiredis]==8.1.0"]
 """The client library the Redis benchmarks drive redis-server with, in the bench environment."""
+PLAYWRIGHT = "playwright>=1.45"
+"""Drives Chromium for the dashboard benchmark and the README's screenshots."""
 NEETBOX = "neetbox==0.6.0"
 """neetbox's server, installed in an environment of its own beside the bench environment."""
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
@@ -86,6 +88,14 @@ def vendor(session: nox.Session) -> None:
 
 
 @nox.session
+def screenshots(session: nox.Session) -> None:
+    """The README's dashboard screenshots (docs/images/), taken from ``pierhead demo``."""
+    session.install(".", PLAYWRIGHT)
+    ensure_chromium(session)
+    session.run("python", "scripts/screenshots.py", *session.posargs)
+
+
+@nox.session
 def chaos(session: nox.Session) -> None:
     """The long chaos scenario: ``nox -s chaos -- --runs 5``; the short one is in ``tests``."""
     session.install(".[test]")
@@ -110,7 +120,8 @@ def scale(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures and its ratio to a baseline measured in the same run."""
-    session.install(".", "matplotlib", *BENCH_PEERS)
+    session.install(".", "matplotlib", PLAYWRIGHT, *BENCH_PEERS)
+    ensure_chromium(session)  # the dashboard benchmark drives it
     # neetbox pins websockets<16: its server gets an environment of its own, where the benchmark
     # looks for it (bench/_peer_servers.py), so pierhead and the relay keep their websockets.
     neetbox_env = Path(session.virtualenv.location) / "neetbox-server"

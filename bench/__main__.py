@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from . import auth, broker, codec, peer_neetbox, peer_redis, sdk
+from . import auth, broker, codec, dashboard, peer_neetbox, peer_redis, sdk
 from ._plots import Plot, combine, draw, require_matplotlib
 from ._report import Report, recorded_command, render_markdown, render_text, write_section
 
@@ -40,6 +40,8 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
     "peer-neetbox": peer_neetbox.run,
     "peer-redis-fanout": peer_redis.run_fanout,
     "peer-redis-latency": peer_redis.run_latency,
+    "dashboard-live": dashboard.run_live,
+    "dashboard-first-paint": dashboard.run_first_paint,
 }
 """Every benchmark by the name of its report, in the order run; add a module's ``run`` here."""
 

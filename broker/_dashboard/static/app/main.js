@@ -4,6 +4,7 @@
 import { render } from "../vendor/preact/preact.mjs";
 import { BrokerConnection, brokerUrlOf } from "./connection.js";
 import { html } from "./html.js";
+import { PaintMeter } from "./meter.js";
 import { FleetStore } from "./store.js";
 import { Shell, TOKEN_KEY } from "./views/shell.js";
 
@@ -11,12 +12,16 @@ const connection = new BrokerConnection({
   url: brokerUrlOf(window.location),
   token: sessionStorage.getItem(TOKEN_KEY),
 });
+// Before any subscription, so it meters every one (docs/dashboard.md, "The paint meter and
+// the dashboard benchmark").
+const meter = new PaintMeter();
+meter.watch(connection);
 const store = new FleetStore(connection);
 store.start();
 connection.start();
 
 // For the live tests and for anyone debugging from the console: the page's own session.
-window.pierhead = { connection, store };
+window.pierhead = { connection, store, meter };
 
 const app = document.getElementById("app");
 if (app !== null) {
