@@ -12,7 +12,7 @@ import datetime
 import fnmatch
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Collection, Coroutine, Iterable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -27,6 +27,7 @@ from schema import (
     EventMsg,
     HistoryPage,
     HistoryQuery,
+    Joined,
     ListWorkspaces,
     MutexAcquire,
     MutexBreak,
@@ -36,12 +37,14 @@ from schema import (
     Payload,
     Presence,
     Publish,
+    Removed,
     SemaphoresChange,
     SemaphoresPush,
     StatsReport,
     StatsRequest,
     Subscribe,
     Subscribed,
+    Unsubscribe,
     WorkspaceDetails,
     Workspaces,
     semaphores_of,
@@ -51,9 +54,10 @@ from . import _mutex as mutex
 from ._access import Grant
 from ._actions import ActionCalls
 from ._config import BrokerConfig
+from ._followers import Followers
 from ._mutex import MutexLease
 from ._store import Commit, HistoryFilter, Store
-from ._subscription import Subscription, start_cursor
+from ._subscription import start_cursor
 from ._tail import TailBudget
 from ._threads import StoreThreads
 from ._watcher_session import WatcherSession
@@ -79,7 +83,7 @@ class Broker:
         self.leases: dict[str, MutexLease] = {}
         self.workers: dict[str, dict[str, WorkerSession]] = defaultdict(dict)
         """Live worker sessions by workspace, then run id."""
-        self.watchers: set[WatcherSession] = set()
+        self.followers = Followers()
         self.calls = ActionCalls()
         self.threads = StoreThreads()
         self.tails = TailBudget(config.tail_events)
@@ -206,8 +210,8 @@ class Broker:
             self.workspaces[name] = workspace
             self.leases[name] = MutexLease()
             self.writer.submit(states={workspace.key: workspace.pending})
-            for watcher in self.watchers:
-                watcher.workspace_created(workspace)
+            for peer, sub in self.followers.join(name, workspace.epoch):
+                peer.send(Joined(sub=sub.sub, snapshot=workspace.initial_state))
             log.info("workspace_created", workspace=name, epoch=workspace.epoch)
         return workspace
 
@@ -259,17 +263,22 @@ class Broker:
         )
         self._expire_later(workspace, session.run_id)
 
+    @property
+    def watchers(self) -> Collection[WatcherSession]:
+        """The live watcher sessions (read-only)."""
+        return self.followers.watchers  # type: ignore[return-value]
+
     def sessions(self) -> list[WorkerSession | WatcherSession]:
         """Every live session."""
         workers = [session for runs in self.workers.values() for session in runs.values()]
         return [*workers, *self.watchers]
 
     def watcher_started(self, session: WatcherSession) -> None:
-        self.watchers.add(session)
+        self.followers.add_watcher(session, session.grant)
         self.counters["watcher_sessions"] += 1
 
     def watcher_ended(self, session: WatcherSession) -> None:
-        self.watchers.discard(session)
+        self.followers.remove_watcher(session)
         self.calls.caller_gone(session)
 
     def _expire_later(self, workspace: Workspace, run_id: str) -> None:
@@ -366,9 +375,8 @@ class Broker:
             session = self.workers.get(name, {}).get(run_id)
             if session is not None:
                 session.send_ack(acked)
-        for watcher in self.watchers:
-            if any(watcher.follows(name) for name in by_workspace):
-                watcher.wake()
+        for watcher in self.followers.of(by_workspace):
+            watcher.wake()
 
     def _push_semaphores(self, workspace: Workspace, events: Sequence[EventMsg]) -> None:
         # Most commits hold no change at all: ask in C before looking at any event in Python.
@@ -495,7 +503,18 @@ class Broker:
             ws for name, ws in sorted(self.workspaces.items()) if fnmatch.fnmatchcase(name, pattern)
         ]
 
-    def subscribe(self, sub: Subscription, frame: Subscribe, grant: Grant) -> Subscribed:
+    def subscribe(self, session: WatcherSession, frame: Subscribe) -> None:
+        followers = self.followers
+        limit = self.config.max_subscriptions_per_session
+        if len(followers.subscriptions(session)) >= limit:
+            session.error(
+                ErrorCode.RATE_LIMITED,
+                f"at most {limit} subscriptions per session",
+                request_id=frame.id,
+            )
+            return
+        grant = followers.grant_of(session)
+        sub = followers.new_subscription(session, frame.pattern, frame.kinds)
         recovered = True
         snapshot = []
         for workspace in self.workspaces.values():
@@ -513,7 +532,15 @@ class Broker:
             snapshot.append(workspace.state)
         if isinstance(frame.from_, dict) and not frame.from_.keys() <= sub.cursors.keys():
             recovered = False  # a workspace the reader followed is gone
-        return Subscribed(id=frame.id, sub=sub.sub, snapshot=snapshot, recovered=recovered)
+        session.send(Subscribed(id=frame.id, sub=sub.sub, snapshot=snapshot, recovered=recovered))
+        followers.add(session, sub)
+        session.wake()
+
+    def unsubscribe(self, session: WatcherSession, frame: Unsubscribe) -> None:
+        if self.followers.remove(session, frame.sub) is None:
+            session.error(ErrorCode.NOT_FOUND, f"no subscription {frame.sub}", request_id=frame.id)
+        else:
+            session.ok(frame.id)
 
     def list_workspaces(self, frame: ListWorkspaces, grant: Grant) -> Workspaces:
         items = [ws.state for ws in self.matching(frame.pattern) if grant.covers(ws.name)]
@@ -583,8 +610,8 @@ class Broker:
             timer.cancel()
         for key in [key for key in self._expiry_timers if key[0] == workspace.name]:
             self._expiry_timers.pop(key).cancel()
-        for watcher in self.watchers:
-            watcher.workspace_removed(workspace)
+        for peer, sub in self.followers.leave(workspace.name, workspace.epoch):
+            peer.send(Removed(sub=sub.sub, workspace=workspace.name, epoch=workspace.epoch))
         log.info(
             "workspace_deleted", workspace=workspace.name, epoch=workspace.epoch, by=session.label
         )
@@ -616,7 +643,7 @@ class Broker:
             "workspaces": len(self.workspaces),
             "workers": sum(len(runs) for runs in self.workers.values()),
             "watchers": len(self.watchers),
-            "subscriptions": sum(len(w.subscriptions) for w in self.watchers),
+            "subscriptions": self.followers.subscription_count(),
             "pending_calls": len(self.calls),
             "commits": self.writer.commits,
             "events_committed": self.writer.committed_events,
@@ -633,12 +660,10 @@ class Broker:
     def _watcher_lag(self) -> int:
         """Committed events not yet handed to a watcher's outbox, over every subscription."""
         lag = 0
-        for watcher in self.watchers:
-            for sub in watcher.subscriptions.values():
-                for name, cursor in sub.cursors.items():
-                    workspace = self.workspaces.get(name)
-                    if workspace is not None and workspace.epoch == cursor.epoch:
-                        lag += max(0, workspace.state.last_offset - cursor.offset)
+        for name, cursor in self.followers.cursors():
+            workspace = self.workspaces.get(name)
+            if workspace is not None and workspace.epoch == cursor.epoch:
+                lag += max(0, workspace.state.last_offset - cursor.offset)
         return lag
 
 

@@ -89,6 +89,10 @@ class Session:
         """The name this session gave itself in ``hello``."""
         return self.client or self.session_id
 
+    @property
+    def queued_bytes(self) -> int:
+        return self.outbox.queued_bytes
+
     # Sending ------------------------------------------------------------------------------
 
     def send(self, frame: BrokerFrame) -> None:

@@ -9,8 +9,7 @@ never in memory, and never holds up a publisher or another watcher.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from schema import (
@@ -21,11 +20,9 @@ from schema import (
     EventMsg,
     Gap,
     HistoryQuery,
-    Joined,
     ListWorkspaces,
     MutexBreak,
     Release,
-    Removed,
     Role,
     StatsRequest,
     Subscribe,
@@ -48,8 +45,6 @@ class WatcherSession(Session):
 
     def __init__(self, context: SessionContext) -> None:
         super().__init__(context)
-        self.subscriptions: dict[int, Subscription] = {}
-        self._sub_ids = itertools.count(1)
         self._wake = asyncio.Event()
 
     def ended(self) -> None:
@@ -58,50 +53,21 @@ class WatcherSession(Session):
     def background(self) -> list[Coroutine[Any, Any, None]]:
         return [self._deliver()]
 
-    # Membership, called by the broker -----------------------------------------------------
-
-    def follows(self, workspace: str) -> bool:
-        return any(workspace in sub.cursors for sub in self.subscriptions.values())
+    @property
+    def subscriptions(self) -> Mapping[int, Subscription]:
+        """This watcher's subscriptions by id, as the broker's followers index holds them."""
+        return self.broker.followers.subscriptions(self)
 
     def wake(self) -> None:
         self._wake.set()
 
-    def workspace_created(self, workspace: Workspace) -> None:
-        if not self.grant.covers(workspace.name):
-            return
-        for sub in self.subscriptions.values():
-            if sub.matches(workspace.name):
-                sub.cursors[workspace.name] = ReadCursor(workspace.epoch, 0)
-                self.send(Joined(sub=sub.sub, snapshot=workspace.initial_state))
-
-    def workspace_removed(self, workspace: Workspace) -> None:
-        for sub in self.subscriptions.values():
-            cursor = sub.cursors.get(workspace.name)
-            if cursor is not None and cursor.epoch == workspace.epoch:
-                del sub.cursors[workspace.name]
-                self.send(Removed(sub=sub.sub, workspace=workspace.name, epoch=workspace.epoch))
-
     # Handlers -----------------------------------------------------------------------------
 
     def on_subscribe(self, frame: Subscribe) -> None:
-        limit = self.broker.config.max_subscriptions_per_session
-        if len(self.subscriptions) >= limit:
-            self.error(
-                ErrorCode.RATE_LIMITED,
-                f"at most {limit} subscriptions per session",
-                request_id=frame.id,
-            )
-            return
-        sub = Subscription(next(self._sub_ids), frame.pattern, frame.kinds)
-        self.send(self.broker.subscribe(sub, frame, self.grant))
-        self.subscriptions[sub.sub] = sub
-        self.wake()
+        self.broker.subscribe(self, frame)
 
     def on_unsubscribe(self, frame: Unsubscribe) -> None:
-        if self.subscriptions.pop(frame.sub, None) is None:
-            self.error(ErrorCode.NOT_FOUND, f"no subscription {frame.sub}", request_id=frame.id)
-        else:
-            self.ok(frame.id)
+        self.broker.unsubscribe(self, frame)
 
     def on_list(self, frame: ListWorkspaces) -> None:
         self.send(self.broker.list_workspaces(frame, self.grant))
