@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from schema import (
     ActionCall,
@@ -35,9 +35,6 @@ from ._session import Handler, Session, SessionContext
 from ._subscription import ReadCursor, Subscription
 from ._workspace import Workspace
 
-if TYPE_CHECKING:
-    pass
-
 
 class WatcherSession(Session):
     role: ClassVar[str] = "watcher"
@@ -46,6 +43,10 @@ class WatcherSession(Session):
     def __init__(self, context: SessionContext) -> None:
         super().__init__(context)
         self._wake = asyncio.Event()
+
+    def started(self) -> None:
+        """Register with the broker; the ``welcome`` has been queued."""
+        self.broker.watcher_started(self, self.grant)
 
     def ended(self) -> None:
         self.broker.watcher_ended(self)
@@ -56,7 +57,7 @@ class WatcherSession(Session):
     @property
     def subscriptions(self) -> Mapping[int, Subscription]:
         """This watcher's subscriptions by id, as the broker's followers index holds them."""
-        return self.broker.followers.subscriptions(self)
+        return self.broker.subscriptions(self)
 
     def wake(self) -> None:
         self._wake.set()
@@ -81,19 +82,21 @@ class WatcherSession(Session):
                 ErrorCode.BAD_FRAME, "a watcher's catch names `workspace`", request_id=frame.id
             )
             return
-        self._with_workspace(frame.workspace, frame.id, self._catch, frame)
+        self.broker.set_caught(
+            self, frame.id, frame.workspace, True, by=self.label, reason=frame.reason
+        )
 
     def on_release(self, frame: Release) -> None:
-        self._with_workspace(frame.workspace, frame.id, self._release, frame)
+        self.broker.set_caught(self, frame.id, frame.workspace, False, by=self.label, reason=None)
 
     def on_call(self, frame: ActionCall) -> None:
-        self.broker.call(self, frame)
+        self.broker.call(self, frame, label=self.label)
 
     def on_mutex_break(self, frame: MutexBreak) -> None:
-        self._with_workspace(frame.workspace, frame.id, self.broker.mutex_break, self, frame)
+        self.broker.mutex_break(self, frame.id, frame.workspace, by=self.label)
 
     async def on_delete_workspace(self, frame: DeleteWorkspace) -> None:
-        await self.broker.delete_workspace(self, frame)
+        await self.broker.delete_workspace(self, frame, by=self.label)
 
     def on_stats(self, frame: StatsRequest) -> None:
         self.send(self.broker.stats(frame, self.grant))
@@ -110,21 +113,6 @@ class WatcherSession(Session):
         DeleteWorkspace: on_delete_workspace,
         StatsRequest: on_stats,
     }
-
-    def _catch(self, workspace: Workspace, frame: Catch) -> None:
-        done = self.broker.set_caught(workspace, True, by=self.label, reason=frame.reason)
-        self.reply_when_durable(done, frame.id)
-
-    def _release(self, workspace: Workspace, frame: Release) -> None:
-        done = self.broker.set_caught(workspace, False, by=self.label, reason=None)
-        self.reply_when_durable(done, frame.id)
-
-    def _with_workspace(self, name: str, request_id: int, then: Any, *args: Any) -> None:
-        workspace = self.broker.workspaces.get(name)
-        if workspace is None:
-            self.error(ErrorCode.NOT_FOUND, f"no workspace {name!r}", request_id=request_id)
-        else:
-            then(workspace, *args)
 
     # Delivery -----------------------------------------------------------------------------
 
