@@ -149,8 +149,9 @@ class Broker:
                     self._write(effect)
                 case Ack(peer=peer, seq=seq):
                     peer.send_ack(seq)
-                case Wake(peer=peer):
-                    peer.wake()
+                case Wake(peers=peers):
+                    for watcher in peers:
+                        watcher.wake()
                 case Tell(notice=notice):
                     self.coordinator.tell(notice)
                 case StartTimer(key=key, at=at):

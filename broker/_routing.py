@@ -391,7 +391,9 @@ class Router:
             run = self.runs.get(name, {}).get(run_id)
             if run is not None:
                 effects.append(Ack(run.peer, acked))
-        effects += [Wake(watcher) for watcher in self.followers.of(by_workspace)]
+        woken = self.followers.of(by_workspace)
+        if woken:
+            effects.append(Wake(woken))
         return effects
 
     def _push_to_workers(self, push: SemaphoresPush) -> list[Effect]:
@@ -574,7 +576,7 @@ class Router:
             recovered = False  # a workspace the reader followed is gone
         followers.add(peer, sub)
         subscribed = Subscribed(id=frame.id, sub=sub.sub, snapshot=snapshot, recovered=recovered)
-        return [Send(peer, subscribed), Wake(peer)]
+        return [Send(peer, subscribed), Wake((peer,))]
 
     def unsubscribe(self, peer: WatcherPeer, frame: Unsubscribe) -> list[Effect]:
         if self.followers.remove(peer, frame.sub) is None:
@@ -645,7 +647,8 @@ class Router:
         """A notice from another node sharing the store."""
         match notice:
             case CommitNotice(workspace=name):
-                return [Wake(watcher) for watcher in self.followers.of([name])]
+                woken = self.followers.of([name])
+                return [Wake(woken)] if woken else []
             case SemaphoresNotice(push=push):
                 return self._push_to_workers(push)
             case RunClaimed(origin=origin, workspace=name, run_id=run_id) if origin != self.node:

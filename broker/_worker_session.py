@@ -79,6 +79,12 @@ class WorkerSession(Session):
             details=details,
         )
 
+    @property
+    def routed(self) -> Run:
+        """The broker's handle on this connection; frames are handled only after ``started``."""
+        assert self.live_run is not None, "a frame was handled before the session started"
+        return self.live_run
+
     def ended(self) -> None:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
@@ -128,12 +134,10 @@ class WorkerSession(Session):
             self.broker.counters["acks_paced"] += 1
             if paced == 0:
                 self.log.info("publish_paced", rate=self.broker.config.max_events_per_s)
-        assert self.live_run is not None
-        self.broker.publish(self.live_run, frame)
+        self.broker.publish(self.routed, frame)
 
     def on_details(self, frame: SetDetails) -> None:
-        assert self.live_run is not None
-        self.broker.set_details(self.live_run, frame.details, frame.id)
+        self.broker.set_details(self.routed, frame.details, frame.id)
 
     def on_catch(self, frame: Catch) -> None:
         if frame.workspace not in (None, self.workspace.name):
@@ -148,16 +152,13 @@ class WorkerSession(Session):
         )
 
     def on_mutex_acquire(self, frame: MutexAcquire) -> None:
-        assert self.live_run is not None
-        self.broker.mutex_acquire(self.live_run, frame)
+        self.broker.mutex_acquire(self.routed, frame)
 
     def on_mutex_release(self, frame: MutexRelease) -> None:
-        assert self.live_run is not None
-        self.broker.mutex_release(self.live_run, frame)
+        self.broker.mutex_release(self.routed, frame)
 
     def on_action_result(self, frame: ActionResult) -> None:
-        assert self.live_run is not None
-        self.broker.action_result(self.live_run, frame)
+        self.broker.action_result(self.routed, frame)
 
     handlers: ClassVar[dict[type[Any], Handler]] = {
         Publish: on_publish,

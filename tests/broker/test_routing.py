@@ -226,9 +226,9 @@ def test_a_commit_wakes_the_watchers_of_its_workspace_only() -> None:
     for peer, pattern in ((follower, "ws-a"), (bystander, "ws-b")):
         core.watcher_started(peer, OPEN)
         subscribed = core.subscribe(peer, schema.Subscribe(id=1, pattern=pattern))
-        assert of(Wake, subscribed) == [Wake(peer)]
+        assert of(Wake, subscribed) == [Wake((peer,))]
     after = commit(core, core.publish(run, schema.Publish(seq=1, events=events("a")), at(1)))
-    assert of(Wake, after) == [Wake(follower)]
+    assert of(Wake, after) == [Wake({follower})]
     last = core.workspaces["ws-a"].state.last_offset
     assert Tell(CommitNotice("ws-a", core.workspaces["ws-a"].epoch, last)) in after
 
