@@ -1,33 +1,55 @@
 """Action calls in flight: a watcher's ``call`` forwarded to a worker, its answer routed back.
 
 Only the caller sees the result. Every call ends exactly once: answered, timed out, or failed
-because the worker or the caller went away.
+because the worker or the caller went away. Sans-I/O: each method returns the effects to carry
+out (the request to the worker, the answer to the caller, the call's timer).
+
+The caller or the run may be on another node: a :class:`RemoteCaller` is answered with a
+notice to its node instead of a frame, and a call to a :class:`RemoteRun` was forwarded to the
+node that holds it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-from schema import ActionCall, ActionRequest, ActionResult, CallResult, ErrorCode
+from schema import ActionFailure, ActionRequest, CallResult, ErrorCode, ErrorReply
 
-if TYPE_CHECKING:
-    from ._session import Session
-    from ._worker_session import WorkerSession
+from ._coordinator import CallAnswered, CallFailed, CallForward
+from ._effects import CallTimeout, CancelTimer, Effect, Log, Now, Send, StartTimer, Tell
+from ._peer import Peer
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCaller:
+    """A caller connected to another node, waiting there under its node's call id."""
+
+    node: str
+    call: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRun:
+    """A run held by another node, as a pending call's target."""
+
+    workspace: str
+    run_id: str
 
 
 @dataclass(slots=True)
 class _PendingCall:
-    caller: Session
+    caller: Peer | RemoteCaller
     request_id: int
-    worker: WorkerSession
-    timer: asyncio.TimerHandle
+    worker: Any
+    """The local run (whatever object the router keys runs by) or a :class:`RemoteRun`."""
 
 
 class ActionCalls:
-    def __init__(self) -> None:
+    def __init__(self, node: str = "local") -> None:
+        self._node = node
         self._pending: dict[int, _PendingCall] = {}
         self._ids = itertools.count(1)
 
@@ -35,58 +57,135 @@ class ActionCalls:
         return len(self._pending)
 
     def start(
-        self, caller: Session, frame: ActionCall, worker: WorkerSession, *, limit: int
-    ) -> None:
-        """Forward ``frame`` to ``worker``; the caller is answered later, exactly once."""
-        if sum(pending.caller is caller for pending in self._pending.values()) >= limit:
-            caller.error(
+        self,
+        caller: Peer | RemoteCaller,
+        request_id: int,
+        *,
+        run: Any,
+        peer: Peer,
+        run_id: str,
+        actions: Collection[str],
+        action: str,
+        args: dict[str, Any],
+        label: str,
+        timeout_s: float,
+        limit: int,
+        now: Now,
+    ) -> list[Effect]:
+        """Forward the call to the run's ``peer``; the caller is answered later, exactly once."""
+        if isinstance(caller, RemoteCaller):
+            pass  # counted against the limit on its own node
+        elif sum(pending.caller is caller for pending in self._pending.values()) >= limit:
+            return self._fail_now(
+                caller,
+                request_id,
                 ErrorCode.RATE_LIMITED,
                 f"at most {limit} calls in flight per session",
-                request_id=frame.id,
             )
-            return
-        if frame.action not in worker.actions:
-            offered = ", ".join(sorted(worker.actions)) or "none"
-            caller.error(
+        if action not in actions:
+            offered = ", ".join(sorted(actions)) or "none"
+            return self._fail_now(
+                caller,
+                request_id,
                 ErrorCode.NOT_FOUND,
-                f"run {worker.run_id} offers no action {frame.action!r} (it offers: {offered})",
-                request_id=frame.id,
+                f"run {run_id} offers no action {action!r} (it offers: {offered})",
             )
-            return
         call = next(self._ids)
-        timer = asyncio.get_running_loop().call_later(frame.timeout_s, self._timed_out, call)
-        self._pending[call] = _PendingCall(caller, frame.id, worker, timer)
-        worker.send(
-            ActionRequest(call=call, name=frame.action, args=frame.args, caller=caller.label)
-        )
+        self._pending[call] = _PendingCall(caller, request_id, run)
+        return [
+            Send(peer, ActionRequest(call=call, name=action, args=args, caller=label)),
+            StartTimer(CallTimeout(call), now.mono + timeout_s),
+        ]
 
-    def answered(self, worker: WorkerSession, frame: ActionResult) -> None:
-        pending = self._pending.get(frame.call)
-        if pending is None or pending.worker is not worker:
+    def forward(
+        self,
+        caller: Peer,
+        request_id: int,
+        *,
+        workspace: str,
+        run_id: str,
+        action: str,
+        args: dict[str, Any],
+        label: str,
+        timeout_s: float,
+        limit: int,
+        now: Now,
+    ) -> list[Effect]:
+        """Send the call to the node that holds the run; its answer comes back as a notice."""
+        if sum(pending.caller is caller for pending in self._pending.values()) >= limit:
+            return self._fail_now(
+                caller,
+                request_id,
+                ErrorCode.RATE_LIMITED,
+                f"at most {limit} calls in flight per session",
+            )
+        call = next(self._ids)
+        self._pending[call] = _PendingCall(caller, request_id, RemoteRun(workspace, run_id))
+        notice = CallForward(self._node, call, workspace, run_id, action, args, label, timeout_s)
+        return [Tell(notice), StartTimer(CallTimeout(call), now.mono + timeout_s)]
+
+    def answered(
+        self, run: Any, call: int, *, ok: bool, result: Any, error: ActionFailure | None
+    ) -> list[Effect]:
+        """The run's worker answered ``call``."""
+        pending = self._pending.get(call)
+        if pending is None or pending.worker is not run:
             # Late (after a timeout) or not this worker's call: nobody is waiting for it.
-            worker.log.info("action_result_ignored", call=frame.call)
-            return
-        del self._pending[frame.call]
-        pending.timer.cancel()
-        pending.caller.send(
-            CallResult(id=pending.request_id, ok=frame.ok, result=frame.result, error=frame.error)
-        )
+            return [Log("action_result_ignored", {"call": call})]
+        return self._answer(call, ok=ok, result=result, error=error)
 
-    def worker_gone(self, worker: WorkerSession) -> None:
+    def remote_answered(self, notice: CallAnswered | CallFailed) -> list[Effect]:
+        """The node holding the run answered a call forwarded from here."""
+        pending = self._pending.get(notice.call)
+        if pending is None or not isinstance(pending.worker, RemoteRun):
+            return [Log("action_result_ignored", {"call": notice.call})]
+        if isinstance(notice, CallFailed):
+            return self._end(notice.call, notice.code, notice.message)
+        return self._answer(notice.call, ok=notice.ok, result=notice.result, error=notice.error)
+
+    def worker_gone(self, run: Any, run_id: str) -> list[Effect]:
+        effects: list[Effect] = []
         for call, pending in list(self._pending.items()):
-            if pending.worker is worker:
-                self._end(call, ErrorCode.NOT_FOUND, f"run {worker.run_id} went away")
+            if pending.worker is run:
+                effects += self._end(call, ErrorCode.NOT_FOUND, f"run {run_id} went away")
+        return effects
 
-    def caller_gone(self, caller: Session) -> None:
+    def caller_gone(self, caller: Peer) -> list[Effect]:
+        effects: list[Effect] = []
         for call, pending in list(self._pending.items()):
             if pending.caller is caller:
-                pending.timer.cancel()
                 del self._pending[call]
+                effects.append(CancelTimer(CallTimeout(call)))
+        return effects
 
-    def _timed_out(self, call: int) -> None:
-        self._end(call, ErrorCode.TIMEOUT, "the worker did not answer in time")
+    def timed_out(self, call: int) -> list[Effect]:
+        if call not in self._pending:
+            return []
+        return self._end(call, ErrorCode.TIMEOUT, "the worker did not answer in time")
 
-    def _end(self, call: int, code: ErrorCode, message: str) -> None:
+    def _answer(
+        self, call: int, *, ok: bool, result: Any, error: ActionFailure | None
+    ) -> list[Effect]:
         pending = self._pending.pop(call)
-        pending.timer.cancel()
-        pending.caller.error(code, message, request_id=pending.request_id)
+        effects: list[Effect] = [CancelTimer(CallTimeout(call))]
+        if isinstance(pending.caller, RemoteCaller):
+            caller = pending.caller
+            effects.append(Tell(CallAnswered(caller.node, caller.call, ok, result, error)))
+        else:
+            frame = CallResult(id=pending.request_id, ok=ok, result=result, error=error)
+            effects.append(Send(pending.caller, frame))
+        return effects
+
+    def _end(self, call: int, code: ErrorCode, message: str) -> list[Effect]:
+        pending = self._pending.pop(call)
+        return [
+            CancelTimer(CallTimeout(call)),
+            *self._fail_now(pending.caller, pending.request_id, code, message),
+        ]
+
+    def _fail_now(
+        self, caller: Peer | RemoteCaller, request_id: int, code: ErrorCode, message: str
+    ) -> list[Effect]:
+        if isinstance(caller, RemoteCaller):
+            return [Tell(CallFailed(caller.node, caller.call, code, message))]
+        return [Send(caller, ErrorReply(code=code, message=message, id=request_id))]

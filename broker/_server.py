@@ -96,6 +96,8 @@ class BrokerServer:
         self.server_name = f"pierhead/{version('pierhead')}"
         self._store = store
         self.broker: Broker | None = None
+        self._sessions: set[Session] = set()
+        """Every live session, for the drain and for revocations."""
         self._server: Server | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -249,7 +251,7 @@ class BrokerServer:
         self._drained.set()
         broker, server, config = self.broker, self._server, self.config
         server.close(close_connections=False)
-        sessions = broker.sessions()
+        sessions = list(self._sessions)
         log.info("draining", sessions=len(sessions))
         for session in sessions:
             session.send(Draining(reconnect_after_s=config.drain_reconnect_after_s))
@@ -260,7 +262,7 @@ class BrokerServer:
                     session.close_after_flush(CloseCode.GOING_AWAY, "broker draining")
                 await server.wait_closed()
         except TimeoutError:
-            log.warning("drain_timeout", remaining=len(broker.sessions()))
+            log.warning("drain_timeout", remaining=len(self._sessions))
             for connection in server.connections:
                 connection.transport.abort()
         await self._close_tasks_and_store()
@@ -409,9 +411,11 @@ class BrokerServer:
             return
         # The page a browser session comes from (None for programs), for after the fact.
         session.log.info("session_opened", origin=_origin(connection))
+        self._sessions.add(session)
         try:
             await session.run()
         finally:
+            self._sessions.discard(session)
             # The heartbeat aborts a dead peer's connection and returns at once, so it is done
             # by the time the session sees the connection closed.
             dead = beat.result() if beat.done() and not beat.cancelled() else None
@@ -483,7 +487,7 @@ class BrokerServer:
         while True:
             await asyncio.sleep(0.5)
             refused = await broker.threads.run(tokens.refused_ids)
-            for session in broker.sessions():
+            for session in list(self._sessions):
                 if session.grant.token_id in refused:
                     session.log.info("session_token_withdrawn", token=session.grant.token_name)
                     session.abort(CloseCode.UNAUTHORIZED, "token revoked or expired")
@@ -539,11 +543,11 @@ class BrokerServer:
                     epoch=workspace.epoch,
                 )
             )
-            broker.worker_started(worker, hello.details)
+            worker.started(hello.details)
             return worker
         watcher = WatcherSession(context)
         watcher.send(welcome)
-        broker.watcher_started(watcher)
+        watcher.started()
         return watcher
 
 

@@ -89,6 +89,10 @@ class Session:
         """The name this session gave itself in ``hello``."""
         return self.client or self.session_id
 
+    @property
+    def queued_bytes(self) -> int:
+        return self.outbox.queued_bytes
+
     # Sending ------------------------------------------------------------------------------
 
     def send(self, frame: BrokerFrame) -> None:
@@ -112,20 +116,6 @@ class Session:
         detail: dict[str, Any] | None = None,
     ) -> None:
         self.send(ErrorReply(code=code, message=message, id=request_id, detail=detail))
-
-    def reply_when_durable(self, done: asyncio.Future[None], request_id: int) -> None:
-        """Answer ``ok`` once the writes behind ``done`` are committed."""
-
-        def answer(future: asyncio.Future[None]) -> None:
-            failure = future.exception() if not future.cancelled() else None
-            if isinstance(failure, LookupError):
-                self.error(ErrorCode.NOT_FOUND, str(failure), request_id=request_id)
-            elif failure is not None or future.cancelled():
-                self.error(ErrorCode.INTERNAL, "the store failed", request_id=request_id)
-            else:
-                self.ok(request_id)
-
-        done.add_done_callback(answer)
 
     # Ending -------------------------------------------------------------------------------
 

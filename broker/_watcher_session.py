@@ -9,9 +9,8 @@ never in memory, and never holds up a publisher or another watcher.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Coroutine, Mapping
+from typing import Any, ClassVar
 
 from schema import (
     ActionCall,
@@ -21,11 +20,9 @@ from schema import (
     EventMsg,
     Gap,
     HistoryQuery,
-    Joined,
     ListWorkspaces,
     MutexBreak,
     Release,
-    Removed,
     Role,
     StatsRequest,
     Subscribe,
@@ -38,9 +35,6 @@ from ._session import Handler, Session, SessionContext
 from ._subscription import ReadCursor, Subscription
 from ._workspace import Workspace
 
-if TYPE_CHECKING:
-    pass
-
 
 class WatcherSession(Session):
     role: ClassVar[str] = "watcher"
@@ -48,9 +42,11 @@ class WatcherSession(Session):
 
     def __init__(self, context: SessionContext) -> None:
         super().__init__(context)
-        self.subscriptions: dict[int, Subscription] = {}
-        self._sub_ids = itertools.count(1)
         self._wake = asyncio.Event()
+
+    def started(self) -> None:
+        """Register with the broker; the ``welcome`` has been queued."""
+        self.broker.watcher_started(self, self.grant)
 
     def ended(self) -> None:
         self.broker.watcher_ended(self)
@@ -58,50 +54,21 @@ class WatcherSession(Session):
     def background(self) -> list[Coroutine[Any, Any, None]]:
         return [self._deliver()]
 
-    # Membership, called by the broker -----------------------------------------------------
-
-    def follows(self, workspace: str) -> bool:
-        return any(workspace in sub.cursors for sub in self.subscriptions.values())
+    @property
+    def subscriptions(self) -> Mapping[int, Subscription]:
+        """This watcher's subscriptions by id, as the broker's followers index holds them."""
+        return self.broker.subscriptions(self)
 
     def wake(self) -> None:
         self._wake.set()
 
-    def workspace_created(self, workspace: Workspace) -> None:
-        if not self.grant.covers(workspace.name):
-            return
-        for sub in self.subscriptions.values():
-            if sub.matches(workspace.name):
-                sub.cursors[workspace.name] = ReadCursor(workspace.epoch, 0)
-                self.send(Joined(sub=sub.sub, snapshot=workspace.initial_state))
-
-    def workspace_removed(self, workspace: Workspace) -> None:
-        for sub in self.subscriptions.values():
-            cursor = sub.cursors.get(workspace.name)
-            if cursor is not None and cursor.epoch == workspace.epoch:
-                del sub.cursors[workspace.name]
-                self.send(Removed(sub=sub.sub, workspace=workspace.name, epoch=workspace.epoch))
-
     # Handlers -----------------------------------------------------------------------------
 
     def on_subscribe(self, frame: Subscribe) -> None:
-        limit = self.broker.config.max_subscriptions_per_session
-        if len(self.subscriptions) >= limit:
-            self.error(
-                ErrorCode.RATE_LIMITED,
-                f"at most {limit} subscriptions per session",
-                request_id=frame.id,
-            )
-            return
-        sub = Subscription(next(self._sub_ids), frame.pattern, frame.kinds)
-        self.send(self.broker.subscribe(sub, frame, self.grant))
-        self.subscriptions[sub.sub] = sub
-        self.wake()
+        self.broker.subscribe(self, frame)
 
     def on_unsubscribe(self, frame: Unsubscribe) -> None:
-        if self.subscriptions.pop(frame.sub, None) is None:
-            self.error(ErrorCode.NOT_FOUND, f"no subscription {frame.sub}", request_id=frame.id)
-        else:
-            self.ok(frame.id)
+        self.broker.unsubscribe(self, frame)
 
     def on_list(self, frame: ListWorkspaces) -> None:
         self.send(self.broker.list_workspaces(frame, self.grant))
@@ -115,19 +82,21 @@ class WatcherSession(Session):
                 ErrorCode.BAD_FRAME, "a watcher's catch names `workspace`", request_id=frame.id
             )
             return
-        self._with_workspace(frame.workspace, frame.id, self._catch, frame)
+        self.broker.set_caught(
+            self, frame.id, frame.workspace, True, by=self.label, reason=frame.reason
+        )
 
     def on_release(self, frame: Release) -> None:
-        self._with_workspace(frame.workspace, frame.id, self._release, frame)
+        self.broker.set_caught(self, frame.id, frame.workspace, False, by=self.label, reason=None)
 
     def on_call(self, frame: ActionCall) -> None:
-        self.broker.call(self, frame)
+        self.broker.call(self, frame, label=self.label)
 
     def on_mutex_break(self, frame: MutexBreak) -> None:
-        self._with_workspace(frame.workspace, frame.id, self.broker.mutex_break, self, frame)
+        self.broker.mutex_break(self, frame.id, frame.workspace, by=self.label)
 
     async def on_delete_workspace(self, frame: DeleteWorkspace) -> None:
-        await self.broker.delete_workspace(self, frame)
+        await self.broker.delete_workspace(self, frame, by=self.label)
 
     def on_stats(self, frame: StatsRequest) -> None:
         self.send(self.broker.stats(frame, self.grant))
@@ -144,21 +113,6 @@ class WatcherSession(Session):
         DeleteWorkspace: on_delete_workspace,
         StatsRequest: on_stats,
     }
-
-    def _catch(self, workspace: Workspace, frame: Catch) -> None:
-        done = self.broker.set_caught(workspace, True, by=self.label, reason=frame.reason)
-        self.reply_when_durable(done, frame.id)
-
-    def _release(self, workspace: Workspace, frame: Release) -> None:
-        done = self.broker.set_caught(workspace, False, by=self.label, reason=None)
-        self.reply_when_durable(done, frame.id)
-
-    def _with_workspace(self, name: str, request_id: int, then: Any, *args: Any) -> None:
-        workspace = self.broker.workspaces.get(name)
-        if workspace is None:
-            self.error(ErrorCode.NOT_FOUND, f"no workspace {name!r}", request_id=request_id)
-        else:
-            then(workspace, *args)
 
     # Delivery -----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from schema import (
     Ack,
@@ -18,14 +18,13 @@ from schema import (
     Publish,
     Role,
     SetDetails,
+    WorkspaceDetails,
 )
 
 from ._limits import PublishPacer
+from ._routing import Run
 from ._session import Handler, Session, SessionContext
 from ._workspace import Workspace
-
-if TYPE_CHECKING:
-    pass
 
 PACING_WINDOW_BATCHES: Final = 16
 """Full batches a paced worker may have unacknowledged beyond its burst before it is closed
@@ -48,7 +47,8 @@ class WorkerSession(Session):
         self.workspace = workspace
         self.run_id = run_id
         self.actions = {action.name: action for action in actions}
-        self.replaced = False
+        self.live_run: Run | None = None
+        """What the broker knows this connection by, once it has started it."""
         config = self.broker.config
         # A full batch always fits a rested bucket, however low the rate.
         burst = max(config.max_events_per_s, config.max_batch)
@@ -68,10 +68,28 @@ class WorkerSession(Session):
     def self_named(self) -> str:
         return self.run_id
 
+    def started(self, details: WorkspaceDetails | None) -> None:
+        """Register with the broker; the ``welcome`` has been queued."""
+        self.live_run = self.broker.worker_started(
+            self,
+            self.workspace,
+            self.run_id,
+            client=self.client,
+            actions=list(self.actions.values()),
+            details=details,
+        )
+
+    @property
+    def routed(self) -> Run:
+        """The broker's handle on this connection; frames are handled only after ``started``."""
+        assert self.live_run is not None, "a frame was handled before the session started"
+        return self.live_run
+
     def ended(self) -> None:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
-        self.broker.worker_ended(self)
+        if self.live_run is not None:
+            self.broker.worker_ended(self.live_run)
 
     def send_ack(self, seq: int) -> None:
         """Acknowledge up to ``seq`` (durable), as far as the pacing lets it go now."""
@@ -116,11 +134,10 @@ class WorkerSession(Session):
             self.broker.counters["acks_paced"] += 1
             if paced == 0:
                 self.log.info("publish_paced", rate=self.broker.config.max_events_per_s)
-        self.broker.publish(self, frame)
+        self.broker.publish(self.routed, frame)
 
     def on_details(self, frame: SetDetails) -> None:
-        done = self.broker.set_details(self.workspace, frame.details)
-        self.reply_when_durable(done, frame.id)
+        self.broker.set_details(self.routed, frame.details, frame.id)
 
     def on_catch(self, frame: Catch) -> None:
         if frame.workspace not in (None, self.workspace.name):
@@ -130,17 +147,18 @@ class WorkerSession(Session):
                 request_id=frame.id,
             )
             return
-        done = self.broker.set_caught(self.workspace, True, by=self.label, reason=frame.reason)
-        self.reply_when_durable(done, frame.id)
+        self.broker.set_caught(
+            self, frame.id, self.workspace, True, by=self.label, reason=frame.reason
+        )
 
     def on_mutex_acquire(self, frame: MutexAcquire) -> None:
-        self.broker.mutex_acquire(self, frame)
+        self.broker.mutex_acquire(self.routed, frame)
 
     def on_mutex_release(self, frame: MutexRelease) -> None:
-        self.broker.mutex_release(self, frame)
+        self.broker.mutex_release(self.routed, frame)
 
     def on_action_result(self, frame: ActionResult) -> None:
-        self.broker.calls.answered(self, frame)
+        self.broker.action_result(self.routed, frame)
 
     handlers: ClassVar[dict[type[Any], Handler]] = {
         Publish: on_publish,

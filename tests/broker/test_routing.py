@@ -1,0 +1,494 @@
+"""The routing core without sockets: frames, commits and timers in, effects out.
+
+Peers are recorders; the writer is played by :func:`commit`, which turns the ``Write`` effects
+into the ``Commit`` the group-commit writer would hand back once durable. Time is passed in.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import schema
+from broker._access import OPEN
+from broker._coordinator import (
+    CallAnswered,
+    CallFailed,
+    CallForward,
+    CommitNotice,
+    LocalCoordinator,
+    Notice,
+    RunClaimed,
+    SemaphoresNotice,
+)
+from broker._effects import (
+    Ack,
+    CallTimeout,
+    CancelTimer,
+    Close,
+    Effect,
+    LeaseDue,
+    Now,
+    Reply,
+    RunExpiry,
+    Send,
+    StartTimer,
+    Tell,
+    Wake,
+    Write,
+)
+from broker._routing import Router, RoutingLimits, Run
+from broker._store import Commit
+from schema import BrokerFrame
+
+GRACE = 30.0
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+E = TypeVar("E")
+
+
+@dataclass(eq=False)
+class FakePeer:
+    """Any session, as the router sees it; it only records, the effects say what to do."""
+
+    name: str
+    sent: list[BrokerFrame] = field(default_factory=list)
+
+    def send(self, frame: BrokerFrame) -> None:
+        self.sent.append(frame)
+
+    def abort(self, code: int, reason: str) -> None:
+        raise AssertionError("the router never closes a peer itself")
+
+    @property
+    def queued_bytes(self) -> int:
+        return 0
+
+    def send_ack(self, seq: int) -> None:
+        raise AssertionError("the router never acknowledges itself")
+
+    def wake(self) -> None:
+        raise AssertionError("the router never wakes a watcher itself")
+
+
+def at(seconds: float) -> Now:
+    return Now(seconds, T0 + datetime.timedelta(seconds=seconds))
+
+
+def of(kind: type[E], effects: Sequence[Effect]) -> list[E]:
+    return [effect for effect in effects if isinstance(effect, kind)]
+
+
+def frames(peer: FakePeer, effects: Sequence[Effect]) -> list[BrokerFrame]:
+    """The frames the effects send to ``peer``, durable or not."""
+    found = [effect.frame for effect in of(Send, effects) if effect.peer is peer]
+    for write in of(Write, effects):
+        found += frames(peer, write.then)
+    return found
+
+
+def commit(router: Router, effects: Sequence[Effect]) -> list[Effect]:
+    """What the writer does with the ``Write`` effects: one commit, then the core's answer."""
+    writes = of(Write, effects)
+    events = [event for write in writes for event in write.events]
+    states: dict[tuple[str, int], schema.WorkspaceState] = {}
+    run_seqs: dict[tuple[str, int, str], int] = {}
+    for write in writes:
+        states.update(write.states)
+        for key, seq in write.run_seqs.items():
+            run_seqs[key] = max(seq, run_seqs.get(key, 0))
+    deleted = [key for write in writes for key in write.deleted]
+    after = router.committed(
+        Commit(events=events, states=states, run_seqs=run_seqs, deleted=deleted)
+    )
+    # What waited for durability happens now, as the adapter would do it.
+    return after + [then for write in writes for then in write.then]
+
+
+def router() -> Router:
+    return Router(RoutingLimits(mutex_grace_s=GRACE), node="a")
+
+
+def start_worker(
+    core: Router,
+    name: str,
+    run_id: str,
+    *,
+    now: Now | None = None,
+    actions: Sequence[str] = (),
+    peer: FakePeer | None = None,
+) -> tuple[FakePeer, Run, list[Effect]]:
+    peer = peer or FakePeer(f"{name}/{run_id}")
+    now = now or at(0)
+    workspace, created = core.workspace(name, now)
+    specs = [schema.ActionSpec(name=action) for action in actions]
+    run, effects = core.worker_started(
+        peer, workspace, run_id, client="test", actions=specs, details=None, now=now
+    )
+    commit(core, [*created, *effects])
+    return peer, run, [*created, *effects]
+
+
+def events(*messages: str) -> list[schema.Event]:
+    return [
+        schema.Event(payload=schema.LogRecord(message=message), create_time=T0)
+        for message in messages
+    ]
+
+
+def published(effects: Sequence[Effect]) -> list[tuple[int | None, int]]:
+    """(seq, offset) of the events the effects write."""
+    return [(event.seq, event.offset) for write in of(Write, effects) for event in write.events]
+
+
+# Dedupe by (workspace, run, seq) -----------------------------------------------------------
+
+
+def test_a_batch_is_acknowledged_once_durable_and_its_resend_at_once_without_a_write() -> None:
+    core = router()
+    peer, run, _ = start_worker(core, "ws", "r")
+    first = core.publish(run, schema.Publish(seq=1, events=events("a", "b", "c")), at(1))
+    assert [seq for seq, _ in published(first)] == [1, 2, 3]
+    assert of(Ack, first) == []  # nothing is acknowledged before it is durable
+    assert of(Ack, commit(core, first)) == [Ack(peer, 3)]
+    resend = core.publish(run, schema.Publish(seq=1, events=events("a", "b", "c")), at(2))
+    assert resend == [Ack(peer, 3)]
+
+
+def test_an_overlapping_resend_stores_only_the_new_events_with_the_next_offsets() -> None:
+    core = router()
+    _, run, _ = start_worker(core, "ws", "r")
+    first = core.publish(run, schema.Publish(seq=1, events=events("a", "b")), at(1))
+    offsets = [offset for _, offset in published(first)]
+    overlap = core.publish(run, schema.Publish(seq=2, events=events("b", "c", "d")), at(2))
+    assert published(overlap) == [(3, offsets[-1] + 1), (4, offsets[-1] + 2)]
+
+
+def test_a_resend_of_what_is_still_on_its_way_waits_for_its_commit() -> None:
+    core = router()
+    peer, run, _ = start_worker(core, "ws", "r")
+    first = core.publish(run, schema.Publish(seq=1, events=events("a", "b")), at(1))
+    assert core.publish(run, schema.Publish(seq=1, events=events("a", "b")), at(2)) == []
+    assert of(Ack, commit(core, first)) == [Ack(peer, 2)]
+
+
+def test_dedupe_positions_belong_to_the_run_not_to_its_connection() -> None:
+    core = router()
+    _, old, _ = start_worker(core, "ws", "r")
+    commit(core, core.publish(old, schema.Publish(seq=1, events=events("a", "b")), at(1)))
+    peer, new, _ = start_worker(core, "ws", "r", now=at(2))
+    assert core.publish(new, schema.Publish(seq=2, events=events("b")), at(3)) == [Ack(peer, 2)]
+    _, other, _ = start_worker(core, "ws", "other", now=at(4))
+    fresh = core.publish(other, schema.Publish(seq=1, events=events("x")), at(5))
+    assert [seq for seq, _ in published(fresh)] == [1]
+
+
+# Takeover -----------------------------------------------------------------------------------
+
+
+def test_a_second_connection_of_a_run_closes_the_first_with_4009_and_claims_it_cluster_wide() -> (
+    None
+):
+    core = router()
+    first, old, _ = start_worker(core, "ws", "r")
+    _, new, effects = start_worker(core, "ws", "r", now=at(5))
+    assert of(Close, effects) == [
+        Close(first, 4009, "replaced by a newer connection of the same run")
+    ]
+    assert Tell(RunClaimed("a", "ws", "r")) in effects
+    # The old connection's end is not the run's: no presence, no grace, no timer.
+    assert core.worker_ended(old, at(6)) == []
+    assert core.runs["ws"]["r"] is new
+
+
+def test_a_claim_from_another_node_closes_the_run_here_and_our_own_claim_does_nothing() -> None:
+    core = router()
+    peer, run, _ = start_worker(core, "ws", "r")
+    assert core.remote(RunClaimed("a", "ws", "r"), at(1)) == []
+    effects = core.remote(RunClaimed("b", "ws", "r"), at(1))
+    assert of(Close, effects) == [
+        Close(peer, 4009, "replaced by a newer connection of the same run")
+    ]
+    assert "r" not in core.runs["ws"]
+    assert core.worker_ended(run, at(2)) == []
+
+
+# Followers ----------------------------------------------------------------------------------
+
+
+def test_a_commit_wakes_the_watchers_of_its_workspace_only() -> None:
+    core = router()
+    _, run, _ = start_worker(core, "ws-a", "r")
+    start_worker(core, "ws-b", "r")
+    follower, bystander = FakePeer("follower"), FakePeer("bystander")
+    for peer, pattern in ((follower, "ws-a"), (bystander, "ws-b")):
+        core.watcher_started(peer, OPEN)
+        subscribed = core.subscribe(peer, schema.Subscribe(id=1, pattern=pattern))
+        assert of(Wake, subscribed) == [Wake((peer,))]
+    after = commit(core, core.publish(run, schema.Publish(seq=1, events=events("a")), at(1)))
+    assert of(Wake, after) == [Wake({follower})]
+    last = core.workspaces["ws-a"].state.last_offset
+    assert Tell(CommitNotice("ws-a", core.workspaces["ws-a"].epoch, last)) in after
+
+
+def test_a_workspace_created_later_is_joined_from_its_start_and_a_deleted_one_removed() -> None:
+    core = router()
+    watcher = FakePeer("watcher")
+    core.watcher_started(watcher, OPEN)
+    core.subscribe(watcher, schema.Subscribe(id=1, pattern="deploy-*", from_="earliest"))
+    workspace, created = core.workspace("deploy-1", at(0))
+    (joined,) = frames(watcher, created)
+    assert isinstance(joined, schema.Joined)
+    assert core.followers.of(["deploy-1"]) == {watcher}
+    admin = FakePeer("admin")
+    found, _ = core.delete_begin(Reply(admin, 7), "deploy-1", force=False)
+    assert found is workspace
+    ended = core.delete_end(Reply(admin, 7), workspace, by="admin")
+    (removed,) = frames(watcher, ended)
+    assert removed == schema.Removed(sub=1, workspace="deploy-1", epoch=workspace.epoch)
+    assert core.followers.of(["deploy-1"]) == set()
+
+
+def test_a_subscription_past_the_limit_is_refused() -> None:
+    core = Router(RoutingLimits(max_subscriptions_per_session=1))
+    watcher = FakePeer("watcher")
+    core.watcher_started(watcher, OPEN)
+    core.subscribe(watcher, schema.Subscribe(id=1, pattern="*"))
+    (refused,) = frames(watcher, core.subscribe(watcher, schema.Subscribe(id=2, pattern="*")))
+    assert isinstance(refused, schema.ErrorReply)
+    assert refused.code == schema.ErrorCode.RATE_LIMITED
+
+
+# Action routing -----------------------------------------------------------------------------
+
+
+def call(run_id: str = "r", action: str = "restart", request_id: int = 5) -> schema.ActionCall:
+    return schema.ActionCall(
+        id=request_id, workspace="ws", run_id=run_id, action=action, args={"n": 1}, timeout_s=2.0
+    )
+
+
+def test_a_call_goes_to_the_runs_session_and_its_result_to_the_caller_only() -> None:
+    core = router()
+    worker, run, _ = start_worker(core, "ws", "r", actions=["restart"])
+    caller, other = FakePeer("caller"), FakePeer("other")
+    core.watcher_started(caller, OPEN)
+    core.watcher_started(other, OPEN)
+    forwarded = core.call(caller, call(), label="ops", now=at(10))
+    (request,) = frames(worker, forwarded)
+    assert isinstance(request, schema.ActionRequest)
+    assert (request.name, request.args, request.caller) == ("restart", {"n": 1}, "ops")
+    assert of(StartTimer, forwarded) == [StartTimer(CallTimeout(request.call), 12.0)]
+    result = schema.ActionResult(call=request.call, ok=True, result="done")
+    answered = core.action_result(run, result)
+    assert frames(caller, answered) == [schema.CallResult(id=5, ok=True, result="done")]
+    assert frames(other, answered) == []
+    assert frames(worker, answered) == []
+    assert of(CancelTimer, answered) == [CancelTimer(CallTimeout(request.call))]
+    # A second answer to the same call finds nobody waiting.
+    assert of(Send, core.action_result(run, result)) == []
+
+
+def test_a_call_that_times_out_or_loses_its_worker_ends_once_with_an_error() -> None:
+    core = router()
+    _, run, _ = start_worker(core, "ws", "r", actions=["restart"])
+    caller = FakePeer("caller")
+    core.watcher_started(caller, OPEN)
+    (request,) = of(Send, core.call(caller, call(request_id=1), label="ops", now=at(0)))
+    assert isinstance(request.frame, schema.ActionRequest)
+    (timeout,) = frames(caller, core.timer_due(CallTimeout(request.frame.call), at(2)))
+    assert isinstance(timeout, schema.ErrorReply)
+    assert (timeout.id, timeout.code) == (1, schema.ErrorCode.TIMEOUT)
+    assert core.timer_due(CallTimeout(request.frame.call), at(3)) == []
+    core.call(caller, call(request_id=2), label="ops", now=at(4))
+    (gone,) = frames(caller, core.worker_ended(run, at(5)))
+    assert isinstance(gone, schema.ErrorReply)
+    assert (gone.id, gone.code) == (2, schema.ErrorCode.NOT_FOUND)
+
+
+def test_a_call_to_an_unknown_run_or_action_is_not_found() -> None:
+    core = router()
+    start_worker(core, "ws", "r", actions=["restart"])
+    caller = FakePeer("caller")
+    core.watcher_started(caller, OPEN)
+    (no_run,) = frames(caller, core.call(caller, call(run_id="x"), label="ops", now=at(0)))
+    (no_action,) = frames(caller, core.call(caller, call(action="nope"), label="ops", now=at(0)))
+    for refused in (no_run, no_action):
+        assert isinstance(refused, schema.ErrorReply)
+        assert refused.code == schema.ErrorCode.NOT_FOUND
+    assert isinstance(no_action, schema.ErrorReply)
+    assert "offers: restart" in no_action.message
+
+
+def test_a_call_to_a_run_held_by_another_node_is_forwarded_and_answered_back() -> None:
+    core = router()
+    # The run is connected in the workspace's state, but not here: another node holds it.
+    start_worker(core, "ws", "r", actions=["restart"])
+    core.remote(RunClaimed("b", "ws", "r"), at(1))
+    caller = FakePeer("caller")
+    core.watcher_started(caller, OPEN)
+    effects = core.call(caller, call(), label="ops", now=at(2))
+    (forward,) = [tell.notice for tell in of(Tell, effects)]
+    assert isinstance(forward, CallForward)
+    assert (forward.origin, forward.run_id, forward.caller) == ("a", "r", "ops")
+    failure = schema.ActionFailure(type="RuntimeError", message="boom")
+    answer = CallAnswered("a", forward.call, ok=False, error=failure)
+    assert frames(caller, core.remote(answer, at(3))) == [
+        schema.CallResult(id=5, ok=False, error=failure)
+    ]
+
+
+def test_a_call_from_another_node_reaches_the_run_here_and_its_result_goes_back_there() -> None:
+    core = router()
+    worker, run, _ = start_worker(core, "ws", "r", actions=["restart"])
+    notice = CallForward("b", 41, "ws", "r", "restart", {}, "ops@b", 5.0)
+    (request,) = frames(worker, core.remote(notice, at(1)))
+    assert isinstance(request, schema.ActionRequest)
+    assert request.caller == "ops@b"
+    answered = core.action_result(run, schema.ActionResult(call=request.call, ok=True))
+    assert of(Tell, answered) == [Tell(CallAnswered("b", 41, ok=True))]
+    missing = core.remote(CallForward("b", 42, "ws", "gone", "restart", {}, "x", 5.0), at(2))
+    (failed,) = [tell.notice for tell in of(Tell, missing)]
+    assert isinstance(failed, CallFailed)
+    assert (failed.origin, failed.call, failed.code) == ("b", 42, schema.ErrorCode.NOT_FOUND)
+
+
+def test_the_single_node_coordinator_fails_a_forwarded_call_at_once() -> None:
+    heard: list[Notice] = []
+
+    class Inbox:
+        def remote(self, notice: Notice) -> None:
+            heard.append(notice)
+
+    local = LocalCoordinator()
+    local.start(Inbox())
+    local.tell(CommitNotice("ws", 1, 5))
+    local.tell(CallForward("local", 3, "ws", "r", "restart", {}, "ops", 1.0))
+    assert heard == [
+        CallFailed(
+            "local", 3, schema.ErrorCode.NOT_FOUND, "run r is not connected to workspace 'ws'"
+        )
+    ]
+
+
+# Catch and release --------------------------------------------------------------------------
+
+
+def test_a_catch_is_answered_once_durable_and_pushed_to_every_worker_of_the_workspace() -> None:
+    core = router()
+    first, _, _ = start_worker(core, "ws", "r1")
+    second, _, _ = start_worker(core, "ws", "r2")
+    elsewhere, _, _ = start_worker(core, "other", "r3")
+    operator = FakePeer("operator")
+    core.watcher_started(operator, OPEN)
+    caught = core.set_caught(Reply(operator, 9), "ws", True, by="ops", reason="hold", now=at(1))
+    (write,) = of(Write, caught)
+    assert write.reply == Reply(operator, 9)
+    assert of(Send, caught) == []  # nobody hears of it before it is durable
+    after = commit(core, caught)
+    for worker in (first, second):
+        (push,) = frames(worker, after)
+        assert isinstance(push, schema.SemaphoresPush)
+        assert (push.workspace, push.caught) == ("ws", True)
+    assert frames(elsewhere, after) == []
+    (notice,) = [
+        tell.notice for tell in of(Tell, after) if isinstance(tell.notice, SemaphoresNotice)
+    ]
+    assert notice.push.caught
+    # Another node's change reaches the workers connected here, pushed.
+    remote = core.remote(
+        SemaphoresNotice(schema.SemaphoresPush(workspace="other", caught=True)), at(2)
+    )
+    assert [push.peer for push in of(Send, remote)] == [elsewhere]
+
+
+def test_catching_an_unknown_workspace_is_not_found() -> None:
+    core = router()
+    operator = FakePeer("operator")
+    (refused,) = frames(
+        operator, core.set_caught(Reply(operator, 1), "nope", True, by="x", reason=None, now=at(0))
+    )
+    assert isinstance(refused, schema.ErrorReply)
+    assert refused.code == schema.ErrorCode.NOT_FOUND
+
+
+# Timers, with the time passed in ------------------------------------------------------------
+
+
+def acquire(request_id: int, *, wait: bool = False) -> schema.MutexAcquire:
+    return schema.MutexAcquire(id=request_id, wait=wait)
+
+
+def test_a_holder_that_disconnects_keeps_the_mutex_for_the_grace_then_the_waiter_gets_it() -> None:
+    core = router()
+    holder_peer, holder, _ = start_worker(core, "ws", "holder")
+    waiter_peer, waiter, _ = start_worker(core, "ws", "waiter")
+    granted = commit(core, core.mutex_acquire(holder, acquire(1), at(1)))
+    assert schema.MutexGranted(id=1, fence=1) in frames(holder_peer, granted)
+    queued = core.mutex_acquire(waiter, acquire(2, wait=True), at(2))
+    assert of(Send, queued) == []
+    assert of(Write, queued) == []
+    epoch = core.workspaces["ws"].epoch
+    ended = core.worker_ended(holder, at(10))
+    assert StartTimer(LeaseDue("ws", epoch), 10 + GRACE) in ended
+    assert StartTimer(RunExpiry("ws", epoch, "holder"), 10 + GRACE) in ended
+    commit(core, ended)
+    due = core.timer_due(LeaseDue("ws", epoch), at(10 + GRACE))
+    (write,) = of(Write, due)
+    (change,) = [event.payload for event in write.events]
+    assert isinstance(change, schema.SemaphoresChange)
+    assert (change.holder, change.fence) == ("waiter", 2)
+    # The grant is answered only once the new fence is durable.
+    assert frames(waiter_peer, of(Send, due)) == []
+    assert schema.MutexGranted(id=2, fence=2) in frames(waiter_peer, commit(core, due))
+    assert of(StartTimer, due) == []  # nothing left to wait for: the timer that fired is all
+    expired = core.timer_due(RunExpiry("ws", epoch, "holder"), at(10 + GRACE))
+    (presence,) = [event.payload for write in of(Write, expired) for event in write.events]
+    assert presence == schema.Presence(run_id="holder", state="expired")
+
+
+def test_a_run_back_within_the_grace_keeps_its_place_and_its_expiry_is_cancelled() -> None:
+    core = router()
+    _, run, _ = start_worker(core, "ws", "r")
+    epoch = core.workspaces["ws"].epoch
+    commit(core, core.worker_ended(run, at(1)))
+    _, _, back = start_worker(core, "ws", "r", now=at(5))
+    assert CancelTimer(RunExpiry("ws", epoch, "r")) in back
+    # A timer that fires all the same (it raced the cancel) finds the run connected.
+    assert core.timer_due(RunExpiry("ws", epoch, "r"), at(1 + GRACE)) == []
+
+
+def test_a_lease_timer_is_started_only_when_its_deadline_changes() -> None:
+    core = router()
+    _, holder, _ = start_worker(core, "ws", "holder")
+    _, waiter, _ = start_worker(core, "ws", "waiter")
+    commit(core, core.mutex_acquire(holder, acquire(1), at(0)))
+    first = core.mutex_acquire(waiter, schema.MutexAcquire(id=2, wait=True, timeout_s=5.0), at(1))
+    epoch = core.workspaces["ws"].epoch
+    assert of(StartTimer, first) == [StartTimer(LeaseDue("ws", epoch), 6.0)]
+    again = core.mutex_acquire(holder, acquire(3), at(2))  # idempotent re-acquire
+    assert of(StartTimer, again) == []
+    assert of(CancelTimer, again) == []
+    # The timer fired and nothing else waits: it is neither restarted nor cancelled.
+    timed_out = core.timer_due(LeaseDue("ws", epoch), at(6))
+    assert of(StartTimer, timed_out) == []
+    assert of(CancelTimer, timed_out) == []
+    # A new deadline starts it again.
+    _, holder_gone, _ = start_worker(core, "ws", "holder")
+    assert StartTimer(LeaseDue("ws", epoch), 7 + GRACE) in core.worker_ended(holder_gone, at(7))
+
+
+def test_timers_of_a_deleted_epoch_do_nothing() -> None:
+    core = router()
+    _, run, _ = start_worker(core, "ws", "r")
+    workspace = core.workspaces["ws"]
+    commit(core, core.worker_ended(run, at(1)))
+    admin = FakePeer("admin")
+    found, _ = core.delete_begin(Reply(admin, 1), "ws", force=True)
+    assert found is workspace
+    ended = core.delete_end(Reply(admin, 1), workspace, by="admin")
+    assert CancelTimer(RunExpiry("ws", workspace.epoch, "r")) in ended
+    assert core.timer_due(RunExpiry("ws", workspace.epoch, "r"), at(1 + GRACE)) == []
+    assert core.timer_due(LeaseDue("ws", workspace.epoch), at(1 + GRACE)) == []
