@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-import msgspec
-
 from schema import (
     ActionCall,
     ActionResult,
@@ -372,8 +370,8 @@ class Router:
             fence=semaphores.fence,
             by=by,
             reason=reason,
+            grace_until=semaphores.grace_until,
         )
-        change = msgspec.structs.replace(change, grace_until=semaphores.grace_until)
         log = Log("caught" if caught else "released", {"workspace": workspace.name, "by": by})
         return [log, *self._emit(workspace, [change], now.utc, reply=reply)]
 
@@ -779,15 +777,15 @@ def _holder_changes(
     broken, expired), then granted; a lease handed from one run to a waiter is both."""
     plain = _change(before, mutex_change=None, mutex_by=None, grace_until=None)
     changes: list[SemaphoresChange] = []
+    free = _change(plain, has_mutex=False, holder=None)
     for decision in decided:
-        freed = {"has_mutex": False, "holder": None, "fence": before.fence}
         match decision:
-            case mutex.Released(run_id=run_id):
-                changes.append(_change(plain, **freed, mutex_change="released", mutex_by=run_id))
-            case mutex.Lost(reason="broken"):
-                changes.append(_change(plain, **freed, mutex_change="broken", mutex_by=by))
-            case mutex.Lost(reason="expired"):
-                changes.append(_change(plain, **freed, mutex_change="expired"))
+            case mutex.Released(run_id=run_id, fence=fence):
+                changes.append(_change(free, fence=fence, mutex_change="released", mutex_by=run_id))
+            case mutex.Lost(reason="broken", fence=fence):
+                changes.append(_change(free, fence=fence, mutex_change="broken", mutex_by=by))
+            case mutex.Lost(reason="expired", fence=fence):
+                changes.append(_change(free, fence=fence, mutex_change="expired"))
             case mutex.Granted(run_id=run_id, fence=fence) if (
                 run_id == changed.holder and fence == changed.fence
             ):
