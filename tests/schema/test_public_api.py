@@ -7,8 +7,9 @@ import types
 import schema
 
 EXPECTED = [
-    "Ack", "ActionCall", "ActionFailure", "ActionParam", "ActionRequest", "ActionResult", "ActionSpec",
-    "BrokerFrame", "BrokerPayload", "CallOutcome", "CallRecord", "CallResult", "Catch", "ClientFrame", "CloseCode", "Codec",
+    "Ack", "ActionCall", "ActionFailure", "ActionParam", "ActionRequest", "ActionResult",
+    "ActionSpec", "BrokerFrame", "BrokerPayload", "CallOutcome", "CallRecord", "CallResult",
+    "Catch", "ClientFrame", "CloseCode", "Codec",
     "Cursor", "Custom", "DeleteWorkspace", "DetailsChange", "Draining", "ErrorCode",
     "ErrorReply", "Event", "EventMsg", "Events", "Gap", "GpuStats", "Hardware", "Hello",
     "HistoryPage", "HistoryQuery", "Hyperparameters", "JSON_CODEC", "JSON_SUBPROTOCOL",
