@@ -320,7 +320,7 @@ class Broker:
         self.carry_out(self.router.mutex_release(run, frame, self._now()))
 
     def action_result(self, run: Run, frame: ActionResult) -> None:
-        self.carry_out(self.router.action_result(run, frame))
+        self.carry_out(self.router.action_result(run, frame, self._now()))
 
     # Watchers -----------------------------------------------------------------------------
 

@@ -197,6 +197,11 @@ class MutexLease:
         """Whether the holder's session is gone and the lease expires at a deadline."""
         return self._grace_deadline is not None
 
+    @property
+    def grace_deadline(self) -> float | None:
+        """When the lease ends while the holder's session is gone; None otherwise."""
+        return self._grace_deadline
+
     def next_deadline(self) -> float | None:
         """The earliest grace or wait deadline; call :meth:`expire` once ``now`` reaches it."""
         deadlines = [w.deadline for w in self._queue.values() if w.deadline is not None]

@@ -16,9 +16,11 @@ What it decides:
 * followers: a commit wakes the watchers that follow its workspaces (``Followers``);
 * takeover: a second connection of a run closes the first with 4009, on this node or, through
   a ``RunClaimed`` notice, on another;
-* the mutex lease of each workspace (``MutexLease``) and its timer;
+* the mutex lease of each workspace (``MutexLease``) and its timer, and what each change of it
+  is called in the stream (``mutex_change``, ``mutex_by``, ``grace_until``);
 * catch and release, pushed to the workspace's workers once durable;
-* action calls, routed to the run's session and the result back to the caller only.
+* action calls, routed to the run's session and the result back to the caller only; each call
+  to a run here ends with a ``call`` record in the run's workspace stream.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from schema import (
     ActionCall,
     ActionResult,
     ActionSpec,
+    CallRecord,
     DetailsChange,
     ErrorCode,
     ErrorReply,
@@ -54,6 +57,7 @@ from schema import (
     Subscribed,
     Unsubscribe,
     WorkspaceDetails,
+    WorkspaceSemaphores,
     semaphores_of,
 )
 
@@ -133,7 +137,7 @@ class Router:
         self.runs: dict[str, dict[str, Run]] = {}
         """Live runs by workspace, then run id."""
         self.followers = Followers()
-        self.calls = ActionCalls(node)
+        self.calls = ActionCalls(node, self._record_call)
         self.tails = TailBudget(limits.tail_events)
         self._lease_deadlines: dict[str, float] = {}
         """The deadline each workspace's lease timer is set for, to restart it only on a
@@ -166,6 +170,8 @@ class Router:
             self.leases[workspace.name] = MutexLease.restored(
                 holder, semaphores.fence, now=now.mono, grace_s=self.limits.mutex_grace_s
             )
+            # The holder's session did not survive the restart: its grace starts again now.
+            effects += self._grace_change(workspace, now, restarted=True)
             effects += self._schedule_lease(workspace)
         effects.append(Log("restored", {"workspaces": len(self.workspaces)}))
         return effects
@@ -219,7 +225,9 @@ class Router:
         effects: list[Effect] = []
         previous = runs.get(run_id)
         if previous is not None:
-            effects += self._replace(previous, "replaced by a newer connection of the same run")
+            effects += self._replace(
+                previous, "replaced by a newer connection of the same run", now
+            )
         runs[run_id] = run
         effects.append(CancelTimer(RunExpiry(workspace.name, workspace.epoch, run_id)))
         effects.append(Tell(RunClaimed(self.node, workspace.name, run_id)))
@@ -235,10 +243,13 @@ class Router:
         effects += self._mutex(workspace, lease.reconnected(run_id), now)
         return run, effects
 
-    def _replace(self, run: Run, reason: str) -> list[Effect]:
+    def _replace(self, run: Run, reason: str, now: Now) -> list[Effect]:
         # Its end must not look like a disconnect of the run: it is marked first.
         run.replaced = True
-        return [*self.calls.worker_gone(run, run.run_id), Close(run.peer, REPLACED_CODE, reason)]
+        return [
+            *self.calls.worker_gone(run, run.run_id, now),
+            Close(run.peer, REPLACED_CODE, reason),
+        ]
 
     def worker_ended(self, run: Run, now: Now) -> list[Effect]:
         workspace = run.workspace
@@ -246,7 +257,7 @@ class Router:
         if run.replaced or runs.get(run.run_id) is not run:
             return []
         del runs[run.run_id]
-        effects = self.calls.worker_gone(run, run.run_id)
+        effects = self.calls.worker_gone(run, run.run_id, now)
         if not self._current(workspace):
             return effects  # deleted meanwhile
         presence = Presence(run_id=run.run_id, state="disconnected", client=run.client)
@@ -359,6 +370,7 @@ class Router:
             fence=semaphores.fence,
             by=by,
             reason=reason,
+            grace_until=semaphores.grace_until,
         )
         log = Log("caught" if caught else "released", {"workspace": workspace.name, "by": by})
         return [log, *self._emit(workspace, [change], now.utc, reply=reply)]
@@ -428,7 +440,7 @@ class Router:
         if any(isinstance(effect, mutex.NotHeld) for effect in decided):
             return [_error(reply, ErrorCode.NOT_FOUND, "the mutex is not held")]
         effects: list[Effect] = [Log("mutex_broken", {"workspace": workspace.name, "by": by})]
-        return effects + self._mutex(workspace, decided, now, reply=reply)
+        return effects + self._mutex(workspace, decided, now, reply=reply, by=by)
 
     def _mutex(
         self,
@@ -437,9 +449,10 @@ class Router:
         now: Now,
         *,
         reply: Reply | None = None,
+        by: str | None = None,
     ) -> list[Effect]:
         """A lease's decisions as effects; grants are answered once the new fence is durable,
-        and so is ``reply``."""
+        and so is ``reply``. ``by`` is who broke the lease, for a break."""
         runs = self.runs.get(workspace.name, {})
         effects: list[Effect] = []
         grants: list[Effect] = []
@@ -475,37 +488,39 @@ class Router:
                     holder_changed = decision
         if holder_changed is not None:
             # The grants (and the reply) wait until the new holder and fence are durable.
-            effects += self._set_holder(
-                workspace, holder_changed, now, reply=reply, then=tuple(grants)
-            )
+            changes = _holder_changes(workspace.semaphores, decided, holder_changed, by)
+            fields = {"holder": holder_changed.holder, "fence": holder_changed.fence}
+            effects.append(Log("mutex_holder", {"workspace": workspace.name, **fields}))
+            effects += self._emit(workspace, changes, now.utc, reply=reply, then=tuple(grants))
         else:
             effects += grants
             if reply is not None:
                 effects.append(Send(reply.peer, Ok(id=reply.request_id)))
+            effects += self._grace_change(workspace, now)
         effects += self._schedule_lease(workspace)
         return effects
 
-    def _set_holder(
-        self,
-        workspace: Workspace,
-        changed: mutex.HolderChanged,
-        now: Now,
-        *,
-        reply: Reply | None,
-        then: tuple[Effect, ...],
+    def _grace_change(
+        self, workspace: Workspace, now: Now, *, restarted: bool = False
     ) -> list[Effect]:
-        holder, fence = changed.holder, changed.fence
+        """A ``semaphores`` change when the holder's session left or came back, with the time
+        its lease ends while it is gone; nothing when the semaphores already say so (unless
+        the broker ``restarted``, which starts the grace again)."""
         semaphores = workspace.semaphores
-        change = SemaphoresChange(
-            caught=semaphores.caught,
-            has_mutex=holder is not None,
-            holder=holder,
-            fence=fence,
-            by=semaphores.by,
-            reason=semaphores.reason,
+        deadline = self.leases[workspace.name].grace_deadline
+        known = (deadline is None) == (semaphores.grace_until is None)
+        if semaphores.holder is None or (known and not (restarted and deadline is not None)):
+            return []
+        until = (
+            None if deadline is None else now.utc + datetime.timedelta(seconds=deadline - now.mono)
         )
-        log = Log("mutex_holder", {"workspace": workspace.name, "holder": holder, "fence": fence})
-        return [log, *self._emit(workspace, [change], now.utc, reply=reply, then=then)]
+        change = _change(
+            semaphores,
+            mutex_change="holder_back" if until is None else "holder_left",
+            mutex_by=semaphores.holder,
+            grace_until=until,
+        )
+        return self._emit(workspace, [change], now.utc)
 
     def _schedule_lease(self, workspace: Workspace) -> list[Effect]:
         name = workspace.name
@@ -525,7 +540,7 @@ class Router:
         """A timer the router started is due (at or after its time)."""
         match key:
             case CallTimeout(call=call):
-                return self.calls.timed_out(call)
+                return self.calls.timed_out(call, now)
             case LeaseDue(workspace=name, epoch=epoch):
                 workspace = self.workspaces.get(name)
                 if workspace is None or workspace.epoch != epoch:
@@ -636,10 +651,16 @@ class Router:
             return False
         return any(w.run_id == run_id and w.connected for w in workspace.pending.workers)
 
-    def action_result(self, run: Run, frame: ActionResult) -> list[Effect]:
+    def action_result(self, run: Run, frame: ActionResult, now: Now) -> list[Effect]:
         return self.calls.answered(
-            run, frame.call, ok=frame.ok, result=frame.result, error=frame.error
+            run, frame.call, ok=frame.ok, result=frame.result, error=frame.error, now=now
         )
+
+    def _record_call(self, run: Run, record: CallRecord, utc: datetime.datetime) -> list[Effect]:
+        """A call to ``run`` ended: its record goes to the stream of the run's workspace."""
+        if not self._current(run.workspace):
+            return []  # deleted meanwhile
+        return self._emit(run.workspace, [record], utc)
 
     # Other nodes ----------------------------------------------------------------------
 
@@ -655,7 +676,7 @@ class Router:
                 run = self.runs.get(name, {}).pop(run_id, None)
                 if run is None:
                     return []
-                return self._replace(run, "replaced by a newer connection of the same run")
+                return self._replace(run, "replaced by a newer connection of the same run", now)
             case CallForward() if notice.origin != self.node:
                 return self._remote_call(notice, now)
             case CallAnswered() | CallFailed() if notice.origin == self.node:
@@ -739,6 +760,38 @@ class Router:
         if names is None:
             return sum(len(runs) for runs in self.runs.values())
         return sum(len(self.runs.get(name, {})) for name in names)
+
+
+def _change(semaphores: WorkspaceSemaphores, **fields: Any) -> SemaphoresChange:
+    """A ``semaphores`` payload: these semaphores with ``fields`` changed."""
+    return SemaphoresChange(**{**_fields(semaphores), **fields})
+
+
+def _holder_changes(
+    before: WorkspaceSemaphores,
+    decided: Sequence[mutex.MutexEffect],
+    changed: mutex.HolderChanged,
+    by: str | None,
+) -> list[SemaphoresChange]:
+    """The ``semaphores`` changes of a new holder, each named: the mutex freed (released,
+    broken, expired), then granted; a lease handed from one run to a waiter is both."""
+    plain = _change(before, mutex_change=None, mutex_by=None, grace_until=None)
+    changes: list[SemaphoresChange] = []
+    free = _change(plain, has_mutex=False, holder=None)
+    for decision in decided:
+        match decision:
+            case mutex.Released(run_id=run_id, fence=fence):
+                changes.append(_change(free, fence=fence, mutex_change="released", mutex_by=run_id))
+            case mutex.Lost(reason="broken", fence=fence):
+                changes.append(_change(free, fence=fence, mutex_change="broken", mutex_by=by))
+            case mutex.Lost(reason="expired", fence=fence):
+                changes.append(_change(free, fence=fence, mutex_change="expired"))
+            case mutex.Granted(run_id=run_id, fence=fence) if (
+                run_id == changed.holder and fence == changed.fence
+            ):
+                held = {"has_mutex": True, "holder": run_id, "fence": fence}
+                changes.append(_change(plain, **held, mutex_change="granted", mutex_by=run_id))
+    return changes
 
 
 def _semaphores_push(name: str, events: Sequence[EventMsg]) -> SemaphoresPush | None:

@@ -22,7 +22,7 @@ import schema
 from sdk import BrokerRefusedError, Delivery, Missed, Watcher
 
 from ._console import follow_lines
-from ._console_view import describe_semaphores
+from ._console_view import describe_call, describe_semaphores
 from ._exit import EXIT_OK
 from ._reach import connected_watcher
 
@@ -268,6 +268,8 @@ class EventLines:
                 text = f"semaphores {change}"
             case schema.Presence(run_id=run_id, state=presence):
                 text = f"presence {run_id} {presence}"
+            case schema.CallRecord():
+                text = describe_call(payload)[0]
             case _:
                 text = f"{payload.__struct_config__.tag:<8} {_JSON.encode(payload).decode()}"
         origin = f" [{event.run_id}]" if event.run_id else ""

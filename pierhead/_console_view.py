@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
@@ -25,6 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from schema import (
+    CallOutcome,
+    CallRecord,
     EventMsg,
     LogRecord,
     Presence,
@@ -358,15 +361,45 @@ def _describe(event: EventMsg, previous: WorkspaceSemaphores) -> TailLine | None
                 severity = "warning"
         case SemaphoresChange():
             text, severity = describe_semaphores(previous, semaphores_of(payload))
+        case CallRecord():
+            text, severity = describe_call(payload)
         case _:
             return None
     return TailLine(event.received_time, event.workspace, text, severity)
 
 
+_CALL_SEVERITY: dict[CallOutcome, Severity] = {
+    "ok": "success",
+    "failed": "error",
+    "bad_call": "error",
+    "timeout": "warning",
+    "worker_gone": "warning",
+}
+_ARGS_JSON = msgspec.json.Encoder()
+
+
+def describe_call(record: CallRecord) -> tuple[str, Severity]:
+    """Who called which action of which run, with what, and how the call ended."""
+    arguments = ", ".join(
+        f"{name}={_ARGS_JSON.encode(value).decode()}" for name, value in record.args.items()
+    )
+    caller = f" by {record.caller}" if record.caller else ""
+    text = f"call {record.action}({arguments}) of {record.run_id}{caller}: {record.outcome}"
+    if record.error is not None:
+        text += f" ({record.error.type}: {record.error.message})"
+    return text, _CALL_SEVERITY[record.outcome]
+
+
 def describe_semaphores(
     before: WorkspaceSemaphores, after: WorkspaceSemaphores
 ) -> tuple[str, Severity]:
-    """What a semaphores change did (caught, released, mutex granted...), and how it shows."""
+    """What a semaphores change did (caught, released, mutex granted...), and how it shows.
+
+    A change that names its mutex change says it; one from a broker before those fields (or a
+    catch or release) is told by comparing it with the semaphores before it.
+    """
+    if after.mutex_change is not None:
+        return _describe_mutex_change(before, after)
     by = f" by {after.by}" if after.by else ""
     if after.caught and not before.caught:
         reason = f": {after.reason}" if after.reason else ""
@@ -378,6 +411,27 @@ def describe_semaphores(
     if before.has_mutex and not after.has_mutex:
         return f"mutex released by {before.holder} (fence {before.fence})", "info"
     return "semaphores updated", "info"
+
+
+def _describe_mutex_change(
+    before: WorkspaceSemaphores, after: WorkspaceSemaphores
+) -> tuple[str, Severity]:
+    fence = f"(fence {after.fence})"
+    by = after.mutex_by or "?"
+    match after.mutex_change:
+        case "granted":
+            return f"mutex granted to {after.holder} {fence}", "info"
+        case "released":
+            return f"mutex released by {by} {fence}", "info"
+        case "broken":
+            return f"mutex of {before.holder or '?'} broken by {by} {fence}", "warning"
+        case "expired":
+            return f"mutex of {before.holder or '?'} expired {fence}", "warning"
+        case "holder_left":
+            until = after.grace_until.strftime("%H:%M:%S") if after.grace_until else "?"
+            return f"mutex holder {after.holder} left; the lease ends at {until}", "warning"
+        case _:
+            return f"mutex holder {after.holder} is back", "info"
 
 
 # Plain text ---------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from ._broker_frames import (
 )
 from ._client_frames import (
     ActionCall,
-    ActionFailure,
     ActionResult,
     Catch,
     ClientFrame,
@@ -61,6 +60,7 @@ from ._fold import fold_event, fold_events, new_workspace_state, semaphores_of
 from ._limits import PROTOCOL_VERSION
 from ._payloads import (
     BrokerPayload,
+    CallRecord,
     Custom,
     DetailsChange,
     GpuStats,
@@ -78,7 +78,10 @@ from ._payloads import (
 )
 from ._state import WorkerEntry, WorkspaceState
 from ._types import (
+    CallOutcome,
     LogLevel,
+    MutexChange,
+    ParamKind,
     PayloadKind,
     PresenceState,
     Role,
@@ -86,17 +89,27 @@ from ._types import (
     Severity,
     StartPosition,
 )
-from ._workspace import ActionSpec, Cursor, WorkspaceDetails, WorkspaceSemaphores
+from ._workspace import (
+    ActionFailure,
+    ActionParam,
+    ActionSpec,
+    Cursor,
+    WorkspaceDetails,
+    WorkspaceSemaphores,
+)
 
 __all__ = [
     "Ack",
     "ActionCall",
     "ActionFailure",
+    "ActionParam",
     "ActionRequest",
     "ActionResult",
     "ActionSpec",
     "BrokerFrame",
     "BrokerPayload",
+    "CallOutcome",
+    "CallRecord",
     "CallResult",
     "Catch",
     "ClientFrame",
@@ -130,11 +143,13 @@ __all__ = [
     "MSGPACK_SUBPROTOCOL",
     "MutexAcquire",
     "MutexBreak",
+    "MutexChange",
     "MutexGranted",
     "MutexLost",
     "MutexRelease",
     "Ok",
     "PROTOCOL_VERSION",
+    "ParamKind",
     "Payload",
     "PayloadKind",
     "Presence",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeAlias
 import msgspec
 from msgspec import Meta
 
-from ._client_frames import ActionFailure, Arguments, check_outcome
+from ._client_frames import check_outcome
 from ._envelope import EventMsg
 from ._errors import ErrorCode
 from ._limits import MAX_DELIVERY_BATCH, MAX_MAP_ENTRIES
@@ -26,7 +26,7 @@ from ._types import (
     Text,
     WorkspaceName,
 )
-from ._workspace import WorkspaceSemaphores
+from ._workspace import ActionFailure, Arguments, WorkspaceSemaphores
 
 Deliveries = Annotated[list[EventMsg], Meta(max_length=MAX_DELIVERY_BATCH)]
 

@@ -21,7 +21,6 @@ from ._limits import (
     MAX_CURSORS,
     MAX_HISTORY_LIMIT,
     MAX_KINDS,
-    MAX_MAP_ENTRIES,
     MAX_TOKEN_CHARS,
 )
 from ._types import (
@@ -40,10 +39,9 @@ from ._types import (
     WorkspaceName,
     WorkspacePattern,
 )
-from ._workspace import ActionSpec, Cursor, WorkspaceDetails
+from ._workspace import ActionFailure, ActionSpec, Arguments, Cursor, WorkspaceDetails
 
 Kinds = Annotated[list[PayloadKind], Meta(max_length=MAX_KINDS)]
-Arguments = Annotated[dict[Label, Any], Meta(max_length=MAX_MAP_ENTRIES)]
 
 
 class _ClientFrame(
@@ -116,13 +114,6 @@ class Catch(_ClientFrame, tag="catch", frozen=True):
 class Release(_ClientFrame, tag="release", frozen=True):
     id: RequestId
     workspace: WorkspaceName
-
-
-class ActionFailure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
-    """Why an action did not return a result: the exception's type name and message."""
-
-    type: ShortText
-    message: Text = ""
 
 
 def check_outcome(ok: bool, error: ActionFailure | None) -> None:

@@ -20,6 +20,7 @@ import msgspec
 from ._envelope import EventMsg
 from ._limits import MAX_PROGRESS_BARS, MAX_STATUS_KEYS
 from ._payloads import (
+    CallRecord,
     Custom,
     DetailsChange,
     Hardware,
@@ -107,7 +108,7 @@ def fold_events(state: WorkspaceState, events: Iterable[EventMsg]) -> WorkspaceS
     return state if last_plain is None else _fold_plain(state, last_plain, seen)
 
 
-_PLAIN = frozenset({LogRecord, Scalar, Hyperparameters, Hardware, Custom})
+_PLAIN = frozenset({LogRecord, Scalar, Hyperparameters, Hardware, Custom, CallRecord})
 """Payload kinds that change no part of the state but the position, time and last_seen."""
 
 

@@ -1,7 +1,8 @@
 """Event payloads: a tagged union on ``kind``.
 
-Workers may publish the kinds in :data:`WorkerPayload`; ``details``, ``semaphores`` and
-``presence`` are made only by the broker, which keeps the workspace state fold trustworthy.
+Workers may publish the kinds in :data:`WorkerPayload`; ``details``, ``semaphores``,
+``presence`` and ``call`` are made only by the broker, which keeps the workspace state fold and
+the audit trustworthy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from msgspec import Meta
 
 from ._limits import MAX_ACTIONS, MAX_GPUS, MAX_MAP_ENTRIES
 from ._types import (
+    ActionName,
+    CallOutcome,
     Count,
     FiniteFloat,
     Label,
@@ -24,8 +27,15 @@ from ._types import (
     Severity,
     ShortText,
     Text,
+    UtcDateTime,
 )
-from ._workspace import ActionSpec, WorkspaceDetails, WorkspaceSemaphores
+from ._workspace import (
+    ActionFailure,
+    ActionSpec,
+    Arguments,
+    WorkspaceDetails,
+    WorkspaceSemaphores,
+)
 
 
 class _Payload(
@@ -118,12 +128,30 @@ class Presence(_Payload, tag="presence", frozen=True):
     actions: Annotated[list[ActionSpec], Meta(max_length=MAX_ACTIONS)] = []
 
 
+class CallRecord(_Payload, tag="call", frozen=True):
+    """Broker-made: an action call to a worker of the workspace ended, whatever the ending.
+
+    ``call`` is the ``action_request.call`` the worker saw; ``caller`` is who called, as in
+    ``action_request``. ``error`` is the worker's failure (``failed``, ``bad_call``). The
+    result is not recorded: only the caller gets it.
+    """
+
+    call: Count
+    action: ActionName
+    run_id: RunId
+    outcome: CallOutcome
+    caller: ShortText = ""
+    args: Arguments = {}
+    error: ActionFailure | None = None
+    started: UtcDateTime | None = None
+
+
 WorkerPayload: TypeAlias = (
     WorkspaceEvent | LogRecord | Scalar | Progress | Status | Hyperparameters | Hardware | Custom
 )
 """The payload kinds a worker may publish."""
 
-BrokerPayload: TypeAlias = DetailsChange | SemaphoresChange | Presence
+BrokerPayload: TypeAlias = DetailsChange | SemaphoresChange | Presence | CallRecord
 """The payload kinds only the broker makes."""
 
 Payload: TypeAlias = (
@@ -138,5 +166,6 @@ Payload: TypeAlias = (
     | DetailsChange
     | SemaphoresChange
     | Presence
+    | CallRecord
 )
 """Every payload kind, as stored and delivered."""

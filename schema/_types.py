@@ -72,5 +72,10 @@ PayloadKind = Literal[
     "details",
     "semaphores",
     "presence",
+    "call",
 ]
 StartPosition = Literal["latest", "earliest"]
+MutexChange = Literal["granted", "released", "broken", "expired", "holder_left", "holder_back"]
+"""What a ``semaphores`` change did to the mutex (absent on a catch or release)."""
+CallOutcome = Literal["ok", "failed", "bad_call", "timeout", "worker_gone"]
+ParamKind = Literal["string", "integer", "number", "boolean", "json"]

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
-from ._limits import MAX_ACTION_PARAMS
-from ._types import ActionName, Epoch, Fence, Label, Offset, RunId, ShortText, Text
+from ._limits import MAX_ACTION_PARAMS, MAX_MAP_ENTRIES
+from ._types import (
+    ActionName,
+    Epoch,
+    Fence,
+    FiniteFloat,
+    Label,
+    MutexChange,
+    Offset,
+    ParamKind,
+    RunId,
+    ShortText,
+    Text,
+    UtcDateTime,
+)
+
+Arguments = Annotated[dict[Label, Any], Meta(max_length=MAX_MAP_ENTRIES)]
+"""The arguments of an action call, by parameter name."""
 
 
 class WorkspaceDetails(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -37,7 +53,10 @@ class WorkspaceSemaphores(msgspec.Struct, frozen=True, kw_only=True, omit_defaul
     """Catch and mutex state of a workspace.
 
     ``fence`` is the fence of the latest mutex grant (0 before the first); it only increases.
-    ``by`` and ``reason`` describe the latest catch or release.
+    ``by`` and ``reason`` describe the latest catch or release. ``mutex_change`` and
+    ``mutex_by`` say what the change that made these semaphores did to the mutex and who did
+    it (both absent when it was a catch or release); ``grace_until`` is when the lease ends
+    while its holder's worker is gone.
     """
 
     caught: bool = False
@@ -46,14 +65,42 @@ class WorkspaceSemaphores(msgspec.Struct, frozen=True, kw_only=True, omit_defaul
     fence: Fence = 0
     by: ShortText | None = None
     reason: Text | None = None
+    mutex_change: MutexChange | None = None
+    mutex_by: ShortText | None = None
+    grace_until: UtcDateTime | None = None
+
+
+class ActionParam(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One parameter of an action, for forms: its JSON kind, and its default when it has one.
+
+    ``json`` is any JSON value (unannotated parameters, lists, maps); ``default`` is given only
+    when the parameter's default is a JSON scalar other than null.
+    """
+
+    name: Label
+    kind: ParamKind = "json"
+    required: bool = True
+    default: bool | int | FiniteFloat | Text | None = None
 
 
 class ActionSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
-    """An action a worker offers to operators (declared in ``hello``)."""
+    """An action a worker offers to operators (declared in ``hello``).
+
+    ``signature`` describes the parameters named in ``params``, in the same order; it is empty
+    when the worker did not describe them (then each is any JSON value).
+    """
 
     name: ActionName
     description: Text = ""
     params: Annotated[list[Label], Meta(max_length=MAX_ACTION_PARAMS)] = []
+    signature: Annotated[list[ActionParam], Meta(max_length=MAX_ACTION_PARAMS)] = []
+
+
+class ActionFailure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Why an action did not return a result: the exception's type name and message."""
+
+    type: ShortText
+    message: Text = ""
 
 
 class Cursor(msgspec.Struct, frozen=True, gc=False):

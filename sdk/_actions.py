@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, get_type_hints
@@ -85,6 +88,48 @@ def _parameter_types(function: Callable[..., Any], signature: inspect.Signature)
     return types
 
 
+_PARAM_KINDS: Final = {bool: "boolean", int: "integer", float: "number", str: "string"}
+_MAX_DEFAULT_CHARS: Final = 4096
+
+
+def _param_kind(hint: Any) -> str:
+    """The form kind of an annotation: a JSON scalar type, else any JSON value."""
+    while typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        members = [member for member in typing.get_args(hint) if member is not type(None)]
+        if len(members) != 1:
+            return "json"
+        return _param_kind(members[0])
+    if origin is typing.Literal:
+        kinds = {_param_kind(type(value)) for value in typing.get_args(hint)}
+        return kinds.pop() if len(kinds) == 1 else "json"
+    # ``bool`` is looked up as itself, never as the ``int`` it subclasses.
+    return _PARAM_KINDS.get(hint, "json") if isinstance(hint, type) else "json"
+
+
+def _json_scalar(value: Any) -> bool | int | float | str | None:
+    """``value`` if a form can show it as a default (a finite JSON scalar), else None."""
+    if isinstance(value, bool | int | str) and not (
+        isinstance(value, str) and len(value) > _MAX_DEFAULT_CHARS
+    ):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _param_spec(parameter: inspect.Parameter, hint: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": parameter.name, "kind": _param_kind(hint)}
+    if parameter.default is not inspect.Parameter.empty:
+        spec["required"] = False
+        default = _json_scalar(parameter.default)
+        if default is not None:
+            spec["default"] = default
+    return spec
+
+
 class ActionRegistry:
     def __init__(self) -> None:
         self._actions: dict[str, RegisteredAction] = {}
@@ -103,22 +148,25 @@ class ActionRegistry:
         if action_name in self._actions:
             raise ValueError(f"an action named {action_name!r} is already registered")
         signature = inspect.signature(function)
-        params = [
-            parameter.name
+        named = [
+            parameter
             for parameter in signature.parameters.values()
             if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
         ]
+        hints = _parameter_types(function, signature)
         # Validates the name and sizes with the schema's own rules, at registration time.
         spec = schema.convert(
             {
                 "name": action_name,
                 "description": description or _summary(function),
-                "params": params,
+                "params": [parameter.name for parameter in named],
+                "signature": [
+                    _param_spec(parameter, hints.get(parameter.name, Any)) for parameter in named
+                ],
             },
             ActionSpec,
         )
-        types = _parameter_types(function, signature)
-        self._actions[action_name] = RegisteredAction(spec, function, signature, types)
+        self._actions[action_name] = RegisteredAction(spec, function, signature, hints)
 
     async def run(self, request: ActionRequest) -> ActionResult:
         """Run the requested action; every outcome becomes an ``action_result``."""

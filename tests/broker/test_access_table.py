@@ -164,7 +164,7 @@ PROBES: list[Probe] = [
     ),
     Probe(
         "action_result", lambda s: schema.ActionResult(call=s.call, ok=True, result="done"),
-        "worker", None, schema.CallResult, prepare="call pending",
+        "worker", None, schema.CallResult, prepare="call pending", writes=True,
     ),
     Probe(
         "subscribe", lambda s: schema.Subscribe(id=REQUEST, pattern=s.workspace),
@@ -191,7 +191,7 @@ PROBES: list[Probe] = [
         lambda s: schema.ActionCall(
             id=REQUEST, workspace=s.workspace, run_id="fixture", action=ACTION.name
         ),
-        None, "operator", schema.CallResult, names_workspace=True,
+        None, "operator", schema.CallResult, names_workspace=True, writes=True,
     ),
     Probe(
         "mutex_break", lambda s: schema.MutexBreak(id=REQUEST, workspace=s.workspace),

@@ -282,13 +282,13 @@ def test_a_call_goes_to_the_runs_session_and_its_result_to_the_caller_only() -> 
     assert (request.name, request.args, request.caller) == ("restart", {"n": 1}, "ops")
     assert of(StartTimer, forwarded) == [StartTimer(CallTimeout(request.call), 12.0)]
     result = schema.ActionResult(call=request.call, ok=True, result="done")
-    answered = core.action_result(run, result)
+    answered = core.action_result(run, result, at(11))
     assert frames(caller, answered) == [schema.CallResult(id=5, ok=True, result="done")]
     assert frames(other, answered) == []
     assert frames(worker, answered) == []
     assert of(CancelTimer, answered) == [CancelTimer(CallTimeout(request.call))]
     # A second answer to the same call finds nobody waiting.
-    assert of(Send, core.action_result(run, result)) == []
+    assert of(Send, core.action_result(run, result, at(11))) == []
 
 
 def test_a_call_that_times_out_or_loses_its_worker_ends_once_with_an_error() -> None:
@@ -347,7 +347,7 @@ def test_a_call_from_another_node_reaches_the_run_here_and_its_result_goes_back_
     (request,) = frames(worker, core.remote(notice, at(1)))
     assert isinstance(request, schema.ActionRequest)
     assert request.caller == "ops@b"
-    answered = core.action_result(run, schema.ActionResult(call=request.call, ok=True))
+    answered = core.action_result(run, schema.ActionResult(call=request.call, ok=True), at(2))
     assert of(Tell, answered) == [Tell(CallAnswered("b", 41, ok=True))]
     missing = core.remote(CallForward("b", 42, "ws", "gone", "restart", {}, "x", 5.0), at(2))
     (failed,) = [tell.notice for tell in of(Tell, missing)]
@@ -437,7 +437,7 @@ def test_a_holder_that_disconnects_keeps_the_mutex_for_the_grace_then_the_waiter
     commit(core, ended)
     due = core.timer_due(LeaseDue("ws", epoch), at(10 + GRACE))
     (write,) = of(Write, due)
-    (change,) = [event.payload for event in write.events]
+    *_, change = [event.payload for event in write.events]
     assert isinstance(change, schema.SemaphoresChange)
     assert (change.holder, change.fence) == ("waiter", 2)
     # The grant is answered only once the new fence is durable.

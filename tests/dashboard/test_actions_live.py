@@ -1,6 +1,6 @@
 """The actions panel against a real broker, real SDK workers and a real Chromium: a form per
 declared action calls the worker and shows its result; a failing or badly called action shows
-the failure; the calls are listed; a form is disabled with its reason when the worker is
+the failure; the workspace's calls are listed; a form is disabled with its reason when the worker is
 offline or the token may not call."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from playwright.async_api import Locator, Page, expect
 
 from broker._tokens import TokenStore
 from broker.testing import running_broker
-from sdk import Worker
+from sdk import BadCallError, Watcher, Worker
 from tests.dashboard.live import LivePage, chromium, dashboard
 
 WORKSPACE = "train-actions"
@@ -93,13 +93,16 @@ async def test_a_failing_or_badly_called_action_shows_the_failure() -> None:
                 "action set_lr of run-a failed: ValueError: learning rate 50.0 is out of range"
             )
 
-            await call(form, "fast")
-            await expect(failed).to_contain_text("pierhead.bad_call: bad arguments for set_lr")
+            # The form's number input cannot send text; another client's bad call is listed.
+            async with Watcher(broker.url) as other:
+                with pytest.raises(BadCallError, match="bad arguments for set_lr"):
+                    await other.call(WORKSPACE, "run-a", "set_lr", {"value": "fast"})
             assert settings == {"lr": 0.1}
             outcomes = live.page.locator("table.call-history tbody tr")
             await expect(outcomes).to_have_count(2)
-            for row in await outcomes.all():
-                await expect(row).to_have_attribute("data-outcome", "failed")
+            await expect(outcomes.first).to_have_attribute("data-outcome", "bad_call")
+            await expect(outcomes.first).to_contain_text("pierhead.bad_call: bad arguments")
+            await expect(outcomes.last).to_have_attribute("data-outcome", "failed")
 
 
 @pytest.mark.asyncio

@@ -250,7 +250,8 @@ async def test_log_y_changes_the_scale_and_leaves_out_only_values_it_cannot_draw
                 assert drawn["lines"]["run-a"] == [None, *values[1:]]
 
 
-RUN_KINDS = {"scalar", "hardware", "hyperparameters", "progress", "status", "presence"}
+RUN_KINDS = {"scalar", "hardware", "hyperparameters", "progress", "status", "presence", "call"}
+"""What the run page may ask history for; ``call`` is the actions panel's call history."""
 
 
 @pytest.mark.asyncio

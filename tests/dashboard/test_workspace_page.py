@@ -87,7 +87,9 @@ def test_the_grace_countdown_shows_once_the_holder_left(browser: Browser) -> Non
         expect(mutex.get_by_test_id("grace")).to_have_count(0)
         page.evaluate(
             """(run_id) => fake.append("deploy-prod", [{payload: {kind: "presence", run_id,
-               state: "disconnected"}}])""",
+               state: "disconnected"}}, {payload: {kind: "semaphores", has_mutex: true,
+               holder: run_id, fence: 1, mutex_change: "holder_left", mutex_by: run_id,
+               grace_until: new Date(Date.now() + 600000).toISOString()}}])""",
             WORKER,
         )
         expect(mutex.get_by_test_id("grace")).to_contain_text("its worker left: freed in about")

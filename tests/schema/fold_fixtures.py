@@ -275,6 +275,7 @@ _payloads = st.one_of(
     for_struct(schema.Hardware),
     for_struct(schema.Hyperparameters),
     for_struct(schema.Custom),
+    for_struct(schema.CallRecord),
 )
 
 

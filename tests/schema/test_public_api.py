@@ -7,14 +7,15 @@ import types
 import schema
 
 EXPECTED = [
-    "Ack", "ActionCall", "ActionFailure", "ActionRequest", "ActionResult", "ActionSpec",
-    "BrokerFrame", "BrokerPayload", "CallResult", "Catch", "ClientFrame", "CloseCode", "Codec",
+    "Ack", "ActionCall", "ActionFailure", "ActionParam", "ActionRequest", "ActionResult",
+    "ActionSpec", "BrokerFrame", "BrokerPayload", "CallOutcome", "CallRecord", "CallResult",
+    "Catch", "ClientFrame", "CloseCode", "Codec",
     "Cursor", "Custom", "DeleteWorkspace", "DetailsChange", "Draining", "ErrorCode",
     "ErrorReply", "Event", "EventMsg", "Events", "Gap", "GpuStats", "Hardware", "Hello",
     "HistoryPage", "HistoryQuery", "Hyperparameters", "JSON_CODEC", "JSON_SUBPROTOCOL",
     "Joined", "Limits", "ListWorkspaces", "LogLevel", "LogRecord", "MSGPACK_CODEC",
-    "MSGPACK_SUBPROTOCOL", "MutexAcquire", "MutexBreak", "MutexGranted", "MutexLost",
-    "MutexRelease", "Ok", "PROTOCOL_VERSION", "Payload", "PayloadKind", "Presence",
+    "MSGPACK_SUBPROTOCOL", "MutexAcquire", "MutexBreak", "MutexChange", "MutexGranted", "MutexLost",
+    "MutexRelease", "Ok", "PROTOCOL_VERSION", "ParamKind", "Payload", "PayloadKind", "Presence",
     "PresenceState", "Progress", "Publish", "Release", "Removed", "Role", "SUBPROTOCOLS",
     "Scalar", "SchemaError", "SemaphoresChange", "SemaphoresPush", "SessionRole", "SetDetails",
     "Severity", "StartPosition", "StatsReport", "StatsRequest", "Status", "Subscribe",

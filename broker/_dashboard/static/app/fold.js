@@ -19,8 +19,12 @@ export const MAX_PROGRESS_BARS = 64;
 
 /**
  * @typedef {{caught: boolean, has_mutex: boolean, holder: string | null, fence: number,
- *   by: string | null, reason: string | null}} Semaphores
- * @typedef {{name: string, description?: string, params?: string[]}} ActionSpec
+ *   by: string | null, reason: string | null, mutex_change: string | null,
+ *   mutex_by: string | null, grace_until: string | null}} Semaphores
+ * @typedef {{name: string, kind?: string, required?: boolean,
+ *   default?: string | number | boolean}} ActionParam
+ * @typedef {{name: string, description?: string, params?: string[],
+ *   signature?: ActionParam[]}} ActionSpec
  * @typedef {{run_id: string, connected: boolean, connected_at: string, last_seen: string,
  *   client: string, actions: ActionSpec[]}} WorkerEntry
  * @typedef {{kind: string, [field: string]: unknown}} Payload
@@ -78,6 +82,9 @@ export function semaphoresOf(value) {
     fence: value.fence ?? 0,
     by: value.by ?? null,
     reason: value.reason ?? null,
+    mutex_change: value.mutex_change ?? null,
+    mutex_by: value.mutex_by ?? null,
+    grace_until: value.grace_until ?? null,
   };
 }
 
@@ -142,7 +149,8 @@ export function foldEvent(state, event) {
       next.workers = applyPresence(workers, payload, now);
       break;
     default:
-    // log, scalar, hyperparameters, hardware, custom: only the position, time and last_seen.
+    // log, scalar, hyperparameters, hardware, custom, call: only the position, time and
+    // last_seen.
   }
   return next;
 }

@@ -3,7 +3,7 @@
 // integrity record (cursor, resumes, gaps). The views read it and ask it to fetch history;
 // it says "change" whenever anything they show may have changed.
 
-import { auditEntries } from "./audit.js";
+import { AUDIT_KINDS, auditEntries } from "./audit.js";
 import { foldEvents, semaphoresOf, stateFromWire } from "./fold.js";
 import { LogWindow } from "./log-model.js";
 
@@ -22,7 +22,7 @@ export const LOG_PAGE = 500;
 /** Milestones per timeline page, and the most the timeline keeps. */
 export const TIMELINE_PAGE = 100;
 export const TIMELINE_MAX = 1000;
-/** Semaphores events per audit page, and the most audit entries kept. */
+/** Audit events (semaphores and calls) per audit page, and the most kept. */
 export const AUDIT_PAGE = 200;
 export const AUDIT_MAX = 2000;
 
@@ -42,8 +42,8 @@ export class WorkspaceFeed extends EventTarget {
     /** @type {EventMsg[]} milestones, oldest first */
     this.timeline = [];
     this.timelineExhausted = false;
-    /** @type {EventMsg[]} semaphores events, oldest first (the audit's source) */
-    this.semaphoreEvents = [];
+    /** @type {EventMsg[]} semaphores and call events, oldest first (the audit's source) */
+    this.auditEvents = [];
     /** @type {import("./fold.js").Semaphores} semaphores before the first kept event */
     this.auditBaseline = semaphoresOf({});
     this.auditExhausted = false;
@@ -106,7 +106,7 @@ export class WorkspaceFeed extends EventTarget {
     if (newEpoch) {
       this.log.reset();
       this.timeline = [];
-      this.semaphoreEvents = [];
+      this.auditEvents = [];
       this.opened = false;
     }
     // A resubscribe's snapshot is newer than what the page folded; replayed events that follow
@@ -140,9 +140,9 @@ export class WorkspaceFeed extends EventTarget {
     if (milestones.length > 0) {
       this.timeline = keepNewest(this.timeline.concat(milestones), TIMELINE_MAX);
     }
-    const semaphores = mine.filter((event) => event.payload.kind === "semaphores");
-    if (semaphores.length > 0) {
-      this.semaphoreEvents = this.semaphoreEvents.concat(semaphores);
+    const audited = mine.filter((event) => AUDIT_KINDS.includes(event.payload.kind));
+    if (audited.length > 0) {
+      this.auditEvents = this.auditEvents.concat(audited);
       this.trimAudit();
     }
     this.changed();
@@ -268,23 +268,25 @@ export class WorkspaceFeed extends EventTarget {
     });
   }
 
-  /** Older semaphores events for the audit; the oldest of a page that has more is kept as the
-   * baseline the next entry is compared with. */
+  /** Older semaphores and call events for the audit. On a page that has more, its oldest
+   * semaphores event is kept as the baseline the next entry is compared with, and what is older
+   * than it waits for the next page. */
   loadAudit() {
     this.run("audit", async () => {
-      const before = this.semaphoreEvents.length > 0 ? this.semaphoreEvents[0].offset : undefined;
-      const page = await this.history({ before, limit: AUDIT_PAGE, kinds: ["semaphores"] });
-      const known = new Set(this.semaphoreEvents.map((event) => event.offset));
-      const older = page.events
+      const before = this.auditEvents.length > 0 ? this.auditEvents[0].offset : undefined;
+      const page = await this.history({ before, limit: AUDIT_PAGE, kinds: [...AUDIT_KINDS] });
+      const known = new Set(this.auditEvents.map((event) => event.offset));
+      let older = page.events
         .filter((event) => !known.has(event.offset) && (before === undefined || event.offset < before))
         .reverse();
-      if (page.more && older.length > 0) {
-        const baseline = /** @type {EventMsg} */ (older.shift());
-        this.auditBaseline = semaphoresOf(baseline.payload);
+      const first = older.findIndex((event) => event.payload.kind === "semaphores");
+      if (page.more && first >= 0) {
+        this.auditBaseline = semaphoresOf(older[first].payload);
+        older = older.slice(first + 1);
       } else {
         this.auditBaseline = semaphoresOf({});
       }
-      this.semaphoreEvents = older.concat(this.semaphoreEvents);
+      this.auditEvents = older.concat(this.auditEvents);
       this.auditExhausted = !page.more;
       this.trimAudit();
     });
@@ -292,14 +294,17 @@ export class WorkspaceFeed extends EventTarget {
 
   /** @returns {AuditEntry[]} newest first */
   audit() {
-    return auditEntries(this.semaphoreEvents, this.auditBaseline).reverse();
+    return auditEntries(this.auditEvents, this.auditBaseline).reverse();
   }
 
   trimAudit() {
-    const excess = this.semaphoreEvents.length - AUDIT_MAX;
+    const excess = this.auditEvents.length - AUDIT_MAX;
     if (excess > 0) {
-      this.auditBaseline = semaphoresOf(this.semaphoreEvents[excess - 1].payload);
-      this.semaphoreEvents = this.semaphoreEvents.slice(excess);
+      const dropped = this.auditEvents.slice(0, excess).filter((event) => event.payload.kind === "semaphores");
+      if (dropped.length > 0) {
+        this.auditBaseline = semaphoresOf(dropped[dropped.length - 1].payload);
+      }
+      this.auditEvents = this.auditEvents.slice(excess);
       this.auditExhausted = false;
     }
   }

@@ -5,10 +5,6 @@
 import { html } from "../html.js";
 import { useEffect, useState } from "../../vendor/preact/hooks.mjs";
 
-/** Seconds a disconnected holder keeps the mutex when the broker does not say (its default,
- * `pierhead serve --grace`). The welcome frame does not carry the broker's setting. */
-export const DEFAULT_GRACE_S = 30;
-
 /**
  * @typedef {import("../fold.js").WorkspaceState} WorkspaceState
  * @typedef {{what: string, target: (state: WorkspaceState) => boolean} | null} Pending
@@ -97,46 +93,44 @@ export function SemaphoresPanel({ connection, workspace, state, roles }) {
 }
 
 /**
- * Seconds left of the holder's grace period, or null while its worker is connected.
+ * The holder's grace period once its worker left: seconds left until the lease ends (the
+ * broker's `grace_until`), "unknown" when the broker did not say (one before that field), or
+ * null while the holder's worker is connected or the mutex is free.
  * @param {WorkspaceState} state
  * @param {number} nowMs
- * @param {number} graceS
- * @returns {number | null}
+ * @returns {number | "unknown" | null}
  */
-export function graceLeft(state, nowMs, graceS) {
-  const holder = state.semaphores.holder;
-  if (!state.semaphores.has_mutex || holder === null) {
+export function graceLeft(state, nowMs) {
+  const { has_mutex: held, holder, grace_until: until } = state.semaphores;
+  if (!held || holder === null) {
     return null;
+  }
+  if (until !== null) {
+    return Math.max(0, Math.ceil((Date.parse(until) - nowMs) / 1000));
   }
   const worker = state.workers.find((entry) => entry.run_id === holder);
-  if (worker === undefined) {
-    return 0; // the run is forgotten: the mutex is due to be freed
-  }
-  if (worker.connected) {
-    return null;
-  }
-  const left = Date.parse(worker.last_seen) + graceS * 1000 - nowMs;
-  return Math.max(0, Math.ceil(left / 1000));
+  return worker !== undefined && worker.connected ? null : "unknown";
 }
 
 /**
  * Holder, fence, the grace countdown once its worker left, and Break (admins, confirmed).
- * @param {{connection: any, workspace: string, state: WorkspaceState, roles: string[],
- *   graceS?: number}} props
+ * @param {{connection: any, workspace: string, state: WorkspaceState, roles: string[]}} props
  */
-export function MutexPanel({ connection, workspace, state, roles, graceS = DEFAULT_GRACE_S }) {
+export function MutexPanel({ connection, workspace, state, roles }) {
   const [pending, error, send, observe] = useStreamedRequest(connection);
   const [confirming, setConfirming] = useState(false);
   const [now, setNow] = useState(Date.now());
   useEffect(() => observe(state), [state]);
-  const left = graceLeft(state, now, graceS);
+  const left = graceLeft(state, now);
+  const counting = typeof left === "number";
   useEffect(() => {
-    if (left === null) {
+    if (!counting) {
       return undefined;
     }
+    setNow(Date.now());
     const timer = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(timer);
-  }, [left === null]);
+  }, [counting, state.semaphores.grace_until]);
   const semaphores = state.semaphores;
   const refusal = missingRole(roles, "admin");
   const fence = semaphores.fence;
@@ -151,9 +145,14 @@ export function MutexPanel({ connection, workspace, state, roles, graceS = DEFAU
       <dl>
         <dt>Holder</dt><dd data-testid="holder">${semaphores.has_mutex ? semaphores.holder : "free"}</dd>
         <dt>Fence</dt><dd data-testid="fence">${fence}</dd>
-        ${left !== null
-          ? html`<dt>Grace</dt><dd data-testid="grace">its worker left: freed in about ${left} s
-              ${graceS === DEFAULT_GRACE_S ? " (if the broker runs with the default --grace)" : ""}</dd>`
+        ${typeof left === "number"
+          ? html`<dt>Grace</dt><dd data-testid="grace" data-until=${state.semaphores.grace_until}>its worker left: freed in about ${left} s,
+              at <time datetime=${state.semaphores.grace_until}>${state.semaphores.grace_until}</time></dd>`
+          : left === "unknown"
+            ? html`<dt>Grace</dt><dd data-testid="grace">its worker left; this broker does not say when the lease ends</dd>`
+            : null}
+        ${semaphores.mutex_change !== null
+          ? html`<dt>Last change</dt><dd data-testid="mutex-change">${semaphores.mutex_change.replace("_", " ")}${semaphores.mutex_by ? ` by ${semaphores.mutex_by}` : ""}</dd>`
           : null}
       </dl>
       ${semaphores.has_mutex
