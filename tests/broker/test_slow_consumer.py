@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import schema
+from broker._watcher_session import WatcherSession
 from broker.testing import running_broker
 from tests.broker.wire import watcher_hello, wire_client, worker_hello
 from tests.support import FLOOD_EVENTS, flood
@@ -27,6 +28,7 @@ async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher() -> None
             # From here on the watcher reads nothing until the worker is done.
             await flood(worker)
             (session,) = broker.broker.watchers
+            assert isinstance(session, WatcherSession)
             cursor = session.subscriptions[subscribed.sub].cursors["firehose"]
             workspace = broker.broker.workspaces["firehose"]
             # Every event is acknowledged while the paused watcher is far behind (the socket

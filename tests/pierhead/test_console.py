@@ -18,6 +18,7 @@ from rich.console import Console
 import schema
 import sdk
 from broker import BrokerServer
+from broker._watcher_session import WatcherSession
 from broker.testing import running_broker
 from pierhead._cli import main
 from pierhead._console import run_watch
@@ -290,7 +291,11 @@ class Output(io.StringIO):
 
 def subscriptions(broker: BrokerServer) -> int:
     assert broker.broker is not None
-    return sum(len(watcher.subscriptions) for watcher in broker.broker.watchers)
+    sessions = [
+        watcher for watcher in broker.broker.watchers if isinstance(watcher, WatcherSession)
+    ]
+    assert len(sessions) == len(broker.broker.watchers)
+    return sum(len(session.subscriptions) for session in sessions)
 
 
 async def stop(task: asyncio.Task[int]) -> None:
