@@ -23,6 +23,35 @@ def scroll_to(page: Page, top: int) -> None:
     )
 
 
+def wait_at_the_tail(page: Page) -> None:
+    """Until the log view scrolls (its stylesheet, loaded after the page's first render, is
+    applied) and shows the end of its lines: only then does a scroll land where it is asked."""
+    page.wait_for_function(
+        """() => {
+            const scroll = document.querySelector("[data-testid=log-scroll]");
+            return scroll !== null && getComputedStyle(scroll).overflowY === "auto"
+                && scroll.scrollHeight > scroll.clientHeight
+                && scroll.scrollTop + scroll.clientHeight >= scroll.scrollHeight - 1;
+        }"""
+    )
+
+
+def wait_in_view(page: Page, offset: int) -> None:
+    """Until the line of ``offset`` is inside the log view's viewport, the view scrolling."""
+    page.wait_for_function(
+        """([offset, rowPx]) => {
+            const scroll = document.querySelector("[data-testid=log-scroll]");
+            const line = scroll?.querySelector(`[data-offset='${offset}']`);
+            if (!line || getComputedStyle(scroll).overflowY !== "auto") {
+                return false;
+            }
+            const top = Number(line.dataset.index) * rowPx;
+            return scroll.scrollTop <= top && top + rowPx <= scroll.scrollTop + scroll.clientHeight;
+        }""",
+        arg=[offset, ROW_PX],
+    )
+
+
 def test_a_hundred_thousand_lines_keep_a_screenful_in_the_dom(browser: Browser) -> None:
     with fixture_page(browser, scenario="big", lines="1") as (page, problems):
         summary = page.get_by_test_id("log-summary")
@@ -39,7 +68,7 @@ def test_a_hundred_thousand_lines_keep_a_screenful_in_the_dom(browser: Browser) 
         expect(summary).to_have_attribute("data-last", "100001")
         expect(summary).to_have_attribute("data-count", str(MAX_ROWS))
         expect(summary).to_have_attribute("data-first", str(100_001 - MAX_ROWS + 1))
-        expect(page.get_by_test_id("log-scroll").locator("[data-offset='100001']")).to_be_visible()
+        wait_in_view(page, 100_001)
         rows = page.get_by_test_id("log-scroll").locator(".log-row")
         assert rows.count() < 100
         middle = MAX_ROWS // 2
@@ -58,6 +87,7 @@ def test_the_log_opens_with_the_latest_page_and_pages_back_on_demand(browser: Br
         expect(summary).to_have_attribute("data-attached", "true")
         log_queries = page.evaluate("fake.historyQueries.filter(query => !query.kinds)")
         assert log_queries == [{"workspace": "train-big", "limit": LOG_PAGE}]
+        wait_at_the_tail(page)
         scroll_to(page, 0)
         expect(summary).to_have_attribute("data-first", str(5000 - 2 * LOG_PAGE + 1))
         # The line that was on top comes back on top: the view does not jump to the start of
@@ -78,6 +108,7 @@ def test_the_log_opens_with_the_latest_page_and_pages_back_on_demand(browser: Br
 def test_scrolled_up_it_counts_new_lines_and_follows_again(browser: Browser) -> None:
     with fixture_page(browser, scenario="big", lines="2000") as (page, problems):
         expect(page.get_by_test_id("following")).to_be_visible()
+        wait_at_the_tail(page)
         scroll_to(page, 100 * ROW_PX)
         to_tail = page.get_by_test_id("to-tail")
         expect(to_tail).to_have_text("Follow ↓")
@@ -111,13 +142,7 @@ def test_a_deep_link_opens_the_log_and_time_travel_at_its_offset(browser: Browse
     with fixture_page(browser, scenario="big", lines="5000", at="2500") as (page, problems):
         summary = page.get_by_test_id("log-summary")
         expect(summary).to_have_attribute("data-attached", "false")
-        line = page.get_by_test_id("log-scroll").locator("[data-offset='2500']")
-        expect(line).to_be_visible()
-        index = int(line.get_attribute("data-index") or "-1")
-        top, height = page.get_by_test_id("log-scroll").evaluate(
-            "e => [e.scrollTop, e.clientHeight]"
-        )
-        assert top <= index * ROW_PX < top + height, "the linked line is scrolled out of view"
+        wait_in_view(page, 2500)
         past = page.locator("[data-testid=past-state][data-offset='2500']")
         expect(past).to_have_attribute("data-exact", "true")
         expect(past.get_by_test_id("state-json")).to_contain_text('"last_offset": 2500')
@@ -135,6 +160,7 @@ def test_a_deep_link_opens_the_log_and_time_travel_at_its_offset(browser: Browse
 
 def test_retention_before_the_first_stored_line_is_a_gap(browser: Browser) -> None:
     with fixture_page(browser, scenario="big", lines="300", retained="101") as (page, problems):
+        wait_at_the_tail(page)
         scroll_to(page, 0)
         gap = page.get_by_test_id("log-scroll").locator("[data-gap='1-100']")
         expect(gap).to_contain_text("offsets 1\N{EN DASH}100 missing (removed by retention)")

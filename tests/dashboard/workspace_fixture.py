@@ -5,8 +5,9 @@ store, which a fixture page has none of, and has live tests of its own
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Literal
 from urllib.parse import urlencode
 
 from playwright.sync_api import Browser, Page, Route
@@ -23,16 +24,26 @@ ACTIONS_STUB = (
 
 
 @contextmanager
-def fixture_page(browser: Browser, **params: str) -> Iterator[tuple[Page, PageProblems]]:
-    """The workspace page rendered on a FakeConnection filled by ``params["scenario"]``."""
+def fixture_page(
+    browser: Browser,
+    *,
+    prepare: Callable[[Page], None] | None = None,
+    wait_until: Literal["load", "domcontentloaded"] = "load",
+    **params: str,
+) -> Iterator[tuple[Page, PageProblems]]:
+    """The workspace page rendered on a FakeConnection filled by ``params["scenario"]``;
+    ``prepare`` is given the page before it is loaded (to route its requests), and the page is
+    loaded once ``wait_until`` happened (its DOM only, when a request is held back)."""
     page, problems = open_page(browser)
 
     def stub(route: Route) -> None:
         route.fulfill(status=200, body=ACTIONS_STUB, content_type="text/javascript")
 
     page.route("**/app/views/actions.js", stub)
+    if prepare is not None:
+        prepare(page)
     try:
-        page.goto(f"/__tests__/workspace_fixture.html?{urlencode(params)}")
+        page.goto(f"/__tests__/workspace_fixture.html?{urlencode(params)}", wait_until=wait_until)
         yield page, problems
     finally:
         page.context.close()

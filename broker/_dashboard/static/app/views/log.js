@@ -33,7 +33,10 @@ export function LogView({ feed, version, onSelect }) {
   const scrollRef = useRef(null);
   const rowsRef = useRef(/** @type {import("../log-model.js").Row[]} */ ([]));
   const topKeyRef = useRef(/** @type {{key: string, within: number} | null} */ (null));
-  const jumpedRef = useRef(/** @type {number | null} */ (null));
+  /** Where the view last scrolled the element to, or saw it in the scroll handler. */
+  const placedTopRef = useRef(0);
+  /** The deep link the view no longer holds in view: the reader scrolled away from it. */
+  const linkLeftRef = useRef(/** @type {number | null} */ (null));
 
   const needle = search.trim().toLowerCase();
   const rows = useMemo(() => {
@@ -72,44 +75,74 @@ export function LogView({ feed, version, onSelect }) {
     virtualizer._willUpdate();
   });
 
-  // Keep the line at the top of the view where it was when older rows come in above it.
+  // The element's size changes after the view was placed (its stylesheet arrives after the first
+  // page, the window is resized): place it again then, or a view that was pinned or jumped while
+  // it could not scroll yet stays at its top.
   useLayoutEffect(() => {
     const element = scrollRef.current;
     if (element === null) {
+      return undefined;
+    }
+    const observer = new ResizeObserver(() => rerender(undefined));
+    observer.observe(element);
+    return () => observer.disconnect();
+  }, []);
+
+  // Place the view after every render: at the bottom while following, with the deep link's line
+  // in view until the reader scrolls away from it, else with the line that was on top kept there
+  // when older rows come in above it. Only while the element is where the view left it: a scroll
+  // by anyone else is decided on by onScroll, and its event may not have come yet.
+  useLayoutEffect(() => {
+    const element = scrollRef.current;
+    if (element === null || movedByOthers(element, placedTopRef.current)) {
       return;
     }
     const anchor = topKeyRef.current;
+    const link = feed.anchor !== null && linkLeftRef.current !== feed.anchor
+      ? rows.findIndex((row) => row.type === "event" && row.offset >= /** @type {number} */ (feed.anchor))
+      : -1;
     if (following) {
-      element.scrollTop = element.scrollHeight;
+      place(element, element.scrollHeight);
+    } else if (link >= 0) {
+      place(element, Math.max(0, link * ROW_PX - element.clientHeight / 2));
     } else if (anchor !== null) {
       const index = rows.findIndex((row) => row.key === anchor.key);
-      if (index >= 0 && Math.abs(index * ROW_PX + anchor.within - element.scrollTop) >= 1) {
-        element.scrollTop = index * ROW_PX + anchor.within;
+      if (index >= 0) {
+        place(element, index * ROW_PX + anchor.within);
       }
     }
-  }, [rows, log.version, following]);
+  });
 
-  // A deep link: bring its line into view once the window around it is loaded.
-  useLayoutEffect(() => {
-    const element = scrollRef.current;
-    if (element === null || feed.anchor === null || jumpedRef.current === feed.anchor) {
-      return;
+  /**
+   * Scroll to `top` and note where the element is now (the browser clamps) and its top line, so
+   * that a render before the scroll event places it from there.
+   * @param {HTMLDivElement} element
+   * @param {number} top
+   */
+  const place = (element, top) => {
+    if (Math.abs(element.scrollTop - top) >= 1) {
+      element.scrollTop = top;
     }
-    const index = rows.findIndex((row) => row.type === "event" && row.offset >= /** @type {number} */ (feed.anchor));
-    if (index >= 0) {
-      jumpedRef.current = feed.anchor;
-      element.scrollTop = Math.max(0, index * ROW_PX - element.clientHeight / 2);
-    }
-  }, [rows, log.version, feed.anchor]);
+    notePlace(element);
+  };
+
+  /** @param {HTMLDivElement} element */
+  const notePlace = (element) => {
+    placedTopRef.current = element.scrollTop;
+    const top = Math.floor(element.scrollTop / ROW_PX);
+    const row = rowsRef.current[top];
+    topKeyRef.current = row ? { key: row.key, within: element.scrollTop - top * ROW_PX } : null;
+  };
 
   const onScroll = () => {
     const element = scrollRef.current;
     if (element === null) {
       return;
     }
-    const top = Math.floor(element.scrollTop / ROW_PX);
-    const row = rowsRef.current[top];
-    topKeyRef.current = row ? { key: row.key, within: element.scrollTop - top * ROW_PX } : null;
+    if (feed.anchor !== null && movedByOthers(element, placedTopRef.current)) {
+      linkLeftRef.current = feed.anchor;
+    }
+    notePlace(element);
     const atBottom = element.scrollTop + element.clientHeight >= element.scrollHeight - ROW_PX;
     if (atBottom !== following) {
       setFollowing(atBottom && log.attached);
@@ -167,6 +200,18 @@ export function LogView({ feed, version, onSelect }) {
       </div>
     </section>
   `;
+}
+
+/**
+ * Whether something other than the view scrolled the element since it was at `placedTop`: it is
+ * elsewhere than there, as far down as its content now lets it be.
+ * @param {HTMLElement} element
+ * @param {number} placedTop
+ * @returns {boolean}
+ */
+function movedByOthers(element, placedTop) {
+  const expected = Math.min(placedTop, Math.max(0, element.scrollHeight - element.clientHeight));
+  return Math.abs(element.scrollTop - expected) >= 1;
 }
 
 /**
