@@ -11,7 +11,7 @@ from broker._access import OPEN
 from broker._effects import CallTimeout, Effect, LeaseDue, Now, Reply, Send, Write
 from broker._routing import Router
 from broker._store import StoredWorkspace
-from tests.broker.test_routing import (
+from tests.broker.routing_support import (
     GRACE,
     T0,
     FakePeer,

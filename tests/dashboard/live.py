@@ -63,6 +63,13 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
+BROKER_DOWN: Final = (
+    r"WebSocket connection to .* failed"
+    r"|net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)"
+)
+"""What Chromium reports about a broker that is down: refused sockets and cut file loads."""
+
+
 @dataclass
 class PageProblems:
     """Console errors, uncaught exceptions and failed requests of one page, less the ones the
@@ -111,6 +118,12 @@ class LivePage:
     def expect_console(self, pattern: str) -> None:
         """From now on, a problem matching ``pattern`` (a regex) does not fail the test."""
         self.problems.expected.append(re.compile(pattern))
+
+    def expect_broker_down(self) -> None:
+        """From now on, what the browser reports while the broker is down does not fail the
+        test: each refused reconnect, and any file the page was loading when the broker died
+        (a view's module or stylesheet loaded on demand)."""
+        self.expect_console(BROKER_DOWN)
 
     async def goto(self, path: str) -> None:
         await self.page.goto(self.base + path)

@@ -5,51 +5,17 @@ deep link to an offset."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.dashboard.workspace_fixture import fixture_page
-
-ROW_PX = 20
-"""app/views/log.js ROW_PX."""
-LOG_PAGE = 500
-"""app/workspace-feed.js LOG_PAGE."""
-MAX_ROWS = 50_000
-"""app/log-model.js DEFAULT_MAX_ROWS."""
-
-
-def scroll_to(page: Page, top: int) -> None:
-    page.get_by_test_id("log-scroll").evaluate(
-        "(element, top) => { element.scrollTop = top; }", top
-    )
-
-
-def wait_at_the_tail(page: Page) -> None:
-    """Until the log view scrolls (its stylesheet, loaded after the page's first render, is
-    applied) and shows the end of its lines: only then does a scroll land where it is asked."""
-    page.wait_for_function(
-        """() => {
-            const scroll = document.querySelector("[data-testid=log-scroll]");
-            return scroll !== null && getComputedStyle(scroll).overflowY === "auto"
-                && scroll.scrollHeight > scroll.clientHeight
-                && scroll.scrollTop + scroll.clientHeight >= scroll.scrollHeight - 1;
-        }"""
-    )
-
-
-def wait_in_view(page: Page, offset: int) -> None:
-    """Until the line of ``offset`` is inside the log view's viewport, the view scrolling."""
-    page.wait_for_function(
-        """([offset, rowPx]) => {
-            const scroll = document.querySelector("[data-testid=log-scroll]");
-            const line = scroll?.querySelector(`[data-offset='${offset}']`);
-            if (!line || getComputedStyle(scroll).overflowY !== "auto") {
-                return false;
-            }
-            const top = Number(line.dataset.index) * rowPx;
-            return scroll.scrollTop <= top && top + rowPx <= scroll.scrollTop + scroll.clientHeight;
-        }""",
-        arg=[offset, ROW_PX],
-    )
+from tests.dashboard.workspace_fixture import (
+    LOG_PAGE,
+    MAX_ROWS,
+    ROW_PX,
+    fixture_page,
+    scroll_to,
+    wait_at_the_tail,
+    wait_in_view,
+)
 
 
 def test_a_hundred_thousand_lines_keep_a_screenful_in_the_dom(browser: Browser) -> None:

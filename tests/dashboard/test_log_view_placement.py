@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.dashboard.test_log_view import (
+from tests.dashboard.workspace_fixture import (
     LOG_PAGE,
     ROW_PX,
+    fixture_page,
     scroll_to,
     wait_at_the_tail,
     wait_in_view,
 )
-from tests.dashboard.workspace_fixture import fixture_page
 
 STYLESHEET = "**/app/workspace.css"
 """The workspace page's stylesheet, which sizes the log view as a scrolling viewport."""

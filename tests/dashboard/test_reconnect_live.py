@@ -33,7 +33,7 @@ async def test_the_page_reconnects_and_resumes_after_the_broker_is_killed_and_re
                 await expect(state).to_have_text("connected")
                 await expect(event).to_have_text("before the kill")
                 # While the broker is down, the browser reports each refused attempt.
-                live.expect_console(r"WebSocket connection to .* failed")
+                live.expect_broker_down()
 
                 first.kill()
                 await first.wait()

@@ -24,9 +24,6 @@ from tests.dashboard.workspace_live import (
 )
 from tests.support import WAIT_S
 
-DOWN = r"WebSocket connection to .* failed|ERR_CONNECTION_REFUSED"
-"""What Chromium logs while the broker is down."""
-
 
 @pytest.mark.asyncio
 async def test_the_log_view_ends_with_exactly_the_stored_events_after_a_sigkill_and_restart(
@@ -49,7 +46,7 @@ async def test_the_log_view_ends_with_exactly_the_stored_events_after_a_sigkill_
                     before = await stored_events(watcher, "deploy-prod")
                 await expect(summary).to_have_attribute("data-last", str(before[-1].offset))
 
-                live.expect_console(DOWN)
+                live.expect_broker_down()
                 first.kill()
                 await first.wait()
                 second = BrokerProcess(data, "--port", str(first.port))

@@ -11,9 +11,7 @@ from playwright.async_api import Page, expect
 
 from schema import EventMsg, WorkspaceState
 from sdk import Watcher
-
-ROW_PX = 20
-"""The log view's line height (app/views/log.js ROW_PX)."""
+from tests.dashboard.workspace_fixture import ROW_PX
 
 
 async def stored_events(watcher: Watcher, workspace: str) -> list[EventMsg]:
