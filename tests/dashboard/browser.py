@@ -43,6 +43,15 @@ MOUNTS: Final = {
 CHROMIUM_NAMES: Final = ("chromium", "chromium-browser")
 
 
+def no_chromium(error: Error) -> RuntimeError:
+    """What to do when Chromium would not start, with the launcher's reason."""
+    return RuntimeError(
+        "no Chromium for the dashboard tests: install Debian's chromium "
+        "(apt-get install chromium), set PIERHEAD_CHROMIUM, or run "
+        f"`playwright install chromium` ({error.message.splitlines()[0]})"
+    )
+
+
 def chromium_executable() -> str | None:
     """The Chromium to launch: ``$PIERHEAD_CHROMIUM``, else one on PATH, else None for
     Playwright's own (``playwright install chromium``)."""
@@ -63,11 +72,7 @@ def launch_chromium() -> Iterator[Browser]:
         try:
             browser = playwright.chromium.launch(executable_path=executable, headless=True)
         except Error as exc:
-            raise RuntimeError(
-                "no Chromium for the dashboard tests: install Debian's chromium "
-                "(apt-get install chromium), set PIERHEAD_CHROMIUM, or run "
-                f"`playwright install chromium` ({exc.message.splitlines()[0]})"
-            ) from exc
+            raise no_chromium(exc) from exc
         try:
             yield browser
         finally:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright, expect
 
-from tests.dashboard.browser import chromium_executable
+from tests.dashboard.browser import chromium_executable, no_chromium
 from tests.support import WAIT_S
 
 TOKEN_KEY: Final = "pierhead.token"
@@ -52,11 +52,7 @@ async def chromium() -> AsyncIterator[Browser]:
                 executable_path=chromium_executable(), headless=True
             )
         except Error as exc:
-            raise RuntimeError(
-                "no Chromium for the dashboard tests: install Debian's chromium "
-                "(apt-get install chromium), set PIERHEAD_CHROMIUM, or run "
-                f"`playwright install chromium` ({exc.message.splitlines()[0]})"
-            ) from exc
+            raise no_chromium(exc) from exc
         try:
             yield browser
         finally:
