@@ -111,7 +111,7 @@ export class RunSeries {
   }
 
   /**
-   * The columns a chart of one series name over the runs draws: drawnColumns() of
+   * The columns a chart of one series name over the runs draws: drawable() of
    * chartColumns(), kept up to date from frame to frame (ChartColumns). The same outer array
    * comes back while none of its series changed, so a chart redraws only when its data did;
    * the column arrays inside it may be reused, extended in place, from one change to the next.
@@ -475,7 +475,7 @@ export class ChartColumns {
       }
     }
     if (fresh.length === 0) {
-      this.lines.forEach((line) => this.taken(line));
+      this.lines.forEach((line) => this.caughtUp(line));
       return;
     }
     if (!sorted) {
@@ -530,7 +530,7 @@ export class ChartColumns {
           smooth[slot] = this.drawn(this.smooth(line, point.value));
         }
       }
-      this.taken(line);
+      this.caughtUp(line);
     });
     this.columns = this.columns.slice();
   }
@@ -577,7 +577,7 @@ export class ChartColumns {
           smoothed[slot] = this.smooth(line, value);
         }
       }
-      this.taken(line);
+      this.caughtUp(line);
       all.push(values);
       if (this.weight > 0) {
         all.push(smoothed);
@@ -634,13 +634,13 @@ export class ChartColumns {
     return line.last / (1 - weight ** line.count);
   }
 
-  /** @param {number} value */
+  /** A value as this chart draws it. @param {number} value */
   drawn(value) {
     return this.logY ? drawnOnLog(value) : value;
   }
 
-  /** @param {LineState} line */
-  taken(line) {
+  /** Note that the columns now hold every point of the line's series. @param {LineState} line */
+  caughtUp(line) {
     if (line.series !== undefined) {
       line.taken = line.series.points.length;
       line.version = line.series.version;
