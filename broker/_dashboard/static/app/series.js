@@ -5,6 +5,12 @@
 // is kept exactly. When a new point would pass it, the older half of the series is thinned to
 // every second point (the newest half stays exact), so a long run keeps its whole shape in a
 // fixed amount of memory; `thinned` counts the points let go.
+//
+// Per frame cost: a chart's columns (ChartColumns) are kept from one frame to the next. Points
+// appended to a series at or past its line's largest x are merged into the columns' tail and
+// smoothed from the EMA's kept state, so a live frame costs what it brought, not the series'
+// length. The columns are built again in full only when that cannot be done: a series was
+// thinned or took a point before its end, or a point went back on the x axis.
 
 /** Points one series keeps at most (per run and series name). */
 export const SERIES_POINT_LIMIT = 20_000;
@@ -35,6 +41,11 @@ export class Series {
     this.thinned = 0;
     /** Bumped on every change, so a chart can tell whether to compute its columns again. */
     this.version = 0;
+    /**
+     * Bumped when points were dropped or one was put before the end (thinning, a history page
+     * older than the live points): a chart's columns are then built again, not appended to.
+     */
+    this.reshaped = 0;
   }
 
   /** Add a point; a point whose offset is already held is ignored. @param {SeriesPoint} point */
@@ -49,6 +60,7 @@ export class Series {
         return;
       }
       points.splice(index, 0, point);
+      this.reshaped += 1;
     }
     this.version += 1;
     if (points.length > this.limit) {
@@ -62,6 +74,7 @@ export class Series {
     const older = this.points.slice(0, half).filter((_, index) => index % 2 === 1);
     this.thinned += half - older.length;
     this.points = older.concat(this.points.slice(half));
+    this.reshaped += 1;
   }
 }
 
@@ -93,31 +106,32 @@ export class RunSeries {
     this.scalars = new Map();
     /** @type {Map<string, Map<string, Series>>} */
     this.hardware = new Map();
-    /** @type {Map<string, {versions: string, columns: Array<Array<number | null>>}>} */
+    /** @type {Map<string, ChartColumns>} */
     this.columnCache = new Map();
   }
 
   /**
-   * chartColumns() of one series name over the runs, the same array again while none of its
-   * series changed (so a chart redraws only when its data did).
+   * The columns a chart of one series name over the runs draws: drawable() of
+   * chartColumns(), kept up to date from frame to frame (ChartColumns). The same outer array
+   * comes back while none of its series changed, so a chart redraws only when its data did;
+   * the column arrays inside it may be reused, extended in place, from one change to the next.
    * @param {"scalars" | "hardware"} table
    * @param {string} name @param {string[]} runIds
-   * @param {"step" | "time"} xMode @param {number} weight
+   * @param {"step" | "time"} xMode @param {number} weight @param {boolean} [logY]
    */
-  columnsOf(table, name, runIds, xMode, weight) {
-    const series = runIds.map((runId) => this[table].get(runId)?.get(name));
-    const key = JSON.stringify([table, name, runIds, xMode, weight]);
-    const versions = series.map((each) => each?.version ?? -1).join(",");
-    const cached = this.columnCache.get(key);
-    if (cached !== undefined && cached.versions === versions) {
-      return cached.columns;
+  columnsOf(table, name, runIds, xMode, weight, logY = false) {
+    const key = `${table}\u0000${name}\u0000${runIds.join("\u0000")}\u0000${xMode}\u0000${weight}\u0000${logY}`;
+    let chart = this.columnCache.get(key);
+    if (chart === undefined) {
+      if (this.columnCache.size >= COLUMN_CACHE_LIMIT) {
+        this.columnCache.clear();
+      }
+      chart = new ChartColumns(xMode, weight, logY);
+      this.columnCache.set(key, chart);
     }
-    if (this.columnCache.size >= COLUMN_CACHE_LIMIT) {
-      this.columnCache.clear();
-    }
-    const columns = chartColumns(series.map((each) => each?.points ?? []), xMode, weight);
-    this.columnCache.set(key, { versions, columns });
-    return columns;
+    const byRun = this[table];
+    chart.update(runIds.map((runId) => byRun.get(runId)?.get(name)));
+    return chart.columns;
   }
 
   /**
@@ -324,4 +338,336 @@ export function chartColumns(lines, xMode, weight) {
     columns.push(values, ema(values, weight));
   }
   return columns;
+}
+
+/**
+ * The columns as a chart draws them: on a log y axis a value at or below zero (or not a number)
+ * has no place and becomes a hole (null). Without a log axis, the columns as they are.
+ * @param {Array<Array<number | null>>} columns @param {boolean} logY
+ */
+export function drawable(columns, logY) {
+  if (!logY) {
+    return columns;
+  }
+  return [columns[0], ...columns.slice(1).map((ys) => ys.map(drawnOnLog))];
+}
+
+/** @param {number | null} y */
+function drawnOnLog(y) {
+  return y !== null && y > 0 ? y : null;
+}
+
+/**
+ * Where a line of a chart has got to: the points of its series taken so far, its largest x, and
+ * the EMA's state after its value at that x and before it (a later point at the same x
+ * replaces that value, so the average is taken again from the state before it).
+ */
+class LineState {
+  /** @param {Series | undefined} series */
+  constructor(series) {
+    this.series = series;
+    this.version = -1;
+    this.reshaped = series?.reshaped ?? 0;
+    /** Points of the series already in the columns. */
+    this.taken = 0;
+    this.maxX = -Infinity;
+    this.last = 0;
+    this.count = 0;
+    this.lastBefore = 0;
+    this.countBefore = 0;
+  }
+}
+
+/**
+ * One chart's columns, kept from frame to frame. After every update() they equal
+ * `drawable(chartColumns(points of each series, xMode, weight), logY)`; but points appended to a
+ * series at or past the largest x of its line are merged into the columns' tail, and their
+ * smoothed values continue from the kept EMA state, instead of everything being computed again.
+ * The columns are built again in full when a series was reshaped (thinned, or given a point
+ * before its end), a point goes back on the x axis, or the run set changes (a new ChartColumns).
+ */
+export class ChartColumns {
+  /** @param {"step" | "time"} xMode @param {number} weight @param {boolean} logY */
+  constructor(xMode, weight, logY) {
+    if (!(weight >= 0 && weight < 1)) {
+      throw new RangeError(`smoothing weight must be in [0, 1), not ${weight}`);
+    }
+    this.xMode = xMode;
+    this.weight = weight;
+    this.logY = logY;
+    /** @type {Array<Array<number | null>>} a new outer array after every change */
+    this.columns = [[]];
+    /** @type {LineState[]} */
+    this.lines = [];
+    /** Full builds so far (appends are not counted). */
+    this.builds = 0;
+    /** Whether the columns can be appended to: every x in them is a finite number, not -0. */
+    this.appendable = false;
+  }
+
+  /**
+   * Bring the columns up to date; true if they changed.
+   * @param {Array<Series | undefined>} series one per line (run), undefined for a run without any
+   */
+  update(series) {
+    const lines = this.lines;
+    if (this.builds === 0 || lines.length !== series.length) {
+      this.build(series);
+      return true;
+    }
+    let changed = false;
+    let appendable = this.appendable;
+    for (let index = 0; index < series.length; index += 1) {
+      const each = series[index];
+      let line = lines[index];
+      if (line.series !== each) {
+        if (line.series !== undefined) {
+          appendable = false;
+        }
+        line = new LineState(each);
+        lines[index] = line;
+      }
+      if (each === undefined || each.version === line.version) {
+        continue;
+      }
+      changed = true;
+      if (!appendable || each.reshaped !== line.reshaped) {
+        appendable = false;
+        continue;
+      }
+      let maxX = line.maxX;
+      const points = each.points;
+      for (let at = line.taken; at < points.length; at += 1) {
+        const x = xOf(points[at], this.xMode);
+        if (!(x >= maxX) || !isPlainX(x)) {
+          appendable = false;
+          break;
+        }
+        maxX = x;
+      }
+    }
+    if (!changed) {
+      return false;
+    }
+    if (appendable) {
+      this.append();
+    } else {
+      this.build(series);
+    }
+    return true;
+  }
+
+  /** Merge the lines' new points into the columns' tail. */
+  append() {
+    const xMode = this.xMode;
+    const xs = /** @type {number[]} */ (this.columns[0]);
+    /** @type {number[]} */
+    const fresh = [];
+    let sorted = true;
+    for (const line of this.lines) {
+      const points = line.series?.points ?? [];
+      for (let at = line.taken; at < points.length; at += 1) {
+        const x = xOf(points[at], xMode);
+        if (fresh.length > 0 && x < fresh[fresh.length - 1]) {
+          sorted = false;
+        }
+        fresh.push(x);
+      }
+    }
+    if (fresh.length === 0) {
+      this.lines.forEach((line) => this.caughtUp(line));
+      return;
+    }
+    if (!sorted) {
+      fresh.sort((a, b) => a - b);
+    }
+    // Every column keeps its head up to the first new x; the tail is merged with the new xs,
+    // a hole for each line at each x it has no value at yet.
+    const start = lowerBound(xs, fresh[0], 0);
+    const tailXs = xs.slice(start);
+    const tails = this.columns.map((column) => column.slice(start));
+    for (const column of this.columns) {
+      column.length = start;
+    }
+    let old = 0;
+    for (let at = 0; at < fresh.length || old < tailXs.length; ) {
+      const x = old < tailXs.length && (at >= fresh.length || tailXs[old] <= fresh[at]) ? tailXs[old] : fresh[at];
+      const kept = old < tailXs.length && tailXs[old] === x;
+      for (let column = 0; column < tails.length; column += 1) {
+        this.columns[column].push(kept ? tails[column][old] : column === 0 ? x : null);
+      }
+      if (kept) {
+        old += 1;
+      }
+      while (at < fresh.length && fresh[at] === x) {
+        at += 1;
+      }
+    }
+    const width = this.weight > 0 ? 2 : 1;
+    this.lines.forEach((line, index) => {
+      const series = line.series;
+      if (series === undefined) {
+        return;
+      }
+      const raw = this.columns[1 + index * width];
+      const smooth = this.columns[2 + index * width];
+      const points = series.points;
+      for (let at = line.taken; at < points.length; at += 1) {
+        const point = points[at];
+        const x = xOf(point, xMode);
+        const slot = lowerBound(xs, x, start);
+        raw[slot] = this.drawn(point.value);
+        if (x === line.maxX) {
+          // A later point at the same x replaces the value there.
+          line.last = line.lastBefore;
+          line.count = line.countBefore;
+        } else {
+          line.lastBefore = line.last;
+          line.countBefore = line.count;
+          line.maxX = x;
+        }
+        if (width === 2) {
+          smooth[slot] = this.drawn(this.smooth(line, point.value));
+        }
+      }
+      this.caughtUp(line);
+    });
+    this.columns = this.columns.slice();
+  }
+
+  /**
+   * The columns from the series' points, and each line's state.
+   * @param {Array<Series | undefined>} series
+   */
+  build(series) {
+    this.builds += 1;
+    this.lines = series.map((each) => new LineState(each));
+    const lines = series.map((each) => each?.points ?? []);
+    const union = this.unionOfXs(lines);
+    this.appendable = union !== null;
+    const [xs, ...raw] =
+      union === null
+        ? alignColumns(lines, this.xMode)
+        : [
+            union,
+            ...lines.map((points) => {
+              /** @type {Array<number | null>} */
+              const values = new Array(union.length).fill(null);
+              for (const point of points) {
+                values[lowerBound(union, xOf(point, this.xMode), 0)] = point.value;
+              }
+              return values;
+            }),
+          ];
+    const all = [xs];
+    raw.forEach((values, index) => {
+      const line = this.lines[index];
+      /** @type {Array<number | null>} */
+      const smoothed = this.weight > 0 ? new Array(values.length) : [];
+      for (let slot = 0; slot < values.length; slot += 1) {
+        const value = values[slot];
+        if (value === null) {
+          smoothed[slot] = null;
+          continue;
+        }
+        line.lastBefore = line.last;
+        line.countBefore = line.count;
+        line.maxX = /** @type {number} */ (xs[slot]);
+        if (this.weight > 0) {
+          smoothed[slot] = this.smooth(line, value);
+        }
+      }
+      this.caughtUp(line);
+      all.push(values);
+      if (this.weight > 0) {
+        all.push(smoothed);
+      }
+    });
+    this.columns = drawable(all, this.logY);
+  }
+
+  /**
+   * The sorted distinct xs of every point, or null when one is not a finite number or is -0
+   * (then alignColumns() decides, and the columns are built in full at every change).
+   * @param {Array<SeriesPoint[]>} lines
+   */
+  unionOfXs(lines) {
+    let total = 0;
+    for (const points of lines) {
+      total += points.length;
+    }
+    const every = new Float64Array(total);
+    let at = 0;
+    for (const points of lines) {
+      for (const point of points) {
+        const x = xOf(point, this.xMode);
+        if (!isPlainX(x)) {
+          return null;
+        }
+        every[at] = x;
+        at += 1;
+      }
+    }
+    every.sort();
+    /** @type {number[]} */
+    const xs = [];
+    for (const x of every) {
+      if (xs.length === 0 || x !== xs[xs.length - 1]) {
+        xs.push(x);
+      }
+    }
+    return xs;
+  }
+
+  /**
+   * The next value of a line's EMA, as ema() computes it: a value that is not a finite number
+   * is drawn as it is and does not move the average.
+   * @param {LineState} line @param {number} value
+   */
+  smooth(line, value) {
+    if (!Number.isFinite(value)) {
+      return value;
+    }
+    const weight = this.weight;
+    line.last = line.last * weight + (1 - weight) * value;
+    line.count += 1;
+    return line.last / (1 - weight ** line.count);
+  }
+
+  /** A value as this chart draws it. @param {number} value */
+  drawn(value) {
+    return this.logY ? drawnOnLog(value) : value;
+  }
+
+  /** Note that the columns now hold every point of the line's series. @param {LineState} line */
+  caughtUp(line) {
+    if (line.series !== undefined) {
+      line.taken = line.series.points.length;
+      line.version = line.series.version;
+      line.reshaped = line.series.reshaped;
+    }
+  }
+}
+
+/** @param {number} x */
+function isPlainX(x) {
+  return Number.isFinite(x) && !Object.is(x, -0);
+}
+
+/**
+ * The first index at or after `from` whose x is not below `x`.
+ * @param {Array<number | null>} xs sorted @param {number} x @param {number} from
+ */
+function lowerBound(xs, x, from) {
+  let low = from;
+  let high = xs.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (/** @type {number} */ (xs[middle]) < x) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  return low;
 }

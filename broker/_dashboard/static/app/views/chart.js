@@ -4,7 +4,7 @@
 // uPlot instance as its `uplot` property: `figure.uplot.data` is what the chart draws from
 // (`[xs, ys of line 0, ...]`) and `figure.uplot.series[i + 1].label` names line i.
 
-import { useEffect, useRef } from "../../vendor/preact/hooks.mjs";
+import { useLayoutEffect, useRef } from "../../vendor/preact/hooks.mjs";
 import { html } from "../html.js";
 import uPlot from "../../vendor/uplot/uPlot.esm.js";
 
@@ -22,7 +22,10 @@ export function runColour(index) {
 
 /**
  * A line chart. The uPlot instance is made again when the lines, the axis kind or the scale
- * change, and only fed new data otherwise.
+ * change, and only fed new data otherwise: once per render whose `columns` (a new array after
+ * every change, app/series.js columnsOf(), already drawable on a log axis) or x range changed.
+ * Both happen in layout effects, in the render's own task, so the chart is drawn in the frame
+ * that rendered it rather than a task later.
  * @param {{name: string, columns: Array<Array<number | null>>, lines: ChartLine[],
  *   time: boolean, logY?: boolean, xRange?: {min: number, max: number} | null,
  *   syncKey?: string, height?: number}} props
@@ -31,9 +34,11 @@ export function LineChart({ name, columns, lines, time, logY = false, xRange = n
   const figure = useRef(/** @type {HTMLElement | null} */ (null));
   const box = useRef(/** @type {HTMLDivElement | null} */ (null));
   const chart = useRef(/** @type {uPlot | null} */ (null));
+  /** What the chart last drew: its columns and x range. */
+  const fed = useRef(/** @type {{columns: unknown, min?: number, max?: number}} */ ({ columns: null }));
   const shape = JSON.stringify([lines, time, logY, syncKey ?? null, height]);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     const target = box.current;
     if (target === null) {
       return undefined;
@@ -55,7 +60,11 @@ export function LineChart({ name, columns, lines, time, logY = false, xRange = n
       cursor: syncKey === undefined ? {} : { sync: { key: syncKey } },
       legend: { live: true },
     };
-    const made = new uPlot(options, drawable(columns, logY), target);
+    const made = new uPlot(options, columns, target);
+    if (xRange !== null) {
+      made.setScale("x", xRange);
+    }
+    fed.current = { columns, min: xRange?.min, max: xRange?.max };
     chart.current = made;
     if (figure.current !== null) {
       Object.defineProperty(figure.current, "uplot", { value: made, configurable: true });
@@ -66,12 +75,14 @@ export function LineChart({ name, columns, lines, time, logY = false, xRange = n
     };
   }, [shape]);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     const made = chart.current;
-    if (made === null) {
+    const last = fed.current;
+    if (made === null || (last.columns === columns && last.min === xRange?.min && last.max === xRange?.max)) {
       return;
     }
-    made.setData(drawable(columns, logY), xRange === null);
+    fed.current = { columns, min: xRange?.min, max: xRange?.max };
+    made.setData(columns, xRange === null);
     if (xRange !== null) {
       made.setScale("x", xRange);
     }
@@ -81,16 +92,4 @@ export function LineChart({ name, columns, lines, time, logY = false, xRange = n
     <figcaption>${name}</figcaption>
     <div class="run-chart-plot" ref=${box}></div>
   </figure>`;
-}
-
-/**
- * The columns as uPlot can draw them: on a log scale a value at or below zero has no place
- * and becomes a hole (null).
- * @param {Array<Array<number | null>>} columns @param {boolean} logY
- */
-export function drawable(columns, logY) {
-  if (!logY) {
-    return columns;
-  }
-  return [columns[0], ...columns.slice(1).map((ys) => ys.map((y) => (y !== null && y > 0 ? y : null)))];
 }

@@ -179,7 +179,7 @@ function ScalarCharts({ model, runIds, settings, xRange }) {
       return html`<${LineChart}
         key=${name}
         name=${name}
-        columns=${model.columnsOf("scalars", name, runIds, settings.x, settings.smooth)}
+        columns=${model.columnsOf("scalars", name, runIds, settings.x, settings.smooth, settings.log)}
         lines=${lines}
         time=${settings.x === "time"}
         logY=${settings.log}
