@@ -1,8 +1,8 @@
 """Where the workspace page's log view is scrolled is never undone by a decision taken on a
 layout or a position that has since changed: the view is pinned to the tail, or brought to a
-deep link's line, again when its stylesheet arrives after the first page was drawn (the page
-adds it when first loaded, and history can answer first); and a render between a scroll and
-its scroll event neither pins the view back to the tail nor puts the old top line back."""
+deep link's line, again when its size changes after the first page was drawn (here: its
+stylesheet arriving late, as the fixture page adds it); and a render between a scroll and its
+scroll event neither pins the view back to the tail nor puts the old top line back."""
 
 from __future__ import annotations
 

@@ -7,6 +7,13 @@ import { WorkspacePage } from "/app/views/workspace.js";
 import { FakeConnection } from "./fake_broker.js";
 import { SCENARIOS } from "./workspace_scenarios.js";
 
+// The page's stylesheet, added once the modules run: later than index.html links it, which is
+// what the log view's placement tests hold back to see the view placed again when it arrives.
+const stylesheet = document.createElement("link");
+stylesheet.rel = "stylesheet";
+stylesheet.href = "/app/workspace.css";
+document.head.append(stylesheet);
+
 const params = new URL(window.location.href).searchParams;
 const roles = params.get("roles");
 const fake = new FakeConnection(roles === null ? {} : { roles: roles.split(",").filter(Boolean) });

@@ -15,9 +15,7 @@ import { useEffect, useState } from "../../vendor/preact/hooks.mjs";
 import { html } from "../html.js";
 import { callRefusal, formFields, initialValues, typedArguments } from "../action-args.js";
 import { useStore } from "../store.js";
-import { linkRunsStylesheet } from "./runs-style.js";
 
-linkRunsStylesheet();
 
 /** How long the broker waits for a worker's answer to a call from the page (seconds). */
 export const CALL_TIMEOUT_S = 30;

@@ -13,9 +13,7 @@ import { HardwareCharts } from "./hardware.js";
 import { HyperparamsTable } from "./hyperparams.js";
 import { ActionsPanel } from "./actions.js";
 import { ProgressList } from "./progress.js";
-import { linkRunsStylesheet } from "./runs-style.js";
 
-linkRunsStylesheet();
 
 /** Charts on wall-clock time move their cursors together under this key. */
 const TIME_SYNC_KEY = "pierhead-run-time";

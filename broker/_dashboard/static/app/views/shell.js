@@ -3,14 +3,18 @@
 //   /                   the fleet (app/views/fleet.js)
 //   /w/<name>           a workspace (app/views/workspace.js, WorkspacePage)
 //   /w/<name>/runs      its runs (app/views/runs.js, RunsPage)
-// Routing is preact-iso's router (vendored). The workspace and run pages are imported when first
-// shown, so the fleet loads without them; a page that fails to load says so instead of failing.
+// Routing is preact-iso's router (vendored). Every page is imported with the shell, and every
+// stylesheet is linked from index.html: a page loaded on demand while the broker happened to be
+// down would stay unavailable until a reload, and a stylesheet arriving after the first rows
+// were drawn would misplace them.
 
-import { useEffect, useState } from "../../vendor/preact/hooks.mjs";
+import { useState } from "../../vendor/preact/hooks.mjs";
 import { LocationProvider, Route, Router, useLocation } from "../../vendor/preact-iso/router.js";
 import { html } from "../html.js";
 import { useStore } from "../store.js";
 import { FleetView } from "./fleet.js";
+import { RunsPage } from "./runs.js";
+import { WorkspacePage } from "./workspace.js";
 
 /** Where the token lives for the tab's life (never in the URL, never in localStorage). */
 export const TOKEN_KEY = "pierhead.token";
@@ -44,57 +48,12 @@ function Page({ connection, store }) {
     <main class="page">
       <${Router}>
         <${Route} path="/" component=${FleetView} ...${common} />
-        <${Route}
-          path="/w/:workspace"
-          component=${LazyPage}
-          module="workspace.js"
-          exported="WorkspacePage"
-          ...${common}
-        />
-        <${Route}
-          path="/w/:workspace/runs"
-          component=${LazyPage}
-          module="runs.js"
-          exported="RunsPage"
-          ...${common}
-        />
+        <${Route} path="/w/:workspace" component=${WorkspacePage} ...${common} />
+        <${Route} path="/w/:workspace/runs" component=${RunsPage} ...${common} />
         <${Route} default component=${NotFound} />
       <//>
     </main>
   `;
-}
-
-/**
- * A page from a module of app/views, loaded when first shown.
- * @param {{module: string, exported: string, workspace: string, [prop: string]: any}} props
- */
-function LazyPage(props) {
-  const { module, exported } = props;
-  const [loaded, setLoaded] = useState(/** @type {any} */ (null));
-  useEffect(() => {
-    let current = true;
-    import(`./${module}`).then(
-      (found) => current && setLoaded({ component: found[exported] ?? null }),
-      () => current && setLoaded({ component: null }),
-    );
-    return () => {
-      current = false;
-    };
-  }, [module, exported]);
-  if (loaded === null) {
-    return html`<p class="muted">loading…</p>`;
-  }
-  if (loaded.component === null) {
-    return html`<p class="muted" data-testid="not-available">This page is not available in this build.</p>`;
-  }
-  const { connection, store, workspace, query, navigate } = props;
-  return html`<${loaded.component}
-    connection=${connection}
-    store=${store}
-    workspace=${workspace}
-    query=${query}
-    navigate=${navigate}
-  />`;
 }
 
 function NotFound() {

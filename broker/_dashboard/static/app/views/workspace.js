@@ -1,25 +1,17 @@
 // The workspace page, /w/<workspace>: details, semaphores and mutex, the integrity of the page's
 // view of the stream (cursor, resumes, gaps), time travel (?at=<offset>), the timeline, the
-// audit, the log, and the actions panel of app/views/actions.js when that module is there.
+// audit, the log, and the actions panel of app/views/actions.js.
 
 import { html } from "../html.js";
 import { useEffect, useReducer, useState } from "../../vendor/preact/hooks.mjs";
 import { WorkspaceFeed } from "../workspace-feed.js";
+import { ActionsPanel } from "./actions.js";
 import { AuditLog } from "./audit.js";
 import { LogView } from "./log.js";
 import { MutexPanel, SemaphoresPanel } from "./mutex.js";
 import { Timeline } from "./timeline.js";
 import { TimeTravel } from "./timetravel.js";
 import { StateView, WorkspaceDetails } from "./workspace-state.js";
-
-/** The page's stylesheet, added once to the document the first time the page is loaded. */
-const STYLESHEET = new URL("../workspace.css", import.meta.url).href;
-if (![...document.styleSheets].some((sheet) => sheet.href === STYLESHEET)) {
-  const link = document.createElement("link");
-  link.rel = "stylesheet";
-  link.href = STYLESHEET;
-  document.head.append(link);
-}
 
 /**
  * The `?at=` offset of the query (URLSearchParams or a plain object), or null.
@@ -170,29 +162,11 @@ function Integrity({ feed, status }) {
 }
 
 /**
- * The actions panel (app/views/actions.js), loaded on demand; nothing if it fails to load.
- * @param {{connection: any, store: unknown, workspace: string}} props
+ * The actions panel of app/views/actions.js, in the page's frame.
+ * @param {{connection: any, store: any, workspace: string}} props
  */
 function EmbeddedActions({ connection, store, workspace }) {
-  const [Panel, setPanel] = useState(/** @type {any} */ (null));
-  useEffect(() => {
-    let current = true;
-    import("./actions.js")
-      .then((module) => {
-        if (current && typeof module.ActionsPanel === "function") {
-          setPanel(() => module.ActionsPanel);
-        }
-      })
-      .catch(() => {
-        // No actions module in this build: the page goes without the panel.
-      });
-    return () => {
-      current = false;
-    };
-  }, []);
-  return Panel === null
-    ? null
-    : html`<section class="ws-panel ws-actions" aria-label="Actions" data-testid="actions">
-        <${Panel} connection=${connection} store=${store} workspace=${workspace} />
-      </section>`;
+  return html`<section class="ws-panel ws-actions" aria-label="Actions" data-testid="actions">
+    <${ActionsPanel} connection=${connection} store=${store} workspace=${workspace} />
+  </section>`;
 }
