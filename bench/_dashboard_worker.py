@@ -18,17 +18,14 @@ ROLE PARAMS``, talking to the benchmark as :mod:`bench._procs` describes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import sys
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import sdk
 
 from . import _peers
+from ._peer_roles import main
 
 SCALARS: Final = ("loss", "accuracy")
 """The scalar series the paced worker draws, in turn."""
@@ -106,32 +103,8 @@ async def fill(params: Params, commands: _peers.Commands) -> None:
     await _peers.publish(flood, commands)
 
 
-Role = Callable[[Params, _peers.Commands], Awaitable[None]]
-
-ROLES: Final[dict[str, Role]] = {"paced": paced, "fill": fill}
-
-
-async def _run(role: Role, params: Params) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    commands = _peers.Commands(task)
-    async with asyncio.timeout(params["deadline_s"]):
-        await role(params, commands)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    role_name, raw_params = sys.argv[1:3] if argv is None else argv
-    try:
-        asyncio.run(_run(ROLES[role_name], json.loads(raw_params)))
-    except asyncio.CancelledError:
-        return 1  # stdin closed: nobody is left to report to
-    except Exception as exc:
-        traceback.print_exc()
-        with contextlib.suppress(BrokenPipeError):
-            _peers.emit("error", message=f"{type(exc).__name__}: {exc}")
-        return 1
-    return 0
+ROLES: Final[dict[str, _peers.Role]] = {"paced": paced, "fill": fill}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(ROLES))
