@@ -48,7 +48,22 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--data",
         type=Path,
         default=_DEFAULTS.data_dir,
-        help="store directory (default: %(default)s)",
+        help="the embedded store's directory, and the tokens' (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="keep the workspaces in Redis: redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://..."
+        " (TLS) or unix:///PATH[?db=N]; the password may come from PIERHEAD_REDIS_PASSWORD"
+        " (default: the embedded SQLite store in --data)",
+    )
+    serve.add_argument(
+        "--redis-durability",
+        choices=["aof", "replica"],
+        default=_DEFAULTS.redis_durability,
+        help="with --store redis: acknowledge once a commit is fsynced to the primary's AOF"
+        " (aof), or to a replica's too (replica) (default: %(default)s)",
     )
     serve.add_argument(
         "--auth",
@@ -200,6 +215,8 @@ def run_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             data_dir=args.data,
+            store=args.store,
+            redis_durability=args.redis_durability,
             insecure=args.insecure,
             auth=args.auth,
             max_events_per_s=args.max_events_per_s,

@@ -17,6 +17,13 @@ class BrokerConfig:
     port: int = 8765
     """0 picks a free port (the bound one is on ``Broker.port``)."""
     data_dir: Path = Path("pierhead-data")
+    """The embedded store's directory, and the tokens' (with any store)."""
+    store: str | None = None
+    """A Redis URL (``redis://``, ``rediss://``, ``unix://``; docs/storage.md) to keep the
+    workspaces in Redis instead of the embedded SQLite store in ``data_dir``."""
+    redis_durability: Literal["aof", "replica"] = "aof"
+    """With a Redis store, what an acknowledgement waits for: the commit fsynced to the
+    primary's AOF, or to a replica's as well."""
     insecure: bool = False
     """Allow a non-loopback bind while auth is off."""
     auth: Literal["none", "token"] = "none"

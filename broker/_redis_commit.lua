@@ -1,88 +1,92 @@
--- pierhead: one publish batch into a workspace stream, atomically (docs/storage.md, "Redis").
+-- pierhead: one workspace's part of a commit, atomically (docs/storage.md, "Redis").
 --
--- KEYS[1] meta hash    ph:{<workspace>}:meta    epoch, last, first, fence, holder
--- KEYS[2] chunk stream ph:{<workspace>}:chunks  entry id <last offset>-0; f, t, d
--- KEYS[3] runs hash    ph:{<workspace>}:runs    run id -> highest stored seq
--- ARGV[1] epoch the caller commits into (decimal string)
--- ARGV[2] run id, or '' for events the broker made itself (no dedupe)
--- ARGV[3] seq of the first event (ignored without a run id)
--- ARGV[4] mutex fence the run holds, or '0' when it holds none
--- ARGV[5] latest receive time in the batch, integer microseconds (kept per chunk for retention)
--- ARGV[6] channel to PUBLISH the wake-up hint on
--- ARGV[7..] the events, each one MessagePack value, in seq order
+-- KEYS[1] meta hash     ph:{<workspace>}:meta    epoch, first, last, state
+-- KEYS[2] chunk stream  ph:{<workspace>}:chunks  entry id <last offset>-0; fields f, t, d
+-- KEYS[3] runs hash     ph:{<workspace>}:runs    run id -> highest stored seq
+-- KEYS[4] seen hash     ph:{<workspace>}:seen    run id -> when last seen (microseconds)
+-- KEYS[5] owner string  ph:{<workspace>}:owner   the token of the node that writes it
+-- KEYS[6] index set     ph:workspaces            every workspace name with a meta hash
+-- ARGV[1] workspace name, ARGV[2] epoch, ARGV[3] the writing node's token
+-- ARGV[4] owner lease in milliseconds (a write renews it)
+-- ARGV[5] the workspace's folded state after this commit (MessagePack)
+-- ARGV[6] its last offset after this commit
+-- ARGV[7] number of chunks n, ARGV[8] number of runs m, ARGV[9] channel for the wake-up hint
+-- ARGV[10..] n chunks as (first offset, last offset, latest receive time in us, body),
+--            then m runs as (run id, seq, seen us)
 --
--- Replies (arrays):
---   {'stored', epoch, first_offset, last_offset, run_seq}  events stored from first_offset
---   {'duplicate', epoch, last_offset, run_seq}   every seq was already stored: nothing written
---   {'epoch', current_epoch or ''}              the workspace is not (or no longer) in that
---                                                epoch: its data was lost or deleted
---   {'fenced', epoch, current_fence, holder}    the fence is not the current grant to this run
--- Only 'stored' writes anything. Dedupe comes before the fence check: a resend of events that
--- are durable is acknowledged even when the sender has since lost the mutex.
+-- The node's router numbered the events; this script makes sure nobody else writes the
+-- workspace (the owner token), and that the stream stays gapless (the chunks continue the
+-- stored last offset). A commit the node sends again after losing the reply is recognised
+-- (everything up to its last offset is stored already) and changes nothing.
+--
+-- Replies: {'stored', last}  {'owner', current owner or ''}  {'epoch', current epoch}
+--          {'gap', stored last}  {'lost', ''}: the meta hash is gone but the commit continues
+--          a stream (the server lost the data: a restart without the AOF, a failover)
 
-local CHUNK_EVENTS = 512
-local CHUNK_BYTES = 1048576
-local FIRST_EVENT = 7
+local meta, chunks, runs, seen, owner, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local name, epoch, token, lease_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local state, new_last = ARGV[5], tonumber(ARGV[6])
+local n, m, channel = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local FIRST = 10
 
-local meta, chunks, runs = KEYS[1], KEYS[2], KEYS[3]
-local epoch, run_id, fence = ARGV[1], ARGV[2], ARGV[4]
-local count = #ARGV - FIRST_EVENT + 1
-
-local current = redis.call('HMGET', meta, 'epoch', 'last', 'fence', 'holder')
-if current[1] ~= epoch then
-  return {'epoch', current[1] or ''}
+-- A claim is this node's when it is this process's, or an earlier process's of the same node
+-- (the part of the token before '/'): a node restarted on its data directory takes it back.
+local function mine(holder, token)
+  return holder == token or holder:match('^[^/]*') == token:match('^[^/]*')
 end
-local last = tonumber(current[2])
 
-local skip = 0
-local run_seq = 0
-if run_id ~= '' then
-  local first_seq = tonumber(ARGV[3])
-  run_seq = tonumber(redis.call('HGET', runs, run_id) or '0')
-  if run_seq >= first_seq then
-    skip = run_seq - first_seq + 1
+local holder = redis.call('GET', owner)
+if holder and not mine(holder, token) then
+  return {'owner', holder}
+end
+
+local current = redis.call('HMGET', meta, 'epoch', 'last')
+local last
+if not current[1] then
+  local continues = (n > 0 and tonumber(ARGV[FIRST]) ~= 1) or (n == 0 and new_last ~= 0)
+  if continues then
+    return {'lost', ''}
   end
-  if skip >= count then
-    return {'duplicate', epoch, last, run_seq}
+  redis.call('DEL', chunks, runs, seen)
+  redis.call('HSET', meta, 'epoch', epoch, 'first', '1', 'last', '0')
+  redis.call('SADD', index, name)
+  last = 0
+elseif current[1] ~= epoch then
+  return {'epoch', current[1]}
+else
+  last = tonumber(current[2])
+end
+redis.call('SET', owner, token, 'PX', lease_ms)
+
+if n > 0 then
+  local first = tonumber(ARGV[FIRST])
+  if first <= last then
+    if new_last <= last then
+      return {'stored', last}
+    end
+    return {'gap', last}
+  elseif first ~= last + 1 then
+    return {'gap', last}
   end
-  run_seq = first_seq + count - 1
 end
 
-if fence ~= '0' and (current[3] ~= fence or current[4] ~= run_id) then
-  return {'fenced', epoch, current[3] or '0', current[4] or ''}
+for i = 0, n - 1 do
+  local at = FIRST + 4 * i
+  redis.call('XADD', chunks, ARGV[at + 1] .. '-0', 'f', ARGV[at], 't', ARGV[at + 2], 'd', ARGV[at + 3])
 end
+redis.call('HSET', meta, 'last', ARGV[6], 'state', state)
 
--- A MessagePack array header for n <= 65535 elements (a chunk holds at most CHUNK_EVENTS).
-local function array_header(n)
-  if n < 16 then
-    return string.char(0x90 + n)
+local runs_at = FIRST + 4 * n
+for i = 0, m - 1 do
+  local at = runs_at + 3 * i
+  local run_id, seq = ARGV[at], tonumber(ARGV[at + 1])
+  if seq > tonumber(redis.call('HGET', runs, run_id) or '0') then
+    redis.call('HSET', runs, run_id, ARGV[at + 1])
   end
-  return string.char(0xdc, math.floor(n / 256), n % 256)
+  redis.call('HSET', seen, run_id, ARGV[at + 2])
 end
 
-local first_offset = last + 1
-local offset = first_offset
-local i = FIRST_EVENT + skip
-while i <= #ARGV do
-  local j = i
-  local bytes = 0
-  while j <= #ARGV and j - i < CHUNK_EVENTS and (j == i or bytes + #ARGV[j] <= CHUNK_BYTES) do
-    bytes = bytes + #ARGV[j]
-    j = j + 1
-  end
-  local n = j - i
-  local chunk_last = offset + n - 1
-  redis.call('XADD', chunks, string.format('%d-0', chunk_last),
-    'f', string.format('%d', offset), 't', ARGV[5],
-    'd', array_header(n) .. table.concat(ARGV, '', i, j - 1))
-  offset = chunk_last + 1
-  i = j
+if n > 0 then
+  redis.call('PUBLISH', channel, epoch .. ' ' .. ARGV[6])
 end
-last = offset - 1
-
-redis.call('HSET', meta, 'last', string.format('%d', last))
-if run_id ~= '' then
-  redis.call('HSET', runs, run_id, string.format('%d', run_seq))
-end
-redis.call('PUBLISH', ARGV[6], epoch .. ' ' .. string.format('%d', last))
-return {'stored', epoch, first_offset, last, run_seq}
+return {'stored', new_last}

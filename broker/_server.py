@@ -8,12 +8,14 @@ import gc
 import os
 import secrets
 import signal
+import socket
 import sqlite3
 import ssl
 from collections.abc import Sequence
 from dataclasses import replace
 from http import HTTPStatus
 from importlib.metadata import version
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -48,8 +50,20 @@ from ._dashboard import static_root
 from ._dashboard._assets import DashboardAssets, HttpAnswer
 from ._heartbeat import Heartbeat
 from ._limits import ConnectionCounts
+from ._redis_store import (
+    RedisStore,
+    StoreConflictError,
+    StoreUnavailableError,
+    StoreUnusableError,
+)
+from ._redis_url import StoreUrlError, parse_redis_url
 from ._session import Session, SessionContext
-from ._sqlite_store import DataDirectoryInUseError, SQLiteStore, StoreVersionError
+from ._sqlite_store import (
+    DataDirectoryInUseError,
+    SQLiteStore,
+    StoreVersionError,
+    lock_directory,
+)
 from ._store import Store
 from ._tokens import TokenStore
 from ._watcher_session import WatcherSession
@@ -58,6 +72,9 @@ from ._workspace import WorkspaceClosedError
 from ._writer import StoreFailedError
 
 log = structlog.get_logger("pierhead.server")
+
+NODE_FILE = "node"
+"""In the data directory: the node's name among the nodes sharing a Redis store."""
 
 YOUNG_COLLECTION_THRESHOLD = 10_000
 """Allocations between two collections of the youngest generation (Python's default: 700).
@@ -102,6 +119,8 @@ class BrokerServer:
         self._writer_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._revocation_task: asyncio.Task[None] | None = None
+        self._claims_task: asyncio.Task[None] | None = None
+        self._data_lock: int | None = None
         self._tokens: TokenStore | None = None
         self._door = Door(
             tls=config.tls_cert is not None,
@@ -151,14 +170,9 @@ class BrokerServer:
         await self.drain()
 
     async def start(self) -> None:
-        config = self.config
-        try:
-            store = self._store or SQLiteStore(config.data_dir, synchronous=config.synchronous)
-        except (DataDirectoryInUseError, StoreVersionError) as exc:
-            raise StartError(str(exc)) from exc
-        except (OSError, sqlite3.Error) as exc:
-            raise StartError(f"cannot open the store in {config.data_dir}: {exc}") from exc
-        self._store = store
+        if self._store is None:
+            self._store, self._data_lock = _open_store(self.config)
+        store: Store = self._store
         try:
             await self._start(store)
         except BaseException:
@@ -171,9 +185,14 @@ class BrokerServer:
         config = self.config
         broker = Broker(config, store, server=self.server_name)
         self.broker = broker
-        broker.restore()
+        try:
+            broker.restore()
+        except StoreUnavailableError as exc:
+            raise StartError(f"cannot load the workspaces: {exc}") from exc
         self._writer_task = asyncio.create_task(self._watch(broker.run_writer()))
         self._retention_task = asyncio.create_task(self._watch(broker.run_retention()))
+        if isinstance(store, RedisStore):
+            self._claims_task = asyncio.create_task(self._watch(self._renew_claims(store)))
         if config.auth == "token":
             self._tokens = TokenStore(config.data_dir)
             self._revocation_task = asyncio.create_task(self._watch(self._enforce_revocations()))
@@ -188,6 +207,7 @@ class BrokerServer:
             host=config.host,
             port=self.port,
             data=str(config.data_dir),
+            store=_store_name(store),
             auth=config.auth,
         )
         if config.auth == "none":
@@ -271,13 +291,25 @@ class BrokerServer:
     async def _close_tasks_and_store(self) -> None:
         """End the background tasks, then close the stores: the last step of a drain, and all
         that undoing a failed start needs."""
-        for task in (self._retention_task, self._revocation_task):
+        for task in (self._retention_task, self._revocation_task, self._claims_task):
             if task is not None:
                 task.cancel()
         broker = self.broker
         if broker is not None:
             broker.writer.stop()
-        tasks = [t for t in (self._writer_task, self._retention_task, self._revocation_task) if t]
+        if self._store is not None:
+            # A commit still waiting for an unreachable server gives up: the drain is over.
+            self._store.interrupt()
+        tasks = [
+            task
+            for task in (
+                self._writer_task,
+                self._retention_task,
+                self._revocation_task,
+                self._claims_task,
+            )
+            if task is not None
+        ]
         await asyncio.gather(*tasks, return_exceptions=True)
         if broker is not None:
             await broker.cancel_tasks()
@@ -285,8 +317,28 @@ class BrokerServer:
             await broker.threads.wait_idle()
         if self._store is not None:
             self._store.close()
+        if self._data_lock is not None:
+            os.close(self._data_lock)
+            self._data_lock = None
         if self._tokens is not None:
             self._tokens.close()
+
+    async def _renew_claims(self, store: RedisStore) -> None:
+        """Keep this node's claim on the workspaces it writes; losing one (this node was
+        paused past the claim while another node took the workspace over) stops the node, as
+        a store failure does: it may not write that workspace any more."""
+        assert self.broker is not None
+        while True:
+            await asyncio.sleep(store.renew_interval_s)
+            try:
+                lost = await self.broker.threads.run(store.renew)
+            except StoreUnavailableError as exc:
+                log.warning("store_claims_not_renewed", error=str(exc))
+                continue
+            if lost:
+                raise StoreConflictError(
+                    f"another node took over workspaces {', '.join(map(repr, lost))}"
+                )
 
     async def _watch(self, job: Any) -> None:
         try:
@@ -610,3 +662,60 @@ def _response(answer: HttpAnswer) -> Response:
     # websockets closes the connection after any answer that is not a handshake.
     headers["Connection"] = "close"
     return Response(answer.status.value, answer.status.phrase, headers, answer.body)
+
+
+def _open_store(config: BrokerConfig) -> tuple[Store, int | None]:
+    """The store ``config`` names, and the data directory's lock when the store does not
+    hold it itself (raises ``StartError`` with a one-line reason)."""
+    if config.store is not None:
+        try:
+            target = parse_redis_url(config.store, os.environ)
+        except StoreUrlError as exc:
+            raise StartError(str(exc)) from exc
+        lock = _lock_data_dir(config.data_dir)
+        try:
+            node = _node_name(config.data_dir)
+            store = RedisStore(target, durability=config.redis_durability, node=node)
+        except (StoreUnusableError, OSError) as exc:
+            os.close(lock)
+            raise StartError(str(exc)) from exc
+        except BaseException:
+            os.close(lock)
+            raise
+        return store, lock
+    try:
+        return SQLiteStore(config.data_dir, synchronous=config.synchronous), None
+    except (DataDirectoryInUseError, StoreVersionError) as exc:
+        raise StartError(str(exc)) from exc
+    except (OSError, sqlite3.Error) as exc:
+        raise StartError(f"cannot open the store in {config.data_dir}: {exc}") from exc
+
+
+def _lock_data_dir(path: Path) -> int:
+    """The data directory, locked for this node alone (its name and tokens are in it)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return lock_directory(path)
+    except DataDirectoryInUseError as exc:
+        raise StartError(str(exc)) from exc
+    except OSError as exc:
+        raise StartError(f"cannot use the data directory {path}: {exc}") from exc
+
+
+def _node_name(data_dir: Path) -> str:
+    """This node's name among the nodes sharing a Redis store: made once, kept in the data
+    directory, so that a node restarted on it takes back its own workspaces at once."""
+    path = data_dir / NODE_FILE
+    with contextlib.suppress(FileNotFoundError):
+        name = path.read_text(encoding="utf-8").strip()
+        if name:
+            return name
+    name = f"{socket.gethostname().split('.')[0].replace('/', '-')}-{secrets.token_hex(4)}"
+    path.write_text(name + "\n", encoding="utf-8")
+    return name
+
+
+def _store_name(store: Store) -> str:
+    if isinstance(store, RedisStore):
+        return f"{store.target.redacted()} ({store.durability}; {store.traits.version})"
+    return "sqlite"

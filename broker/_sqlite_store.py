@@ -84,6 +84,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SQLiteStore",
     "StoreVersionError",
+    "lock_directory",
 ]
 
 DATABASE_NAME: Final = "pierhead.db"
@@ -205,7 +206,7 @@ class DataDirectoryInUseError(RuntimeError):
     """Another store (another broker) has the data directory open."""
 
 
-def _lock_directory(path: pathlib.Path) -> int:
+def lock_directory(path: pathlib.Path) -> int:
     """An open descriptor of ``path/LOCK_NAME``, locked for this store alone."""
     descriptor = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -239,18 +240,6 @@ def _chunk_keys(events: Sequence[EventMsg]) -> list[tuple[str, str]]:
     return keys
 
 
-def _matches(event: EventMsg, query: HistoryFilter) -> bool:
-    if query.after is not None and event.offset <= query.after:
-        return False
-    if query.before is not None and event.offset >= query.before:
-        return False
-    if query.kinds is not None and event.kind not in query.kinds:
-        return False
-    if query.series is not None and event.series != query.series:
-        return False
-    return query.run_id is None or event.run_id == query.run_id
-
-
 class SQLiteStore:
     """Workspace streams, states and run positions in ``<path>/pierhead.db``."""
 
@@ -267,7 +256,7 @@ class SQLiteStore:
             raise ValueError("a chunk holds at least one event")
         path.mkdir(parents=True, exist_ok=True)
         # First of all, before SQLite touches anything: nothing may change under another store.
-        self._lock = _lock_directory(path)
+        self._lock = lock_directory(path)
         self._database = path / DATABASE_NAME
         self._synchronous_pragma = _SYNCHRONOUS_PRAGMAS[synchronous]
         self._chunk_events = chunk_events
@@ -664,7 +653,7 @@ class SQLiteStore:
                     chunk = self._chunk_decoder.decode(body)
                     if query.after is None:
                         chunk.reverse()
-                    events += [event for event in chunk if _matches(event, query)][
+                    events += [event for event in chunk if query.matches(event)][
                         : wanted - len(events)
                     ]
                     if len(events) >= wanted:
@@ -673,6 +662,9 @@ class SQLiteStore:
                 for cursor in cursors:
                     cursor.close()
         return events[: query.limit], len(events) > query.limit
+
+    def interrupt(self) -> None:
+        """Nothing to interrupt: a commit waits only for the local disk."""
 
     def close(self) -> None:
         """Close every connection; the store cannot be used afterwards."""

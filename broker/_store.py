@@ -78,6 +78,18 @@ class HistoryFilter:
     series: str | None = None
     run_id: str | None = None
 
+    def matches(self, event: EventMsg) -> bool:
+        """Whether ``event`` belongs on the page (its bounds and filters)."""
+        if self.after is not None and event.offset <= self.after:
+            return False
+        if self.before is not None and event.offset >= self.before:
+            return False
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
+        if self.series is not None and event.series != self.series:
+            return False
+        return self.run_id is None or event.run_id == self.run_id
+
 
 class Store(Protocol):
     """Durable workspace streams, their folded states and the dedupe positions of runs."""
@@ -113,6 +125,11 @@ class Store(Protocol):
     ) -> list[tuple[str, int, str]]:
         """Drop the dedupe positions of runs neither connected (``live``) nor with a stored
         event for ``idle_for``; the (workspace, epoch, run id) of each one dropped."""
+        ...
+
+    def interrupt(self) -> None:
+        """Stop waiting for a server that cannot be reached: a commit waiting for one fails.
+        Called once the broker stops, before the writer is awaited (a no-op for SQLite)."""
         ...
 
     def close(self) -> None: ...

@@ -1,0 +1,607 @@
+"""A :class:`~broker._store.Store` in Redis, for broker nodes that share their workspaces.
+
+Key layout and each script's contract: docs/storage.md, "Redis". In short, per workspace (the
+``{name}`` hash tag keeps a workspace's keys together): a meta hash (epoch, first and last
+offset, the folded state), a stream of chunks keyed by their last offset, the runs' dedupe
+positions, and an owner key: the token of the one node that writes the workspace, a lease
+the node renews (:meth:`RedisStore.renew`). ``ph:workspaces`` lists every workspace.
+
+Every write is a Lua script (``_redis_commit.lua``, ``_redis_trim.lua``, ``_redis_delete.lua``)
+that first checks the owner token: a node that lost a workspace (paused past its lease while
+another node took it over) cannot write a byte of it. The commit script also checks that the
+chunks continue the stored stream, so offsets stay gapless whatever happens, and recognises a
+commit sent again after a lost reply.
+
+Durability (``--redis-durability``): ``aof`` acknowledges once the commit is fsynced to the
+primary's AOF (``WAITAOF 1 0`` on the commit's connection; on a server without ``WAITAOF``,
+only with ``appendfsync always``); ``replica`` once it is fsynced on the primary and on at
+least one replica (``WAITAOF 1 1``). :func:`check_server` refuses a server that cannot keep the
+promise, and says why.
+
+Redis unreachable: :meth:`RedisStore.commit` retries (with backoff, logging once) until the
+commit is stored and fsynced as promised, so the broker holds the acks meanwhile; scripts are
+idempotent, so a retry never stores twice. Reads raise :class:`StoreUnavailableError`.
+
+Threading: one client (its connection pool is thread-safe); ``commit``, ``trim`` and
+``forget_runs`` run in the writer's thread, the rest anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final, Literal
+
+import msgspec
+import structlog
+
+from schema import EventMsg, WorkspaceState
+
+from ._redis_url import RedisTarget
+from ._store import Commit, HistoryFilter, StoredWorkspace
+
+try:
+    import redis
+    from redis.commands.core import Script
+except ImportError:  # pragma: no cover - the redis extra is not installed
+    redis = None  # type: ignore[assignment]
+
+__all__ = [
+    "CHUNK_BYTES",
+    "CHUNK_EVENTS",
+    "Durability",
+    "RedisStore",
+    "StoreConflictError",
+    "StoreUnavailableError",
+    "StoreUnusableError",
+    "check_server",
+]
+
+log = structlog.get_logger("pierhead.store")
+
+Durability = Literal["aof", "replica"]
+
+CHUNK_EVENTS: Final = 512
+"""Most events in one stream entry (as in the SQLite store)."""
+CHUNK_BYTES: Final = 1 << 20
+"""An entry larger than this is split in two (unless it holds a single event)."""
+OWNER_LEASE_MS: Final = 10_000
+"""How long a node's claim on a workspace outlives its last renewal or write."""
+_WAITAOF_MS: Final = 1_000
+"""One ``WAITAOF`` wait; an unsatisfied one is sent again with the commit (which is
+idempotent) until it is satisfied."""
+_RETRY_MAX_S: Final = 1.0
+_READ_CHUNKS: Final = 64
+_PAGE_CHUNKS: Final = 32
+_INDEX: Final = "workspaces"
+
+
+class StoreUnusableError(RuntimeError):
+    """The Redis server cannot keep the durability promise asked for (or cannot be reached at
+    start); the message says why."""
+
+
+class StoreUnavailableError(ConnectionError):
+    """Redis cannot be reached right now; the request may be tried again."""
+
+
+class StoreConflictError(RuntimeError):
+    """A write the node may not make: another node owns the workspace, or the stored stream
+    does not continue where the node's does (the server lost data)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTraits:
+    """What :func:`check_server` found, for the start-up log line."""
+
+    version: str
+    waitaof: bool
+    appendfsync: str | None
+    replicas: int
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _microseconds(moment: datetime.datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def check_server(client: Any, durability: Durability) -> ServerTraits:
+    """The server's traits, or :class:`StoreUnusableError` when it cannot provide
+    ``durability``."""
+    info = client.info()
+    version = str(info.get("valkey_version") or info.get("redis_version") or "unknown")
+    if not int(info.get("aof_enabled", 0)):
+        raise StoreUnusableError(
+            f"--redis-durability {durability} needs the server's append-only file, and it is "
+            "off (appendonly no): an acknowledged event would be lost when the server restarts"
+        )
+    waitaof = True
+    try:
+        client.execute_command("WAITAOF", 0, 0, 0)
+    except redis.ResponseError:
+        waitaof = False
+    appendfsync: str | None = None
+    with contextlib.suppress(redis.ResponseError):
+        appendfsync = str(client.config_get("appendfsync").get("appendfsync") or "") or None
+    replicas = int(info.get("connected_slaves", 0))
+    if durability == "replica":
+        if not waitaof:
+            raise StoreUnusableError(
+                f"--redis-durability replica needs WAITAOF (Redis 7.2 or Valkey 8), and the "
+                f"server is {version}"
+            )
+        if replicas < 1:
+            raise StoreUnusableError(
+                "--redis-durability replica needs a replica connected to the primary, and none is"
+            )
+    elif not waitaof and appendfsync != "always":
+        said = appendfsync or "unknown (CONFIG GET is not allowed)"
+        raise StoreUnusableError(
+            f"--redis-durability aof on a server without WAITAOF ({version}) needs "
+            f"appendfsync always, and it is {said}"
+        )
+    return ServerTraits(version, waitaof, appendfsync, replicas)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    meta: str
+    chunks: str
+    runs: str
+    seen: str
+    owner: str
+    channel: str
+
+    @classmethod
+    def of(cls, prefix: str, workspace: str) -> _Keys:
+        base = f"{prefix}:{{{workspace}}}"
+        return cls(
+            f"{base}:meta",
+            f"{base}:chunks",
+            f"{base}:runs",
+            f"{base}:seen",
+            f"{base}:owner",
+            f"{base}:commits",
+        )
+
+
+class RedisStore:
+    """Workspace streams in one Redis database (see the module docstring)."""
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        *,
+        durability: Durability = "aof",
+        node: str = "node",
+        prefix: str = "ph",
+        owner_lease_ms: int = OWNER_LEASE_MS,
+    ) -> None:
+        if redis is None:
+            raise StoreUnusableError(
+                "a Redis store needs the redis client: pip install 'pierhead[redis]'"
+            )
+        self.target = target
+        self.durability: Durability = durability
+        self.token = f"{node}/{secrets.token_hex(6)}"
+        """This store's claim on the workspaces it writes: unique per process."""
+        self._prefix = prefix
+        self._lease_ms = owner_lease_ms
+        # Typed as Any: redis-py's replies are typed as unions of every reply shape.
+        self._client: Any = redis.Redis(
+            **target.client_options(),
+            socket_timeout=max(5.0, 2 * _WAITAOF_MS / 1000),
+            socket_connect_timeout=2.0,
+            retry_on_timeout=False,
+        )
+        try:
+            self.traits = check_server(self._client, durability)
+        except redis.RedisError as exc:
+            self._client.close()
+            raise StoreUnusableError(f"cannot use Redis at {target.redacted()}: {exc}") from exc
+        except StoreUnusableError:
+            self._client.close()
+            raise
+        self._commit_script: Script = self._client.register_script(_script("_redis_commit.lua"))
+        self._trim_script: Script = self._client.register_script(_script("_redis_trim.lua"))
+        self._delete_script: Script = self._client.register_script(_script("_redis_delete.lua"))
+        self._read_script: Script = self._client.register_script(_script("_redis_read.lua"))
+        self._renew_script: Script = self._client.register_script(_script("_redis_renew.lua"))
+        self._encoder = msgspec.msgpack.Encoder()
+        self._chunk_decoder = msgspec.msgpack.Decoder(list[EventMsg])
+        self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
+        self._owned: set[str] = set()
+        self._owned_lock = threading.Lock()
+        self._unreachable_since: float | None = None
+        self._closed = False
+
+    def _keys(self, workspace: str) -> _Keys:
+        return _Keys.of(self._prefix, workspace)
+
+    @property
+    def renew_interval_s(self) -> float:
+        """How often :meth:`renew` should run: three times within a claim's life."""
+        return self._lease_ms / 3000
+
+    @property
+    def owned(self) -> frozenset[str]:
+        """The workspaces this node writes."""
+        with self._owned_lock:
+            return frozenset(self._owned)
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> list[StoredWorkspace]:
+        """Every workspace no other live node owns, claimed for this node."""
+        with self._reads():
+            return self._load()
+
+    def _load(self) -> list[StoredWorkspace]:
+        names = sorted(name.decode() for name in self._client.smembers(self._index))
+        loaded: list[StoredWorkspace] = []
+        for name in names:
+            keys = self._keys(name)
+            claimed = self._renew_script(keys=[keys.owner], args=[self.token, self._lease_ms])
+            if claimed != 1:
+                log.info("workspace_owned_elsewhere", workspace=name)
+                continue
+            epoch, first, last, body = self._client.hmget(
+                keys.meta, ["epoch", "first", "last", "state"]
+            )
+            if epoch is None or body is None:
+                continue  # deleted meanwhile
+            runs = self._client.hgetall(keys.runs)
+            state = self._state_decoder.decode(body)
+            with self._owned_lock:
+                self._owned.add(name)
+            loaded.append(
+                StoredWorkspace(
+                    state=state,
+                    first_offset=min(int(first), int(last) + 1),
+                    run_seqs={run.decode(): int(seq) for run, seq in runs.items()},
+                )
+            )
+        return loaded
+
+    @property
+    def _index(self) -> str:
+        return f"{self._prefix}:{_INDEX}"
+
+    def renew(self) -> list[str]:
+        """Extend this node's claim on its workspaces; the names of those another node has
+        taken meanwhile (this node may no longer write them)."""
+        owned = sorted(self.owned)
+        if not owned:
+            return []
+        with self._reads(), self._client.pipeline(transaction=False) as pipe:
+            for name in owned:
+                self._renew_script(
+                    keys=[self._keys(name).owner], args=[self.token, self._lease_ms], client=pipe
+                )
+            replies = pipe.execute()
+        lost = [name for name, reply in zip(owned, replies, strict=True) if reply != 1]
+        if lost:
+            with self._owned_lock:
+                self._owned.difference_update(lost)
+        return lost
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def commit(self, commit: Commit) -> None:
+        """Store ``commit`` (each workspace's part atomically), then wait for the durability
+        asked for; retried until both hold while Redis cannot be reached."""
+        delay = 0.05
+        while True:
+            try:
+                self._commit_once(commit)
+            except (redis.ConnectionError, redis.TimeoutError, _NotDurableYetError) as exc:
+                self._unreachable(exc)
+                if self._closed:
+                    message = "the store closed while Redis was unreachable"
+                    raise StoreUnavailableError(message) from exc
+                time.sleep(delay)
+                delay = min(_RETRY_MAX_S, delay * 2)
+                continue
+            self._reachable()
+            return
+
+    def _commit_once(self, commit: Commit) -> None:
+        by_workspace = commit.by_workspace
+        with self._client.pipeline(transaction=False) as pipe:
+            for name, epoch in commit.deleted:
+                keys = self._keys(name)
+                self._delete_script(
+                    keys=[keys.meta, keys.chunks, keys.runs, keys.seen, keys.owner, self._index],
+                    args=[name, epoch, self.token],
+                    client=pipe,
+                )
+            runs: dict[tuple[str, int], list[tuple[str, int]]] = {}
+            for (name, epoch, run_id), seq in commit.run_seqs.items():
+                if (name, epoch) not in commit.states:
+                    raise ValueError(f"a commit has run positions of {name!r} and not its state")
+                runs.setdefault((name, epoch), []).append((run_id, seq))
+            for (name, epoch), state in commit.states.items():
+                events = by_workspace.get(name, ())
+                self._commit_workspace(
+                    pipe, name, epoch, state, events, runs.get((name, epoch), [])
+                )
+                with self._owned_lock:
+                    self._owned.add(name)
+            if self.durability == "replica":
+                pipe.execute_command("WAITAOF", 1, 1, _WAITAOF_MS)
+            elif self.traits.waitaof:
+                pipe.execute_command("WAITAOF", 1, 0, _WAITAOF_MS)
+            replies = pipe.execute()
+        with self._owned_lock:
+            self._owned.difference_update(name for name, _ in commit.deleted)
+        self._check_replies(commit, replies)
+
+    def _commit_workspace(
+        self,
+        pipe: Any,
+        name: str,
+        epoch: int,
+        state: WorkspaceState,
+        events: Sequence[EventMsg],
+        runs: Sequence[tuple[str, int]],
+    ) -> None:
+        keys = self._keys(name)
+        chunks = list(self._chunks(events))
+        args: list[Any] = [
+            name,
+            epoch,
+            self.token,
+            self._lease_ms,
+            self._encoder.encode(state),
+            state.last_offset,
+            len(chunks),
+            len(runs),
+            keys.channel,
+        ]
+        for chunk_events, body in chunks:
+            received_us = _microseconds(max(event.received_time for event in chunk_events))
+            args += [chunk_events[0].offset, chunk_events[-1].offset, received_us, body]
+        # When a run was last seen, and the offset its events reach at most: forget_runs drops
+        # its position only once that offset is trimmed.
+        seen_us = _microseconds(events[-1].received_time) if events else 0
+        for run_id, seq in runs:
+            args += [run_id, seq, f"{seen_us} {state.last_offset}"]
+        self._commit_script(
+            keys=[keys.meta, keys.chunks, keys.runs, keys.seen, keys.owner, self._index],
+            args=args,
+            client=pipe,
+        )
+
+    def _chunks(self, events: Sequence[EventMsg]) -> Iterator[tuple[Sequence[EventMsg], bytes]]:
+        for start in range(0, len(events), CHUNK_EVENTS):
+            yield from self._chunk(events[start : start + CHUNK_EVENTS])
+
+    def _chunk(self, events: Sequence[EventMsg]) -> Iterator[tuple[Sequence[EventMsg], bytes]]:
+        body = self._encoder.encode(events)
+        if len(body) > CHUNK_BYTES and len(events) > 1:
+            half = len(events) // 2
+            yield from self._chunk(events[:half])
+            yield from self._chunk(events[half:])
+            return
+        yield events, body
+
+    def _check_replies(self, commit: Commit, replies: list[Any]) -> None:
+        names = [name for name, _ in commit.deleted] + [name for name, _ in commit.states]
+        for name, reply in zip(names, replies, strict=False):
+            status = reply[0]
+            if status in (b"stored", b"deleted"):
+                continue
+            held = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            if status == b"owner":
+                raise StoreConflictError(
+                    f"workspace {name!r} is written by another node now ({held}): this node "
+                    "lost its claim on it"
+                )
+            if status == b"epoch":
+                raise StoreConflictError(f"workspace {name!r} is in epoch {held} in Redis")
+            if status == b"lost":
+                raise StoreConflictError(
+                    f"Redis lost workspace {name!r}: its data is gone from the server"
+                )
+            if status == b"gap":
+                raise StoreConflictError(
+                    f"workspace {name!r} ends at offset {held} in Redis, not where this "
+                    "node's commit continues it (the server lost data)"
+                )
+            raise RuntimeError(f"unexpected reply from the commit script: {reply!r}")
+        if len(replies) > len(names):
+            wanted = (1, 1 if self.durability == "replica" else 0)
+            fsynced = tuple(int(value) for value in replies[-1])
+            if fsynced[0] < wanted[0] or fsynced[1] < wanted[1]:
+                raise _NotDurableYetError(
+                    f"WAITAOF: fsynced on {fsynced[0]} local and {fsynced[1]} replica AOFs, "
+                    f"wanted {wanted[0]} and {wanted[1]}"
+                )
+
+    def _unreachable(self, error: Exception) -> None:
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+            log.warning("store_unreachable", store=self.target.redacted(), error=str(error))
+
+    def _reachable(self) -> None:
+        if self._unreachable_since is not None:
+            down_s = round(time.monotonic() - self._unreachable_since, 3)
+            self._unreachable_since = None
+            log.info("store_reachable", store=self.target.redacted(), down_s=down_s)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def trim(
+        self, *, max_events: int, max_age: datetime.timedelta, now: datetime.datetime
+    ) -> dict[tuple[str, int], int]:
+        """Retention of the workspaces this node writes (each is trimmed by its owner only)."""
+        cutoff_us = _microseconds(now - max_age)
+        trimmed: dict[tuple[str, int], int] = {}
+        for name in sorted(self.owned):
+            with self._reads():
+                keys = self._keys(name)
+                epoch, first, last = self._client.hmget(keys.meta, ["epoch", "first", "last"])
+                if epoch is None:
+                    continue
+                upto = max(int(last) - max_events, self._young_after(keys, int(first), cutoff_us))
+                if upto < int(first):
+                    continue
+                reply = self._trim_script(
+                    keys=[keys.meta, keys.chunks, keys.owner], args=[epoch, self.token, upto + 1]
+                )
+            if reply[0] == b"trimmed":
+                trimmed[name, int(epoch)] = int(reply[1])
+        return trimmed
+
+    def _young_after(self, keys: _Keys, first: int, cutoff_us: int) -> int:
+        """The offset before the first event received at or after the cut-off."""
+        start = f"{first}-0"
+        while True:
+            entries = self._client.xrange(keys.chunks, start, "+", count=_PAGE_CHUNKS)
+            for _, fields in entries:
+                if int(fields[b"t"]) < cutoff_us:
+                    continue
+                for event in self._chunk_decoder.decode(fields[b"d"]):
+                    if event.offset >= first and _microseconds(event.received_time) >= cutoff_us:
+                        return event.offset - 1
+            if len(entries) < _PAGE_CHUNKS:
+                return int(self._client.hget(keys.meta, "last") or 0)
+            start = f"({entries[-1][0].decode()}"
+
+    def forget_runs(
+        self,
+        *,
+        idle_for: datetime.timedelta,
+        live: Iterable[tuple[str, int, str]],
+        now: datetime.datetime,
+    ) -> list[tuple[str, int, str]]:
+        """Drop the positions of runs unseen for ``idle_for`` whose events are all trimmed,
+        in the workspaces this node writes."""
+        now_us = _microseconds(now)
+        idle_before = _microseconds(now - idle_for)
+        connected: dict[str, set[str]] = {}
+        for name, _epoch, run_id in live:
+            connected.setdefault(name, set()).add(run_id)
+        forgotten: list[tuple[str, int, str]] = []
+        for name in sorted(self.owned):
+            with self._reads():
+                keys = self._keys(name)
+                epoch, first = self._client.hmget(keys.meta, ["epoch", "first"])
+                if epoch is None:
+                    continue
+                seen = {
+                    run.decode(): value for run, value in self._client.hgetall(keys.seen).items()
+                }
+                for run_id in connected.get(name, ()):
+                    self._client.hset(keys.seen, run_id, f"{now_us} {self._last(keys)}")
+                    seen.pop(run_id, None)
+                for run_id, value in seen.items():
+                    seen_us, _, last_offset = value.decode().partition(" ")
+                    if int(seen_us) >= idle_before or int(last_offset or 0) >= int(first):
+                        continue
+                    self._client.hdel(keys.runs, run_id)
+                    self._client.hdel(keys.seen, run_id)
+                    forgotten.append((name, int(epoch), run_id))
+        return forgotten
+
+    def _last(self, keys: _Keys) -> int:
+        return int(self._client.hget(keys.meta, "last") or 0)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reads(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailableError(f"Redis cannot be reached: {exc}") from exc
+
+    def read(self, workspace: str, epoch: int, after: int, limit: int) -> list[EventMsg]:
+        """Up to ``limit`` stored events with offset > ``after``, oldest first."""
+        keys = self._keys(workspace)
+        events: list[EventMsg] = []
+        wanted = after + 1
+        with self._reads():
+            while len(events) < limit:
+                reply = self._read_script(
+                    keys=[keys.meta, keys.chunks], args=[epoch, wanted, _READ_CHUNKS]
+                )
+                if reply[0] != b"ok":
+                    return []
+                wanted = max(wanted, int(reply[1]))
+                for index in range(3, len(reply), 2):
+                    for event in self._chunk_decoder.decode(reply[index + 1]):
+                        if event.offset >= wanted:
+                            events.append(event)
+                            wanted = event.offset + 1
+                if len(reply) - 3 < 2 * _READ_CHUNKS:
+                    break
+        return events[:limit]
+
+    def history(self, query: HistoryFilter) -> tuple[list[EventMsg], bool]:
+        """A page as ``schema.HistoryQuery`` describes it (each chunk decoded and filtered:
+        the Redis store keeps no index by kind, series or run)."""
+        if query.kinds is not None and not query.kinds:
+            return [], False
+        wanted = query.limit + 1
+        events: list[EventMsg] = []
+        keys = self._keys(query.workspace)
+        with self._reads():
+            epoch, first = self._client.hmget(keys.meta, ["epoch", "first"])
+            if epoch is None or int(epoch) != query.epoch:
+                return [], False
+            for chunk in self._walk(keys, query):
+                if query.after is None:
+                    chunk.reverse()
+                for event in chunk:
+                    if event.offset >= int(first) and query.matches(event):
+                        events.append(event)
+                        if len(events) >= wanted:
+                            return events[: query.limit], True
+        return events, False
+
+    def _walk(self, keys: _Keys, query: HistoryFilter) -> Iterator[list[EventMsg]]:
+        """Decoded chunks in the page's order within its bounds."""
+        ascending = query.after is not None
+        low = "-" if query.after is None else f"{query.after + 1}-0"
+        high = "+"
+        if query.before is not None:
+            holding = self._client.xrange(
+                keys.chunks, f"{max(query.before - 1, 0)}-0", "+", count=1
+            )
+            if holding:
+                high = holding[0][0].decode()
+        while True:
+            if ascending:
+                entries = self._client.xrange(keys.chunks, low, high, count=_PAGE_CHUNKS)
+            else:
+                entries = self._client.xrevrange(keys.chunks, high, low, count=_PAGE_CHUNKS)
+            for _, fields in entries:
+                yield self._chunk_decoder.decode(fields[b"d"])
+            if len(entries) < _PAGE_CHUNKS:
+                return
+            edge = entries[-1][0].decode()
+            if ascending:
+                low = f"({edge}"
+            else:
+                high = f"({edge}"
+
+    def interrupt(self) -> None:
+        self._closed = True
+
+    def close(self) -> None:
+        self._closed = True
+        self._client.close()
+
+
+class _NotDurableYetError(Exception):
+    """The commit is stored but not yet fsynced where the durability mode asks."""
