@@ -39,11 +39,19 @@ from schema import (
     Unsubscribe,
     WorkspaceDetails,
     Workspaces,
+    WorkspaceState,
 )
 
 from ._access import Grant
+from ._cluster import RedisCoordinator
 from ._config import BrokerConfig
-from ._coordinator import Coordinator, LocalCoordinator, Notice
+from ._coordinator import (
+    Coordinator,
+    Forwarded,
+    ForwardedOp,
+    LocalCoordinator,
+    Notice,
+)
 from ._effects import (
     Ack,
     CancelTimer,
@@ -60,6 +68,7 @@ from ._effects import (
     Write,
 )
 from ._followers import Followers
+from ._forwarding import ForwardedRequester
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._routing import Router, RoutingLimits, Run
 from ._store import Commit, HistoryFilter, Store
@@ -86,11 +95,14 @@ class Broker:
         *,
         server: str,
         coordinator: Coordinator | None = None,
+        cluster: RedisCoordinator | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.server = server
-        self.coordinator = coordinator or LocalCoordinator()
+        self.cluster = cluster
+        """The nodes this one shares its Redis store with; ``None`` for a single node."""
+        self.coordinator: Coordinator = cluster or coordinator or LocalCoordinator()
         self.router = Router(
             RoutingLimits(
                 mutex_grace_s=config.mutex_grace_s,
@@ -108,6 +120,7 @@ class Broker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = time.monotonic()
         self.counters: dict[str, int] = defaultdict(int)
+        self._claiming: dict[str, asyncio.Lock] = {}
 
     # Read-only views of the core's state ---------------------------------------------------
 
@@ -191,7 +204,114 @@ class Broker:
 
     def remote(self, notice: Notice) -> None:
         """A notice from another node (the coordinator's inbox)."""
+        if isinstance(notice, Forwarded):
+            self.spawn(self._carry_forwarded(notice))
+            return
         self.carry_out(self.router.remote(notice, self._now()))
+
+    # Workspaces other nodes write (a Redis store) -------------------------------------------
+
+    def writes(self, name: str) -> bool:
+        workspace = self.router.workspaces.get(name)
+        return workspace is not None and not workspace.mirror
+
+    def mirror_position(self, name: str) -> tuple[int, int] | None:
+        workspace = self.router.workspaces.get(name)
+        if workspace is None or not workspace.mirror:
+            return None
+        return workspace.epoch, workspace.state.last_offset
+
+    def mirrors(self) -> list[tuple[str, int]]:
+        return [(ws.name, ws.epoch) for ws in self.router.workspaces.values() if ws.mirror]
+
+    def mirrored(
+        self, state: WorkspaceState, first_offset: int, events: Sequence[EventMsg]
+    ) -> None:
+        self.carry_out(self.router.mirrored(state, first_offset, events))
+
+    def mirror_removed(self, name: str, epoch: int) -> None:
+        self.carry_out(self.router.mirror_removed(name, epoch))
+
+    async def written_here(self, name: str) -> str | None:
+        """Make this node the writer of ``name`` unless another live node is: ``None`` when
+        this node writes it now, else the node that does."""
+        cluster = self.cluster
+        if cluster is None or self.writes(name):
+            return None
+        lock = self._claiming.setdefault(name, asyncio.Lock())
+        try:
+            async with lock:
+                if self.writes(name):
+                    return None
+                holder = await cluster.claim(name)
+                if holder is not None:
+                    return holder
+                saved = await cluster.stored(name)
+                self.carry_out(self.router.claimed(saved, name, self._now()))
+                return None
+        finally:
+            # A caller still waiting holds the lock object; one arriving later makes a new one
+            # and finds the workspace written here already.
+            if not lock.locked():
+                self._claiming.pop(name, None)
+
+    def _written_elsewhere(self, name: str) -> bool:
+        workspace = self.router.workspaces.get(name)
+        return workspace is not None and workspace.mirror
+
+    async def _elsewhere(
+        self, peer: Peer, request_id: int, op: ForwardedOp, name: str, **fields: Any
+    ) -> None:
+        """A watcher's request about a workspace another node writes: carried out here if
+        this node can claim it, else by the node that writes it."""
+        holder = await self.written_here(name)
+        cluster = self.cluster
+        if holder is None or cluster is None:
+            self._carry_here(peer, request_id, op, name, **fields)
+            return
+        answer = await cluster.forward(
+            lambda request: Forwarded(cluster.node, request, holder, op, name, **fields)
+        )
+        if answer.code is None:
+            peer.send(Ok(id=request_id))
+        else:
+            peer.send(ErrorReply(code=answer.code, message=answer.message, id=request_id))
+
+    def _carry_here(
+        self,
+        peer: Peer,
+        request_id: int,
+        op: ForwardedOp,
+        name: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        force: bool = False,
+    ) -> None:
+        if op in ("catch", "release"):
+            self.set_caught(peer, request_id, name, op == "catch", by=by, reason=reason)
+        elif op == "break":
+            self.mutex_break(peer, request_id, name, by=by)
+        else:
+            frame = DeleteWorkspace(id=request_id, workspace=name, force=force)
+            self.spawn(self.delete_workspace(peer, frame, by=by))
+
+    async def _carry_forwarded(self, notice: Forwarded) -> None:
+        """Another node's request about a workspace this node writes."""
+        peer = ForwardedRequester(self.coordinator, notice)
+        if not self.writes(notice.workspace):
+            message = f"workspace {notice.workspace!r} is not written by node {notice.target}"
+            peer.send(ErrorReply(code=ErrorCode.CONFLICT, message=message, id=0))
+            return
+        self._carry_here(
+            peer,
+            0,
+            notice.op,
+            notice.workspace,
+            by=notice.by,
+            reason=notice.reason,
+            force=notice.force,
+        )
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -307,6 +427,10 @@ class Broker:
         by: str,
         reason: str | None,
     ) -> None:
+        if isinstance(workspace, str) and self._written_elsewhere(workspace):
+            op: ForwardedOp = "catch" if caught else "release"
+            self.spawn(self._elsewhere(peer, request_id, op, workspace, by=by, reason=reason))
+            return
         reply = Reply(peer, request_id)
         now = self._now()
         self.carry_out(
@@ -341,10 +465,17 @@ class Broker:
         self.carry_out(self.router.call(peer, frame, label=label, now=self._now()))
 
     def mutex_break(self, peer: Peer, request_id: int, name: str, *, by: str) -> None:
+        if self._written_elsewhere(name):
+            self.spawn(self._elsewhere(peer, request_id, "break", name, by=by))
+            return
         reply = Reply(peer, request_id)
         self.carry_out(self.router.mutex_break(reply, name, by=by, now=self._now()))
 
     async def delete_workspace(self, peer: Peer, frame: DeleteWorkspace, *, by: str) -> None:
+        if self._written_elsewhere(frame.workspace):
+            fields = {"by": by, "force": frame.force}
+            await self._elsewhere(peer, frame.id, "delete", frame.workspace, **fields)
+            return
         reply = Reply(peer, frame.id)
         workspace, effects = self.router.delete_begin(reply, frame.workspace, force=frame.force)
         self.carry_out(effects)

@@ -24,6 +24,15 @@ class BrokerConfig:
     redis_durability: Literal["aof", "replica"] = "aof"
     """With a Redis store, what an acknowledgement waits for: the commit fsynced to the
     primary's AOF, or to a replica's as well."""
+    advertise_url: str | None = None
+    """With a Redis store: where the other nodes reach this one (``ws://host:port``); by
+    default the address it listens on."""
+    cluster_check_s: float = 5.0
+    """With a Redis store: how often the workspaces other nodes write are compared with the
+    store, repairing a lost wake-up."""
+    cluster_probe_s: float = 10.0
+    """With a Redis store: a subscription silent this long is probed, and opened again when
+    not even the probe comes back."""
     insecure: bool = False
     """Allow a non-loopback bind while auth is off."""
     auth: Literal["none", "token"] = "none"

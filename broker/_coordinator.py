@@ -19,7 +19,7 @@ Rules a coordinator keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from schema import ActionFailure, ErrorCode, SemaphoresPush
 
@@ -86,8 +86,43 @@ class CallFailed:
     message: str
 
 
+ForwardedOp: TypeAlias = Literal["catch", "release", "break", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A watcher's request about a workspace that ``target`` writes, for it to carry out;
+    ``request`` is the origin's id for it."""
+
+    origin: str
+    request: int
+    target: str
+    op: ForwardedOp
+    workspace: str
+    by: str
+    reason: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAnswered:
+    """How ``request`` of ``origin`` ended: done (``code`` is ``None``) or refused."""
+
+    origin: str
+    request: int
+    code: ErrorCode | None = None
+    message: str = ""
+
+
 Notice: TypeAlias = (
-    CommitNotice | SemaphoresNotice | RunClaimed | CallForward | CallAnswered | CallFailed
+    CommitNotice
+    | SemaphoresNotice
+    | RunClaimed
+    | CallForward
+    | CallAnswered
+    | CallFailed
+    | Forwarded
+    | ForwardAnswered
 )
 
 

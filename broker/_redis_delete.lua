@@ -2,6 +2,7 @@
 --
 -- KEYS: meta, chunks, runs, seen, owner (as in _redis_commit.lua), index set
 -- ARGV[1] workspace name, ARGV[2] epoch, ARGV[3] the writing node's token
+-- ARGV[4] the workspace's channel: '<epoch> deleted' tells the nodes that follow it
 --
 -- Reply: {'deleted', epoch} (also when it was gone already), or {'owner', holder}.
 
@@ -19,6 +20,7 @@ end
 if redis.call('HGET', meta, 'epoch') == ARGV[2] then
   redis.call('DEL', meta, chunks, runs, seen)
   redis.call('SREM', index, ARGV[1])
+  redis.call('PUBLISH', ARGV[4], ARGV[2] .. ' deleted')
 end
 -- The claim stays with this node until it lapses: the name may come back here at once.
 return {'deleted', ARGV[2]}

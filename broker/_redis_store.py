@@ -60,6 +60,7 @@ __all__ = [
     "StoreConflictError",
     "StoreUnavailableError",
     "StoreUnusableError",
+    "WorkspaceHead",
     "check_server",
 ]
 
@@ -153,6 +154,15 @@ def check_server(client: Any, durability: Durability) -> ServerTraits:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkspaceHead:
+    """Where a stored workspace's stream starts and ends."""
+
+    epoch: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Keys:
     meta: str
     chunks: str
@@ -192,6 +202,9 @@ class RedisStore:
             )
         self.target = target
         self.durability: Durability = durability
+        if "/" in node or not node:
+            raise ValueError(f"a node name is not empty and holds no '/': {node!r}")
+        self.node = node
         self.token = f"{node}/{secrets.token_hex(6)}"
         """This store's claim on the workspaces it writes: unique per process."""
         self._prefix = prefix
@@ -246,31 +259,83 @@ class RedisStore:
             return self._load()
 
     def _load(self) -> list[StoredWorkspace]:
-        names = sorted(name.decode() for name in self._client.smembers(self._index))
         loaded: list[StoredWorkspace] = []
-        for name in names:
-            keys = self._keys(name)
-            claimed = self._renew_script(keys=[keys.owner], args=[self.token, self._lease_ms])
-            if claimed != 1:
-                log.info("workspace_owned_elsewhere", workspace=name)
+        for name in sorted(name.decode() for name in self._client.smembers(self._index)):
+            if self._claim(name) is not None:
+                log.info("workspace_written_elsewhere", workspace=name)
                 continue
-            epoch, first, last, body = self._client.hmget(
-                keys.meta, ["epoch", "first", "last", "state"]
-            )
-            if epoch is None or body is None:
-                continue  # deleted meanwhile
-            runs = self._client.hgetall(keys.runs)
-            state = self._state_decoder.decode(body)
+            saved = self._stored(name)
+            if saved is not None:
+                loaded.append(saved)
+        return loaded
+
+    def claim(self, name: str) -> str | None:
+        """Make this node the writer of ``name`` if no other live node is: ``None`` when this
+        node writes it now, else the name of the node that does."""
+        with self._reads():
+            return self._claim(name)
+
+    def _claim(self, name: str) -> str | None:
+        keys = self._keys(name)
+        if self._renew_script(keys=[keys.owner], args=[self.token, self._lease_ms]) == 1:
             with self._owned_lock:
                 self._owned.add(name)
-            loaded.append(
-                StoredWorkspace(
-                    state=state,
-                    first_offset=min(int(first), int(last) + 1),
-                    run_seqs={run.decode(): int(seq) for run, seq in runs.items()},
-                )
+            return None
+        holder = self._client.get(keys.owner)
+        # Lapsed between the two calls: the next claim takes it.
+        return "" if holder is None else holder.decode().partition("/")[0]
+
+    def writer_of(self, name: str) -> str | None:
+        """The node that writes ``name`` now, if any."""
+        with self._reads():
+            holder = self._client.get(self._keys(name).owner)
+        return None if holder is None else str(holder.decode().partition("/")[0])
+
+    def stored(self, name: str) -> StoredWorkspace | None:
+        """The workspace as stored (for the node that just claimed it); ``None`` if it is
+        not stored."""
+        with self._reads():
+            return self._stored(name)
+
+    def _stored(self, name: str) -> StoredWorkspace | None:
+        keys = self._keys(name)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.meta, ["epoch", "first", "last", "state"])
+            pipe.hgetall(keys.runs)
+            (epoch, first, last, body), runs = pipe.execute()
+        if epoch is None or body is None:
+            return None
+        return StoredWorkspace(
+            state=self._state_decoder.decode(body),
+            first_offset=min(int(first), int(last) + 1),
+            run_seqs={run.decode(): int(seq) for run, seq in runs.items()},
+        )
+
+    def heads(self) -> dict[str, WorkspaceHead]:
+        """Every stored workspace's epoch and offsets: what another node's commits have
+        reached, for the nodes that follow them."""
+        with self._reads():
+            names = sorted(name.decode() for name in self._client.smembers(self._index))
+            with self._client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hmget(self._keys(name).meta, ["epoch", "first", "last"])
+                replies = pipe.execute()
+        return {
+            name: WorkspaceHead(int(epoch), int(first), int(last))
+            for name, (epoch, first, last) in zip(names, replies, strict=True)
+            if epoch is not None
+        }
+
+    def head_state(self, name: str) -> tuple[WorkspaceHead, WorkspaceState] | None:
+        """A workspace's head and its state at that head, read together."""
+        with self._reads():
+            epoch, first, last, body = self._client.hmget(
+                self._keys(name).meta, ["epoch", "first", "last", "state"]
             )
-        return loaded
+        if epoch is None or body is None:
+            return None
+        head = WorkspaceHead(int(epoch), int(first), int(last))
+        return head, self._state_decoder.decode(body)
 
     @property
     def _index(self) -> str:
@@ -321,7 +386,7 @@ class RedisStore:
                 keys = self._keys(name)
                 self._delete_script(
                     keys=[keys.meta, keys.chunks, keys.runs, keys.seen, keys.owner, self._index],
-                    args=[name, epoch, self.token],
+                    args=[name, epoch, self.token, keys.channel],
                     client=pipe,
                 )
             runs: dict[tuple[str, int], list[tuple[str, int]]] = {}

@@ -58,6 +58,7 @@ from schema import (
     Unsubscribe,
     WorkspaceDetails,
     WorkspaceSemaphores,
+    WorkspaceState,
     semaphores_of,
 )
 
@@ -150,30 +151,107 @@ class Router:
         """Bring back stored workspaces; workers that were connected are now offline."""
         effects: list[Effect] = []
         for saved in stored:
-            workspace = Workspace(
-                saved.state, first_offset=saved.first_offset, run_seqs=dict(saved.run_seqs)
-            )
-            self.workspaces[workspace.name] = workspace
-            self._last_epoch = max(self._last_epoch, workspace.epoch)
-            state = saved.state
-            cut_off = [
-                Presence(run_id=worker.run_id, state="disconnected", client=worker.client)
-                for worker in state.workers
-                if worker.connected
-            ]
-            if cut_off:
-                effects += self._emit(workspace, cut_off, now.utc)
-            for worker in state.workers:
-                effects.append(self._expire_later(workspace, worker.run_id, now))
-            semaphores = state.semaphores
-            holder = semaphores.holder if semaphores.has_mutex else None
-            self.leases[workspace.name] = MutexLease.restored(
-                holder, semaphores.fence, now=now.mono, grace_s=self.limits.mutex_grace_s
-            )
-            # The holder's session did not survive the restart: its grace starts again now.
-            effects += self._grace_change(workspace, now, restarted=True)
-            effects += self._schedule_lease(workspace)
+            effects += self._restore(saved, now)
         effects.append(Log("restored", {"workspaces": len(self.workspaces)}))
+        return effects
+
+    def _restore(self, saved: StoredWorkspace, now: Now) -> list[Effect]:
+        effects: list[Effect] = []
+        workspace = Workspace(
+            saved.state, first_offset=saved.first_offset, run_seqs=dict(saved.run_seqs)
+        )
+        self.workspaces[workspace.name] = workspace
+        self._last_epoch = max(self._last_epoch, workspace.epoch)
+        state = saved.state
+        cut_off = [
+            Presence(run_id=worker.run_id, state="disconnected", client=worker.client)
+            for worker in state.workers
+            if worker.connected
+        ]
+        if cut_off:
+            effects += self._emit(workspace, cut_off, now.utc)
+        for worker in state.workers:
+            effects.append(self._expire_later(workspace, worker.run_id, now))
+        semaphores = state.semaphores
+        holder = semaphores.holder if semaphores.has_mutex else None
+        self.leases[workspace.name] = MutexLease.restored(
+            holder, semaphores.fence, now=now.mono, grace_s=self.limits.mutex_grace_s
+        )
+        # The holder's session did not survive the restart: its grace starts again now.
+        effects += self._grace_change(workspace, now, restarted=True)
+        effects += self._schedule_lease(workspace)
+        return effects
+
+    # Workspaces another node writes -----------------------------------------------------
+
+    def mirrored(
+        self, state: WorkspaceState, first_offset: int, events: Sequence[EventMsg]
+    ) -> list[Effect]:
+        """Another node writes this workspace: ``state`` as the store holds it, after
+        ``events`` (the ones read since this node's last look, in order; none when the
+        workspace is new here or in a new epoch)."""
+        name = state.name
+        workspace = self.workspaces.get(name)
+        if workspace is not None and not workspace.mirror:
+            return []  # written here: this node's own commits keep it
+        effects: list[Effect] = []
+        if workspace is not None and workspace.epoch != state.epoch:
+            effects += self.mirror_removed(name, workspace.epoch)
+            workspace = None
+        if workspace is None:
+            workspace = Workspace(state, first_offset=first_offset)
+            workspace.mirror = True
+            self.workspaces[name] = workspace
+            self._last_epoch = max(self._last_epoch, workspace.epoch)
+            for peer, sub in self.followers.join(name, workspace.epoch):
+                effects.append(Send(peer, Joined(sub=sub.sub, snapshot=workspace.initial_state)))
+        elif events:
+            workspace.pending = state
+            workspace.next_offset = state.last_offset + 1
+            workspace.committed(events, state)
+            self.tails.added(workspace.tail, len(events))
+        workspace.first_offset = max(workspace.first_offset, first_offset)
+        woken = self.followers.of([name])
+        if woken:
+            effects.append(Wake(woken))
+        return effects
+
+    def mirror_removed(self, name: str, epoch: int) -> list[Effect]:
+        """That epoch of a workspace another node writes is gone from the store (deleted)."""
+        workspace = self.workspaces.get(name)
+        if workspace is None or not workspace.mirror or workspace.epoch != epoch:
+            return []
+        del self.workspaces[name]
+        self.tails.released(workspace.tail)
+        return [
+            Send(peer, Removed(sub=sub.sub, workspace=name, epoch=epoch))
+            for peer, sub in self.followers.leave(name, epoch)
+        ]
+
+    def claimed(self, saved: StoredWorkspace | None, name: str, now: Now) -> list[Effect]:
+        """This node now writes the workspace ``name`` (it was free: its node stopped, or it
+        is new), as the store holds it (``None``: it holds nothing of it). What was connected
+        to it is offline, as after a restart."""
+        workspace = self.workspaces.get(name)
+        if workspace is not None and not workspace.mirror:
+            return []
+        effects: list[Effect] = []
+        if workspace is not None and (saved is None or saved.state.epoch != workspace.epoch):
+            effects += self.mirror_removed(name, workspace.epoch)
+            workspace = None
+        if saved is None:
+            return effects
+        if workspace is not None:
+            self.tails.released(workspace.tail)
+        effects += self._restore(saved, now)
+        if workspace is None:
+            restored = self.workspaces[name]
+            for peer, sub in self.followers.join(name, restored.epoch):
+                effects.append(Send(peer, Joined(sub=sub.sub, snapshot=restored.initial_state)))
+        effects.append(Log("workspace_claimed", {"workspace": name, "epoch": saved.state.epoch}))
+        woken = self.followers.of([name])
+        if woken:
+            effects.append(Wake(woken))
         return effects
 
     def workspace(self, name: str, now: Now) -> tuple[Workspace, list[Effect]]:

@@ -25,7 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
+from websockets.typing import Data, Subprotocol
 
 from schema import (
     PROTOCOL_VERSION,
@@ -45,6 +45,7 @@ from schema import (
 from ._access import Grant
 from ._auth import Door, FailureThrottle, Refused, admit, bearer
 from ._broker import Broker
+from ._cluster import RedisCoordinator
 from ._config import BrokerConfig
 from ._dashboard import static_root
 from ._dashboard._assets import DashboardAssets, HttpAnswer
@@ -57,6 +58,7 @@ from ._redis_store import (
     StoreUnusableError,
 )
 from ._redis_url import StoreUrlError, parse_redis_url
+from ._relay import WRITER_UNREACHABLE, relay
 from ._session import Session, SessionContext
 from ._sqlite_store import (
     DataDirectoryInUseError,
@@ -121,6 +123,8 @@ class BrokerServer:
         self._revocation_task: asyncio.Task[None] | None = None
         self._claims_task: asyncio.Task[None] | None = None
         self._data_lock: int | None = None
+        self._relays: set[ServerConnection] = set()
+        """Worker connections relayed to the node that writes their workspace."""
         self._tokens: TokenStore | None = None
         self._door = Door(
             tls=config.tls_cert is not None,
@@ -148,6 +152,16 @@ class BrokerServer:
     def url(self) -> str:
         scheme = "wss" if self.config.tls_cert else "ws"
         return f"{scheme}://{self.config.host}:{self.port}"
+
+    def _own_url(self) -> str:
+        """Where other nodes reach this one when ``advertise_url`` is not given."""
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        scheme = "wss" if self.config.tls_cert else "ws"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def dashboard_url(self) -> str | None:
@@ -183,7 +197,16 @@ class BrokerServer:
 
     async def _start(self, store: Store) -> None:
         config = self.config
-        broker = Broker(config, store, server=self.server_name)
+        cluster = None
+        if isinstance(store, RedisStore):
+            cluster = RedisCoordinator(
+                store,
+                store.target,
+                node=store.node,
+                check_s=config.cluster_check_s,
+                probe_s=config.cluster_probe_s,
+            )
+        broker = Broker(config, store, server=self.server_name, cluster=cluster)
         self.broker = broker
         try:
             broker.restore()
@@ -202,6 +225,8 @@ class BrokerServer:
             # asyncio's own message repeats the address; the system's says just what is wrong.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartError(f"cannot listen on {config.host}:{config.port}: {reason}") from exc
+        if cluster is not None:
+            cluster.advertise(config.advertise_url or self._own_url())
         log.info(
             "listening",
             host=config.host,
@@ -275,6 +300,8 @@ class BrokerServer:
         log.info("draining", sessions=len(sessions))
         for session in sessions:
             session.send(Draining(reconnect_after_s=config.drain_reconnect_after_s))
+        for relayed in list(self._relays):
+            broker.spawn(relayed.close(CloseCode.GOING_AWAY, "broker draining"))
         try:
             async with asyncio.timeout(config.drain_timeout_s):
                 await broker.writer.flush()
@@ -431,7 +458,7 @@ class BrokerServer:
                 )
                 return
             try:
-                await self._serve_session(connection, codec, hello, grant, beat)
+                await self._serve_session(connection, codec, hello, data, grant, beat)
             except StoreFailedError as exc:
                 # The broker is stopping for this (broker_failed says why, once): no traceback
                 # per session.
@@ -452,9 +479,14 @@ class BrokerServer:
         connection: ServerConnection,
         codec: Codec,
         hello: Hello,
+        hello_frame: Data,
         grant: Grant,
         beat: asyncio.Task[Heartbeat | None],
     ) -> None:
+        if hello.role == "worker" and hello.workspace is not None:
+            relayed = await self._relay_elsewhere(connection, hello.workspace, hello_frame)
+            if relayed:
+                return
         try:
             session = self._open(connection, codec, hello, grant)
         except WorkspaceClosedError as exc:
@@ -484,6 +516,52 @@ class BrokerServer:
                     heartbeat_timeout_s=dead.timeout,
                     unanswered_pings=dead.pings_since_heard,
                 )
+
+    async def _relay_elsewhere(
+        self, connection: ServerConnection, workspace: str, hello_frame: Data
+    ) -> bool:
+        """Relay a worker to the node that writes its workspace, if that is another node;
+        whether it was (and is now over)."""
+        broker, config = self.broker, self.config
+        assert broker is not None
+        cluster = broker.cluster
+        if cluster is None:
+            return False
+        try:
+            writer = await broker.written_here(workspace)
+            url = None if writer is None else await cluster.node_url(writer)
+        except StoreUnavailableError as exc:
+            log.warning("relay_refused", workspace=workspace, error=str(exc))
+            await connection.close(WRITER_UNREACHABLE, "the store cannot be reached")
+            return True
+        if writer is None:
+            return False
+        if url is None:
+            log.warning("relay_refused", workspace=workspace, writer=writer, error="not alive")
+            await connection.close(WRITER_UNREACHABLE, "the workspace's node cannot be reached")
+            return True
+        log.info("relay_opened", workspace=workspace, writer=writer, peer=_peer(connection))
+        self._relays.add(connection)
+        try:
+            await relay(
+                connection,
+                hello_frame,
+                url,
+                max_size=config.max_frame_bytes,
+                heartbeat_s=config.heartbeat_s,
+                heartbeat_timeout_s=config.heartbeat_timeout_s,
+                open_timeout_s=config.hello_timeout_s,
+            )
+        finally:
+            self._relays.discard(connection)
+        log.info(
+            "relay_closed",
+            workspace=workspace,
+            writer=writer,
+            code=connection.close_code,
+            reason=connection.close_reason,
+        )
+        return True
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Every HTTP request first: the door (Host, Origin), then the health check."""

@@ -36,6 +36,7 @@ class Workspace:
         "assigned_seqs",
         "closed",
         "first_offset",
+        "mirror",
         "name",
         "next_offset",
         "pages",
@@ -66,6 +67,9 @@ class Workspace:
         same place, by (codec, kinds, after, limit)."""
         self.closed = False
         """Being deleted: nothing more is appended, so nothing revives the epoch in the store."""
+        self.mirror = False
+        """Another node writes this workspace (several nodes on one Redis store): this node
+        follows it from the store, for its watchers, and appends nothing to it."""
 
     @classmethod
     def create(cls, name: str, *, epoch: int, created: datetime.datetime) -> Workspace:

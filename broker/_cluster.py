@@ -1,0 +1,445 @@
+"""Several broker nodes on one Redis store: the :class:`~broker._coordinator.Coordinator` they
+share workspaces through.
+
+Each workspace is written by one node at a time, the one holding its claim in Redis
+(``RedisStore.claim``): that node's routing core numbers its events, keeps its mutex lease and
+holds every worker connection of it (a worker that reaches another node is relayed there,
+``broker/_relay.py``). Every other node *follows* the workspace for its own watchers: it
+keeps a mirror of it (its state, its recent events) read from the store.
+
+What this module does, on asyncio:
+
+* follows: the commit script publishes ``<epoch> <last offset>`` on the workspace's channel;
+  a node reads the stream from its own position when it hears one. Pub/sub is only a hint:
+  a lost message is repaired by the periodic position check (every ``check_s``), and a
+  subscription that has heard nothing, not even its own probe, for ``probe_s`` is opened
+  again (redis-py does not resubscribe by itself);
+* carries notices: to one node through its inbox channel (``ph:node:<name>``): action calls to
+  the node that writes the run's workspace, answers back to the caller's node, requests a
+  watcher made about a workspace another node writes (catch, release, break, delete);
+* keeps this node in the node list (``ph:nodes``, with a lease per node), which is where a
+  relaying node finds the writer's address.
+
+Notices go over pub/sub, which may lose them; every request that travels so is bounded by a
+timeout on the asking side, so a lost one costs a ``timeout`` error, never a wait for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Protocol
+
+import msgspec
+import structlog
+
+from schema import ErrorCode, EventMsg, WorkspaceState
+
+from ._coordinator import (
+    CallAnswered,
+    CallFailed,
+    CallForward,
+    CommitNotice,
+    ForwardAnswered,
+    Forwarded,
+    NodeInbox,
+    Notice,
+    RunClaimed,
+    SemaphoresNotice,
+)
+from ._redis_store import RedisStore, StoreUnavailableError, WorkspaceHead
+from ._redis_url import RedisTarget
+from ._store import StoredWorkspace
+
+try:
+    import redis
+    import redis.asyncio as aioredis
+except ImportError:  # pragma: no cover - the redis extra is not installed
+    redis = None  # type: ignore[assignment]
+
+__all__ = ["ClusterMember", "RedisCoordinator"]
+
+log = structlog.get_logger("pierhead.cluster")
+
+NODE_LEASE_MS: Final = 10_000
+"""A node is in the node list for this long after its last renewal."""
+FOLLOW_READ_EVENTS: Final = 5_000
+"""A mirror this far behind or less reads the missing events; further behind, it jumps to the
+stored state, and its watchers read what they miss from the store."""
+_PROBE: Final = b"probe"
+_NOTICES: Final[dict[str, type[Any]]] = {
+    kind.__name__: kind
+    for kind in (
+        CommitNotice,
+        SemaphoresNotice,
+        RunClaimed,
+        CallForward,
+        CallAnswered,
+        CallFailed,
+        Forwarded,
+        ForwardAnswered,
+    )
+}
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(tuple[str, dict[str, Any]])
+
+
+def encode_notice(notice: Notice) -> bytes:
+    return _ENCODER.encode((type(notice).__name__, msgspec.to_builtins(notice)))
+
+
+def decode_notice(data: bytes) -> Notice:
+    kind, fields = _DECODER.decode(data)
+    notice: Notice = msgspec.convert(fields, _NOTICES[kind])
+    return notice
+
+
+class ClusterMember(NodeInbox, Protocol):
+    """What the coordinator follows workspaces for (the broker's adapter)."""
+
+    def mirror_position(self, name: str) -> tuple[int, int] | None:
+        """(epoch, last offset) of the mirror of ``name``; ``None`` when there is none."""
+        ...
+
+    def writes(self, name: str) -> bool:
+        """Whether this node writes ``name``."""
+        ...
+
+    def mirrored(
+        self, state: WorkspaceState, first_offset: int, events: Sequence[EventMsg]
+    ) -> None: ...
+
+    def mirror_removed(self, name: str, epoch: int) -> None: ...
+
+    def mirrors(self) -> list[tuple[str, int]]:
+        """(name, epoch) of every mirror."""
+        ...
+
+
+class RedisCoordinator:
+    """The nodes sharing one Redis store (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        target: RedisTarget,
+        *,
+        node: str,
+        prefix: str = "ph",
+        check_s: float = 5.0,
+        probe_s: float = 10.0,
+        request_timeout_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.url = ""
+        """Where other nodes relay workers to this node (set by :meth:`advertise`)."""
+        self._advertised = asyncio.Event()
+        self._node = node
+        self._prefix = prefix
+        self._check_s = check_s
+        self._probe_s = probe_s
+        self.request_timeout_s = request_timeout_s
+        self._client: Any = aioredis.Redis(
+            **target.client_options(), socket_connect_timeout=2.0, socket_timeout=None
+        )
+        self._member: ClusterMember | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty: set[str] = set()
+        self._dirty_event = asyncio.Event()
+        self._check_now = asyncio.Event()
+        self._pending: dict[int, asyncio.Future[ForwardAnswered]] = {}
+        self._next_request = 0
+        self.counters: dict[str, int] = {
+            "cluster_hints": 0,
+            "cluster_repairs": 0,
+            "cluster_resubscribes": 0,
+        }
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    def _inbox_of(self, node: str) -> str:
+        return f"{self._prefix}:node:{node}"
+
+    @property
+    def _commits_pattern(self) -> str:
+        return f"{self._prefix}:{{*}}:commits"
+
+    def _workspace_of(self, channel: str) -> str | None:
+        head, tail = f"{self._prefix}:{{", "}:commits"
+        if channel.startswith(head) and channel.endswith(tail):
+            return channel[len(head) : -len(tail)]
+        return None
+
+    # Coordinator ----------------------------------------------------------------------------
+
+    def start(self, inbox: NodeInbox) -> None:
+        if not hasattr(inbox, "mirrored"):
+            raise TypeError("a node on a Redis store follows workspaces: its inbox must too")
+        self._member = inbox  # type: ignore[assignment]
+        for job in (self._listen(), self._follow(), self._check(), self._register()):
+            self._spawn(job)
+
+    def tell(self, notice: Notice) -> None:
+        match notice:
+            case CommitNotice() | SemaphoresNotice() | RunClaimed():
+                # The commit script publishes commits itself; a workspace's workers are all on
+                # the node that writes it, which pushes and replaces them there.
+                return
+            case CallForward(workspace=name):
+                self._spawn(self._to_writer(name, notice))
+            case CallAnswered(origin=origin) | CallFailed(origin=origin):
+                self._spawn(self._publish(origin, notice))
+            case ForwardAnswered(origin=origin):
+                self._spawn(self._publish(origin, notice))
+            case Forwarded(target=target):
+                self._spawn(self._publish(target, notice))
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        self._spawn_close()
+
+    def _spawn_close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._client.aclose())
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, node: str, notice: Notice) -> None:
+        try:
+            await self._client.publish(self._inbox_of(node), encode_notice(notice))
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cluster_notice_lost", notice=type(notice).__name__, error=str(exc))
+
+    async def _to_writer(self, name: str, notice: CallForward) -> None:
+        try:
+            writer = await asyncio.to_thread(self.store.writer_of, name)
+        except StoreUnavailableError as exc:
+            writer, reason = None, str(exc)
+        else:
+            reason = f"run {notice.run_id} is not connected to workspace {name!r}"
+        if writer is None or writer == self._node:
+            if self._member is not None:
+                code = ErrorCode.NOT_FOUND if writer is not None or reason else ErrorCode.INTERNAL
+                self._member.remote(CallFailed(notice.origin, notice.call, code, reason))
+            return
+        await self._publish(writer, notice)
+
+    # Writers --------------------------------------------------------------------------------
+
+    async def claim(self, name: str) -> str | None:
+        """``None`` once this node writes ``name`` (claimed now if it was free), else the
+        node that does."""
+        for _ in range(3):
+            holder = await asyncio.to_thread(self.store.claim, name)
+            if holder != "":
+                return holder
+        return await asyncio.to_thread(self.store.claim, name) or None
+
+    async def stored(self, name: str) -> StoredWorkspace | None:
+        return await asyncio.to_thread(self.store.stored, name)
+
+    async def node_url(self, node: str) -> str | None:
+        """The address of ``node`` while it is alive."""
+        try:
+            url = await self._client.get(f"{self._prefix}:node:{node}:url")
+        except (redis.RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"Redis cannot be reached: {exc}") from exc
+        return None if url is None else str(url.decode())
+
+    async def forward(self, notice: Callable[[int], Forwarded]) -> ForwardAnswered:
+        """Send a request to the node that writes its workspace; its answer, or a timeout."""
+        self._next_request += 1
+        request = self._next_request
+        forwarded = notice(request)
+        future: asyncio.Future[ForwardAnswered] = asyncio.get_running_loop().create_future()
+        self._pending[request] = future
+        try:
+            await self._publish(forwarded.target, forwarded)
+            async with asyncio.timeout(self.request_timeout_s):
+                return await future
+        except TimeoutError:
+            message = f"node {forwarded.target} did not answer in {self.request_timeout_s:g} s"
+            return ForwardAnswered(self._node, request, ErrorCode.TIMEOUT, message)
+        finally:
+            self._pending.pop(request, None)
+
+    def answered(self, answer: ForwardAnswered) -> None:
+        future = self._pending.get(answer.request)
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    # Following ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Hear commit hints and notices; open the subscription again when it goes quiet."""
+        loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.psubscribe(self._commits_pattern)
+                await pubsub.subscribe(self._inbox_of(self._node))
+                backoff = 0.1
+                # Whatever was committed while not subscribed is found by a check now.
+                self._check_now.set()
+                heard = loop.time()
+                probed: float | None = None
+                while True:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self._probe_s / 4
+                    )
+                    now = loop.time()
+                    if message is not None:
+                        heard, probed = now, None
+                        self._heard(message)
+                        continue
+                    if now - heard < self._probe_s:
+                        continue
+                    if probed is None:
+                        probed = now
+                        await self._client.publish(self._inbox_of(self._node), _PROBE)
+                    elif now - probed >= self._probe_s:
+                        raise ConnectionError("the subscription heard not even its own probe")
+            except (redis.RedisError, OSError) as exc:
+                self.counters["cluster_resubscribes"] += 1
+                log.warning("cluster_subscription_lost", error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _heard(self, message: dict[str, Any]) -> None:
+        channel = message["channel"].decode()
+        data: bytes = message["data"]
+        name = self._workspace_of(channel)
+        if name is not None:
+            self.counters["cluster_hints"] += 1
+            self._mark(name)
+            return
+        if data == _PROBE or self._member is None:
+            return
+        try:
+            notice = decode_notice(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError) as exc:
+            log.warning("cluster_notice_unreadable", error=str(exc))
+            return
+        if isinstance(notice, ForwardAnswered):
+            self.answered(notice)
+        else:
+            self._member.remote(notice)
+
+    def _mark(self, name: str) -> None:
+        self._dirty.add(name)
+        self._dirty_event.set()
+
+    async def _follow(self) -> None:
+        """Bring the mirrors marked by hints and checks up to the store, one at a time."""
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            while self._dirty:
+                name = self._dirty.pop()
+                try:
+                    await self._follow_one(name)
+                except StoreUnavailableError as exc:
+                    log.warning("cluster_follow_failed", workspace=name, error=str(exc))
+                    self._dirty.add(name)
+                    await asyncio.sleep(0.5)
+
+    async def _follow_one(self, name: str) -> None:
+        member = self._member
+        if member is None or member.writes(name):
+            return
+        found = await asyncio.to_thread(self.store.head_state, name)
+        position = member.mirror_position(name)
+        if member.writes(name):
+            return  # claimed here meanwhile
+        if found is None:
+            if position is not None:
+                member.mirror_removed(name, position[0])
+            return
+        head, state = found
+        if position is None or position[0] != head.epoch:
+            member.mirrored(state, head.first_offset, [])
+            return
+        behind = head.last_offset - position[1]
+        events: list[EventMsg] = []
+        if 0 < behind <= FOLLOW_READ_EVENTS:
+            after = position[1]
+            read = await asyncio.to_thread(self.store.read, name, head.epoch, after, behind)
+            read = [event for event in read if event.offset <= head.last_offset]
+            if member.mirror_position(name) != position:
+                self._mark(name)  # moved meanwhile: look again
+                return
+            if len(read) == behind and read[0].offset == after + 1:
+                events = read
+        member.mirrored(state, head.first_offset, events)
+
+    async def _check(self) -> None:
+        """Compare every mirror with the store: repairs hints that were lost, finds
+        workspaces created or deleted elsewhere."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._check_s):
+                    await self._check_now.wait()
+            self._check_now.clear()
+            member = self._member
+            if member is None:
+                continue
+            try:
+                heads = await asyncio.to_thread(self.store.heads)
+            except StoreUnavailableError as exc:
+                log.warning("cluster_check_failed", error=str(exc))
+                continue
+            for name, head in heads.items():
+                if member.writes(name):
+                    continue
+                if _behind(member.mirror_position(name), head):
+                    self.counters["cluster_repairs"] += 1
+                    self._mark(name)
+            for name, _epoch in member.mirrors():
+                if name not in heads:
+                    self._mark(name)
+
+    def advertise(self, url: str) -> None:
+        """This node listens now, reachable at ``url``: enter the node list."""
+        self.url = url
+        self._advertised.set()
+
+    async def _register(self) -> None:
+        """Keep this node in the node list with its address."""
+        await self._advertised.wait()
+        while True:
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.hset(f"{self._prefix}:nodes", self._node, self.url)
+                    pipe.set(f"{self._prefix}:node:{self._node}:url", self.url, px=NODE_LEASE_MS)
+                    await pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("cluster_register_failed", error=str(exc))
+            await asyncio.sleep(NODE_LEASE_MS / 3000)
+
+    async def nodes(self) -> dict[str, str]:
+        """The live nodes and their addresses."""
+        known = await self._client.hgetall(f"{self._prefix}:nodes")
+        alive: dict[str, str] = {}
+        for name in sorted(key.decode() for key in known):
+            url = await self.node_url(name)
+            if url is not None:
+                alive[name] = url
+        return alive
+
+
+def _behind(position: tuple[int, int] | None, head: WorkspaceHead) -> bool:
+    return position is None or position[0] != head.epoch or position[1] < head.last_offset
