@@ -66,6 +66,29 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         " (aof), or to a replica's too (replica) (default: %(default)s)",
     )
     serve.add_argument(
+        "--advertise-url",
+        default=None,
+        metavar="URL",
+        help="with --store redis: where the other nodes reach this one, ws://HOST:PORT"
+        " (default: the address it listens on)",
+    )
+    serve.add_argument(
+        "--claim-lease",
+        type=float,
+        default=_DEFAULTS.cluster_claim_s,
+        metavar="SECONDS",
+        help="with --store redis: how long a node's claim on its workspaces outlives it; after"
+        " a node dies its workspaces wait this long for another (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--position-check",
+        type=float,
+        default=_DEFAULTS.cluster_check_s,
+        metavar="SECONDS",
+        help="with --store redis: how often the workspaces other nodes write are compared with"
+        " the store, repairing a lost wake-up (default: %(default)s)",
+    )
+    serve.add_argument(
         "--auth",
         choices=["none", "token"],
         default=_DEFAULTS.auth,
@@ -217,6 +240,9 @@ def run_serve(args: argparse.Namespace) -> int:
             data_dir=args.data,
             store=args.store,
             redis_durability=args.redis_durability,
+            advertise_url=args.advertise_url,
+            cluster_claim_s=args.claim_lease,
+            cluster_check_s=args.position_check,
             insecure=args.insecure,
             auth=args.auth,
             max_events_per_s=args.max_events_per_s,

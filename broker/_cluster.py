@@ -62,8 +62,6 @@ __all__ = ["ClusterMember", "RedisCoordinator"]
 
 log = structlog.get_logger("pierhead.cluster")
 
-NODE_LEASE_MS: Final = 10_000
-"""A node is in the node list for this long after its last renewal."""
 FOLLOW_READ_EVENTS: Final = 5_000
 """A mirror this far behind or less reads the missing events; further behind, it jumps to the
 stored state, and its watchers read what they miss from the store."""
@@ -138,6 +136,7 @@ class RedisCoordinator:
         self._node = node
         self._prefix = prefix
         self._check_s = check_s
+        self._lease_ms = store.lease_ms
         self._probe_s = probe_s
         self.request_timeout_s = request_timeout_s
         self._client: Any = aioredis.Redis(
@@ -424,11 +423,11 @@ class RedisCoordinator:
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
                     pipe.hset(f"{self._prefix}:nodes", self._node, self.url)
-                    pipe.set(f"{self._prefix}:node:{self._node}:url", self.url, px=NODE_LEASE_MS)
+                    pipe.set(f"{self._prefix}:node:{self._node}:url", self.url, px=self._lease_ms)
                     await pipe.execute()
             except (redis.RedisError, OSError) as exc:
                 log.warning("cluster_register_failed", error=str(exc))
-            await asyncio.sleep(NODE_LEASE_MS / 3000)
+            await asyncio.sleep(self._lease_ms / 3000)
 
     async def nodes(self) -> dict[str, str]:
         """The live nodes and their addresses."""

@@ -27,6 +27,10 @@ class BrokerConfig:
     advertise_url: str | None = None
     """With a Redis store: where the other nodes reach this one (``ws://host:port``); by
     default the address it listens on."""
+    cluster_claim_s: float = 10.0
+    """With a Redis store: how long a node's claim on the workspaces it writes (and its place
+    in the node list) outlives the node; after a node dies, its workspaces wait this long for
+    another node."""
     cluster_check_s: float = 5.0
     """With a Redis store: how often the workspaces other nodes write are compared with the
     store, repairing a lost wake-up."""
@@ -116,6 +120,8 @@ class BrokerConfig:
             raise ValueError("tail_events must be at least 1")
         if self.listen_backlog < 1:
             raise ValueError("listen_backlog must be at least 1")
+        if not self.cluster_check_s > 0 and self.cluster_probe_s > 0 and self.cluster_claim_s > 0:
+            raise ValueError("the cluster's intervals must be positive")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key")
 

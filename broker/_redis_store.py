@@ -241,6 +241,11 @@ class RedisStore:
         return _Keys.of(self._prefix, workspace)
 
     @property
+    def lease_ms(self) -> int:
+        """How long a claim outlives its last renewal."""
+        return self._lease_ms
+
+    @property
     def renew_interval_s(self) -> float:
         """How often :meth:`renew` should run: three times within a claim's life."""
         return self._lease_ms / 3000

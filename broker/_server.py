@@ -753,7 +753,12 @@ def _open_store(config: BrokerConfig) -> tuple[Store, int | None]:
         lock = _lock_data_dir(config.data_dir)
         try:
             node = _node_name(config.data_dir)
-            store = RedisStore(target, durability=config.redis_durability, node=node)
+            store = RedisStore(
+                target,
+                durability=config.redis_durability,
+                node=node,
+                owner_lease_ms=round(config.cluster_claim_s * 1000),
+            )
         except (StoreUnusableError, OSError) as exc:
             os.close(lock)
             raise StartError(str(exc)) from exc
