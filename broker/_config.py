@@ -120,7 +120,7 @@ class BrokerConfig:
             raise ValueError("tail_events must be at least 1")
         if self.listen_backlog < 1:
             raise ValueError("listen_backlog must be at least 1")
-        if not self.cluster_check_s > 0 and self.cluster_probe_s > 0 and self.cluster_claim_s > 0:
+        if min(self.cluster_check_s, self.cluster_probe_s, self.cluster_claim_s) <= 0:
             raise ValueError("the cluster's intervals must be positive")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key")
