@@ -97,7 +97,7 @@ from ._mutex import MutexLease
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._store import Commit, StoredWorkspace
 from ._subscription import start_cursor
-from ._tail import TailBudget
+from ._tail import Tail, TailBudget
 from ._workspace import Workspace, WorkspaceClosedError
 
 _payload_of = attrgetter("payload")
@@ -210,6 +210,14 @@ class Router:
             workspace.next_offset = state.last_offset + 1
             workspace.committed(events, state)
             self.tails.added(workspace.tail, len(events))
+        elif state.last_offset > workspace.state.last_offset:
+            # Too far behind to read what it missed: it jumps to the stored state, and its
+            # watchers read the events in between from the store.
+            self.tails.released(workspace.tail)
+            workspace.tail = Tail(next_offset=state.last_offset + 1)
+            workspace.pending = state
+            workspace.next_offset = state.last_offset + 1
+            workspace.committed((), state)
         workspace.first_offset = max(workspace.first_offset, first_offset)
         woken = self.followers.of([name])
         if woken:

