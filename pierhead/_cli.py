@@ -31,7 +31,7 @@ from sdk import (
 from ._cli_ops import UsageError, add_operator_commands, checked
 from ._console import run_watch
 from ._exit import EXIT_REFUSED, EXIT_UNREACHABLE
-from ._reach import UnreachableError, url_problem
+from ._reach import UnreachableError, split_urls, url_problem
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
 BROKER_COMMANDS = {
@@ -52,7 +52,10 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) 
     parser.add_argument(
         "--url",
         default=url_default,
-        help=f"broker address, ws:// or wss:// (env PIERHEAD_URL; default {DEFAULT_URL})",
+        help=(
+            "broker address, ws:// or wss://, or several separated by commas, tried in turn "
+            f"(env PIERHEAD_URL; default {DEFAULT_URL})"
+        ),
     )
     parser.add_argument("--token", default=token_default, help="access token (env PIERHEAD_TOKEN)")
 
@@ -134,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # A command that talks to a broker has its parser, for its usage errors.
     command_parser: argparse.ArgumentParser | None = getattr(args, "parser", None)
-    if command_parser is not None and (problem := url_problem(args.url)):
-        command_parser.error(problem)
+    if command_parser is not None:
+        if problem := url_problem(args.url):
+            command_parser.error(problem)
+        args.url = split_urls(args.url)
     try:
         result: Any = args.run(args)
         if asyncio.iscoroutine(result):

@@ -16,7 +16,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TextIO
 
 import msgspec
@@ -60,7 +60,12 @@ Outcome = tuple[int, str | None]
 
 
 async def run_watch(
-    url: str, token: str | None, pattern: str, *, json_output: bool, once: bool = False
+    url: str | Sequence[str],
+    token: str | None,
+    pattern: str,
+    *,
+    json_output: bool,
+    once: bool = False,
 ) -> int:
     """Watch ``pattern`` at ``url``; returns the exit code (0 also after Ctrl-C or ``q``)."""
     with _interrupt_returns() as interrupted:
@@ -76,12 +81,12 @@ async def run_watch(
 
 
 async def _watch(
-    url: str, token: str | None, pattern: str, *, json_output: bool, once: bool
+    url: str | Sequence[str], token: str | None, pattern: str, *, json_output: bool, once: bool
 ) -> Outcome:
     try:
         async with connected_watcher(url, token, client=CLIENT) as probe:
             if once:
-                return await _print_once(probe, url, pattern, json_output=json_output)
+                return await _print_once(probe, pattern, json_output=json_output)
     except UnreachableError as exc:
         return EXIT_UNREACHABLE, f"pierhead: {exc}"
     except (AuthenticationError, ForbiddenError, BrokerRefusedError) as exc:
@@ -96,7 +101,7 @@ async def _watch(
 
 
 async def follow_lines(
-    url: str,
+    url: str | Sequence[str],
     token: str | None,
     pattern: str,
     since: StartPosition | dict[str, Cursor],
@@ -149,7 +154,7 @@ def _closed(exc: ClosedError) -> Outcome:
     return code, f"pierhead: the broker closed the connection: {cause}"
 
 
-async def _print_once(watcher: Watcher, url: str, pattern: str, *, json_output: bool) -> Outcome:
+async def _print_once(watcher: Watcher, pattern: str, *, json_output: bool) -> Outcome:
     try:
         await watcher.subscribe(pattern, since="latest")
     except SchemaError as exc:
@@ -157,7 +162,7 @@ async def _print_once(watcher: Watcher, url: str, pattern: str, *, json_output: 
     except BrokerRefusedError as exc:
         return EXIT_REFUSED, f"pierhead: refused: {exc}"
     except ClosedError:
-        return EXIT_UNREACHABLE, f"pierhead: lost the broker at {url}"
+        return EXIT_UNREACHABLE, f"pierhead: lost the broker at {watcher.url}"
     if json_output:
         # The snapshot as NDJSON, a workspace state a line, as ``pierhead ls --json`` prints it.
         for name in sorted(watcher.state):

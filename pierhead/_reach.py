@@ -1,12 +1,13 @@
-"""The command's first contact with a broker: a well-formed ``--url``, one handshake, and when
-it fails, why (refused, DNS, TLS, not a websocket server) in words an operator can act on."""
+"""The command's first contact with a broker: a well-formed ``--url`` (one address, or several
+separated by commas), one handshake per address in turn, and when all fail, why each did
+(refused, DNS, TLS, not a websocket server) in words an operator can act on."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from websockets.asyncio.client import connect
@@ -30,12 +31,22 @@ class UnreachableError(PierheadError):
     """The broker could not be reached at all; the message says why."""
 
 
-def url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a broker's address, or None: the SDK's own rule (websockets')."""
-    try:
-        parse_uri(url)
-    except (InvalidURI, ValueError) as exc:
-        return f"invalid --url {url!r}: {exc}"
+def split_urls(text: str) -> tuple[str, ...]:
+    """The addresses in a ``--url`` or ``PIERHEAD_URL`` value: one, or several separated by
+    commas (spaces around them ignored), tried in this order."""
+    return tuple(part.strip() for part in text.split(","))
+
+
+def url_problem(text: str) -> str | None:
+    """Why ``text`` (one address or several, comma-separated) cannot be brokers' addresses, or
+    None: each address by the SDK's own rule (websockets'), the first bad one named."""
+    for url in split_urls(text):
+        if not url:
+            return f"invalid --url {text!r}: an empty address between commas"
+        try:
+            parse_uri(url)
+        except (InvalidURI, ValueError) as exc:
+            return f"invalid --url {url!r}: {exc}"
     return None
 
 
@@ -84,23 +95,47 @@ async def why_unreachable(url: str, error: BaseException) -> str:
 
 
 @asynccontextmanager
-async def connected_watcher(url: str, token: str | None, *, client: str) -> AsyncIterator[Watcher]:
+async def connected_watcher(
+    url: str | Sequence[str], token: str | None, *, client: str
+) -> AsyncIterator[Watcher]:
     """A started watcher after one successful handshake, without retries; closed on the way out.
 
-    Raises UnreachableError, or the broker's refusal (AuthenticationError, ForbiddenError,
-    BrokerRefusedError): it was reached, and said no.
+    With several addresses, each is tried once, in order, until one answers. Raises
+    UnreachableError naming every address tried and why each failed, or the broker's refusal
+    (AuthenticationError, ForbiddenError, BrokerRefusedError): it was reached, and said no.
     """
+    failures: list[str] = []
+    for address in (url,) if isinstance(url, str) else url:
+        try:
+            watcher = await _first_contact(address, token, client=client)
+        except _UnreachedError as unreached:
+            failures.append(f"{address}: {unreached}")
+            continue
+        try:
+            yield watcher
+        finally:
+            await watcher.close()
+        return
+    raise UnreachableError("cannot reach the broker at " + "; nor at ".join(failures))
+
+
+class _UnreachedError(Exception):
+    """One address did not answer; the message says why."""
+
+
+async def _first_contact(url: str, token: str | None, *, client: str) -> Watcher:
+    """A watcher welcomed by the broker at ``url``, else _UnreachedError or the refusal."""
     watcher = Watcher(url, token=token, client=client, reconnect=False)
     await watcher.start()
     try:
-        try:
-            await asyncio.wait_for(watcher.connected(), CONNECT_TIMEOUT_S)
-        except (ClosedError, TimeoutError) as exc:
-            cause = exc.__cause__
-            if isinstance(cause, AuthenticationError | ForbiddenError | BrokerRefusedError):
-                raise cause from None
-            reason = await why_unreachable(url, exc)
-            raise UnreachableError(f"cannot reach the broker at {url}: {reason}") from None
-        yield watcher
-    finally:
+        await asyncio.wait_for(watcher.connected(), CONNECT_TIMEOUT_S)
+    except (ClosedError, TimeoutError) as exc:
         await watcher.close()
+        cause = exc.__cause__
+        if isinstance(cause, AuthenticationError | ForbiddenError | BrokerRefusedError):
+            raise cause from None
+        raise _UnreachedError(await why_unreachable(url, exc)) from None
+    except BaseException:
+        await watcher.close()
+        raise
+    return watcher

@@ -14,12 +14,13 @@ import enum
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from schema import (
     ActionCall,
@@ -52,6 +53,40 @@ log = logging.getLogger("pierhead.sdk")
 
 
 _Request = TypeVar("_Request", bound=ClientFrame)
+
+BrokerUrls: TypeAlias = str | Sequence[str]
+"""One broker address (``ws://`` or ``wss://``), or several to fail over between, in order."""
+
+
+def broker_urls(url: BrokerUrls) -> tuple[str, ...]:
+    """``url`` as a non-empty tuple of well-formed addresses, else InvalidArgumentError naming
+    the one at fault.
+
+    A string is one address, never split on commas: a comma is legal in a URL's path or query.
+    A string that is plainly several ``ws://`` addresses joined by commas is refused with a hint,
+    rather than failing later as an address with a strange host name.
+    """
+    urls = (url,) if isinstance(url, str) else tuple(url)
+    if not urls:
+        raise InvalidArgumentError("no broker url: give one url or a non-empty list of them")
+    for candidate in urls:
+        if not isinstance(candidate, str):
+            raise InvalidArgumentError(f"a broker url must be a string, not {candidate!r}")
+        parts = candidate.split(",")
+        if len(parts) > 1 and all(_is_websocket_url(part.strip()) for part in parts):
+            raise InvalidArgumentError(
+                f"invalid broker url {candidate!r}: several addresses joined by commas; "
+                "pass them as a list"
+            )
+        try:
+            parse_uri(candidate)
+        except (InvalidURI, ValueError) as exc:
+            raise InvalidArgumentError(f"invalid broker url {candidate!r}: {exc}") from None
+    return urls
+
+
+def _is_websocket_url(text: str) -> bool:
+    return text.startswith(("ws://", "wss://"))
 
 
 class ConnectionState(enum.StrEnum):
@@ -87,9 +122,17 @@ _FATAL_CLOSE: dict[int, type[ClosedError]] = {
 
 
 class Connection:
+    """One logical connection over one or several broker addresses.
+
+    Attempts go to the addresses in turn, starting with the first: every attempt that fails,
+    and every session that ends with a reconnect, moves on to the next one (round robin), with
+    the backoff's delay before each attempt as with a single address. Resends and resumes do not
+    care which broker takes them: the brokers dedupe by (workspace, run, seq).
+    """
+
     def __init__(
         self,
-        url: str,
+        url: BrokerUrls,
         owner: ConnectionOwner,
         *,
         codec: Codec,
@@ -100,7 +143,9 @@ class Connection:
         ping_timeout_s: float = 10.0,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        self.url = url
+        self.urls = broker_urls(url)
+        """Every address, in the order they are tried."""
+        self._url_index = 0
         self.codec = codec
         self.welcome: Welcome | None = None
         self.failure: BaseException | None = None
@@ -132,6 +177,11 @@ class Connection:
         """The code of the broker's close that ended the last session, if it sent one."""
 
     # State --------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The address of the current session, or of the next attempt while there is none."""
+        return self.urls[self._url_index]
 
     @property
     def state(self) -> ConnectionState:
@@ -262,7 +312,7 @@ class Connection:
                     await self._session()
                 except _FatalError as fatal:
                     self.failure = fatal.error
-                    log.error("pierhead connection stopped: %s", fatal.error)
+                    log.error("pierhead connection to %s stopped: %s", self.url, fatal.error)
                     return
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                     log.info("pierhead connection to %s lost: %r", self.url, exc)
@@ -272,6 +322,7 @@ class Connection:
                     self.failure = ConnectionLostError("the connection dropped")
                     return
                 self._set_state(ConnectionState.RECONNECTING)
+                self._url_index = (self._url_index + 1) % len(self.urls)
                 await self._pause(self._next_delay())
         finally:
             self._set_state(ConnectionState.CLOSED)
@@ -302,11 +353,17 @@ class Connection:
             # A draining broker said when to come back; that beats a guess.
             delay, self._retry_after = self._retry_after, None
         log.info(
-            "pierhead reconnect_scheduled attempt=%d delay_s=%.3f close_code=%s",
+            "pierhead reconnect_scheduled attempt=%d delay_s=%.3f close_code=%s url=%s",
             self._backoff.attempts,
             delay,
             close_code,
-            extra={"attempt": self._backoff.attempts, "delay_s": delay, "close_code": close_code},
+            self.url,
+            extra={
+                "attempt": self._backoff.attempts,
+                "delay_s": delay,
+                "close_code": close_code,
+                "url": self.url,
+            },
         )
         return delay
 
@@ -340,6 +397,12 @@ class Connection:
             welcomed.set()
             # The backoff is reset (or not) when this session ends: see Backoff.after_session.
             self._welcomed_at = time.monotonic()
+            log.info(
+                "pierhead connected url=%s generation=%d",
+                self.url,
+                self.generation,
+                extra={"url": self.url, "generation": self.generation},
+            )
             self._set_state(ConnectionState.CONNECTED)
             self._owner.on_welcome(welcome)
             async for data in socket:

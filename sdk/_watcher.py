@@ -46,7 +46,7 @@ from schema import (
 
 from ._actions import BAD_CALL
 from ._backoff import Backoff
-from ._connection import Connection, ConnectionState
+from ._connection import BrokerUrls, Connection, ConnectionState
 from ._cursors import SubscriptionCursors
 from ._errors import (
     BrokerRefusedError,
@@ -180,11 +180,13 @@ class Watcher(AsyncClient):
     """A watcher's connection: subscriptions, the live state, and operator requests.
 
     ``async with Watcher(url) as watcher: async for event in watcher.subscribe("deploy-*")``.
+    ``url`` may also be a list of brokers' addresses, tried in turn, from the first, on each
+    reconnect.
     """
 
     def __init__(
         self,
-        url: str,
+        url: BrokerUrls,
         *,
         token: str | None = None,
         client: str = _CLIENT,
@@ -249,6 +251,12 @@ class Watcher(AsyncClient):
                     await task
         for subscription in self._subscriptions:
             subscription.end(ClosedError("the watcher is closed"))
+
+    @property
+    def url(self) -> str:
+        """The broker address this client is connected to, or will try next while it is not:
+        one of the addresses it was given, which it goes through in turn on each reconnect."""
+        return self._connection.url
 
     @property
     def connection_state(self) -> ConnectionState:

@@ -42,7 +42,7 @@ from schema import (
 
 from ._actions import ActionRegistry
 from ._backoff import Backoff
-from ._connection import Connection, ConnectionState
+from ._connection import BrokerUrls, Connection, ConnectionState
 from ._errors import (
     BrokerRefusedError,
     ClosedError,
@@ -78,13 +78,14 @@ class Worker(AsyncClient):
     """A worker's connection to one workspace.
 
     ``async with Worker(url, "deploy-prod") as worker:`` connects in the background and
-    reconnects by itself. Events are queued in a bounded outbox and resent until the broker
+    reconnects by itself; ``url`` may also be a list of brokers' addresses, tried in turn, from
+    the first, on each reconnect. Events are queued in a bounded outbox and resent until the broker
     acknowledges them; the broker drops resent duplicates, so each event is stored once.
     """
 
     def __init__(
         self,
-        url: str,
+        url: BrokerUrls,
         workspace: str,
         *,
         token: str | None = None,
@@ -202,6 +203,12 @@ class Worker(AsyncClient):
         finally:
             self._ended.set()
             self._notify_progress()
+
+    @property
+    def url(self) -> str:
+        """The broker address this client is connected to, or will try next while it is not:
+        one of the addresses it was given, which it goes through in turn on each reconnect."""
+        return self._connection.url
 
     @property
     def state(self) -> ConnectionState:

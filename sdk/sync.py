@@ -37,7 +37,7 @@ from schema import (
 )
 
 from . import _watcher, _worker
-from ._connection import ConnectionState
+from ._connection import BrokerUrls, ConnectionState
 from ._errors import ClosedError, PierheadTimeoutError
 from ._lease import Lease
 from ._outbox import OutboxPolicy, Ticket
@@ -137,7 +137,7 @@ class Worker(_Threaded):
 
     def __init__(
         self,
-        url: str,
+        url: BrokerUrls,
         workspace: str,
         *,
         token: str | None = None,
@@ -216,6 +216,10 @@ class Worker(_Threaded):
         """Flush for at most ``timeout`` (default ``close_timeout_s``), then disconnect."""
         flush = self._worker.close_timeout_s if timeout is None else timeout
         self._shut_down(self._worker.close(timeout), flush + _CLOSE_MARGIN_S)
+
+    @property
+    def url(self) -> str:
+        return self._call(lambda: self._worker.url)
 
     @property
     def state(self) -> ConnectionState:
@@ -408,7 +412,7 @@ class Watcher(_Threaded):
 
     def __init__(
         self,
-        url: str,
+        url: BrokerUrls,
         *,
         token: str | None = None,
         client: str = _CLIENT,
@@ -464,6 +468,10 @@ class Watcher(_Threaded):
 
     def close(self) -> None:
         self._shut_down(self._watcher.close(), self.request_timeout_s + _CLOSE_MARGIN_S)
+
+    @property
+    def url(self) -> str:
+        return self._call(lambda: self._watcher.url)
 
     @property
     def connection_state(self) -> ConnectionState:
