@@ -38,7 +38,7 @@ from ._peer_servers import (
     redis_client_version,
     start_store_redis,
 )
-from ._procs import Fleet
+from ._procs import ChildError, Fleet
 from ._report import Goal, Report
 from ._stats import Rates, Sample, load_average, machine_note, paired_ratio, rate_row
 from .broker import BATCH, BROKER, WINDOW, Servers, StreamOutcome
@@ -88,6 +88,8 @@ class RedisIngestMeasurement:
     client: str
     missing: str | None
     """Why Redis was not measured; None when it was."""
+    refused: tuple[tuple[AppendFsync, str], ...]
+    """``appendfsync`` settings the broker would not run on, with its reason."""
     events: int
     warm: int
     repeats: int
@@ -98,19 +100,31 @@ class RedisIngestMeasurement:
         return dict(zip(self.fsyncs, self.redis, strict=True)).get(fsync)
 
 
+@dataclass(frozen=True, slots=True)
+class Brokers:
+    """The brokers of one measurement, and the Redis variants that have none, with why."""
+
+    sqlite: Servers
+    on_redis: dict[AppendFsync, Servers]
+    server: RedisServer | None
+    """The last Redis server started; None when there is none to start."""
+    refused: dict[AppendFsync, str]
+    """Variants the broker would not run on this server, with the broker's reason."""
+    missing: str | None
+    """Why there is no Redis server at all; None when there is one."""
+
+
 @contextmanager
-def _brokers(
-    fsyncs: Sequence[AppendFsync],
-) -> Iterator[tuple[Servers, dict[AppendFsync, Servers], RedisServer | None, str | None]]:
-    """A SQLite broker, and per ``appendfsync`` a Redis server and a broker on it (none, with
-    the reason, when there is no server); all stopped, their files removed, on exit."""
+def _brokers(fsyncs: Sequence[AppendFsync]) -> Iterator[Brokers]:
+    """A SQLite broker, and per ``appendfsync`` a Redis server and a broker on it; all stopped,
+    their files removed, on exit."""
     with ExitStack() as stack:
         fleet = stack.enter_context(Fleet())
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pierhead-bench-")))
         sqlite = _servers(fleet, data / "sqlite", ())
         on_redis: dict[AppendFsync, Servers] = {}
+        refused: dict[AppendFsync, str] = {}
         server: RedisServer | None = None
-        missing: str | None = None
         try:
             redis_client_version()
             for fsync in fsyncs:
@@ -120,10 +134,18 @@ def _brokers(
                     fleet, directory, appendfsync=fsync, timeout=broker.STARTUP_TIMEOUT_S
                 )
                 options = ("--store", server.url, "--redis-durability", "aof")
-                on_redis[fsync] = _servers(fleet, data / f"node-{fsync}", options, server)
+                try:
+                    on_redis[fsync] = _servers(fleet, data / f"node-{fsync}", options, server)
+                except ChildError as exc:
+                    if fsync == GOAL_FSYNC:
+                        raise
+                    # A server without WAITAOF keeps `aof` only with `appendfsync always`; the
+                    # broker refuses to start otherwise, and its last line says why.
+                    refused[fsync] = str(exc).splitlines()[-1]
         except PeerMissingError as exc:
-            missing, on_redis = str(exc), {}
-        yield sqlite, on_redis, server, missing
+            yield Brokers(sqlite, {}, None, {}, str(exc))
+        else:
+            yield Brokers(sqlite, on_redis, server, refused, None)
 
 
 def _servers(
@@ -152,15 +174,17 @@ def measure(
     """Durable ingest from one worker, JSON, per store, repeats interleaved."""
     outcomes: dict[str, list[StreamOutcome]] = {}
     load = load_average()
-    with _brokers(fsyncs) as (sqlite, on_redis, server, missing):
-        everyone = {SQLITE: sqlite} | {redis_variant(f): s for f, s in on_redis.items()}
+    with _brokers(fsyncs) as brokers:
+        everyone = {SQLITE: brokers.sqlite}
+        everyone |= {redis_variant(fsync): s for fsync, s in brokers.on_redis.items()}
         for _ in range(repeats):
             for name, servers in everyone.items():
                 outcome = broker.ingest_stream(servers, "broker", "json", warm, events)
                 outcomes.setdefault(name, []).append(outcome)
         warnings = sum(servers.broker_warnings for servers in everyone.values())
+        server = brokers.server
         label = "" if server is None else f"{server.name} {server.version}"
-        client = "" if missing is not None else redis_client_version()
+        client = "" if brokers.missing is not None else redis_client_version()
 
     def variant(name: str) -> Variant:
         runs = outcomes[name]
@@ -171,14 +195,15 @@ def measure(
             tuple(_per_event_us(outcome.store_cpu_s, events) for outcome in runs),
         )
 
-    measured = tuple(fsync for fsync in fsyncs if fsync in on_redis)
+    measured = tuple(fsync for fsync in fsyncs if fsync in brokers.on_redis)
     return RedisIngestMeasurement(
         sqlite=variant(SQLITE),
         redis=tuple(variant(redis_variant(fsync)) for fsync in measured),
         fsyncs=measured,
         server=label,
         client=client,
-        missing=missing,
+        missing=brokers.missing,
+        refused=tuple(brokers.refused.items()),
         events=events,
         warm=warm,
         repeats=repeats,
@@ -233,6 +258,10 @@ def report(result: RedisIngestMeasurement) -> Report:
         " wait is for its next background fsync. The goal is judged on `always`, as docs/"
         "storage.md advises for `aof`",
         where,
+        *(
+            f"Not measured with `appendfsync {fsync}`: the broker refused to start: {reason}"
+            for fsync, reason in result.refused
+        ),
         f"{result.repeats} interleaved repeats of {result.events:,} events after"
         f" {result.warm:,} warm-up events; `vs SQLite` is the median of per-repeat ratios",
         "CPU per event: the broker's (or the Redis server's) CPU time over a repeat, divided by"
