@@ -336,8 +336,13 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
     server_cpu_s = (
         None if server_cpu is None or server_cpu_after is None else server_cpu_after - server_cpu
     )
+    store_cpu_s = (
+        None if store_cpu is None or store_cpu_after is None else store_cpu_after - store_cpu
+    )
     client_cpu_s = sum(float(result["cpu_s"]) for result in (published, *received))
-    machine.stop(server_cpu_s, client_cpu_s)
+    # The store's server is the benchmark's own work, not other load on the machine.
+    own_server_cpu_s = None if server_cpu_s is None else server_cpu_s + (store_cpu_s or 0.0)
+    machine.stop(own_server_cpu_s, client_cpu_s)
     delivered = sum(int(result["events"]) for result in received)
     if delivered != stream.events * stream.watchers:
         raise ChildError(
@@ -357,9 +362,7 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
         client_cpu_s=client_cpu_s,
         other_load=machine.other_load,
         window_s=machine.wall_s,
-        store_cpu_s=None
-        if store_cpu is None or store_cpu_after is None
-        else store_cpu_after - store_cpu,
+        store_cpu_s=store_cpu_s,
     )
 
 
