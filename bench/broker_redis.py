@@ -120,8 +120,9 @@ def _brokers(fsyncs: Sequence[AppendFsync]) -> Iterator[Brokers]:
     """A SQLite broker, and per ``appendfsync`` a Redis server and a broker on it; all stopped,
     their files removed, on exit."""
     with ExitStack() as stack:
-        fleet = stack.enter_context(Fleet())
+        # The directory goes after the processes that write in it have stopped.
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pierhead-bench-")))
+        fleet = stack.enter_context(Fleet())
         sqlite = _servers(fleet, data / "sqlite", ())
         on_redis: dict[AppendFsync, Servers] = {}
         refused: dict[AppendFsync, str] = {}
