@@ -201,7 +201,6 @@ class RedisStore:
             **target.client_options(),
             socket_timeout=max(5.0, 2 * _WAITAOF_MS / 1000),
             socket_connect_timeout=2.0,
-            retry_on_timeout=False,
         )
         try:
             self.traits = check_server(self._client, durability)
