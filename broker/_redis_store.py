@@ -315,6 +315,12 @@ class RedisStore:
 
     def _commit_once(self, commit: Commit) -> None:
         by_workspace = commit.by_workspace
+        with_state = {name for name, _ in commit.states}
+        for name in by_workspace:
+            if name not in with_state:
+                # The script writes a workspace's events with its state: without one they
+                # would be acknowledged and silently not stored.
+                raise ValueError(f"a commit has events of {name!r} and not its state")
         with self._client.pipeline(transaction=False) as pipe:
             for name, epoch in commit.deleted:
                 keys = self._keys(name)
