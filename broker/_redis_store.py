@@ -535,10 +535,13 @@ class RedisStore:
         keys = self._keys(workspace)
         events: list[EventMsg] = []
         wanted = after + 1
+        # As many chunks as full ones would take, doubled while they hold fewer events: a page
+        # of a long backlog fetches a few chunks, not _READ_CHUNKS of them (up to 64 MiB).
+        count = min(_READ_CHUNKS, limit // CHUNK_EVENTS + 2)
         with self._reads():
             while len(events) < limit:
                 reply = self._read_script(
-                    keys=[keys.meta, keys.chunks], args=[epoch, wanted, _READ_CHUNKS]
+                    keys=[keys.meta, keys.chunks], args=[epoch, wanted, count]
                 )
                 if reply[0] != b"ok":
                     return []
@@ -548,8 +551,9 @@ class RedisStore:
                         if event.offset >= wanted:
                             events.append(event)
                             wanted = event.offset + 1
-                if len(reply) - 3 < 2 * _READ_CHUNKS:
+                if len(reply) - 3 < 2 * count:
                     break
+                count = min(_READ_CHUNKS, 2 * count)
         return events[:limit]
 
     def history(self, query: HistoryFilter) -> tuple[list[EventMsg], bool]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 from structlog.testing import capture_logs
@@ -344,6 +345,32 @@ def test_read_spans_more_chunks_than_one_script_call_returns(store: RedisStore) 
         store.commit(batch(NAME, 1, events[start : start + 2], before=events[:start]))
     assert store.read(NAME, 1, 0, 1000) == events
     assert store.read(NAME, 1, 150, 1000) == events[150:]
+
+
+def test_a_page_of_a_long_backlog_fetches_only_the_chunks_it_needs(
+    open_store: OpenStore, server: RedisServer
+) -> None:
+    store = open_store()
+    line = "x" * 1000
+    events = [
+        msgspec.structs.replace(make_event(n), payload=schema.LogRecord(message=line))
+        for n in range(1, 20 * CHUNK_EVENTS + 1)
+    ]
+    store.commit(batch(NAME, 1, events))  # 20 full chunks of about 0.5 MiB
+    client: Any = server.client()
+    try:
+
+        def sent_bytes() -> int:
+            return int(client.info("stats")["total_net_output_bytes"])
+
+        before = sent_bytes()
+        page = store.read(NAME, 1, 100, 1000)
+        fetched = sent_bytes() - before
+    finally:
+        client.close()
+    assert page == events[100:1100]
+    # The page spans three chunks: what the server sent is about those, not the whole backlog.
+    assert fetched < 4 * CHUNK_EVENTS * len(line)
 
 
 def test_read_of_an_unknown_workspace_or_epoch_is_empty(store: RedisStore) -> None:
