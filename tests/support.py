@@ -9,6 +9,7 @@ Test modules import from here, never from one another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import schema
 from broker._server import BrokerServer
@@ -162,6 +163,9 @@ class BrokerStore:
     database (and its node name, kept in the directory) again.
     """
 
+    STORE_CLASSES: ClassVar[dict[str, str]] = {"sqlite": "SQLiteStore", "redis": "RedisStore"}
+    """What each kind's brokers must run on: a check that the parametrisation is real."""
+
     kind: StoreKind
     redis: RedisServer | None = None
     _databases: dict[Path, int] = field(default_factory=dict)
@@ -181,14 +185,13 @@ class BrokerStore:
         self, data_dir: Path | None = None, **settings: Any
     ) -> AsyncIterator[BrokerServer]:
         """``broker.testing.running_broker`` on this store."""
-        if data_dir is not None:
+        with contextlib.ExitStack() as stack:
+            if data_dir is None:
+                data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ph-")))
             async with running_broker(data_dir, store=self.store_url(data_dir), **settings) as b:
+                assert b.broker is not None
+                assert type(b.broker.store).__name__ == self.STORE_CLASSES[self.kind]
                 yield b
-            return
-        with tempfile.TemporaryDirectory(prefix="pierhead-") as temporary:
-            data = Path(temporary)
-            async with running_broker(data, store=self.store_url(data), **settings) as broker:
-                yield broker
 
     @asynccontextmanager
     async def broker_process(self, data_dir: Path, *options: str) -> AsyncIterator[BrokerProcess]:
@@ -196,4 +199,6 @@ class BrokerStore:
         url = self.store_url(data_dir)
         store = ("--store", url) if url is not None else ()
         async with broker_process(data_dir, *store, *options) as broker:
+            (listening,) = broker.events("listening")
+            assert listening["store"].startswith(url or "sqlite"), listening
             yield broker
