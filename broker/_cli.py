@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import structlog
 
 from ._config import BrokerConfig
 from ._logging import configure_logging
+from ._redis_url import parse_redis_url
 from ._server import BrokerFailedError, BrokerServer, InsecureBindError, StartError
 from ._sqlite_store import DATABASE_NAME
 from ._tokens import TOKENS_FILE, TokenError, TokenStore, check_scope, parse_duration
@@ -234,6 +236,9 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
     try:
+        if args.store is not None:
+            # A malformed URL is a mistake in the command line (StoreUrlError, a ValueError).
+            parse_redis_url(args.store, os.environ)
         config = BrokerConfig(
             host=args.host,
             port=args.port,

@@ -214,7 +214,6 @@ class RedisStore:
             **target.client_options(),
             socket_timeout=max(5.0, 2 * _WAITAOF_MS / 1000),
             socket_connect_timeout=2.0,
-            retry_on_timeout=False,
         )
         try:
             self.traits = check_server(self._client, durability)
@@ -386,6 +385,12 @@ class RedisStore:
 
     def _commit_once(self, commit: Commit) -> None:
         by_workspace = commit.by_workspace
+        with_state = {name for name, _ in commit.states}
+        for name in by_workspace:
+            if name not in with_state:
+                # The script writes a workspace's events with its state: without one they
+                # would be acknowledged and silently not stored.
+                raise ValueError(f"a commit has events of {name!r} and not its state")
         with self._client.pipeline(transaction=False) as pipe:
             for name, epoch in commit.deleted:
                 keys = self._keys(name)
@@ -600,10 +605,13 @@ class RedisStore:
         keys = self._keys(workspace)
         events: list[EventMsg] = []
         wanted = after + 1
+        # As many chunks as full ones would take, doubled while they hold fewer events: a page
+        # of a long backlog fetches a few chunks, not _READ_CHUNKS of them (up to 64 MiB).
+        count = min(_READ_CHUNKS, limit // CHUNK_EVENTS + 2)
         with self._reads():
             while len(events) < limit:
                 reply = self._read_script(
-                    keys=[keys.meta, keys.chunks], args=[epoch, wanted, _READ_CHUNKS]
+                    keys=[keys.meta, keys.chunks], args=[epoch, wanted, count]
                 )
                 if reply[0] != b"ok":
                     return []
@@ -613,8 +621,9 @@ class RedisStore:
                         if event.offset >= wanted:
                             events.append(event)
                             wanted = event.offset + 1
-                if len(reply) - 3 < 2 * _READ_CHUNKS:
+                if len(reply) - 3 < 2 * count:
                     break
+                count = min(_READ_CHUNKS, 2 * count)
         return events[:limit]
 
     def history(self, query: HistoryFilter) -> tuple[list[EventMsg], bool]:

@@ -211,3 +211,11 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     fsync: Fsync = getattr(request, "param", "always")
     with running_redis(fsync=fsync) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def session_redis() -> Iterator[RedisServer]:
+    """One server for the whole run, started by the first test that needs it; the tests
+    sharing it empty it when they end (the ``broker_store`` fixture does)."""
+    with running_redis() as server:
+        yield server

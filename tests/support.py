@@ -1,6 +1,7 @@
 """What more than one test module needs: the repository's paths, waiting on a condition, a
-process's memory, a flood of events, and the ``pierhead`` command as a child process. The raw
-protocol client is :mod:`tests.broker.wire`.
+process's memory, a flood of events, the ``pierhead`` command as a child process, and the
+store a parametrised broker test runs on (:class:`BrokerStore`, the ``broker_store`` fixture of
+tests/conftest.py). The raw protocol client is :mod:`tests.broker.wire`.
 
 Test modules import from here, never from one another.
 """
@@ -8,14 +9,24 @@ Test modules import from here, never from one another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import schema
+from broker._server import BrokerServer
+from broker.testing import BrokerProcess, broker_process, running_broker
 from tests.broker.wire import WireClient
+
+if TYPE_CHECKING:
+    # Only its type: tests.redis_server is a pytest plugin, imported by pytest first.
+    from tests.redis_server import RedisServer
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 """The repository's top directory."""
@@ -129,3 +140,65 @@ async def pierhead(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
             await process.wait()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+# The store of a parametrised broker test ------------------------------------------------------
+
+StoreKind = Literal["sqlite", "redis"]
+STORE_KINDS: Final[tuple[StoreKind, ...]] = ("sqlite", "redis")
+REDIS_DATABASES: Final = 16
+"""Redis' default ``databases``: the most brokers with data directories of their own a test
+may run on one server."""
+
+
+@dataclass
+class BrokerStore:
+    """The store a broker test runs its brokers on: the embedded SQLite store, or the test
+    session's Redis server (``pierhead serve --store``).
+
+    ``running_broker`` and ``broker_process`` are those of :mod:`broker.testing` with the
+    store's settings added. On Redis each data directory gets a database of its own, as on
+    SQLite it gets a file of its own: brokers of one test do not share workspaces (that is a
+    cluster, tested on its own), and a broker restarted on its data directory finds its
+    database (and its node name, kept in the directory) again.
+    """
+
+    STORE_CLASSES: ClassVar[dict[str, str]] = {"sqlite": "SQLiteStore", "redis": "RedisStore"}
+    """What each kind's brokers must run on: a check that the parametrisation is real."""
+
+    kind: StoreKind
+    redis: RedisServer | None = None
+    _databases: dict[Path, int] = field(default_factory=dict)
+
+    def store_url(self, data_dir: Path) -> str | None:
+        """The ``--store`` URL of a broker on ``data_dir``; None on SQLite."""
+        if self.redis is None:
+            return None
+        key = data_dir.resolve()
+        if key not in self._databases:
+            assert len(self._databases) < REDIS_DATABASES, "more brokers than Redis databases"
+            self._databases[key] = len(self._databases)
+        return f"redis://127.0.0.1:{self.redis.port}/{self._databases[key]}"
+
+    @asynccontextmanager
+    async def running_broker(
+        self, data_dir: Path | None = None, **settings: Any
+    ) -> AsyncIterator[BrokerServer]:
+        """``broker.testing.running_broker`` on this store."""
+        with contextlib.ExitStack() as stack:
+            if data_dir is None:
+                data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ph-")))
+            async with running_broker(data_dir, store=self.store_url(data_dir), **settings) as b:
+                assert b.broker is not None
+                assert type(b.broker.store).__name__ == self.STORE_CLASSES[self.kind]
+                yield b
+
+    @asynccontextmanager
+    async def broker_process(self, data_dir: Path, *options: str) -> AsyncIterator[BrokerProcess]:
+        """``broker.testing.broker_process`` on this store."""
+        url = self.store_url(data_dir)
+        store = ("--store", url) if url is not None else ()
+        async with broker_process(data_dir, *store, *options) as broker:
+            (listening,) = broker.events("listening")
+            assert listening["store"].startswith(url or "sqlite"), listening
+            yield broker

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import schema
-from broker.testing import running_broker
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
+from tests.support import BrokerStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,8 +35,10 @@ def call(watcher: WireClient, action: str = "set_lr", **fields: object) -> schem
     )
 
 
-async def test_a_call_is_answered_with_the_workers_result_and_only_to_the_caller() -> None:
-    async with running_broker() as broker:
+async def test_a_call_is_answered_with_the_workers_result_and_only_to_the_caller(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("train", "run-1", actions=[SET_LR])) as worker,
             wire_client(broker.url, watcher_hello(client="ops")) as caller,
@@ -73,9 +75,9 @@ async def test_a_call_is_answered_with_the_workers_result_and_only_to_the_caller
     [("explode", "run-1", "offers no action 'explode'"), ("set_lr", "run-9", "not connected")],
 )
 async def test_unknown_actions_and_runs_are_not_found(
-    action: str, run_id: str, message: str
+    broker_store: BrokerStore, action: str, run_id: str, message: str
 ) -> None:
-    async with running_broker() as broker:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("train", "run-1", actions=[SET_LR])),
             wire_client(broker.url, watcher_hello()) as caller,
@@ -86,8 +88,10 @@ async def test_unknown_actions_and_runs_are_not_found(
             assert message in reply.message
 
 
-async def test_a_silent_worker_times_out_and_a_late_answer_is_dropped() -> None:
-    async with running_broker() as broker:
+async def test_a_silent_worker_times_out_and_a_late_answer_is_dropped(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("train", "run-1", actions=[SET_LR])) as worker,
             wire_client(broker.url, watcher_hello()) as caller,
@@ -101,8 +105,8 @@ async def test_a_silent_worker_times_out_and_a_late_answer_is_dropped() -> None:
             assert isinstance(await caller.receive(), schema.StatsReport)
 
 
-async def test_a_worker_that_goes_away_fails_its_calls() -> None:
-    async with running_broker() as broker:
+async def test_a_worker_that_goes_away_fails_its_calls(broker_store: BrokerStore) -> None:
+    async with broker_store.running_broker() as broker:
         async with wire_client(broker.url, watcher_hello()) as caller:
             async with wire_client(
                 broker.url, worker_hello("train", "run-1", actions=[SET_LR])

@@ -7,13 +7,14 @@ import pytest
 import schema
 from broker.testing import running_broker
 from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
+from tests.support import BrokerStore
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_publish_is_acked_and_delivered_to_a_watcher() -> None:
+async def test_publish_is_acked_and_delivered_to_a_watcher(broker_store: BrokerStore) -> None:
     async with (
-        running_broker() as broker,
+        broker_store.running_broker() as broker,
         wire_client(broker.url, watcher_hello(client="t")) as watcher,
         wire_client(broker.url, worker_hello("w1", "run-1")) as worker,
     ):
@@ -36,12 +37,12 @@ async def test_publish_is_acked_and_delivered_to_a_watcher() -> None:
         assert [event.seq for event in published] == list(range(1, 11))
 
 
-async def test_healthz_answers_plain_http() -> None:
+async def test_healthz_answers_plain_http(broker_store: BrokerStore) -> None:
     import urllib.request
 
     import anyio.to_thread
 
-    async with running_broker() as broker:
+    async with broker_store.running_broker() as broker:
         url = f"http://127.0.0.1:{broker.port}/healthz"
         body = await anyio.to_thread.run_sync(lambda: urllib.request.urlopen(url).read())
         assert body == b"ok\n"

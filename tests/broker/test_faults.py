@@ -1,8 +1,9 @@
 """Faults of the broker process itself: SIGKILL mid-stream and restart on the same data, SIGTERM,
 SIGSTOP.
 
-Every test runs ``pierhead serve`` as a child process on a real SQLite directory and talks to it
-over real sockets with the raw wire client. Nothing sleeps to synchronise: each step waits for
+Every test runs ``pierhead serve`` as a child process on a real store (SQLite, and Redis
+except for the tests of the process alone) and talks to it over real sockets with the raw wire
+client. Nothing sleeps to synchronise: each step waits for
 the frames or the condition it needs, with a timeout.
 """
 
@@ -21,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 import schema
 from broker.testing import broker_process
 from tests.broker.wire import WireClient, scalars, watcher_hello, wire_client, worker_hello
-from tests.support import until
+from tests.support import BrokerStore, until
 
 pytestmark = pytest.mark.asyncio
 
@@ -232,11 +233,12 @@ async def acked_up_to(client: WireClient, seq: int) -> None:
 
 
 async def test_sigkill_mid_stream_loses_nothing_acked_and_restores_everything(
+    broker_store: BrokerStore,
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
     async with (
-        broker_process(data, "--grace", "30") as first,
+        broker_store.broker_process(data, "--grace", "30") as first,
         wire_client(first.url, worker_hello(WORKSPACE, RUN)) as worker,
         wire_client(first.url, watcher_hello(client="watcher")) as watcher,
     ):
@@ -258,7 +260,7 @@ async def test_sigkill_mid_stream_loses_nothing_acked_and_restores_everything(
     last_offset = follower.last_offset
     assert acked <= sent
 
-    async with broker_process(data, "--grace", "30") as second:
+    async with broker_store.broker_process(data, "--grace", "30") as second:
         # Every acked event is back, each once; everything the watcher saw was durable.
         durable = await check_restored(second.url, acked=acked, sent=sent, seen=seen)
 
@@ -308,11 +310,12 @@ async def test_sigkill_mid_stream_loses_nothing_acked_and_restores_everything(
 
 
 async def test_a_holder_that_does_not_return_loses_the_mutex_after_the_grace(
+    broker_store: BrokerStore,
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
     async with (
-        broker_process(data, "--grace", "30") as first,
+        broker_store.broker_process(data, "--grace", "30") as first,
         wire_client(first.url, worker_hello(WORKSPACE, RUN)) as worker,
     ):
         fence = await acquire_mutex(worker)
@@ -321,7 +324,7 @@ async def test_a_holder_that_does_not_return_loses_the_mutex_after_the_grace(
         first.kill()
         await first.wait()
 
-    async with broker_process(data, "--grace", "1") as second:
+    async with broker_store.broker_process(data, "--grace", "1") as second:
         async with wire_client(second.url, watcher_hello(client="watcher")) as watcher:
             await subscribe(watcher, "earliest")
             follower = Follower(watcher)
@@ -359,11 +362,11 @@ async def test_a_holder_that_does_not_return_loses_the_mutex_after_the_grace(
 
 
 async def stream_then_sigterm(
-    data: Path, *, acked: int, sent: int, seen: list[schema.EventMsg]
+    broker_store: BrokerStore, data: Path, *, acked: int, sent: int, seen: list[schema.EventMsg]
 ) -> tuple[Publisher, Follower]:
     """Restart on ``data``, check what the last run left, carry the run on from
     welcome.acked_seq with a watcher following, SIGTERM mid-stream and check the drain."""
-    async with broker_process(data, "--drain-timeout", "5") as broker:
+    async with broker_store.broker_process(data, "--drain-timeout", "5") as broker:
         durable = await check_restored(broker.url, acked=acked, sent=sent, seen=seen)
         async with (
             wire_client(broker.url, worker_hello(WORKSPACE, RUN)) as worker,
@@ -389,22 +392,28 @@ async def stream_then_sigterm(
     return publisher, follower
 
 
-async def test_sigterm_mid_stream_drains_within_the_bound(tmp_path: Path) -> None:
+async def test_sigterm_mid_stream_drains_within_the_bound(
+    broker_store: BrokerStore, tmp_path: Path
+) -> None:
     # Three drains in a row on one data directory; after each restart the run carries on the
     # way a worker does: from welcome.acked_seq, resending what was not acknowledged.
     data = tmp_path / "data"
     acked = sent = 0
     seen: list[schema.EventMsg] = []
     for _ in range(3):
-        publisher, follower = await stream_then_sigterm(data, acked=acked, sent=sent, seen=seen)
+        publisher, follower = await stream_then_sigterm(
+            broker_store, data, acked=acked, sent=sent, seen=seen
+        )
         acked, sent, seen = publisher.acked, publisher.sent, follower.events
-    async with broker_process(data) as broker:
+    async with broker_store.broker_process(data) as broker:
         await check_restored(broker.url, acked=acked, sent=sent, seen=seen)
 
 
-async def test_a_paused_broker_answers_nothing_until_resumed(tmp_path: Path) -> None:
+async def test_a_paused_broker_answers_nothing_until_resumed(
+    broker_store: BrokerStore, tmp_path: Path
+) -> None:
     async with (
-        broker_process(tmp_path / "data") as broker,
+        broker_store.broker_process(tmp_path / "data") as broker,
         wire_client(broker.url, worker_hello(WORKSPACE, RUN)) as worker,
     ):
         await worker.publish(1, scalars(1, 10))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import schema
-from broker.testing import running_broker
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
+from tests.support import BrokerStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -15,8 +15,10 @@ async def acquire(worker: WireClient, *, wait: bool = False) -> schema.BrokerFra
     return await worker.request(schema.MutexAcquire(id=worker.next_id(), wait=wait))
 
 
-async def test_catch_from_a_watcher_is_pushed_to_every_worker_of_the_workspace() -> None:
-    async with running_broker() as broker:
+async def test_catch_from_a_watcher_is_pushed_to_every_worker_of_the_workspace(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("deploy", "a")) as a,
             wire_client(broker.url, worker_hello("deploy", "b")) as b,
@@ -44,8 +46,8 @@ async def test_catch_from_a_watcher_is_pushed_to_every_worker_of_the_workspace()
             assert states["deploy"].semaphores.by == "alice"
 
 
-async def test_a_worker_catches_only_its_own_workspace() -> None:
-    async with running_broker() as broker:
+async def test_a_worker_catches_only_its_own_workspace(broker_store: BrokerStore) -> None:
+    async with broker_store.running_broker() as broker:
         async with wire_client(broker.url, worker_hello("mine", "r")) as worker:
             own = schema.Catch(id=worker.next_id(), reason="self-check failed")
             await worker.send(own)
@@ -61,8 +63,10 @@ async def test_a_worker_catches_only_its_own_workspace() -> None:
             assert reply.code is schema.ErrorCode.FORBIDDEN
 
 
-async def test_two_workers_contend_and_the_waiter_gets_it_after_release() -> None:
-    async with running_broker() as broker:
+async def test_two_workers_contend_and_the_waiter_gets_it_after_release(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("ws", "first")) as first,
             wire_client(broker.url, worker_hello("ws", "second")) as second,
@@ -82,8 +86,10 @@ async def test_two_workers_contend_and_the_waiter_gets_it_after_release() -> Non
             assert handed_over.fence > granted.fence
 
 
-async def test_a_disconnected_holder_keeps_the_mutex_during_grace_and_loses_it_after() -> None:
-    async with running_broker(mutex_grace_s=0.5) as broker:
+async def test_a_disconnected_holder_keeps_the_mutex_during_grace_and_loses_it_after(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker(mutex_grace_s=0.5) as broker:
         async with wire_client(broker.url, worker_hello("ws", "holder")) as holder:
             first = await acquire(holder)
             assert isinstance(first, schema.MutexGranted)
@@ -109,8 +115,8 @@ async def test_a_disconnected_holder_keeps_the_mutex_during_grace_and_loses_it_a
                 assert granted.fence == first.fence + 1
 
 
-async def test_break_tells_the_holder_and_fences_only_grow() -> None:
-    async with running_broker() as broker:
+async def test_break_tells_the_holder_and_fences_only_grow(broker_store: BrokerStore) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("ws", "holder")) as holder,
             wire_client(broker.url, watcher_hello(client="admin")) as admin,
@@ -131,8 +137,8 @@ async def test_break_tells_the_holder_and_fences_only_grow() -> None:
             assert reply.code is schema.ErrorCode.NOT_FOUND
 
 
-async def test_mutex_wait_times_out_with_a_typed_error() -> None:
-    async with running_broker() as broker:
+async def test_mutex_wait_times_out_with_a_typed_error(broker_store: BrokerStore) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("ws", "a")) as a,
             wire_client(broker.url, worker_hello("ws", "b")) as b,

@@ -9,13 +9,15 @@ import pytest
 
 import schema
 from broker._server import BrokerServer
-from broker.testing import running_broker
 from tests.broker.wire import closed_with, scalars, watcher_hello, wire_client, worker_hello
+from tests.support import BrokerStore
 
 
 @pytest.mark.asyncio
-async def test_a_newer_connection_of_the_same_run_takes_over_with_4009() -> None:
-    async with running_broker() as broker:
+async def test_a_newer_connection_of_the_same_run_takes_over_with_4009(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, watcher_hello()) as watcher,
             wire_client(broker.url, worker_hello("ws", "run")) as old,

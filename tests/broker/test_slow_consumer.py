@@ -6,15 +6,18 @@ import pytest
 
 import schema
 from broker._watcher_session import WatcherSession
-from broker.testing import running_broker
 from tests.broker.wire import watcher_hello, wire_client, worker_hello
-from tests.support import FLOOD_EVENTS, flood
+from tests.support import FLOOD_EVENTS, BrokerStore, flood
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher() -> None:
-    async with running_broker(session_buffer_bytes=64 * 1024, tail_events=1024) as broker:
+async def test_a_paused_watcher_lags_in_the_store_not_in_the_publisher(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker(
+        session_buffer_bytes=64 * 1024, tail_events=1024
+    ) as broker:
         assert broker.broker is not None
         async with (
             # One message of read-ahead in the client: what it does not read stays in the broker.

@@ -18,7 +18,7 @@ import sdk
 from broker._tokens import TokenStore
 from broker.testing import FaultProxy, running_broker
 from tests.broker.wire import wire_client, worker_hello
-from tests.support import WAIT_S
+from tests.support import WAIT_S, BrokerStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -76,10 +76,12 @@ async def test_a_break_by_an_admin_token_is_attributed_to_the_token(tmp_path: Pa
         assert worker.semaphores.mutex_change == "broken"
 
 
-async def test_a_holder_that_leaves_is_told_with_its_grace_deadline_then_expires() -> None:
+async def test_a_holder_that_leaves_is_told_with_its_grace_deadline_then_expires(
+    broker_store: BrokerStore,
+) -> None:
     grace_s = 0.5
     async with (
-        running_broker(mutex_grace_s=grace_s) as broker,
+        broker_store.running_broker(mutex_grace_s=grace_s) as broker,
         FaultProxy(broker.port) as link,
         sdk.Watcher(broker.url) as watcher,
     ):
@@ -105,10 +107,13 @@ async def test_a_holder_that_leaves_is_told_with_its_grace_deadline_then_expires
     assert (expired.has_mutex, expired.holder) == (False, None)
 
 
-async def test_every_call_ending_commits_exactly_one_call_event() -> None:
+async def test_every_call_ending_commits_exactly_one_call_event(broker_store: BrokerStore) -> None:
     entered = asyncio.Event()
     let_go = asyncio.Event()
-    async with running_broker() as broker, sdk.Watcher(broker.url, client="ops-console") as ops:
+    async with (
+        broker_store.running_broker() as broker,
+        sdk.Watcher(broker.url, client="ops-console") as ops,
+    ):
         worker = sdk.Worker(broker.url, WORKSPACE, run_id="run-a")
 
         @worker.action("double")
@@ -174,7 +179,9 @@ async def test_every_call_ending_commits_exactly_one_call_event() -> None:
     assert all(r.started is not None for r in delivered)
 
 
-async def test_a_worker_publishing_a_call_event_is_refused_and_nothing_is_stored() -> None:
+async def test_a_worker_publishing_a_call_event_is_refused_and_nothing_is_stored(
+    broker_store: BrokerStore,
+) -> None:
     forged = {
         "type": "publish",
         "seq": 1,
@@ -192,7 +199,7 @@ async def test_a_worker_publishing_a_call_event_is_refused_and_nothing_is_stored
             }
         ],
     }
-    async with running_broker() as broker:
+    async with broker_store.running_broker() as broker:
         async with wire_client(broker.url, worker_hello(WORKSPACE, "run-a")) as worker:
             await worker.send_raw(msgspec.json.encode(forged))
             refused = await worker.expect(schema.ErrorReply)

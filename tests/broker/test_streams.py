@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 import schema
-from broker.testing import running_broker
 from tests.broker.wire import WireClient, scalars, watcher_hello, wire_client, worker_hello
+from tests.support import BrokerStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,8 +37,8 @@ async def collect(watcher: WireClient, sub: int, expected: int) -> list[schema.E
     return events
 
 
-async def test_three_watchers_each_get_exactly_the_stored_stream() -> None:
-    async with running_broker() as broker:
+async def test_three_watchers_each_get_exactly_the_stored_stream(broker_store: BrokerStore) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, watcher_hello()) as w1,
             wire_client(broker.url, watcher_hello(), codec=schema.MSGPACK_CODEC) as w2,
@@ -77,9 +77,11 @@ async def test_three_watchers_each_get_exactly_the_stored_stream() -> None:
             assert events[: len(stored)] == stored
 
 
-async def test_all_workspaces_share_one_bound_on_the_events_kept_in_memory() -> None:
+async def test_all_workspaces_share_one_bound_on_the_events_kept_in_memory(
+    broker_store: BrokerStore,
+) -> None:
     workspaces, per_workspace, bound = 4, 600, 1000
-    async with running_broker(tail_events=bound) as broker:
+    async with broker_store.running_broker(tail_events=bound) as broker:
         assert broker.broker is not None
         async with wire_client(broker.url, watcher_hello()) as watcher:
             for index in range(workspaces):

@@ -7,8 +7,8 @@ import datetime
 import pytest
 
 import schema
-from broker.testing import running_broker
 from tests.broker.wire import WireClient, scalars, watcher_hello, wire_client, worker_hello
+from tests.support import BrokerStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -26,8 +26,10 @@ async def events_until(watcher: WireClient, last_seq: int) -> list[schema.EventM
     return events
 
 
-async def test_a_workspace_created_later_joins_with_its_initial_state() -> None:
-    async with running_broker() as broker:
+async def test_a_workspace_created_later_joins_with_its_initial_state(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker() as broker:
         async with wire_client(broker.url, watcher_hello()) as watcher:
             reply = await watcher.request(schema.Subscribe(id=watcher.next_id(), pattern="job-*"))
             assert isinstance(reply, schema.Subscribed)
@@ -51,8 +53,10 @@ async def test_a_workspace_created_later_joins_with_its_initial_state() -> None:
             assert [item.name for item in listing.items] == ["elsewhere", "job-7"]
 
 
-async def test_delete_removes_a_workspace_from_subscriptions_and_needs_force_while_in_use() -> None:
-    async with running_broker() as broker:
+async def test_delete_removes_a_workspace_from_subscriptions_and_needs_force_while_in_use(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker() as broker:
         async with wire_client(broker.url, watcher_hello()) as admin:
             async with wire_client(broker.url, worker_hello("doomed", "r")) as worker:
                 sub = await admin.request(schema.Subscribe(id=admin.next_id(), pattern="*"))
@@ -83,8 +87,10 @@ async def test_delete_removes_a_workspace_from_subscriptions_and_needs_force_whi
                 assert again.welcome.acked_seq == 0
 
 
-async def test_resume_from_a_cursor_gets_exactly_the_rest_or_a_gap() -> None:
-    async with running_broker(retention_events=20) as broker:
+async def test_resume_from_a_cursor_gets_exactly_the_rest_or_a_gap(
+    broker_store: BrokerStore,
+) -> None:
+    async with broker_store.running_broker(retention_events=20) as broker:
         assert broker.broker is not None
         async with wire_client(broker.url, worker_hello("ws", "r")) as worker:
             await publish(worker, 1, 10)
@@ -121,8 +127,8 @@ async def test_resume_from_a_cursor_gets_exactly_the_rest_or_a_gap() -> None:
                 assert not reply.recovered
 
 
-async def test_history_pages_in_both_directions() -> None:
-    async with running_broker() as broker:
+async def test_history_pages_in_both_directions(broker_store: BrokerStore) -> None:
+    async with broker_store.running_broker() as broker:
         async with (
             wire_client(broker.url, worker_hello("ws", "r")) as worker,
             wire_client(broker.url, watcher_hello()) as watcher,
@@ -156,9 +162,11 @@ async def test_history_pages_in_both_directions() -> None:
             assert isinstance(forward.events[0].payload, schema.Presence)
 
 
-async def test_resuming_behind_a_stream_retention_emptied_gets_a_gap_and_carries_on() -> None:
+async def test_resuming_behind_a_stream_retention_emptied_gets_a_gap_and_carries_on(
+    broker_store: BrokerStore,
+) -> None:
     async with (
-        running_broker(retention_age=datetime.timedelta(0)) as broker,
+        broker_store.running_broker(retention_age=datetime.timedelta(0)) as broker,
         wire_client(broker.url, worker_hello("ws", "r")) as worker,
     ):
         assert broker.broker is not None
