@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Self, TypeAlias, TypeVar
+from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
 
 import msgspec
 
@@ -61,6 +61,12 @@ from ._lifecycle import AsyncClient
 _CLIENT = "pierhead-sdk/0.1"
 _T = TypeVar("_T")
 _Frame = TypeVar("_Frame", bound=ClientFrame)
+
+SUBSCRIPTION_BUFFER: Final = 4096
+"""Deliveries a subscription holds unread, by default: several of the broker's pages (up to
+1000 events each). A buffer smaller than a page overflows on every page however fast the
+reader is, and under ``refetch`` every overflow costs an unsubscribe, a subscribe and whatever
+the broker sent meanwhile: a backlog of 100,000 events took minutes to read at 256."""
 
 Overflow: TypeAlias = Literal["refetch", "block"]
 """What a subscription does when its buffer is full because nobody reads it.
@@ -194,7 +200,7 @@ class Watcher(AsyncClient):
         reconnect_initial_s: float = 0.1,
         reconnect_max_s: float = 10.0,
         reconnect: bool = True,
-        subscription_buffer: int = 256,
+        subscription_buffer: int = SUBSCRIPTION_BUFFER,
         request_timeout_s: float = 30.0,
     ) -> None:
         self._hello = Hello(

@@ -41,7 +41,7 @@ from ._connection import BrokerUrls, ConnectionState
 from ._errors import ClosedError, PierheadTimeoutError
 from ._lease import Lease
 from ._outbox import OutboxPolicy, Ticket
-from ._watcher import Overflow
+from ._watcher import SUBSCRIPTION_BUFFER, Overflow
 from ._worker import Unreachable
 
 T = TypeVar("T")
@@ -420,7 +420,7 @@ class Watcher(_Threaded):
         reconnect_initial_s: float = 0.1,
         reconnect_max_s: float = 10.0,
         reconnect: bool = True,
-        subscription_buffer: int = 256,
+        subscription_buffer: int = SUBSCRIPTION_BUFFER,
         request_timeout_s: float = 30.0,
     ) -> None:
         super().__init__()

@@ -94,3 +94,26 @@ async def test_block_is_still_there_for_those_who_want_it() -> None:
     assert messages == [f"e{i}" for i in range(10)]
     with pytest.raises(sdk.InvalidArgumentError):
         sdk.Watcher("ws://127.0.0.1:9", subscription_buffer=0)
+
+
+async def test_a_reader_that_keeps_up_takes_whole_pages_without_overflowing() -> None:
+    """The default buffer holds several of the broker's pages: with one smaller than a page,
+    every page overflowed however fast the reader was, and each overflow cost a round of
+    unsubscribe and subscribe (a backlog of 100,000 events took minutes to read)."""
+    pages = 3
+    count = pages * 1000
+    async with running_broker() as broker:
+        async with sdk.Worker(broker.url, "pages", run_id="r") as worker:
+            for i in range(count):
+                await worker.scalar("x", i)
+            await worker.flush(timeout=GUARD_S)
+        async with sdk.Watcher(broker.url) as watcher:
+            subscription = await watcher.subscribe("pages", since="earliest", kinds=["scalar"])
+            seen = 0
+            async with asyncio.timeout(GUARD_S):
+                async for delivery in subscription:
+                    assert not subscription.paused, f"overflowed after {seen} events"
+                    assert isinstance(delivery, schema.EventMsg)
+                    seen += 1
+                    if seen == count:
+                        break
