@@ -735,6 +735,10 @@ class Router:
         workspace = self.workspaces.get(name)
         if workspace is None:
             return False
+        if workspace.mirror:
+            # The node that writes the workspace holds all of its runs, and knows for sure;
+            # this node's copy of the state may be a moment behind a reconnect.
+            return True
         return any(w.run_id == run_id and w.connected for w in workspace.pending.workers)
 
     def action_result(self, run: Run, frame: ActionResult, now: Now) -> list[Effect]:

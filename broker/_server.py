@@ -550,7 +550,8 @@ class BrokerServer:
                 max_size=config.max_frame_bytes,
                 heartbeat_s=config.heartbeat_s,
                 heartbeat_timeout_s=config.heartbeat_timeout_s,
-                open_timeout_s=config.hello_timeout_s,
+                # A paused writer accepts the TCP connection and answers nothing.
+                open_timeout_s=min(config.hello_timeout_s, config.heartbeat_timeout_s),
             )
         finally:
             self._relays.discard(connection)

@@ -1,0 +1,160 @@
+"""Nodes on one Redis store under faults, as real processes: a node SIGKILLed, a node paused
+past its claim, Redis itself SIGKILLed and restarted on its AOF. Nothing acknowledged is lost,
+nothing is stored twice, and what a stale node sends after it lost a workspace is not stored."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import schema
+import sdk
+from tests.broker.cluster_support import (
+    QUICK_FAILOVER,
+    collect,
+    last_offset,
+    nodes_on_redis,
+    offsets,
+    stored,
+    wait_for_log,
+)
+from tests.broker.wire import wire_client, worker_hello
+
+pytestmark = pytest.mark.asyncio
+
+WS = "deploy"
+GUARD_S = 60.0
+"""Only a guard against a hanging test: failovers here take a few seconds."""
+
+
+def scalar_seqs(events: list[schema.EventMsg], run_id: str) -> list[int]:
+    return [
+        event.seq or 0
+        for event in events
+        if event.run_id == run_id and isinstance(event.payload, schema.Scalar)
+    ]
+
+
+def mutex_changes(events: list[schema.EventMsg]) -> list[tuple[str | None, int]]:
+    return [
+        (event.payload.mutex_change, event.payload.fence)
+        for event in events
+        if isinstance(event.payload, schema.SemaphoresChange) and event.payload.mutex_change
+    ]
+
+
+async def until_expired(subscription: sdk.Subscription) -> list[schema.EventMsg]:
+    """Deliveries up to the mutex's expiry."""
+    events: list[schema.EventMsg] = []
+    while not mutex_changes(events) or mutex_changes(events)[-1][0] != "expired":
+        delivery = await anext(subscription)
+        assert isinstance(delivery, schema.EventMsg), delivery
+        events.append(delivery)
+    return events
+
+
+async def test_a_killed_node_loses_nothing_and_its_run_is_reached_on_its_new_node(
+    tmp_path: Path,
+) -> None:
+    async with nodes_on_redis(tmp_path, 3, *QUICK_FAILOVER) as (_redis, (a, b, c)):
+        job = sdk.Worker([a.url, b.url], WS, run_id="job")
+
+        @job.action("ping")
+        def ping(text: str) -> str:
+            return f"pong {text}"
+
+        # A raw connection holds the mutex on node A: it dies with the node, for good.
+        async with (
+            job,
+            sdk.Watcher(c.url) as operator,
+            wire_client(a.url, worker_hello(WS, "holder")) as holder,
+        ):
+            subscription = await operator.subscribe(WS, since="earliest")
+            granted = await holder.request(schema.MutexAcquire(id=holder.next_id(), wait=False))
+            assert isinstance(granted, schema.MutexGranted)
+            held_fence = granted.fence
+            for index in range(500):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            assert job.url == a.url
+            a.kill()
+            await a.wait()
+            # Queued while the node is gone: sent to the next node once it takes over.
+            for index in range(500, 1000):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            assert job.url == b.url
+            answer = await operator.call(WS, "job", "ping", {"text": "after"}, timeout=10)
+            assert answer == "pong after"
+            await wait_for_log(b, "workspace_claimed")
+            # The holder's node died with it: its lease ends after the grace.
+            delivered = await asyncio.wait_for(until_expired(subscription), GUARD_S)
+        history = await stored(b.url, WS)
+        assert offsets(history) == list(range(1, history[-1].offset + 1))
+        assert scalar_seqs(history, "job") == list(range(1, 1001))
+        assert delivered == history[: len(delivered)]
+        changes = mutex_changes(history)
+        assert ("granted", held_fence) in changes
+        assert ("expired", held_fence) in changes
+
+
+async def test_a_node_paused_past_its_claim_is_fenced_out(tmp_path: Path) -> None:
+    async with nodes_on_redis(tmp_path, 2, *QUICK_FAILOVER) as (_redis, (a, b)):
+        waiting = sdk.Worker(b.url, WS, run_id="waiting")
+        async with (
+            wire_client(a.url, worker_hello(WS, "stale")) as stale,
+            waiting,
+        ):
+            granted = await stale.request(schema.MutexAcquire(id=stale.next_id(), wait=False))
+            assert isinstance(granted, schema.MutexGranted)
+            await stale.publish(1, [schema.Scalar(name="before", value=1.0)])
+            assert (await stale.expect(schema.Ack)).seq == 1
+            contender = asyncio.create_task(waiting_for_the_mutex(waiting))
+            a.pause()
+            # B takes the workspace over once A's claim lapses; the stale holder's grace then
+            # runs out and the waiting worker is granted the mutex with a higher fence.
+            new_fence = await asyncio.wait_for(contender, GUARD_S)
+            assert new_fence > granted.fence
+            # A carries on as if nothing had happened, and the stale holder publishes.
+            a.resume()
+            await stale.publish(2, [schema.Scalar(name="after", value=2.0)])
+            assert await a.wait(GUARD_S) == 1
+        assert a.events("broker_failed"), a.describe()
+        history = await stored(b.url, WS)
+        assert offsets(history) == list(range(1, history[-1].offset + 1))
+        assert scalar_seqs(history, "stale") == [1]
+        assert ("granted", new_fence) in mutex_changes(history)
+
+
+async def waiting_for_the_mutex(worker: sdk.Worker) -> int:
+    async with worker.mutex() as lease:
+        return lease.fence
+
+
+async def test_redis_killed_mid_stream_and_restarted_loses_nothing_acknowledged(
+    tmp_path: Path,
+) -> None:
+    async with nodes_on_redis(tmp_path, 2) as (redis, (a, b)):
+        async with sdk.Worker(a.url, WS, run_id="job") as job, sdk.Watcher(b.url) as watcher:
+            subscription = await watcher.subscribe(WS, since="earliest")
+            for index in range(2000):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            acked_before = job.counters["acked"]
+            redis.kill()
+            for index in range(2000, 4000):
+                await job.scalar("step", index)
+            await wait_for_log(a, "store_unreachable")
+            redis.restart()
+            await job.flush(timeout=GUARD_S)
+            assert acked_before == 2000
+            end = await last_offset(b.url, WS)
+            delivered = await asyncio.wait_for(collect(subscription, WS, end), GUARD_S)
+        history = await stored(b.url, WS)
+        assert scalar_seqs(history, "job") == list(range(1, 4001))
+        assert offsets(history) == list(range(1, history[-1].offset + 1))
+        assert delivered == history[: len(delivered)]
+        assert a.returncode is None
+        assert b.returncode is None
