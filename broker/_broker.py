@@ -71,7 +71,7 @@ from ._followers import Followers
 from ._forwarding import ForwardedRequester
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._routing import Router, RoutingLimits, Run
-from ._store import Commit, HistoryFilter, Store
+from ._store import Commit, HistoryFilter, Store, StoreUnavailableError
 from ._subscription import Subscription
 from ._threads import StoreThreads
 from ._workspace import Workspace
@@ -367,6 +367,8 @@ class Broker:
             timer.cancel()
         self._timers.clear()
         self.coordinator.close()
+        if self.cluster is not None:
+            await self.cluster.aclose()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -508,13 +510,22 @@ class Broker:
             series=frame.series,
             run_id=frame.run_id,
         )
-        events, more = await self.threads.run(lambda: self.store.history(query))
+        try:
+            events, more = await self.threads.run(lambda: self.store.history(query))
+        except StoreUnavailableError as exc:
+            message = f"the store cannot be reached; try again ({exc})"
+            return ErrorReply(code=ErrorCode.INTERNAL, message=message, id=frame.id)
         return HistoryPage(id=frame.id, events=events, more=more)
 
     # Figures ------------------------------------------------------------------------------
 
-    def stats(self, frame: StatsRequest, grant: Grant) -> StatsReport:
-        counters = self._counters() if grant.scope == "*" else self._scoped_counters(grant)
+    async def stats(self, frame: StatsRequest, grant: Grant) -> StatsReport:
+        if grant.scope != "*":
+            counters = self._scoped_counters(grant)
+        else:
+            counters = self.counters_now()
+            if self.cluster is not None:
+                counters.update(await self.cluster.cluster_counters(counters))
         return StatsReport(
             id=frame.id,
             server=self.server,
@@ -531,7 +542,8 @@ class Broker:
         names = [name for name in self.workspaces if grant.covers(name)]
         return {"workspaces": len(names), "workers": self.router.worker_count(names)}
 
-    def _counters(self) -> dict[str, int | float]:
+    def counters_now(self) -> dict[str, int | float]:
+        """This node's counters (every workspace it has, written here or followed)."""
         router = self.router
         peers: list[Peer] = [run.peer for runs in router.runs.values() for run in runs.values()]
         peers += router.followers.watchers
@@ -550,7 +562,18 @@ class Broker:
             "watcher_lag_events": router.watcher_lag(),
             "tail_events": router.tails.size,
             "request_tasks": len(self._tasks),
+            **self._cluster_counters(),
             **self.counters,
+        }
+
+    def _cluster_counters(self) -> dict[str, int | float]:
+        if self.cluster is None:
+            return {}
+        mirrors = sum(1 for workspace in self.router.workspaces.values() if workspace.mirror)
+        return {
+            "workspaces_written": len(self.router.workspaces) - mirrors,
+            "workspaces_followed": mirrors,
+            **self.cluster.counters,
         }
 
 

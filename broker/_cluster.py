@@ -80,6 +80,18 @@ _NOTICES: Final[dict[str, type[Any]]] = {
     )
 }
 _ENCODER: Final = msgspec.msgpack.Encoder()
+_COUNTERS_DECODER: Final = msgspec.msgpack.Decoder(dict[str, int | float])
+_NODE_COUNTERS: Final = (
+    "workers",
+    "watchers",
+    "subscriptions",
+    "workspaces_written",
+    "events_committed",
+    "commits",
+    "worker_sessions",
+    "watcher_sessions",
+)
+"""The counters ``stats`` shows per node and sums for the cluster."""
 _DECODER: Final = msgspec.msgpack.Decoder(tuple[str, dict[str, Any]])
 
 
@@ -112,6 +124,10 @@ class ClusterMember(NodeInbox, Protocol):
 
     def mirrors(self) -> list[tuple[str, int]]:
         """(name, epoch) of every mirror."""
+        ...
+
+    def counters_now(self) -> dict[str, int | float]:
+        """This node's stats counters."""
         ...
 
 
@@ -149,6 +165,10 @@ class RedisCoordinator:
         self._check_now = asyncio.Event()
         self._pending: dict[int, asyncio.Future[ForwardAnswered]] = {}
         self._next_request = 0
+        self._listening = asyncio.Event()
+        self.listening = False
+        """Whether the subscription to the other nodes is open (``/healthz`` says not ready
+        while it is not)."""
         self.counters: dict[str, int] = {
             "cluster_hints": 0,
             "cluster_repairs": 0,
@@ -181,6 +201,10 @@ class RedisCoordinator:
         for job in (self._listen(), self._follow(), self._check(), self._register()):
             self._spawn(job)
 
+    async def wait_listening(self) -> None:
+        """Until the subscription to the other nodes is first open."""
+        await self._listening.wait()
+
     def tell(self, notice: Notice) -> None:
         match notice:
             case CommitNotice() | SemaphoresNotice() | RunClaimed():
@@ -197,16 +221,17 @@ class RedisCoordinator:
                 self._spawn(self._publish(target, notice))
 
     def close(self) -> None:
+        """Stop at once; :meth:`aclose` then waits for every task and connection to end."""
         for task in list(self._tasks):
             task.cancel()
         for future in self._pending.values():
             future.cancel()
         self._pending.clear()
-        self._spawn_close()
 
-    def _spawn_close(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().create_task(self._client.aclose())
+    async def aclose(self) -> None:
+        self.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._client.aclose()
 
     def _spawn(self, job: Any) -> None:
         task = asyncio.get_running_loop().create_task(job)
@@ -288,6 +313,8 @@ class RedisCoordinator:
             try:
                 await pubsub.psubscribe(self._commits_pattern)
                 await pubsub.subscribe(self._inbox_of(self._node))
+                self.listening = True
+                self._listening.set()
                 backoff = 0.1
                 # Whatever was committed while not subscribed is found by a check now.
                 self._check_now.set()
@@ -310,6 +337,7 @@ class RedisCoordinator:
                     elif now - probed >= self._probe_s:
                         raise ConnectionError("the subscription heard not even its own probe")
             except (redis.RedisError, OSError) as exc:
+                self.listening = False
                 self.counters["cluster_resubscribes"] += 1
                 log.warning("cluster_subscription_lost", error=str(exc))
                 await asyncio.sleep(backoff)
@@ -420,14 +448,50 @@ class RedisCoordinator:
         """Keep this node in the node list with its address."""
         await self._advertised.wait()
         while True:
+            counters = {} if self._member is None else self._member.counters_now()
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
                     pipe.hset(f"{self._prefix}:nodes", self._node, self.url)
                     pipe.set(f"{self._prefix}:node:{self._node}:url", self.url, px=self._lease_ms)
+                    pipe.set(
+                        self._stats_key(self._node), _ENCODER.encode(counters), px=self._lease_ms
+                    )
                     await pipe.execute()
             except (redis.RedisError, OSError) as exc:
                 log.warning("cluster_register_failed", error=str(exc))
             await asyncio.sleep(self._lease_ms / 3000)
+
+    def _stats_key(self, node: str) -> str:
+        return f"{self._prefix}:node:{node}:stats"
+
+    async def cluster_counters(self, mine: dict[str, int | float]) -> dict[str, int | float]:
+        """Counters of every live node: ``node.<name>.<counter>`` each (the others' as they
+        last reported them, at most a third of ``--claim-lease`` ago), and ``cluster.<counter>``
+        their sums for the counters that add up."""
+        try:
+            names = sorted(
+                key.decode() for key in await self._client.hkeys(f"{self._prefix}:nodes")
+            )
+            others = [name for name in names if name != self._node]
+            reports = (
+                await self._client.mget([self._stats_key(name) for name in others])
+                if others
+                else []
+            )
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cluster_stats_unavailable", error=str(exc))
+            return {"cluster.nodes_reporting": 1}
+        by_node: dict[str, dict[str, int | float]] = {self._node: mine}
+        for name, report in zip(others, reports, strict=True):
+            if report is not None:
+                by_node[name] = _COUNTERS_DECODER.decode(report)
+        counters: dict[str, int | float] = {"cluster.nodes_reporting": len(by_node)}
+        for name, values in sorted(by_node.items()):
+            for key in _NODE_COUNTERS:
+                if key in values:
+                    counters[f"node.{name}.{key}"] = values[key]
+                    counters[f"cluster.{key}"] = counters.get(f"cluster.{key}", 0) + values[key]
+        return counters
 
     async def nodes(self) -> dict[str, str]:
         """The live nodes and their addresses."""

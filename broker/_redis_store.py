@@ -44,7 +44,7 @@ import structlog
 from schema import EventMsg, WorkspaceState
 
 from ._redis_url import RedisTarget
-from ._store import Commit, HistoryFilter, StoredWorkspace
+from ._store import Commit, HistoryFilter, StoredWorkspace, StoreUnavailableError
 
 try:
     import redis
@@ -86,10 +86,6 @@ _INDEX: Final = "workspaces"
 class StoreUnusableError(RuntimeError):
     """The Redis server cannot keep the durability promise asked for (or cannot be reached at
     start); the message says why."""
-
-
-class StoreUnavailableError(ConnectionError):
-    """Redis cannot be reached right now; the request may be tried again."""
 
 
 class StoreConflictError(RuntimeError):
@@ -598,7 +594,9 @@ class RedisStore:
         try:
             yield
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._unreachable(exc)
             raise StoreUnavailableError(f"Redis cannot be reached: {exc}") from exc
+        self._reachable()
 
     def read(self, workspace: str, epoch: int, after: int, limit: int) -> list[EventMsg]:
         """Up to ``limit`` stored events with offset > ``after``, oldest first."""
@@ -673,6 +671,10 @@ class RedisStore:
                 low = f"({edge}"
             else:
                 high = f"({edge}"
+
+    @property
+    def reachable(self) -> bool:
+        return self._unreachable_since is None
 
     def interrupt(self) -> None:
         self._closed = True

@@ -210,8 +210,13 @@ class BrokerServer:
         self.broker = broker
         try:
             broker.restore()
+            if cluster is not None:
+                async with asyncio.timeout(config.hello_timeout_s):
+                    await cluster.wait_listening()
         except StoreUnavailableError as exc:
             raise StartError(f"cannot load the workspaces: {exc}") from exc
+        except TimeoutError as exc:
+            raise StartError("cannot subscribe to the other nodes' messages in Redis") from exc
         self._writer_task = asyncio.create_task(self._watch(broker.run_writer()))
         self._retention_task = asyncio.create_task(self._watch(broker.run_retention()))
         if isinstance(store, RedisStore):
@@ -577,6 +582,9 @@ class BrokerServer:
             )
             return connection.respond(HTTPStatus.FORBIDDEN, refusal.body)
         if request.path == "/healthz":
+            problem = self._not_ready()
+            if problem is not None:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, problem + "\n")
             return connection.respond(HTTPStatus.OK, "ok\n")
         if self._dashboard is None or _is_websocket_upgrade(request):
             return None
@@ -586,6 +594,17 @@ class BrokerServer:
             if_none_match=request.headers.get("If-None-Match"),
         )
         return _response(answer)
+
+    def _not_ready(self) -> str | None:
+        """Why the node cannot serve fully right now (its store is unreachable), or None."""
+        broker = self.broker
+        if broker is None:
+            return "starting"
+        if not broker.store.reachable:
+            return "not ready: the store cannot be reached"
+        if broker.cluster is not None and not broker.cluster.listening:
+            return "not ready: not listening to the other nodes"
+        return None
 
     async def _admit(self, connection: ServerConnection, hello: Hello) -> Grant | Refused:
         assert self.broker is not None

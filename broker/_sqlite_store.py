@@ -663,6 +663,10 @@ class SQLiteStore:
                     cursor.close()
         return events[: query.limit], len(events) > query.limit
 
+    @property
+    def reachable(self) -> bool:
+        return True
+
     def interrupt(self) -> None:
         """Nothing to interrupt: a commit waits only for the local disk."""
 

@@ -18,6 +18,11 @@ from typing import Protocol
 from schema import EventMsg, PayloadKind, WorkspaceState
 
 
+class StoreUnavailableError(ConnectionError):
+    """The store's server cannot be reached right now (a Redis store); the request may be
+    tried again. The broker keeps its sessions meanwhile and holds acknowledgements."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredWorkspace:
     """A workspace as the store holds it, loaded at boot."""
@@ -125,6 +130,12 @@ class Store(Protocol):
     ) -> list[tuple[str, int, str]]:
         """Drop the dedupe positions of runs neither connected (``live``) nor with a stored
         event for ``idle_for``; the (workspace, epoch, run id) of each one dropped."""
+        ...
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the store's server answered the last time it was asked (always, for an
+        embedded store): ``/healthz`` reports the node not ready while it is not."""
         ...
 
     def interrupt(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from schema import (
     ActionCall,
@@ -32,8 +32,12 @@ from schema import (
 from ._outbox import OutboxClosedError
 from ._page import Page, make_page
 from ._session import Handler, Session, SessionContext
+from ._store import StoreUnavailableError
 from ._subscription import ReadCursor, Subscription
 from ._workspace import Workspace
+
+STORE_RETRY_S: Final = 0.5
+"""How soon delivery tries the store again while it cannot be reached."""
 
 
 class WatcherSession(Session):
@@ -98,8 +102,8 @@ class WatcherSession(Session):
     async def on_delete_workspace(self, frame: DeleteWorkspace) -> None:
         await self.broker.delete_workspace(self, frame, by=self.label)
 
-    def on_stats(self, frame: StatsRequest) -> None:
-        self.send(self.broker.stats(frame, self.grant))
+    async def on_stats(self, frame: StatsRequest) -> None:
+        self.send(await self.broker.stats(frame, self.grant))
 
     handlers: ClassVar[dict[type[Any], Handler]] = {
         Subscribe: on_subscribe,
@@ -121,8 +125,15 @@ class WatcherSession(Session):
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while await self._deliver_round():
-                    pass
+                try:
+                    while await self._deliver_round():
+                        pass
+                except StoreUnavailableError as exc:
+                    # Delivery waits for the store and goes on from its cursors: nothing is
+                    # skipped, and the session stays open.
+                    self.log.warning("delivery_waits_for_store", error=str(exc))
+                    await asyncio.sleep(STORE_RETRY_S)
+                    self._wake.set()
         except OutboxClosedError:
             pass
 

@@ -6,13 +6,17 @@ its claim loses nothing and writes nothing more."""
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 import schema
 import sdk
+from broker.testing import BrokerProcess
 from tests.broker.cluster_support import (
+    QUICK_FAILOVER,
     collect,
     last_offset,
     nodes_on_redis,
@@ -116,3 +120,69 @@ async def test_the_mutex_is_handed_over_between_workers_on_different_nodes(
             await granted.wait()
             await waiting
         assert fences[1] > fences[0]
+
+
+def node_name(node: BrokerProcess) -> str:
+    return (node.data_dir / "node").read_text().strip()
+
+
+async def test_stats_show_each_node_and_the_whole_cluster(tmp_path: Path) -> None:
+    async with nodes_on_redis(tmp_path, 2, *QUICK_FAILOVER) as (_redis, (a, b)):
+        async with sdk.Worker(a.url, WS) as worker, sdk.Watcher(b.url) as watcher:
+            await worker.log("hello")
+            await worker.flush()
+            subscription = await watcher.subscribe(WS, since="earliest")
+            await anext(subscription)
+            expected = {
+                "cluster.nodes_reporting": 2,
+                "cluster.workers": 1,
+                "cluster.watchers": 1,
+                f"node.{node_name(a)}.workers": 1,
+                f"node.{node_name(a)}.workspaces_written": 1,
+                f"node.{node_name(b)}.watchers": 1,
+                f"node.{node_name(b)}.workspaces_written": 0,
+            }
+            counters: dict[str, int | float] = {}
+
+            async def reported() -> bool:
+                nonlocal counters
+                counters = (await watcher.stats()).counters
+                return all(counters.get(key) == value for key, value in expected.items())
+
+            # The other node's figures are as it last reported them: a fraction of the claim
+            # lease ago.
+            async with asyncio.timeout(30):
+                while not await reported():
+                    await asyncio.sleep(0.1)
+            assert counters["workspaces_followed"] == 1
+
+
+async def test_healthz_says_not_ready_while_redis_is_down(tmp_path: Path) -> None:
+    async with nodes_on_redis(tmp_path, 1) as (redis, (node,)):
+        health = f"http://127.0.0.1:{node.port}/healthz"
+
+        async def status() -> int:
+            def get() -> int:
+                try:
+                    with urllib.request.urlopen(health) as response:
+                        return int(response.status)
+                except urllib.error.HTTPError as error:
+                    return int(error.code)
+
+            return await asyncio.to_thread(get)
+
+        assert await status() == 200
+        async with sdk.Worker(node.url, WS) as worker, sdk.Watcher(node.url) as watcher:
+            await worker.log("stored")
+            await worker.flush()
+            redis.kill()
+            async with asyncio.timeout(30):
+                while await status() != 503:
+                    await asyncio.sleep(0.1)
+            # A request that needs the store is answered, with an error that says why.
+            with pytest.raises(sdk.BrokerRefusedError, match="store cannot be reached"):
+                await anext(aiter(watcher.history(WS)))
+            redis.restart()
+        async with asyncio.timeout(30):
+            while await status() != 200:
+                await asyncio.sleep(0.1)
