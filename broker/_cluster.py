@@ -397,6 +397,14 @@ class RedisCoordinator:
                 member.mirror_removed(name, position[0])
             return
         head, state = found
+        if position is not None and position[0] == head.epoch and head.last_offset < position[1]:
+            # The store went back behind what this node had read: a new epoch, so that no
+            # reader skips the offsets that will be given again.
+            await asyncio.to_thread(
+                self.store.new_epoch_after_rollback, name, head.epoch, position[1]
+            )
+            self._mark(name)
+            return
         if position is None or position[0] != head.epoch:
             member.mirrored(state, head.first_offset, [])
             return
@@ -432,7 +440,7 @@ class RedisCoordinator:
             for name, head in heads.items():
                 if member.writes(name):
                     continue
-                if _behind(member.mirror_position(name), head):
+                if _differs(member.mirror_position(name), head):
                     self.counters["cluster_repairs"] += 1
                     self._mark(name)
             for name, _epoch in member.mirrors():
@@ -504,5 +512,6 @@ class RedisCoordinator:
         return alive
 
 
-def _behind(position: tuple[int, int] | None, head: WorkspaceHead) -> bool:
-    return position is None or position[0] != head.epoch or position[1] < head.last_offset
+def _differs(position: tuple[int, int] | None, head: WorkspaceHead) -> bool:
+    """Whether a mirror differs from the store's head (ahead of it too: the store went back)."""
+    return position is None or position[0] != head.epoch or position[1] != head.last_offset

@@ -224,6 +224,7 @@ class RedisStore:
         self._delete_script: Script = self._client.register_script(_script("_redis_delete.lua"))
         self._read_script: Script = self._client.register_script(_script("_redis_read.lua"))
         self._renew_script: Script = self._client.register_script(_script("_redis_renew.lua"))
+        self._rollback_script: Script = self._client.register_script(_script("_redis_rollback.lua"))
         self._encoder = msgspec.msgpack.Encoder()
         self._chunk_decoder = msgspec.msgpack.Decoder(list[EventMsg])
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
@@ -306,7 +307,7 @@ class RedisStore:
         if epoch is None or body is None:
             return None
         return StoredWorkspace(
-            state=self._state_decoder.decode(body),
+            state=self._state(body, epoch),
             first_offset=min(int(first), int(last) + 1),
             run_seqs={run.decode(): int(seq) for run, seq in runs.items()},
         )
@@ -335,7 +336,34 @@ class RedisStore:
         if epoch is None or body is None:
             return None
         head = WorkspaceHead(int(epoch), int(first), int(last))
-        return head, self._state_decoder.decode(body)
+        return head, self._state(body, epoch)
+
+    def _state(self, body: bytes, epoch: bytes) -> WorkspaceState:
+        """The stored state, in the meta hash's epoch (a new epoch after a rollback keeps the
+        state written in the old one)."""
+        state = self._state_decoder.decode(body)
+        if state.epoch != int(epoch):
+            state = msgspec.structs.replace(state, epoch=int(epoch))
+        return state
+
+    def new_epoch_after_rollback(self, name: str, epoch: int, seen_last: int) -> int | None:
+        """Move ``name`` to a new epoch if its stream in ``epoch`` now ends before
+        ``seen_last``, an offset seen stored (the server went back: a failover to a replica
+        that lacked the latest commits). The new epoch, or ``None`` when nothing went back."""
+        keys = self._keys(name)
+        with self._reads():
+            reply = self._rollback_script(keys=[keys.meta], args=[epoch, seen_last])
+        if reply[0] != b"renewed":
+            return None
+        renewed = int(reply[1])
+        log.warning(
+            "workspace_rolled_back",
+            workspace=name,
+            epoch=epoch,
+            seen_last=seen_last,
+            new_epoch=renewed,
+        )
+        return renewed
 
     @property
     def _index(self) -> str:
@@ -484,6 +512,7 @@ class RedisStore:
                     f"Redis lost workspace {name!r}: its data is gone from the server"
                 )
             if status == b"gap":
+                self._gap(commit, name)
                 raise StoreConflictError(
                     f"workspace {name!r} ends at offset {held} in Redis, not where this "
                     "node's commit continues it (the server lost data)"
@@ -497,6 +526,16 @@ class RedisStore:
                     f"WAITAOF: fsynced on {fsynced[0]} local and {fsynced[1]} replica AOFs, "
                     f"wanted {wanted[0]} and {wanted[1]}"
                 )
+
+    def _gap(self, commit: Commit, name: str) -> None:
+        """This node's commit does not continue the stored stream: if the store went back
+        behind what this node stored, the workspace moves to a new epoch (its readers are told
+        they did not recover; no offset is silently reused)."""
+        events = commit.by_workspace.get(name)
+        for state_name, epoch in commit.states:
+            if state_name == name and events:
+                with contextlib.suppress(StoreUnavailableError):
+                    self.new_epoch_after_rollback(name, epoch, events[0].offset - 1)
 
     def _unreachable(self, error: Exception) -> None:
         if self._unreachable_since is None:

@@ -158,3 +158,41 @@ async def test_redis_killed_mid_stream_and_restarted_loses_nothing_acknowledged(
         assert delivered == history[: len(delivered)]
         assert a.returncode is None
         assert b.returncode is None
+
+
+async def test_a_store_that_went_back_moves_the_workspace_to_a_new_epoch(tmp_path: Path) -> None:
+    """What a failover to a replica that lacked the latest commits looks like to the nodes:
+    the workspace's keys as they were a while ago. Offsets after that point were read by
+    watchers; they must not be given to new events in the same epoch."""
+    async with nodes_on_redis(tmp_path, 2, *QUICK_FAILOVER) as (redis, (a, b)):
+        async with sdk.Worker(a.url, WS, run_id="job") as job, sdk.Watcher(b.url) as watcher:
+            subscription = await watcher.subscribe(WS, since="earliest")
+            for index in range(100):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            client = redis.client()
+            keys = [f"ph:{{{WS}}}:{part}" for part in ("meta", "chunks", "runs", "seen")]
+            earlier: dict[str, bytes] = {}
+            for key in keys:
+                dumped = client.dump(key)
+                assert isinstance(dumped, bytes), key
+                earlier[key] = dumped
+            for index in range(100, 200):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            end = await last_offset(b.url, WS)
+            seen = await asyncio.wait_for(collect(subscription, WS, end), GUARD_S)
+            old_epoch = watcher.state[WS].epoch
+            for key, value in earlier.items():
+                client.restore(key, 0, value, replace=True)
+            client.close()
+            # Node B read further than the store now holds: the workspace gets a new epoch.
+            async with asyncio.timeout(GUARD_S):
+                while (await watcher.workspaces(WS))[0].epoch == old_epoch:
+                    await asyncio.sleep(0.1)
+        await a.wait(GUARD_S)  # its next commit met the new epoch: it stopped
+        # A reader resuming where it was in the old epoch is told it did not recover.
+        async with sdk.Watcher(b.url) as late:
+            cursor = {WS: schema.Cursor(epoch=old_epoch, offset=seen[-1].offset)}
+            resumed = await late.subscribe(WS, since=cursor)
+            assert not resumed.recovered
