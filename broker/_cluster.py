@@ -48,13 +48,12 @@ from ._coordinator import (
     RunClaimed,
     SemaphoresNotice,
 )
-from ._redis_store import RedisStore, StoreUnavailableError, WorkspaceHead
+from ._redis_store import RedisStore, StoreUnavailableError, WorkspaceHead, open_client
 from ._redis_url import RedisTarget
 from ._store import StoredWorkspace
 
 try:
     import redis
-    import redis.asyncio as aioredis
 except ImportError:  # pragma: no cover - the redis extra is not installed
     redis = None  # type: ignore[assignment]
 
@@ -155,8 +154,8 @@ class RedisCoordinator:
         self._lease_ms = store.lease_ms
         self._probe_s = probe_s
         self.request_timeout_s = request_timeout_s
-        self._client: Any = aioredis.Redis(
-            **target.client_options(), socket_connect_timeout=2.0, socket_timeout=None
+        self._client: Any = open_client(
+            target, asynchronous=True, socket_connect_timeout=2.0, socket_timeout=None
         )
         self._member: ClusterMember | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -48,6 +48,9 @@ from ._store import Commit, HistoryFilter, StoredWorkspace, StoreUnavailableErro
 
 try:
     import redis
+    import redis.asyncio
+    import redis.asyncio.sentinel
+    import redis.sentinel
     from redis.commands.core import Script
 except ImportError:  # pragma: no cover - the redis extra is not installed
     redis = None  # type: ignore[assignment]
@@ -101,6 +104,27 @@ class ServerTraits:
     waitaof: bool
     appendfsync: str | None
     replicas: int
+
+
+def open_client(target: RedisTarget, *, asynchronous: bool, **options: Any) -> Any:
+    """A client of the Redis ``target`` names: blocking or asyncio. For ``sentinel://``, a
+    client of the primary the Sentinels name, which asks them again after a failover."""
+    if target.scheme == "sentinel":
+        sentinels = list(target.sentinels)
+        if asynchronous:
+            watch: Any = redis.asyncio.sentinel.Sentinel(sentinels, socket_timeout=2.0)
+            return watch.master_for(
+                target.service,
+                redis_class=redis.asyncio.Redis,
+                **target.client_options(),
+                **options,
+            )
+        watch = redis.sentinel.Sentinel(sentinels, socket_timeout=2.0)
+        return watch.master_for(
+            target.service, redis_class=redis.Redis, **target.client_options(), **options
+        )
+    client_class = redis.asyncio.Redis if asynchronous else redis.Redis
+    return client_class(**target.client_options(), **options)
 
 
 def _script(name: str) -> str:
@@ -206,8 +230,9 @@ class RedisStore:
         self._prefix = prefix
         self._lease_ms = owner_lease_ms
         # Typed as Any: redis-py's replies are typed as unions of every reply shape.
-        self._client: Any = redis.Redis(
-            **target.client_options(),
+        self._client: Any = open_client(
+            target,
+            asynchronous=False,
             socket_timeout=max(5.0, 2 * _WAITAOF_MS / 1000),
             socket_connect_timeout=2.0,
         )

@@ -5,6 +5,10 @@ Accepted forms::
     redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]      plain TCP, port 6379, database 0
     rediss://[[USER]:PASSWORD@]HOST[:PORT][/DB]     TLS, certificates checked
     unix://[[USER]:PASSWORD@]/PATH[?db=N]            a unix socket
+    sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB]
+                                                     the primary that these Sentinels
+                                                     (port 26379) name for SERVICE, found
+                                                     again after a failover
 
 A password in the URL wins; without one, ``PIERHEAD_REDIS_PASSWORD`` is used when set. The
 password is kept in a field that no ``repr``, error message or log shows: :meth:`RedisTarget.
@@ -38,7 +42,8 @@ MAX_DB: Final = 15
 typo here is better caught before connecting."""
 _DIGITS: Final = re.compile(r"[0-9]{1,5}")
 
-Scheme = Literal["redis", "rediss", "unix"]
+Scheme = Literal["redis", "rediss", "unix", "sentinel"]
+SENTINEL_PORT: Final = 26379
 
 
 class StoreUrlError(ValueError):
@@ -58,6 +63,10 @@ class RedisTarget:
     db: int = 0
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    """For ``sentinel``: the Sentinels' addresses."""
+    service: str | None = None
+    """For ``sentinel``: the name the Sentinels monitor the primary under."""
 
     @property
     def tls(self) -> bool:
@@ -71,11 +80,15 @@ class RedisTarget:
             login = f"{user}:***@" if self.password is not None else f"{user}@"
         if self.scheme == "unix":
             return f"unix://{login}{self.path}?db={self.db}"
+        if self.scheme == "sentinel":
+            hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"sentinel://{login}{hosts}/{self.service}/{self.db}"
         host = f"[{self.host}]" if self.host is not None and ":" in self.host else self.host
         return f"{self.scheme}://{login}{host}:{self.port}/{self.db}"
 
     def client_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``redis.asyncio.Redis`` (TLS certificates checked)."""
+        """Keyword arguments for ``redis.Redis`` / ``redis.asyncio.Redis`` (TLS certificates
+        checked); for ``sentinel``, those of the primary's connections."""
         options: dict[str, Any] = {"db": self.db}
         if self.username is not None:
             options["username"] = self.username
@@ -83,6 +96,8 @@ class RedisTarget:
             options["password"] = self.password
         if self.scheme == "unix":
             options["unix_socket_path"] = self.path
+        elif self.scheme == "sentinel":
+            pass  # the Sentinels say where the primary is
         else:
             options["host"] = self.host
             options["port"] = self.port
@@ -101,10 +116,10 @@ def parse_redis_url(url: str, environ: Mapping[str, str]) -> RedisTarget:
         # urlsplit's messages do not quote the URL, so naming its reason leaks nothing.
         raise StoreUrlError(f"store URL is not a URL: {exc}") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in ("redis", "rediss", "unix", "sentinel"):
         shown = scheme + "://" if scheme else "none"
         raise StoreUrlError(
-            f"store URL scheme {shown!r} is not one of redis://, rediss://, unix://"
+            f"store URL scheme {shown!r} is not one of redis://, rediss://, unix://, sentinel://"
         )
     if parts.fragment:
         raise StoreUrlError(f"store URL {_shown(url, parts)} has a #fragment")
@@ -117,6 +132,8 @@ def parse_redis_url(url: str, environ: Mapping[str, str]) -> RedisTarget:
     query = _query(url, parts)
     if scheme == "unix":
         return _unix_target(url, parts, query, username, password)
+    if scheme == "sentinel":
+        return _sentinel_target(url, parts, query, username, password)
     tcp: Literal["redis", "rediss"] = "rediss" if scheme == "rediss" else "redis"
     return _tcp_target(tcp, url, parts, query, username, password)
 
@@ -168,6 +185,42 @@ def _unix_target(
         )
     db = _db(shown, query["db"], "db=") if "db" in query else 0
     return RedisTarget(scheme="unix", path=path, db=db, username=username, password=password)
+
+
+def _sentinel_target(
+    url: str,
+    parts: urllib.parse.SplitResult,
+    query: dict[str, str],
+    username: str | None,
+    password: str | None,
+) -> RedisTarget:
+    shown = _shown(url, parts)
+    if query:
+        raise StoreUrlError(
+            f"store URL {shown} has query parameters: the database is the path, /SERVICE/N"
+        )
+    sentinels: list[tuple[str, int]] = []
+    for address in parts.netloc.rpartition("@")[2].split(","):
+        host, colon, port_text = address.strip().rpartition(":")
+        if not colon:
+            host, port_text = address.strip(), ""
+        if not host:
+            raise StoreUrlError(f"store URL {shown} has an empty Sentinel address")
+        if port_text and (not _DIGITS.fullmatch(port_text) or not 0 < int(port_text) < 65536):
+            raise StoreUrlError(f"store URL {shown} has a bad port: {port_text!r} (1-65535)")
+        sentinels.append((host, int(port_text) if port_text else SENTINEL_PORT))
+    service, _, db_text = parts.path.removeprefix("/").partition("/")
+    if not service:
+        raise StoreUrlError(f"store URL {shown} names no service: sentinel://HOSTS/SERVICE")
+    db = 0 if db_text == "" else _db(shown, db_text, "path")
+    return RedisTarget(
+        scheme="sentinel",
+        db=db,
+        username=username,
+        password=password,
+        sentinels=tuple(sentinels),
+        service=urllib.parse.unquote(service),
+    )
 
 
 def _query(url: str, parts: urllib.parse.SplitResult) -> dict[str, str]:

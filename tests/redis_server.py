@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import pytest
 import redis
@@ -90,7 +90,10 @@ class RedisServer:
         fsync: Fsync = "always",
         password: str | None = None,
         binary: Path | None = None,
+        replica_of: int | None = None,
     ) -> None:
+        self.replica_of = replica_of
+        """The port of the primary this server replicates (on 127.0.0.1), if any."""
         self.directory = directory
         self.fsync = fsync
         self.password = password
@@ -132,6 +135,8 @@ class RedisServer:
         ]  # fmt: skip
         if self.password is not None:
             args += ["--requirepass", self.password]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         # The password is an argument of the child, never printed: the fixture logs nothing.
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         self._wait_ready()
@@ -219,3 +224,92 @@ def session_redis() -> Iterator[RedisServer]:
     sharing it empty it when they end (the ``broker_store`` fixture does)."""
     with running_redis() as server:
         yield server
+
+
+class Sentinel:
+    """One Sentinel process on a loopback port, watching ``primary`` as ``service`` with a
+    quorum of one, quick to declare it down (1 s) and to fail over."""
+
+    def __init__(self, directory: Path, primary: RedisServer, *, service: str = "pierhead") -> None:
+        self.directory = directory
+        self.service = service
+        self.port = free_port()
+        self.binary = primary.binary
+        self.config = directory / "sentinel.conf"
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    f"dir {directory}",
+                    f"sentinel monitor {service} 127.0.0.1 {primary.port} 1",
+                    f"sentinel down-after-milliseconds {service} 1000",
+                    f"sentinel failover-timeout {service} 5000",
+                    f"sentinel parallel-syncs {service} 1",
+                    "",
+                ]
+            )
+        )
+        self.log = directory / "sentinel.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The ``sentinel://`` store URL of the service."""
+        return f"sentinel://127.0.0.1:{self.port}/{self.service}/0"
+
+    def start(self) -> None:
+        args = [str(self.binary), str(self.config), "--sentinel", "--logfile", str(self.log)]
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                with contextlib.suppress(redis.ConnectionError):
+                    if client.ping():
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sentinel not ready after {START_TIMEOUT_S:g} s")
+                time.sleep(_POLL_S)
+        finally:
+            client.close()
+
+    def primary_port(self) -> int:
+        """The port of the primary the Sentinel names now."""
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            command: Any = client.execute_command
+            address = command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        finally:
+            client.close()
+        return int(address[1])
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+@contextlib.contextmanager
+def primary_replica_sentinel(
+    *,
+    fsync: Fsync = "always",
+) -> Iterator[tuple[RedisServer, RedisServer, Sentinel]]:
+    """A primary, a replica of it and a Sentinel watching them, each in a directory of its
+    own; all stopped and removed afterwards."""
+    directories = [Path(tempfile.mkdtemp(prefix="ph-redis-")) for _ in range(3)]
+    primary = RedisServer(directories[0], fsync=fsync)
+    replica = RedisServer(directories[1], fsync=fsync, replica_of=primary.port)
+    sentinel = Sentinel(directories[2], primary)
+    try:
+        primary.start()
+        replica.start()
+        sentinel.start()
+        yield primary, replica, sentinel
+    finally:
+        sentinel.stop()
+        replica.stop()
+        primary.stop()
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)

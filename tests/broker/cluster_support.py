@@ -30,13 +30,22 @@ async def nodes_on_redis(
     async with contextlib.AsyncExitStack() as stack:
         if redis is None:
             redis = stack.enter_context(running_redis())
-        nodes = [
+        nodes = await stack.enter_async_context(nodes_on(directory, count, redis.url, *options))
+        yield redis, nodes
+
+
+@contextlib.asynccontextmanager
+async def nodes_on(
+    directory: Path, count: int, store: str, *options: str
+) -> AsyncIterator[list[BrokerProcess]]:
+    """``count`` broker processes on the Redis store at ``store``."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
             await stack.enter_async_context(
-                broker_process(directory / f"node{index}", "--store", redis.url, *options)
+                broker_process(directory / f"node{index}", "--store", store, *options)
             )
             for index in range(count)
         ]
-        yield redis, nodes
 
 
 async def collect(
