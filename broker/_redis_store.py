@@ -109,22 +109,13 @@ class ServerTraits:
 def open_client(target: RedisTarget, *, asynchronous: bool, **options: Any) -> Any:
     """A client of the Redis ``target`` names: blocking or asyncio. For ``sentinel://``, a
     client of the primary the Sentinels name, which asks them again after a failover."""
-    if target.scheme == "sentinel":
-        sentinels = list(target.sentinels)
-        if asynchronous:
-            watch: Any = redis.asyncio.sentinel.Sentinel(sentinels, socket_timeout=2.0)
-            return watch.master_for(
-                target.service,
-                redis_class=redis.asyncio.Redis,
-                **target.client_options(),
-                **options,
-            )
-        watch = redis.sentinel.Sentinel(sentinels, socket_timeout=2.0)
-        return watch.master_for(
-            target.service, redis_class=redis.Redis, **target.client_options(), **options
-        )
-    client_class = redis.asyncio.Redis if asynchronous else redis.Redis
-    return client_class(**target.client_options(), **options)
+    client_class: Any = redis.asyncio.Redis if asynchronous else redis.Redis
+    options = {**target.client_options(), **options}
+    if target.scheme != "sentinel":
+        return client_class(**options)
+    module: Any = redis.asyncio.sentinel if asynchronous else redis.sentinel
+    sentinels = module.Sentinel(list(target.sentinels), socket_timeout=2.0)
+    return sentinels.master_for(target.service, redis_class=client_class, **options)
 
 
 def _script(name: str) -> str:
