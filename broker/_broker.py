@@ -256,14 +256,32 @@ class Broker:
                 self._claiming.pop(name, None)
 
     def _written_elsewhere(self, name: str) -> bool:
+        """Whether a request about ``name`` needs another node: it follows the workspace, or
+        does not know it yet (created elsewhere a moment ago, or not at all)."""
         workspace = self.router.workspaces.get(name)
-        return workspace is not None and workspace.mirror
+        if workspace is None:
+            return self._unknown_here(name)
+        return workspace.mirror
+
+    def _unknown_here(self, name: str) -> bool:
+        return self.cluster is not None and name not in self.router.workspaces
+
+    async def _known(self, name: str) -> bool:
+        """Whether this node knows the workspace ``name``, once it has looked in the store
+        for one created on another node and not heard of here yet."""
+        if self._unknown_here(name):
+            assert self.cluster is not None
+            await self.cluster.follow_now(name)
+        return name in self.router.workspaces
 
     async def _elsewhere(
         self, peer: Peer, request_id: int, op: ForwardedOp, name: str, **fields: Any
     ) -> None:
         """A watcher's request about a workspace another node writes: carried out here if
         this node can claim it, else by the node that writes it."""
+        if not await self._known(name):
+            self._carry_here(peer, request_id, op, name, **fields)  # not found
+            return
         holder = await self.written_here(name)
         cluster = self.cluster
         if holder is None or cluster is None:
@@ -464,6 +482,13 @@ class Broker:
         self.carry_out(self.router.unsubscribe(peer, frame))
 
     def call(self, peer: Peer, frame: ActionCall, *, label: str) -> None:
+        if self._unknown_here(frame.workspace):
+            self.spawn(self._call_when_known(peer, frame, label=label))
+            return
+        self.carry_out(self.router.call(peer, frame, label=label, now=self._now()))
+
+    async def _call_when_known(self, peer: Peer, frame: ActionCall, *, label: str) -> None:
+        await self._known(frame.workspace)
         self.carry_out(self.router.call(peer, frame, label=label, now=self._now()))
 
     def mutex_break(self, peer: Peer, request_id: int, name: str, *, by: str) -> None:
@@ -496,6 +521,9 @@ class Broker:
         return await self.threads.run(lambda: self.store.read(name, epoch, after, limit))
 
     async def history(self, frame: HistoryQuery) -> HistoryPage | ErrorReply:
+        if not await self._known(frame.workspace):
+            message = f"no workspace {frame.workspace!r}"
+            return ErrorReply(code=ErrorCode.NOT_FOUND, message=message, id=frame.id)
         workspace = self.workspaces.get(frame.workspace)
         if workspace is None:
             message = f"no workspace {frame.workspace!r}"

@@ -383,6 +383,14 @@ class RedisCoordinator:
                     self._dirty.add(name)
                     await asyncio.sleep(0.5)
 
+    async def follow_now(self, name: str) -> None:
+        """Look at ``name`` in the store now (a request names a workspace this node has not
+        heard of yet)."""
+        try:
+            await self._follow_one(name)
+        except StoreUnavailableError as exc:
+            log.warning("cluster_follow_failed", workspace=name, error=str(exc))
+
     async def _follow_one(self, name: str) -> None:
         member = self._member
         if member is None or member.writes(name):

@@ -52,9 +52,11 @@ async def test_watchers_on_every_node_get_the_stored_stream_and_a_resend_elsewhe
             for watcher in watchers:
                 await watcher.close()
         history = await stored(c.url, WS)
-        assert offsets(history) == list(range(1, end + 1))
+        # The worker's disconnection may be stored after ``end`` was read: at most that.
+        assert offsets(history) == list(range(1, len(history) + 1))
+        assert len(history) - end in (0, 1)
         for events in received:
-            assert events == history
+            assert events == history[:end]
         scalars = [e for e in history if isinstance(e.payload, schema.Scalar)]
         assert [e.seq for e in scalars] == list(range(1, EVENTS + 1))
 
