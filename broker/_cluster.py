@@ -244,15 +244,13 @@ class RedisCoordinator:
             log.warning("cluster_notice_lost", notice=type(notice).__name__, error=str(exc))
 
     async def _to_writer(self, name: str, notice: CallForward) -> None:
+        code, reason = ErrorCode.NOT_FOUND, f"run {notice.run_id} is not connected to {name!r}"
         try:
             writer = await asyncio.to_thread(self.store.writer_of, name)
         except StoreUnavailableError as exc:
-            writer, reason = None, str(exc)
-        else:
-            reason = f"run {notice.run_id} is not connected to workspace {name!r}"
+            writer, code, reason = None, ErrorCode.INTERNAL, str(exc)
         if writer is None or writer == self._node:
             if self._member is not None:
-                code = ErrorCode.NOT_FOUND if writer is not None or reason else ErrorCode.INTERNAL
                 self._member.remote(CallFailed(notice.origin, notice.call, code, reason))
             return
         await self._publish(writer, notice)
@@ -262,11 +260,13 @@ class RedisCoordinator:
     async def claim(self, name: str) -> str | None:
         """``None`` once this node writes ``name`` (claimed now if it was free), else the
         node that does."""
+        holder: str | None = ""
         for _ in range(3):
+            # "": the claim lapsed between taking it and reading who holds it: try again.
             holder = await asyncio.to_thread(self.store.claim, name)
             if holder != "":
-                return holder
-        return await asyncio.to_thread(self.store.claim, name) or None
+                break
+        return holder
 
     async def stored(self, name: str) -> StoredWorkspace | None:
         return await asyncio.to_thread(self.store.stored, name)
