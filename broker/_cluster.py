@@ -244,7 +244,8 @@ class RedisCoordinator:
             log.warning("cluster_notice_lost", notice=type(notice).__name__, error=str(exc))
 
     async def _to_writer(self, name: str, notice: CallForward) -> None:
-        code, reason = ErrorCode.NOT_FOUND, f"run {notice.run_id} is not connected to {name!r}"
+        code = ErrorCode.NOT_FOUND
+        reason = f"run {notice.run_id} is not connected to workspace {name!r}"
         try:
             writer = await asyncio.to_thread(self.store.writer_of, name)
         except StoreUnavailableError as exc:
