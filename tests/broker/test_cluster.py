@@ -188,3 +188,22 @@ async def test_healthz_says_not_ready_while_redis_is_down(tmp_path: Path) -> Non
         async with asyncio.timeout(30):
             while await status() != 200:
                 await asyncio.sleep(0.1)
+
+
+async def test_a_delete_on_one_node_removes_the_workspace_on_every_node(tmp_path: Path) -> None:
+    async with nodes_on_redis(tmp_path, 3, *QUICK_FAILOVER) as (_redis, (a, b, c)):
+        async with sdk.Worker(a.url, WS) as worker:
+            await worker.log("soon gone")
+            await worker.flush()
+        async with sdk.Watcher(b.url) as follower, sdk.Watcher(c.url) as operator:
+            async with asyncio.timeout(30):
+                while not await follower.workspaces(WS):
+                    await asyncio.sleep(0.1)
+            await operator.delete_workspace(WS)
+            for node in (a, b, c):
+                async with sdk.Watcher(node.url) as watcher:
+                    async with asyncio.timeout(30):
+                        while await watcher.workspaces(WS):
+                            await asyncio.sleep(0.1)
+                    with pytest.raises(sdk.BrokerRefusedError, match="no workspace"):
+                        await anext(aiter(watcher.history(WS)))
