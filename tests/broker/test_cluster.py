@@ -23,7 +23,7 @@ from tests.broker.cluster_support import (
     offsets,
     stored,
 )
-from tests.broker.wire import wire_client, worker_hello
+from tests.broker.wire import closed_with, wire_client, worker_hello
 
 pytestmark = pytest.mark.asyncio
 
@@ -207,3 +207,12 @@ async def test_a_delete_on_one_node_removes_the_workspace_on_every_node(tmp_path
                             await asyncio.sleep(0.1)
                     with pytest.raises(sdk.BrokerRefusedError, match="no workspace"):
                         await anext(aiter(watcher.history(WS)))
+
+
+async def test_a_run_that_connects_to_another_node_takes_over_with_4009(tmp_path: Path) -> None:
+    async with nodes_on_redis(tmp_path, 2) as (_redis, (a, b)):
+        async with wire_client(a.url, worker_hello(WS, "job")) as first:
+            async with wire_client(b.url, worker_hello(WS, "job")) as second:
+                assert await closed_with(first) == 4009
+                await second.publish(1, [schema.Scalar(name="x", value=1.0)])
+                assert (await second.expect(schema.Ack)).seq == 1
