@@ -153,6 +153,38 @@ def scale(session: nox.Session) -> None:
     session.run("python", "-m", "tests.scale.run_scale", *session.posargs)
 
 
+BALANCERS = ("haproxy", "nginx")
+"""The load balancers scripts/try_load_balancer.py runs (examples/deploy/)."""
+
+
+@nox.session
+def loadbalancer(session: nox.Session) -> None:
+    """Three nodes on one Redis behind HAProxy and nginx, with a node SIGKILLed
+    (``nox -s loadbalancer -- --balancer haproxy``): the configurations in examples/deploy/,
+    tried. The balancers come from apt-get when this is root; elsewhere the script says what
+    to install."""
+    session.install(".[test]")
+    ensure_redis_server(session)
+    sbin = ("/usr/sbin", "/sbin")
+    missing = [
+        name
+        for name in BALANCERS
+        if shutil.which(name) is None and shutil.which(name, path=os.pathsep.join(sbin)) is None
+    ]
+    if missing and shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "update", "--quiet", external=True)
+        session.run(
+            "apt-get",
+            "install",
+            "--yes",
+            "--quiet",
+            *missing,
+            external=True,
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+    session.run("python", "scripts/try_load_balancer.py", *session.posargs)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures and its ratio to a baseline measured in the same run."""
