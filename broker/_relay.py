@@ -44,12 +44,14 @@ async def relay(
     hello: Data,
     url: str,
     *,
+    authorization: str | None,
     max_size: int,
     heartbeat_s: float,
     heartbeat_timeout_s: float,
     open_timeout_s: float,
 ) -> None:
-    """Relay ``client`` (whose ``hello`` was read already) to the writer at ``url``."""
+    """Relay ``client`` (whose ``hello`` was read already, and whose ``Authorization`` header
+    is ``authorization``) to the writer at ``url``."""
     subprotocol = client.subprotocol
     try:
         writer = await connect(
@@ -60,6 +62,8 @@ async def relay(
             ping_interval=heartbeat_s,
             ping_timeout=heartbeat_timeout_s,
             open_timeout=open_timeout_s,
+            # A token may come in the header rather than in the hello: it goes on with it.
+            additional_headers={"Authorization": authorization} if authorization else None,
         )
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         log.warning("relay_refused", writer=url, error=str(exc) or type(exc).__name__)

@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import ssl
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import replace
 from http import HTTPStatus
@@ -130,7 +131,7 @@ class BrokerServer:
             tls=config.tls_cert is not None,
             loopback=config.loopback_only,
             allowed_origins=config.allowed_origins,
-            allowed_hosts=config.allowed_hosts,
+            allowed_hosts=(*config.allowed_hosts, *_own_hosts(config)),
         )
         self._dashboard = DashboardAssets.from_folder(static_root()) if config.dashboard else None
         self._throttle = FailureThrottle(config.auth_failures_per_minute)
@@ -552,6 +553,7 @@ class BrokerServer:
                 connection,
                 hello_frame,
                 url,
+                authorization=_authorization(connection),
                 max_size=config.max_frame_bytes,
                 heartbeat_s=config.heartbeat_s,
                 heartbeat_timeout_s=config.heartbeat_timeout_s,
@@ -792,6 +794,24 @@ def _open_store(config: BrokerConfig) -> tuple[Store, int | None]:
         raise StartError(str(exc)) from exc
     except (OSError, sqlite3.Error) as exc:
         raise StartError(f"cannot open the store in {config.data_dir}: {exc}") from exc
+
+
+def _authorization(connection: ServerConnection) -> str | None:
+    """The client's ``Authorization`` header, which a relay passes on with its ``hello``."""
+    return connection.request.headers.get("Authorization") if connection.request else None
+
+
+def _own_hosts(config: BrokerConfig) -> tuple[str, ...]:
+    """Host names the other nodes reach this one by, admitted wherever ``Host`` is checked
+    because ``--allowed-host`` is given: their relays name the node's advertised address."""
+    if config.store is None or not config.allowed_hosts:
+        return ()
+    if config.advertise_url is not None:
+        host = urllib.parse.urlsplit(config.advertise_url).hostname
+        return (host,) if host else ()
+    if config.host in ("0.0.0.0", "::", ""):
+        return (socket.gethostname(),)
+    return (config.host,)
 
 
 def _lock_data_dir(path: Path) -> int:

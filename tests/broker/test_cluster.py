@@ -6,14 +6,18 @@ its claim loses nothing and writes nothing more."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 import schema
 import sdk
+from broker._tokens import TOKENS_FILE, TokenStore
 from broker.testing import BrokerProcess
 from tests.broker.cluster_support import (
     QUICK_FAILOVER,
@@ -23,7 +27,7 @@ from tests.broker.cluster_support import (
     offsets,
     stored,
 )
-from tests.broker.wire import closed_with, wire_client, worker_hello
+from tests.broker.wire import WireClient, closed_with, wire_client, worker_hello
 
 pytestmark = pytest.mark.asyncio
 
@@ -216,3 +220,31 @@ async def test_a_run_that_connects_to_another_node_takes_over_with_4009(tmp_path
                 assert await closed_with(first) == 4009
                 await second.publish(1, [schema.Scalar(name="x", value=1.0)])
                 assert (await second.expect(schema.Ack)).seq == 1
+
+
+async def test_a_token_in_the_authorization_header_goes_on_with_a_relayed_worker(
+    tmp_path: Path,
+) -> None:
+    """Nodes share their tokens (the file copied); a worker that sends its token only as a
+    header reaches the writer through another node with it."""
+    first = tmp_path / "node0"
+    first.mkdir()
+    tokens = TokenStore(first)
+    _, secret = tokens.create("ci", ["worker", "watcher"])
+    tokens.close()
+    second = tmp_path / "node1"
+    second.mkdir()
+    shutil.copy(first / TOKENS_FILE, second / TOKENS_FILE)
+    async with nodes_on_redis(tmp_path, 2, "--auth", "token") as (_redis, (a, b)):
+        async with sdk.Worker(a.url, WS, run_id="first", token=secret) as writer_side:
+            await writer_side.log("claimed by node A")
+            await writer_side.flush()
+            async with connect(
+                b.url,
+                subprotocols=[Subprotocol(schema.JSON_CODEC.subprotocol)],
+                additional_headers={"Authorization": f"Bearer {secret}"},
+            ) as connection:
+                relayed = WireClient(connection, schema.JSON_CODEC)
+                await relayed.send(worker_hello(WS, "second"))
+                welcome = await relayed.expect(schema.Welcome)
+                assert welcome.acked_seq == 0
