@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import schema
+import sdk
 from broker._server import BrokerServer
 from broker.testing import BrokerProcess, broker_process, running_broker
 from tests.broker.wire import WireClient
@@ -202,3 +204,40 @@ class BrokerStore:
             (listening,) = broker.events("listening")
             assert listening["store"].startswith(url or "sqlite"), listening
             yield broker
+
+
+class Tail:
+    """``pierhead tail --json`` as a process: its events as they come, its stderr at the end."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.events: list[dict[str, Any]] = []
+
+    @classmethod
+    async def start(cls, *args: str) -> Tail:
+        process = await asyncio.create_subprocess_exec(
+            *PIERHEAD, "tail", "--json", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(process)
+
+    async def until_message(self, message: str) -> None:
+        """Read events until one with ``message``; fails if the tail ends first."""
+        assert self.process.stdout is not None
+        while not any(e["payload"].get("message") == message for e in self.events):
+            line = await asyncio.wait_for(self.process.stdout.readline(), COMMAND_TIMEOUT_S)
+            assert line, f"tail ended with {await self.stop()}"
+            self.events.append(json.loads(line))
+
+    async def stop(self) -> tuple[int | None, str]:
+        if self.process.returncode is None:
+            self.process.terminate()
+        _, stderr = await self.process.communicate()
+        return self.process.returncode, stderr.decode()
+
+
+async def subscribed(url: str, count: int = 1) -> None:
+    """Until the broker at ``url`` counts ``count`` subscriptions."""
+    async with sdk.Watcher(url) as watcher, asyncio.timeout(COMMAND_TIMEOUT_S):
+        while (await watcher.stats()).counters["subscriptions"] < count:
+            await asyncio.sleep(POLL_S)

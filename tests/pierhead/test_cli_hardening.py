@@ -11,14 +11,13 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
 
 import sdk
 from broker.testing import broker_process, running_broker
-from tests.support import COMMAND_TIMEOUT_S, PIERHEAD, pierhead
+from tests.support import Tail, pierhead, subscribed
 
 pytestmark = pytest.mark.asyncio
 
@@ -174,43 +173,6 @@ async def test_tail_tells_the_first_change_it_shows_from_the_one_before_it() -> 
 
 
 # Point 15: tail reconnects and resumes; it waits for a workspace that is not there yet ------
-
-
-class Tail:
-    """``pierhead tail --json`` as a process: its events as they come, its stderr at the end."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-
-    @classmethod
-    async def start(cls, *args: str) -> Tail:
-        process = await asyncio.create_subprocess_exec(
-            *PIERHEAD, "tail", "--json", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return cls(process)
-
-    async def until_message(self, message: str) -> None:
-        """Read events until one with ``message``; fails if the tail ends first."""
-        assert self.process.stdout is not None
-        while not any(e["payload"].get("message") == message for e in self.events):
-            line = await asyncio.wait_for(self.process.stdout.readline(), COMMAND_TIMEOUT_S)
-            assert line, f"tail ended with {await self.stop()}"
-            self.events.append(json.loads(line))
-
-    async def stop(self) -> tuple[int | None, str]:
-        if self.process.returncode is None:
-            self.process.terminate()
-        _, stderr = await self.process.communicate()
-        return self.process.returncode, stderr.decode()
-
-
-async def subscribed(url: str, count: int) -> None:
-    """Until the broker counts ``count`` subscriptions (the tail's among them)."""
-    async with sdk.Watcher(url) as watcher, asyncio.timeout(COMMAND_TIMEOUT_S):
-        while (await watcher.stats()).counters["subscriptions"] < count:
-            await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("stop", ["kill", "terminate"])

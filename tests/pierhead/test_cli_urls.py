@@ -7,59 +7,20 @@ not what the brokers share.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import sdk
 from broker.testing import broker_process, running_broker
-from tests.support import PIERHEAD, POLL_S, WAIT_S, pierhead
+from tests.support import Tail, pierhead, subscribed
 
 pytestmark = pytest.mark.asyncio
 
 REFUSED = "connection refused (nothing listens there)"
-
-
-class Tail:
-    """``pierhead tail --json`` as a process: its events as they come, its stderr at the end."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-
-    @classmethod
-    async def start(cls, *args: str) -> Tail:
-        process = await asyncio.create_subprocess_exec(
-            *PIERHEAD, "tail", "--json", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return cls(process)
-
-    async def until_message(self, message: str) -> None:
-        """Read events until one with ``message``; fails if the tail ends first."""
-        assert self.process.stdout is not None
-        while not any(e["payload"].get("message") == message for e in self.events):
-            line = await asyncio.wait_for(self.process.stdout.readline(), WAIT_S)
-            assert line, f"tail ended with {await self.stop()}"
-            self.events.append(json.loads(line))
-
-    async def stop(self) -> tuple[int | None, str]:
-        if self.process.returncode is None:
-            self.process.terminate()
-        _, stderr = await self.process.communicate()
-        return self.process.returncode, stderr.decode()
-
-
-async def subscribed(url: str) -> None:
-    """Until the broker at ``url`` counts a subscription: the tail's, nothing else subscribes."""
-    async with sdk.Watcher(url) as watcher, asyncio.timeout(WAIT_S):
-        while (await watcher.stats()).counters["subscriptions"] < 1:
-            await asyncio.sleep(POLL_S)
 
 
 @pytest.fixture
