@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar, Final
 
+import msgspec
+
 from schema import (
     ActionCall,
     Catch,
@@ -24,6 +26,7 @@ from schema import (
     MutexBreak,
     Release,
     Role,
+    StatsReport,
     StatsRequest,
     Subscribe,
     Unsubscribe,
@@ -102,8 +105,18 @@ class WatcherSession(Session):
     async def on_delete_workspace(self, frame: DeleteWorkspace) -> None:
         await self.broker.delete_workspace(self, frame, by=self.label)
 
-    async def on_stats(self, frame: StatsRequest) -> None:
-        self.send(await self.broker.stats(frame, self.grant))
+    def on_stats(self, frame: StatsRequest) -> Coroutine[Any, Any, None] | None:
+        report = self.broker.stats(frame, self.grant)
+        if self.broker.cluster is None or self.grant.scope != "*":
+            self.send(report)
+            return None
+        return self._send_with_the_cluster(report)
+
+    async def _send_with_the_cluster(self, report: StatsReport) -> None:
+        """The node's report with every node's counters (read from Redis)."""
+        assert self.broker.cluster is not None
+        counters = await self.broker.cluster.cluster_counters(dict(report.counters))
+        self.send(msgspec.structs.replace(report, counters={**report.counters, **counters}))
 
     handlers: ClassVar[dict[type[Any], Handler]] = {
         Subscribe: on_subscribe,
