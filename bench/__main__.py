@@ -15,7 +15,17 @@ from typing import Final, Protocol
 
 import msgspec
 
-from . import auth, broker, broker_redis, codec, dashboard, peer_neetbox, peer_redis, sdk
+from . import (
+    auth,
+    broker,
+    broker_cluster,
+    broker_redis,
+    codec,
+    dashboard,
+    peer_neetbox,
+    peer_redis,
+    sdk,
+)
 from ._plots import Plot, combine, draw, require_matplotlib
 from ._report import Report, recorded_command, render_markdown, render_text, write_section
 
@@ -35,6 +45,9 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
     "broker-latency-rates": broker.run_latency_sweep,
     "broker-catch": broker.run_catch,
     "redis-ingest": broker_redis.run,
+    "cluster-latency": broker_cluster.run_latency,
+    "cluster-catch": broker_cluster.run_catch,
+    "cluster-fanout": broker_cluster.run_fanout,
     "sdk-enqueue": sdk.run_enqueue,
     "sdk-throughput": sdk.run_throughput,
     "auth-cost": auth.run,

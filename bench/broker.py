@@ -17,9 +17,9 @@ from __future__ import annotations
 import itertools
 import math
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -256,6 +256,8 @@ class StreamOutcome:
     """Wall time from the publisher's start to the last result: the span of the CPU figures."""
     store_cpu_s: float | None = None
     """CPU time of :attr:`Servers.store` over the same span; None without one or unknown."""
+    others_cpu_s: Mapping[str, float | None] = field(default_factory=dict)
+    """CPU time of each of :attr:`Placement.others` over the same span, by name."""
 
     @property
     def end_ns(self) -> int:
@@ -275,19 +277,55 @@ class StreamOutcome:
         return Sample(count / self.elapsed_s, server, wait, client, self.other_load)
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the clients of one stream connect, and whose CPU is measured over it."""
+
+    server: Child
+    """The server the publisher connects to; its CPU and CPU wait are the server columns."""
+    publisher_url: str
+    watchers: tuple[tuple[str, int], ...]
+    """(URL, watcher connections there), per server the watchers connect to."""
+    store: Child | None = None
+    """A server the broker keeps its store in (Redis)."""
+    others: Mapping[str, Child] = field(default_factory=dict)
+    """Further servers whose CPU is measured, by name: the other nodes of a cluster."""
+
+    @classmethod
+    def single(cls, servers: Servers, target: Target, watchers: int) -> Placement:
+        """Everyone on the one server of ``target``."""
+        url = servers.urls[target]
+        return cls(servers.processes[target], url, ((url, watchers),), servers.store)
+
+
+def _cpu_spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
 def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
-    """Run one publisher and its watchers to the end; every process is gone on return."""
+    """Run one publisher and its watchers, all on one server, to the end."""
+    return run_stream(stream, Placement.single(servers, stream.target, stream.watchers), label)
+
+
+def run_stream(stream: Stream, placement: Placement, label: str) -> StreamOutcome:
+    """Run one publisher and its watchers to the end; every client process is gone on return."""
+    if sum(count for _, count in placement.watchers) != stream.watchers:
+        raise ValueError(f"{stream.watchers} watchers, placed: {placement.watchers}")
     workspace = _workspace(label)
     deadline = _deadline(stream.events * max(1, stream.watchers) + stream.warm)
     timeout = deadline + 5.0
     common = {
         "target": stream.target,
-        "url": servers.urls[stream.target],
         "codec": stream.codec,
         "deadline_s": deadline,
         "warm": stream.warm,
         "events": stream.events,
     }
+    watcher_urls = [
+        (url, connections)
+        for url, count in placement.watchers
+        for connections in watcher_processes(count)
+    ]
     with Fleet() as fleet:
         watchers = [
             fleet.peer(
@@ -295,19 +333,21 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
                 "watch",
                 {
                     **common,
+                    "url": url,
                     "pattern": workspace,
                     "connections": connections,
                     "payload_kind": "log" if stream.mode == "flood" else "scalar",
                     "latency": stream.mode == "paced",
                 },
             )
-            for index, connections in enumerate(watcher_processes(stream.watchers))
+            for index, (url, connections) in enumerate(watcher_urls)
         ]
         publisher = fleet.peer(
             "publisher",
             "publish",
             {
                 **common,
+                "url": placement.publisher_url,
                 "workspace": workspace,
                 "run_id": PUBLISHER_RUN_ID,
                 "mode": stream.mode,
@@ -324,24 +364,29 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
         publisher.expect("warmed", timeout)
         for child in watchers:
             child.expect("warmed", timeout)
-        server = servers.processes[stream.target]
+        server, store = placement.server, placement.store
         machine = MachineClock()
         server_cpu, server_waits = server.cpu_seconds(), server.run_queue_waits()
-        store_cpu = None if servers.store is None else servers.store.cpu_seconds()
+        store_cpu = None if store is None else store.cpu_seconds()
+        others_cpu = {name: other.cpu_seconds() for name, other in placement.others.items()}
         publisher.send("go")
         published = publisher.expect("result", timeout)
         received = [child.expect("result", timeout) for child in watchers]
         server_cpu_after, server_waits_after = server.cpu_seconds(), server.run_queue_waits()
-        store_cpu_after = None if servers.store is None else servers.store.cpu_seconds()
-    server_cpu_s = (
-        None if server_cpu is None or server_cpu_after is None else server_cpu_after - server_cpu
-    )
-    store_cpu_s = (
-        None if store_cpu is None or store_cpu_after is None else store_cpu_after - store_cpu
-    )
+        store_cpu_after = None if store is None else store.cpu_seconds()
+        others_cpu_after = {name: other.cpu_seconds() for name, other in placement.others.items()}
+    server_cpu_s = _cpu_spent(server_cpu, server_cpu_after)
+    store_cpu_s = _cpu_spent(store_cpu, store_cpu_after)
+    others_cpu_s = {
+        name: _cpu_spent(others_cpu[name], others_cpu_after[name]) for name in placement.others
+    }
     client_cpu_s = sum(float(result["cpu_s"]) for result in (published, *received))
-    # The store's server is the benchmark's own work, not other load on the machine.
-    own_server_cpu_s = None if server_cpu_s is None else server_cpu_s + (store_cpu_s or 0.0)
+    # The store's server and the other nodes are the benchmark's own work, not other load.
+    own_server_cpu_s = (
+        None
+        if server_cpu_s is None
+        else server_cpu_s + (store_cpu_s or 0.0) + sum(v or 0.0 for v in others_cpu_s.values())
+    )
     machine.stop(own_server_cpu_s, client_cpu_s)
     delivered = sum(int(result["events"]) for result in received)
     if delivered != stream.events * stream.watchers:
@@ -363,6 +408,7 @@ def _stream(servers: Servers, stream: Stream, label: str) -> StreamOutcome:
         other_load=machine.other_load,
         window_s=machine.wall_s,
         store_cpu_s=store_cpu_s,
+        others_cpu_s=others_cpu_s,
     )
 
 
@@ -703,32 +749,41 @@ def measure_latency(
     )
 
 
-def _latency_rows(result: LatencyMeasurement, *cells: str) -> tuple[tuple[str, ...], ...]:
-    relay_p99 = result.relay.p99_spread.median
-    return tuple(
-        (
-            latencies.name,
-            *cells,
-            f"{len(latencies.samples_ms):,}",
-            *latencies.p50_spread.cells(".2f"),
-            *latencies.p99_spread.cells(".2f"),
-            f"{latencies.p99_spread.median / relay_p99:.2f}x" if relay_p99 > 0 else "n/a",
-            f"{latencies.p99_ms:.2f}",
-            f"{latencies.max_ms:.2f}",
-        )
-        for latencies in (result.broker, result.relay)
+def latency_row(latencies: Latencies, baseline_p99_ms: float, *cells: str) -> tuple[str, ...]:
+    """A row of :func:`latency_header`'s table: ``latencies`` against a baseline's median p99."""
+    return (
+        latencies.name,
+        *cells,
+        f"{len(latencies.samples_ms):,}",
+        *latencies.p50_spread.cells(".2f"),
+        *latencies.p99_spread.cells(".2f"),
+        f"{latencies.p99_spread.median / baseline_p99_ms:.2f}x" if baseline_p99_ms > 0 else "n/a",
+        f"{latencies.p99_ms:.2f}",
+        f"{latencies.max_ms:.2f}",
     )
 
 
-LATENCY_HEADER: Final = (
-    "variant",
-    "samples",
-    *spread_header("p50 ms"),
-    *spread_header("p99 ms"),
-    "median p99 vs relay",
-    "p99 of all samples ms",
-    "max of all samples ms",
-)
+def _latency_rows(result: LatencyMeasurement, *cells: str) -> tuple[tuple[str, ...], ...]:
+    relay_p99 = result.relay.p99_spread.median
+    return tuple(
+        latency_row(latencies, relay_p99, *cells) for latencies in (result.broker, result.relay)
+    )
+
+
+def latency_header(baseline: str) -> tuple[str, ...]:
+    """Columns of a latency table whose rows compare their median p99 with ``baseline``'s."""
+    return (
+        "variant",
+        "samples",
+        *spread_header("p50 ms"),
+        *spread_header("p99 ms"),
+        f"median p99 vs {baseline}",
+        "p99 of all samples ms",
+        "max of all samples ms",
+    )
+
+
+LATENCY_HEADER: Final = latency_header("relay")
 LATENCY_NOTE: Final = (
     "p50 and p99 of each repeat (nearest rank), min/median/max over repeats; the last two"
     " columns pool the samples of every repeat, and the goal is judged on that pooled p99"
@@ -943,22 +998,35 @@ def run_latency_sweep(*, quick: bool) -> Report:
 def _catch_round(
     servers: Servers, target: Target, *, warm: int, count: int, gap_s: float
 ) -> list[float]:
-    """Latencies (ms) of ``count`` catch/release pushes after ``warm`` unmeasured ones."""
+    url = servers.urls[target]
+    return catch_round(target, url, url, warm=warm, count=count, gap_s=gap_s)
+
+
+def catch_round(
+    target: Target, worker_url: str, operator_url: str, *, warm: int, count: int, gap_s: float
+) -> list[float]:
+    """Latencies (ms) of ``count`` catch/release pushes after ``warm`` unmeasured ones, from an
+    operator connected at ``operator_url`` to a worker connected at ``worker_url``."""
     total = warm + count
     workspace = _workspace("catch")
     deadline = _deadline(0) + total * gap_s * 2
     common: dict[str, Any] = {
         "target": target,
-        "url": servers.urls[target],
         "codec": "json",
         "deadline_s": deadline,
         "workspace": workspace,
         "count": total,
     }
     with Fleet() as fleet:
-        worker = fleet.peer("catch-worker", "catch_worker", {**common, "run_id": "bench-worker"})
+        worker = fleet.peer(
+            "catch-worker",
+            "catch_worker",
+            {**common, "url": worker_url, "run_id": "bench-worker"},
+        )
         worker.expect("ready", STARTUP_TIMEOUT_S)  # the workspace exists from here on
-        operator = fleet.peer("operator", "operator", {**common, "gap_s": gap_s})
+        operator = fleet.peer(
+            "operator", "operator", {**common, "url": operator_url, "gap_s": gap_s}
+        )
         operator.expect("ready", STARTUP_TIMEOUT_S)
         operator.send("go")
         sent = operator.expect("result", deadline + 5.0)["sent_ns"]
