@@ -221,6 +221,9 @@ class Broker:
             return None
         return workspace.epoch, workspace.state.last_offset
 
+    def watched(self, name: str) -> bool:
+        return self.router.followers.following(name) > 0
+
     def mirrors(self) -> list[tuple[str, int]]:
         return [(ws.name, ws.epoch) for ws in self.router.workspaces.values() if ws.mirror]
 

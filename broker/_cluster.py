@@ -61,7 +61,7 @@ __all__ = ["ClusterMember", "RedisCoordinator"]
 
 log = structlog.get_logger("pierhead.cluster")
 
-FOLLOW_READ_EVENTS: Final = 5_000
+FOLLOW_READ_EVENTS: Final = 20_000
 """A mirror this far behind or less reads the missing events; further behind, it jumps to the
 stored state, and its watchers read what they miss from the store."""
 _PROBE: Final = b"probe"
@@ -123,6 +123,10 @@ class ClusterMember(NodeInbox, Protocol):
 
     def mirrors(self) -> list[tuple[str, int]]:
         """(name, epoch) of every mirror."""
+        ...
+
+    def watched(self, name: str) -> bool:
+        """Whether a watcher here follows ``name``."""
         ...
 
     def counters_now(self) -> dict[str, int | float]:
@@ -418,7 +422,9 @@ class RedisCoordinator:
             return
         behind = head.last_offset - position[1]
         events: list[EventMsg] = []
-        if 0 < behind <= FOLLOW_READ_EVENTS:
+        # Events are read only for watchers of the workspace here; without any, its state is
+        # all this node keeps (for subscriptions to come, lists and calls).
+        if 0 < behind <= FOLLOW_READ_EVENTS and member.watched(name):
             after = position[1]
             read = await asyncio.to_thread(self.store.read, name, head.epoch, after, behind)
             read = [event for event in read if event.offset <= head.last_offset]
