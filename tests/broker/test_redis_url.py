@@ -33,6 +33,16 @@ NO_ENV: dict[str, str] = {}
             "unix://user:pw@/run/r.sock?db=1",
             RedisTarget("unix", path="/run/r.sock", db=1, username="user", password="pw"),
         ),
+        (
+            "sentinel://s1,s2:26380/pierhead",
+            RedisTarget("sentinel", sentinels=(("s1", 26379), ("s2", 26380)), service="pierhead"),
+        ),
+        (
+            "sentinel://:pw@10.0.0.1:26379/main/2",
+            RedisTarget(
+                "sentinel", db=2, password="pw", sentinels=(("10.0.0.1", 26379),), service="main"
+            ),
+        ),
     ],
 )  # fmt: skip
 def test_accepted_forms(url: str, expected: RedisTarget) -> None:
@@ -105,6 +115,11 @@ def test_the_password_never_shows(url: str, shown: str) -> None:
         (f"unix://:{SECRET}@/run/r.sock?db", "malformed query"),
         ("unix://relative.sock", "names a host"),
         (f"redis://:{SECRET}@[::1/0", "is not a URL"),
+        (f"sentinel://:{SECRET}@s1:26379", "names no service"),
+        (f"sentinel://:{SECRET}@s1:0/main", "bad port: '0'"),
+        (f"sentinel://:{SECRET}@s1,,s2/main", "an empty Sentinel address"),
+        (f"sentinel://:{SECRET}@s1/main/x", "bad database in its path: 'x'"),
+        (f"sentinel://:{SECRET}@s1/main?db=1", "has query parameters"),
     ],
 )
 def test_bad_urls_are_refused_without_the_password(url: str, message: str) -> None:
