@@ -111,6 +111,7 @@ class Broker:
                 tail_events=config.tail_events,
             ),
             node=self.coordinator.node,
+            several_nodes=cluster is not None,
         )
         self.threads = StoreThreads()
         self.writer = GroupCommitWriter(

@@ -98,7 +98,10 @@ class Followers:
                 continue
             for sub in watcher.subscriptions.values():
                 if sub.matches(name):
-                    sub.cursors[name] = ReadCursor(epoch, 0)
+                    awaited = sub.awaited.pop(name, None)
+                    if awaited is None or awaited.epoch != epoch:
+                        awaited = ReadCursor(epoch, 0)
+                    sub.cursors[name] = awaited
                     self._by_workspace.setdefault(name, {})[sub] = peer
                     joined.append((peer, sub))
         return joined

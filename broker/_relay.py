@@ -24,6 +24,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.protocol import State
 from websockets.typing import Data, Subprotocol
 
 __all__ = ["relay"]
@@ -70,6 +71,10 @@ async def relay(
         await client.close(WRITER_UNREACHABLE, "the workspace's node cannot be reached")
         return
     try:
+        if client.state is not State.OPEN:
+            # The client gave up while the writer was being reached: its hello must not take
+            # the run from a newer connection of it (4009 ends a run's worker for good).
+            return
         await writer.send(hello)
         upward = asyncio.ensure_future(_copy(client, writer))
         downward = asyncio.ensure_future(_copy(writer, client))

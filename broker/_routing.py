@@ -96,7 +96,7 @@ from ._followers import Followers
 from ._mutex import MutexLease
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._store import Commit, StoredWorkspace
-from ._subscription import start_cursor
+from ._subscription import ReadCursor, start_cursor
 from ._tail import Tail, TailBudget
 from ._workspace import Workspace, WorkspaceClosedError
 
@@ -130,9 +130,13 @@ class Run:
 
 
 class Router:
-    def __init__(self, limits: RoutingLimits, *, node: str = "local") -> None:
+    def __init__(
+        self, limits: RoutingLimits, *, node: str = "local", several_nodes: bool = False
+    ) -> None:
         self.limits = limits
         self.node = node
+        self.several_nodes = several_nodes
+        """Other nodes share the store: a workspace unknown here may be written elsewhere."""
         self.workspaces: dict[str, Workspace] = {}
         self.leases: dict[str, MutexLease] = {}
         self.runs: dict[str, dict[str, Run]] = {}
@@ -669,12 +673,20 @@ class Router:
                 epoch=workspace.epoch,
                 first_offset=workspace.first_offset,
                 last_offset=workspace.state.last_offset,
+                may_lag=workspace.mirror,
             )
             recovered = recovered and exact
             sub.cursors[workspace.name] = cursor
             snapshot.append(workspace.state)
-        if isinstance(frame.from_, dict) and not frame.from_.keys() <= sub.cursors.keys():
-            recovered = False  # a workspace the reader followed is gone
+        if isinstance(frame.from_, dict):
+            for name, given in frame.from_.items():
+                if name in sub.cursors:
+                    continue
+                if self.several_nodes and sub.matches(name) and grant.covers(name):
+                    # Perhaps written elsewhere and not read here yet: resumed when it arrives.
+                    sub.awaited[name] = ReadCursor(given.epoch, given.offset)
+                else:
+                    recovered = False  # a workspace the reader followed is gone
         followers.add(peer, sub)
         subscribed = Subscribed(id=frame.id, sub=sub.sub, snapshot=snapshot, recovered=recovered)
         return [Send(peer, subscribed), Wake((peer,))]

@@ -23,7 +23,7 @@ class ReadCursor:
 
 
 class Subscription:
-    __slots__ = ("_match", "cursors", "kinds", "pattern", "sub")
+    __slots__ = ("_match", "awaited", "cursors", "kinds", "pattern", "sub")
 
     def __init__(self, sub: int, pattern: str, kinds: Collection[str] | None) -> None:
         self.sub = sub
@@ -31,6 +31,10 @@ class Subscription:
         self.kinds = frozenset(kinds) if kinds is not None else None
         self._match = re.compile(fnmatch.translate(pattern)).match
         self.cursors: dict[str, ReadCursor] = {}
+        self.awaited: dict[str, ReadCursor] = {}
+        """Resume cursors of workspaces this node has not read yet (another node writes them,
+        and this one has not heard of them): where the reader goes on once they arrive in the
+        same epoch."""
 
     def matches(self, workspace: str) -> bool:
         return self._match(workspace) is not None
@@ -46,10 +50,12 @@ def start_cursor(
     epoch: int,
     first_offset: int,
     last_offset: int,
+    may_lag: bool = False,
 ) -> tuple[ReadCursor, bool]:
     """Where a new subscription starts reading a workspace, and whether that loses nothing.
 
-    ``last_offset`` is the committed end of the stream; ``first_offset`` the oldest stored.
+    ``last_offset`` is the committed end of the stream; ``first_offset`` the oldest stored;
+    ``may_lag``: the stream is this node's copy of one another node writes, which may be behind.
     A resume cursor whose events are gone (retention) or whose epoch ended still starts, and
     the delivery loop reports the hole with a ``gap`` frame; the result says it was not
     recovered.
@@ -67,6 +73,10 @@ def start_cursor(
     if given.epoch != epoch:
         return earliest, False
     if given.offset > last_offset:
+        if may_lag:
+            # This node's copy of a workspace another node writes is behind the store: the
+            # reader goes on from its cursor once the copy has caught up.
+            return ReadCursor(epoch, given.offset), True
         # Ahead of the stream in the same epoch cannot happen with a durable store; the reader
         # is confused, so it is put at the end and told the resume was not exact.
         return ReadCursor(epoch, last_offset), False

@@ -123,3 +123,39 @@ def test_taking_over_a_followed_workspace_restores_it_as_after_a_restart() -> No
     # Taken over once: a second claim changes nothing.
     assert follower.claimed(saved, "ws", at(3)) == []
     assert not of(Send, follower.mirrored(stored.state, 1, []))
+
+
+def test_a_resume_names_a_workspace_not_read_here_yet_and_goes_on_from_its_cursor() -> None:
+    writer = Router(RoutingLimits(), node="writer")
+    follower = Router(RoutingLimits(), node="follower", several_nodes=True)
+    _, run, _ = start_worker(writer, "ws", "r")
+    commit(writer, writer.publish(run, schema.Publish(seq=1, events=events("a", "b")), at(1)))
+    epoch = writer.workspaces["ws"].epoch
+    watcher = FakePeer("watcher")
+    follower.watcher_started(watcher, OPEN)
+    resume = {"ws": schema.Cursor(epoch=epoch, offset=2)}
+    (subscribed,) = frames(
+        watcher, follower.subscribe(watcher, schema.Subscribe(id=1, pattern="*", from_=resume))
+    )
+    assert isinstance(subscribed, schema.Subscribed)
+    assert subscribed.recovered
+    follow(writer, follower, "ws", [])
+    (sub,) = follower.followers.subscriptions(watcher).values()
+    assert (sub.cursors["ws"].epoch, sub.cursors["ws"].offset) == (epoch, 2)
+
+
+def test_a_resume_ahead_of_a_copy_that_lags_is_exact_and_waits_for_it() -> None:
+    writer, follower = writer_and_follower()
+    _, run, _ = start_worker(writer, "ws", "r")
+    follow(writer, follower, "ws", [])
+    behind = follower.workspaces["ws"].state.last_offset
+    commit(writer, writer.publish(run, schema.Publish(seq=1, events=events("a", "b")), at(1)))
+    ahead = schema.Cursor(epoch=writer.workspaces["ws"].epoch, offset=behind + 2)
+    watcher = FakePeer("watcher")
+    follower.watcher_started(watcher, OPEN)
+    subscribe = schema.Subscribe(id=1, pattern="ws", from_={"ws": ahead})
+    (subscribed,) = frames(watcher, follower.subscribe(watcher, subscribe))
+    assert isinstance(subscribed, schema.Subscribed)
+    assert subscribed.recovered
+    (sub,) = follower.followers.subscriptions(watcher).values()
+    assert sub.cursors["ws"].offset == behind + 2
