@@ -81,9 +81,10 @@ class ChaosConfig:
     """1: one broker process on SQLite; more: that many processes on one Redis server."""
     kills: int = 4
     """SIGKILLs of a node; one SIGTERM comes on top."""
-    down_s: float = 1.5
+    down_s: float = 4.0
     """In a cluster, the longest a killed node stays down before it restarts (a random pause
-    up to this), so its clients fail over to the others meanwhile."""
+    up to this), so its clients fail over to the others meanwhile; about half the time longer
+    than the claim lease (QUICK_FAILOVER), so another node takes its workspaces over."""
     pauses: int = 0
     """SIGSTOPs of a node, each followed by SIGCONT after ``pause_s``."""
     pause_s: float = 1.0
@@ -174,7 +175,7 @@ class ChaosLog:
     stalls: int = 0
     cut_rounds: int = 0
     actions: list[str] = field(default_factory=list)
-    """``action@progress`` (``action:node@progress`` in a cluster), in the order done."""
+    """``action@progress`` (``action:node(down)@progress`` in a cluster), in the order done."""
 
 
 @dataclass(slots=True)
@@ -183,6 +184,8 @@ class ChaosReport:
     seconds: float
     chaos: ChaosLog
     connections_cut: int
+    claims: int
+    """Workspaces taken over by a node from another (a cluster's failovers)."""
     stored: dict[str, int]
     """Events stored per workspace, broker-made ones included."""
     published: int
@@ -203,7 +206,9 @@ class ChaosReport:
                 f"workers on {config.workspaces} workspaces, {len(self.delivered)} watchers",
                 f"  chaos: {chaos.kills} SIGKILL, {chaos.terms} SIGTERM, {chaos.pauses} SIGSTOP, "
                 f"{chaos.stalls} stall, "
-                f"{chaos.cut_rounds} rounds of cuts ({self.connections_cut} connections cut); "
+                f"{chaos.cut_rounds} rounds of cuts ({self.connections_cut} connections cut)"
+                + (f", {self.claims} workspaces taken over" if config.cluster else "")
+                + "; "
                 + " ".join(chaos.actions),
                 f"  stored: {sum(self.stored.values())} events ({self.published} published by "
                 f"workers, {self.semaphores_events} semaphores, {self.presence_events} presence)"
@@ -333,6 +338,7 @@ async def _run(directory: Path, scene: Scene) -> ChaosReport:
         except ExceptionGroup as failed:
             # The first failure says what broke; the others are usually its consequences.
             raise _first_leaf(failed) from failed
+        check_running(nodes)
 
         # Everything queued is stored; then the workers leave, which adds presence events.
         scene.stage = "flushing the workers"
@@ -350,6 +356,7 @@ async def _run(directory: Path, scene: Scene) -> ChaosReport:
         # Read again, from every node: events stored after the snapshot (presence) may have
         # been delivered.
         scene.stage = "reading the stored streams from every node"
+        check_running(nodes)
         final = await _stored_everywhere(nodes, names)
 
         scene.stage = "checking"
@@ -361,6 +368,7 @@ async def _run(directory: Path, scene: Scene) -> ChaosReport:
             time.monotonic() - scene.started,
             scene.chaos,
             sum(link.cuts for link in links),
+            sum(len(node.events("workspace_claimed")) for node in nodes),
             final,
             watchers,
             sections,
@@ -417,6 +425,13 @@ async def _nodes(directory: Path, config: ChaosConfig) -> AsyncIterator[list[Bro
             for index, node in enumerate(nodes):
                 lines = (json.dumps(record) + "\n" for record in node.logs)
                 (directory / f"node{index}.log").write_text("".join(lines))
+
+
+def check_running(nodes: Sequence[BrokerProcess]) -> None:
+    """No node ended by itself (only the chaos stops nodes, and restarts them at once)."""
+    for index, node in enumerate(nodes):
+        code = node.returncode
+        check(code is None, f"node {index} exited by itself with {code}:\n{node.describe()}")
 
 
 async def _stored_everywhere(
@@ -628,9 +643,13 @@ async def _chaos(
                     continue
                 # Drawn only in a cluster, so a single node's run keeps its seed's chaos.
                 index = rng.randrange(len(nodes)) if config.cluster else 0
-                which = f":{index}" if config.cluster else ""
-                log.actions.append(f"{action}{which}@{progress():.2f}")
                 node = nodes[index]
+                down_s = (
+                    rng.uniform(0, config.down_s) if config.cluster and action != "pause" else 0.0
+                )
+                which = f":{index}" if config.cluster else ""
+                down = f"({down_s:.1f}s)" if down_s else ""
+                log.actions.append(f"{action}{which}{down}@{progress():.2f}")
                 if action == "pause":
                     log.pauses += 1
                     node.pause()
@@ -639,7 +658,6 @@ async def _chaos(
                     finally:
                         node.resume()
                     continue
-                down_s = rng.uniform(0, config.down_s) if config.cluster else 0.0
                 await _restart(node, index, links, graceful=action == "term", down_s=down_s)
                 if action == "term":
                     log.terms += 1
@@ -673,6 +691,7 @@ async def _restart(
 ) -> None:
     """SIGTERM (waiting for the drain) or SIGKILL, ``down_s`` without the node, then the node
     again on the same data; every client's proxy to it is pointed at its new port."""
+    check_running([node])
     if graceful:
         node.terminate()
         code = await node.wait()
@@ -787,8 +806,6 @@ def check_watchers(
     """Each watcher got each matching workspace's stored stream, exactly, from offset 1."""
     for run in watchers:
         check(not run.missed, f"watcher {run.pattern!r} was told of missed events: {run.missed}")
-        assert run.subscription is not None
-        check(run.subscription.recovered, f"watcher {run.pattern!r}: recovered turned false")
         matching = {name for name in stored if fnmatch.fnmatchcase(name, run.pattern)}
         extra = set(run.received) - matching
         check(not extra, f"watcher {run.pattern!r} received events of {extra}")
@@ -814,6 +831,13 @@ def check_watchers(
                 f"one: {received[index] if index is not None else None!r} != "
                 f"{stored[name][index] if index is not None else None!r}",
             )
+        # Last, so that a stream received wrong is told first: this one only misinforms.
+        assert run.subscription is not None
+        check(
+            run.subscription.recovered,
+            f"watcher {run.pattern!r} received exactly the stored streams, yet its subscription's"
+            f" recovered turned false: a resume was answered as not exact",
+        )
 
 
 def check_mutex(workers: list[WorkerRun], stored: dict[str, list[schema.EventMsg]]) -> int:
@@ -926,6 +950,7 @@ def _report(
     seconds: float,
     chaos: ChaosLog,
     cut: int,
+    claims: int,
     stored: dict[str, list[schema.EventMsg]],
     watchers: list[WatcherRun],
     sections: int,
@@ -936,6 +961,7 @@ def _report(
         seconds=seconds,
         chaos=chaos,
         connections_cut=cut,
+        claims=claims,
         stored={name: len(events) for name, events in stored.items()},
         published=sum(event.run_id is not None for event in everything),
         sections=sections,
