@@ -11,7 +11,7 @@ processes (``python -m tests.chaos.run_chaos --cluster``).
   false`` and is sent again what it has, although nothing was lost. In the scenario, watchers
   moved from one node to another after cuts and pauses.
 - A watcher resuming on a node that has not read the workspace yet (a node that just started
-  learns of workspaces from the next commit's notice or its first position check) gets an
+  learns of workspaces from its first position check or the next commit's notice) gets an
   empty snapshot, ``recovered: false``, and then, when the node learns of the workspace, a
   ``joined`` at offset 0 and every event from offset 1 again: the application receives
   duplicates (in the scenario, a watcher's stream went 485 -> 1 after a node restart).
@@ -154,26 +154,20 @@ async def test_a_resume_on_a_node_that_lags_behind_the_cursor_is_exact(tmp_path:
 async def test_a_resume_on_a_node_that_has_not_read_the_workspace_yet_sends_nothing_twice(
     tmp_path: Path,
 ) -> None:
-    with running_redis() as redis:
-        async with (
-            broker_process(tmp_path / "a", "--store", redis.url) as a,
-            sdk.Worker(a.url, WS, run_id="job") as job,
-        ):
+    async with follower_behind_a_proxy(tmp_path) as (a, b, link):
+        # B hears nothing from the store while the workspace is made and written on A.
+        link.stall(True)
+        async with sdk.Worker(a.url, WS, run_id="job") as job:
             for index in range(10):
                 await job.scalar("step", index)
             await job.flush(timeout=GUARD_S)
             async with sdk.Watcher(a.url) as watcher:
                 (state,) = await watcher.workspaces(WS)
             cursor = schema.Cursor(epoch=state.epoch, offset=state.last_offset)
-            # B starts now: it learns of the workspace at its first position check (long after
-            # this test) or from the next commit's notice.
-            async with (
-                broker_process(
-                    tmp_path / "b", "--store", redis.url, "--position-check", "600"
-                ) as b,
-                sdk.Watcher(b.url) as resumed,
-            ):
+            async with sdk.Watcher(b.url) as resumed:
                 subscription = await resumed.subscribe(WS, since={WS: cursor})
+                assert WS not in resumed.state  # B has not read the workspace yet
+                link.stall(False)
                 await job.scalar("step", 10)
                 await job.flush(timeout=GUARD_S)
                 end = await known_offset(a.url)
