@@ -614,7 +614,8 @@ async def _chaos(
     log: ChaosLog,
 ) -> None:
     """Cut connections at random moments until the workers are done; kill, stop, pause and
-    stall at points spread over the workers' progress."""
+    stall at points spread over the workers' progress. One node fault at a time, while the
+    cuts go on."""
     stops = config.kills + 1
     term = rng.randrange(stops)
     plan = [
@@ -626,6 +627,7 @@ async def _chaos(
     plan.sort()
     stalled = watcher_links[rng.randrange(len(watcher_links))]
     stalling: asyncio.Task[None] | None = None
+    faulting: asyncio.Task[None] | None = None
     try:
         while plan or not publishing_done.is_set():
             await asyncio.sleep(rng.uniform(*config.cut_every_s))
@@ -649,28 +651,39 @@ async def _chaos(
                 )
                 which = f":{index}" if config.cluster else ""
                 down = f"({down_s:.1f}s)" if down_s else ""
+                if faulting is not None:
+                    await faulting
                 log.actions.append(f"{action}{which}{down}@{progress():.2f}")
+                fault = (
+                    _pause(node, config.pause_s)
+                    if action == "pause"
+                    else _restart(node, index, links, graceful=action == "term", down_s=down_s)
+                )
+                faulting = asyncio.create_task(fault)
                 if action == "pause":
                     log.pauses += 1
-                    node.pause()
-                    try:
-                        await asyncio.sleep(config.pause_s)
-                    finally:
-                        node.resume()
-                    continue
-                await _restart(node, index, links, graceful=action == "term", down_s=down_s)
-                if action == "term":
+                elif action == "term":
                     log.terms += 1
                 else:
                     log.kills += 1
-        if stalling is not None:
-            await stalling
+        for task in (stalling, faulting):
+            if task is not None:
+                await task
     finally:
-        if stalling is not None:
-            stalling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stalling
+        for task in (stalling, faulting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         stalled.stall(False)
+
+
+async def _pause(node: BrokerProcess, seconds: float) -> None:
+    node.pause()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        node.resume()
 
 
 async def _stall(link: ClientLinks, seconds: float) -> None:
