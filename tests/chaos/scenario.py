@@ -670,11 +670,11 @@ async def _chaos(
             if task is not None:
                 await task
     finally:
-        for task in (stalling, faulting):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # On the way out of a failure: what broke is already raised, these only stop.
+        unfinished = [task for task in (stalling, faulting) if task is not None]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
         stalled.stall(False)
 
 
