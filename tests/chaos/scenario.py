@@ -569,7 +569,9 @@ async def _critical_section(run: WorkerRun, worker: sdk.Worker, config: ChaosCon
             section.left = time.monotonic()
             run.doing = f"releasing the mutex with fence {lease.fence}"
     except sdk.PierheadError as exc:
-        raise ChaosError(f"{run.run_id} ({run.workspace}), {run.doing}: {exc!r}") from exc
+        # A closed worker's error says little; why its connection stopped is in the cause.
+        cause = f", because {exc.__cause__!r}" if exc.__cause__ is not None else ""
+        raise ChaosError(f"{run.run_id} ({run.workspace}), {run.doing}: {exc!r}{cause}") from exc
     run.doing = "publishing"
 
 
