@@ -133,8 +133,10 @@ def screenshots(session: nox.Session) -> None:
 
 @nox.session
 def chaos(session: nox.Session) -> None:
-    """The long chaos scenario: ``nox -s chaos -- --runs 5``; the short one is in ``tests``."""
+    """The long chaos scenario: ``nox -s chaos -- --runs 5``, on one node on SQLite; with
+    ``-- --cluster``, on three nodes sharing one Redis. The short ones are in ``tests``."""
     session.install(".[test]")
+    ensure_redis_server(session)
     session.run("python", "-m", "tests.chaos.run_chaos", *session.posargs)
 
 

@@ -2,8 +2,13 @@
 
 Runs the scenario of ``tests.chaos.scenario`` ``--runs`` times, each on a fresh data directory
 with its own seed (``--seed`` plus the run's number), and prints each run's report. Stops at
-the first failure: prints what broke and the seed, keeps that run's data directory for a look,
-and exits with status 1. Exits with 0 when every run passed.
+the first failure: prints what broke and the seed, keeps that run's data directory (with each
+node's logs, ``node<i>.log``) for a look, and exits with status 1. Exits with 0 when every run
+passed.
+
+``--cluster`` runs it against three nodes on one Redis server instead of one node on SQLite:
+the SIGKILLs and the SIGTERM hit a random node, which stays down a moment before it restarts,
+and ``--pauses`` (2 by default there) SIGSTOP a random node for a second.
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--kills", type=int, default=8, help="SIGKILLs per run (default 8)")
     parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="three nodes on one Redis server instead of one node on SQLite",
+    )
+    parser.add_argument(
+        "--pauses",
+        type=int,
+        default=None,
+        help="SIGSTOPs of a node for a second per run (default: 2 with --cluster, else 0)",
+    )
+    parser.add_argument(
         "--pace",
         type=float,
         default=0.02,
@@ -42,8 +58,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=None, help="first seed (default: random)")
     args = parser.parse_args(argv)
+    if args.pauses is None:
+        args.pauses = 2 if args.cluster else 0
     if args.runs < 1 or args.events < args.sections + 1 or args.sections < 0 or args.kills < 0:
         parser.error("need --runs >= 1, --events > --sections >= 0 and --kills >= 0")
+    if args.pauses < 0:
+        parser.error("--pauses cannot be negative")
     if args.pace < 0:
         parser.error("--pace cannot be negative")
     return args
@@ -57,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         mutex_sections=args.sections,
         kills=args.kills,
         pace_s=args.pace,
+        nodes=3 if args.cluster else 1,
+        pauses=args.pauses,
     )
-    # Room for the publishing itself, the restarts and the final checks.
-    timeout = 90.0 + 3 * args.events * args.pace + 5 * args.kills
+    # Room for the publishing itself, the restarts (in a cluster: the time down and the
+    # failover, a claim lease and a heartbeat timeout), the pauses and the final checks.
+    per_stop = 15 if args.cluster else 5
+    timeout = 90.0 + 3 * args.events * args.pace + per_stop * args.kills + 5 * args.pauses
     for run in range(args.runs):
         config = replace(base, seed=first_seed + run, timeout_s=timeout)
         directory = Path(tempfile.mkdtemp(prefix="pierhead-chaos-"))
