@@ -46,7 +46,7 @@ from broker.testing import BrokerProcess, broker_process
 from schema._limits import MAX_COUNTER, MAX_REQUEST_ID, MAX_TIMEOUT_S
 from tests.broker.wire import WireClient, closed_with, watcher_hello, wire_client, worker_hello
 from tests.schema.strategies import client_frames, json_values, members
-from tests.support import ROOT, memory_kib
+from tests.support import POLL_S, ROOT, memory_kib
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -73,7 +73,10 @@ BURST: Final = 12
 PROBE_BASE: Final = 2**53 - 2**40
 """Probe request ids, far from the ids the generator favours (0, 1, 2**53 - 1...)."""
 PROBE_TIMEOUT_S: Final = 10.0
-REOPEN_ATTEMPTS: Final = 20
+REOPEN_WITHIN_S: Final = 30.0
+"""How long a lane may be turned away while its workspace is being deleted: the delete waits
+for the writer's queue to be durable, which takes longer on a loaded machine than any fixed
+number of immediate retries."""
 FUZZ_TIME_LIMIT_S: Final = 50.0
 
 SLOW_HTTP_CONNECTIONS: Final = 40
@@ -811,7 +814,9 @@ class Lane:
         self.name = f"{hello.role}/{codec.subprotocol}"
 
     async def open(self) -> ClientConnection:
-        for _ in range(REOPEN_ATTEMPTS):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REOPEN_WITHIN_S
+        while loop.time() < deadline:
             connection = await connect(
                 self.url,
                 subprotocols=[Subprotocol(self.codec.subprotocol)],
@@ -830,7 +835,10 @@ class Lane:
             except ConnectionClosed:
                 self.tally.refusals.append(f"{self.name}: closed {connection.close_code}")
             await connection.close()
-        raise AssertionError(f"{self.name} refused {REOPEN_ATTEMPTS} times: {self.tally.refusals}")
+            await asyncio.sleep(POLL_S)  # a poll of the delete's end, not a wait for it
+        raise AssertionError(
+            f"{self.name} refused for {REOPEN_WITHIN_S:g} s: {self.tally.refusals[-5:]}"
+        )
 
     async def run(self, cases: asyncio.Queue[Case | None], good: GoodPair) -> None:
         """Bursts of generated cases until they run out, then the edge cases."""
