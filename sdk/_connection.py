@@ -371,8 +371,11 @@ class Connection:
         if self._closing:
             return
         self._wakeup.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
+        # arrives as the wakeup is set, and the connection's loop would outlive close().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wakeup.wait()
 
     async def _session(self) -> None:
         try:
