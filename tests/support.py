@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,22 @@ async def until(
     except TimeoutError:
         waited_for = what() if callable(what) else what
         raise AssertionError(f"timed out after {timeout:g} s waiting for {waited_for}") from None
+
+
+async def until_answered(
+    check: Callable[[], Awaitable[bool]],
+    what: str = "the condition",
+    *,
+    timeout: float = WAIT_S,
+) -> None:
+    """:func:`until` for a condition that must be asked for (a request to a broker, an HTTP
+    GET): asked again as soon as the previous answer came back no, every :data:`POLL_S`."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(POLL_S)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what}") from None
 
 
 # Processes ----------------------------------------------------------------------------------

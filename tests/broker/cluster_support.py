@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ import sdk
 from broker.testing import BrokerProcess, broker_process
 from schema import EventMsg
 from tests.redis_server import RedisServer, running_redis
+from tests.support import until
 
 QUICK_FAILOVER = (
     "--claim-lease", "2",
@@ -80,6 +80,4 @@ async def last_offset(url: str, workspace: str) -> int:
 
 async def wait_for_log(node: BrokerProcess, event: str, *, timeout: float = 30.0) -> None:
     """Until ``node`` has logged ``event``."""
-    async with asyncio.timeout(timeout):
-        while not node.events(event):
-            await asyncio.sleep(0.05)
+    await until(lambda: bool(node.events(event)), f"{event} in the node's log", timeout=timeout)

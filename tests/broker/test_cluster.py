@@ -9,6 +9,7 @@ import asyncio
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from tests.broker.cluster_support import (
     stored,
 )
 from tests.broker.wire import WireClient, closed_with, wire_client, worker_hello
+from tests.support import until_answered
 
 pytestmark = pytest.mark.asyncio
 
@@ -157,9 +159,7 @@ async def test_stats_show_each_node_and_the_whole_cluster(tmp_path: Path) -> Non
 
             # The other node's figures are as it last reported them: a fraction of the claim
             # lease ago.
-            async with asyncio.timeout(30):
-                while not await reported():
-                    await asyncio.sleep(0.1)
+            await until_answered(reported, "every node's counters", timeout=30)
             assert counters["workspaces_followed"] == 1
 
 
@@ -177,21 +177,31 @@ async def test_healthz_says_not_ready_while_redis_is_down(tmp_path: Path) -> Non
 
             return await asyncio.to_thread(get)
 
+        def is_status(code: int) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return await status() == code
+
+            return check
+
         assert await status() == 200
         async with sdk.Worker(node.url, WS) as worker, sdk.Watcher(node.url) as watcher:
             await worker.log("stored")
             await worker.flush()
             redis.kill()
-            async with asyncio.timeout(30):
-                while await status() != 503:
-                    await asyncio.sleep(0.1)
+            await until_answered(is_status(503), "/healthz to say 503", timeout=30)
             # A request that needs the store is answered, with an error that says why.
             with pytest.raises(sdk.BrokerRefusedError, match="store cannot be reached"):
                 await anext(aiter(watcher.history(WS)))
             redis.restart()
-        async with asyncio.timeout(30):
-            while await status() != 200:
-                await asyncio.sleep(0.1)
+        await until_answered(is_status(200), "/healthz to say 200 again", timeout=30)
+
+
+async def known(watcher: sdk.Watcher) -> bool:
+    return bool(await watcher.workspaces(WS))
+
+
+async def gone(watcher: sdk.Watcher) -> bool:
+    return not await watcher.workspaces(WS)
 
 
 async def test_a_delete_on_one_node_removes_the_workspace_on_every_node(tmp_path: Path) -> None:
@@ -200,15 +210,11 @@ async def test_a_delete_on_one_node_removes_the_workspace_on_every_node(tmp_path
             await worker.log("soon gone")
             await worker.flush()
         async with sdk.Watcher(b.url) as follower, sdk.Watcher(c.url) as operator:
-            async with asyncio.timeout(30):
-                while not await follower.workspaces(WS):
-                    await asyncio.sleep(0.1)
+            await until_answered(lambda: known(follower), "node B to know it", timeout=30)
             await operator.delete_workspace(WS)
             for node in (a, b, c):
                 async with sdk.Watcher(node.url) as watcher:
-                    async with asyncio.timeout(30):
-                        while await watcher.workspaces(WS):
-                            await asyncio.sleep(0.1)
+                    await until_answered(lambda: gone(watcher), "it to go", timeout=30)
                     with pytest.raises(sdk.BrokerRefusedError, match="no workspace"):
                         await anext(aiter(watcher.history(WS)))
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,7 @@ from broker.testing import BrokerProcess, FaultProxy, broker_process
 from tests.broker.cluster_support import collect, offsets
 from tests.broker.wire import worker_hello
 from tests.redis_server import running_redis
+from tests.support import until, until_answered
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,12 +60,6 @@ async def open_with_hello(url: str, hello: schema.Hello) -> asyncio.StreamWriter
     return writer
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(GUARD_S):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 async def test_a_late_relayed_hello_does_not_take_the_run_from_its_live_connection(
     tmp_path: Path,
 ) -> None:
@@ -82,7 +77,7 @@ async def test_a_late_relayed_hello_does_not_take_the_run_from_its_live_connecti
             # The run's first connection reaches node B, whose relay to A is held on the way.
             to_a.stall(True)
             first = await open_with_hello(b.url, worker_hello(WS, "job"))
-            await until(lambda: to_a.bytes_held > 0)
+            await until(lambda: to_a.bytes_held > 0, timeout=GUARD_S)
             # The worker gives that connection up and connects to node A itself.
             first.close()
             await first.wait_closed()
@@ -92,7 +87,7 @@ async def test_a_late_relayed_hello_does_not_take_the_run_from_its_live_connecti
                 await live.flush(timeout=GUARD_S)
                 # The held relay goes on; node B closes it, its client being gone.
                 to_a.stall(False)
-                await until(lambda: to_a.open_connections == 0)
+                await until(lambda: to_a.open_connections == 0, timeout=GUARD_S)
                 await live.scalar("step", 2)
                 await live.flush(timeout=GUARD_S)
                 assert live.counters["acked"] == 2, live.counters
@@ -126,9 +121,11 @@ async def test_a_resume_on_a_node_that_lags_behind_the_cursor_is_exact(tmp_path:
                 await job.scalar("step", index)
             await job.flush(timeout=GUARD_S)
             synced = await known_offset(a.url)
-            async with asyncio.timeout(GUARD_S):
-                while await known_offset(b.url) < synced:
-                    await asyncio.sleep(0.05)
+
+            async def caught_up() -> bool:
+                return await known_offset(b.url) >= synced
+
+            await until_answered(caught_up, "node B to catch up", timeout=GUARD_S)
             # B stops hearing from the store; A goes on, and a watcher there reads it all.
             link.stall(True)
             for index in range(10, 20):

@@ -4,7 +4,6 @@ acknowledged event is lost, and the nodes carry on with the promoted replica by 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import schema
 import sdk
 from tests.broker.cluster_support import QUICK_FAILOVER, nodes_on, offsets, stored
 from tests.redis_server import primary_replica_sentinel
+from tests.support import until
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,9 +36,11 @@ async def test_a_failover_loses_nothing_acknowledged_with_replica_durability(
                     await job.scalar("step", index)
                 # The Sentinel promotes the replica; once the old primary is back, it is made
                 # a replica of the new one, and commits can be fsynced on a replica again.
-                async with asyncio.timeout(GUARD_S):
-                    while sentinel.primary_port() != replica.port:
-                        await asyncio.sleep(0.1)
+                await until(
+                    lambda: sentinel.primary_port() == replica.port,
+                    "the Sentinel to promote the replica",
+                    timeout=GUARD_S,
+                )
                 primary.restart()
                 await job.flush(timeout=GUARD_S)
             history = await stored(b.url, WS)

@@ -21,6 +21,7 @@ from tests.broker.cluster_support import (
     wait_for_log,
 )
 from tests.broker.wire import wire_client, worker_hello
+from tests.support import until_answered
 
 pytestmark = pytest.mark.asyncio
 
@@ -186,10 +187,12 @@ async def test_a_store_that_went_back_moves_the_workspace_to_a_new_epoch(tmp_pat
             for key, value in earlier.items():
                 client.restore(key, 0, value, replace=True)
             client.close()
+
             # Node B read further than the store now holds: the workspace gets a new epoch.
-            async with asyncio.timeout(GUARD_S):
-                while (await watcher.workspaces(WS))[0].epoch == old_epoch:
-                    await asyncio.sleep(0.1)
+            async def renewed() -> bool:
+                return (await watcher.workspaces(WS))[0].epoch != old_epoch
+
+            await until_answered(renewed, "a new epoch", timeout=GUARD_S)
         await a.wait(GUARD_S)  # its next commit met the new epoch: it stopped
         # A reader resuming where it was in the old epoch is told it did not recover.
         async with sdk.Watcher(b.url) as late:
