@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, TypeAlias
 from schema import BrokerFrame, EventMsg, WorkspaceState
 
 from ._coordinator import Notice
+from ._notify import Notification
 from ._peer import Peer, WatcherPeer, WorkerPeer
 
 
@@ -76,6 +77,7 @@ class Write:
     states: Mapping[tuple[str, int], WorkspaceState] = field(default_factory=dict)
     run_seqs: Mapping[tuple[str, int, str], int] = field(default_factory=dict)
     deleted: Sequence[tuple[str, int]] = ()
+    notifications: Sequence[Notification] = ()
     reply: Reply | None = None
     then: tuple[Effect, ...] = ()
 

@@ -17,6 +17,8 @@ from typing import Protocol
 
 from schema import EventMsg, PayloadKind, WorkspaceState
 
+from ._notify import Notification, QueuedNotification, SinkQueueStats
+
 
 class StoreUnavailableError(ConnectionError):
     """The store's server cannot be reached right now (a Redis store); the request may be
@@ -47,6 +49,9 @@ class Commit:
     """(workspace, epoch, run_id) -> highest seq now stored for that run."""
     deleted: Sequence[tuple[str, int]] = ()
     """Workspace epochs to remove (events, state, run positions), applied before the rest."""
+    notifications: Sequence[Notification] = ()
+    """Notifications to queue, each in its sink's queue, in this order (made from ``events``,
+    or by the stall detector): durable together with the events they tell of."""
     by_workspace: Mapping[str, Sequence[EventMsg]] = field(init=False, repr=False, compare=False)
     """``events`` grouped by workspace name. Grouped once, where the commit is made (in the
     writer's thread), for both the store and the broker's fan-out."""
@@ -130,6 +135,32 @@ class Store(Protocol):
     ) -> list[tuple[str, int, str]]:
         """Drop the dedupe positions of runs neither connected (``live``) nor with a stored
         event for ``idle_for``; the (workspace, epoch, run id) of each one dropped."""
+        ...
+
+    def notify_limits(self, limits: Mapping[str, int]) -> None:
+        """The bound of each sink's queue (sink name -> most notifications kept). Called once,
+        before the first commit; a commit that queues past a bound drops the sink's oldest
+        and counts them in ``notify_stats``."""
+        ...
+
+    def notify_queue(self, sink: str, limit: int) -> list[QueuedNotification]:
+        """Up to ``limit`` of the sink's queued notifications, oldest (smallest id) first."""
+        ...
+
+    def notify_done(self, sink: str, ids: Sequence[int], lease: str) -> bool:
+        """Remove the sink's notifications ``ids`` (delivered, or given up); ``False``, with
+        nothing removed, when ``lease`` no longer holds the sink's sender lease (another node
+        sends for it now). Called from the writer's thread."""
+        ...
+
+    def notify_lease(self, sink: str, lease: str, ttl_s: float) -> bool:
+        """Take or renew the right to send the sink's queue, as ``lease`` (a random token),
+        for ``ttl_s`` seconds; ``False`` when another holder has it. Only one node sends a
+        sink's notifications at a time (always granted by an embedded store)."""
+        ...
+
+    def notify_stats(self) -> dict[str, SinkQueueStats]:
+        """Queued and dropped counts of every sink that has had a notification."""
         ...
 
     @property
