@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from schema import EventMsg, Presence, SemaphoresChange, Severity, Status, WorkspaceEvent
+from schema import EventMsg, Payload, Presence, SemaphoresChange, Severity, Status, WorkspaceEvent
 
 from ._notify import SEVERITY_RANK, Notification, NotifyConfig, SinkConfig, Trigger
 
 MAX_SUMMARY = 300
 """Characters of a worker's text kept in a summary; the webhook's ``event`` has all of it."""
 
-_KINDS_OF: dict[Trigger, frozenset[str]] = {
-    "caught": frozenset({"semaphores"}),
-    "released": frozenset({"semaphores"}),
-    "mutex": frozenset({"semaphores"}),
-    "event": frozenset({"event"}),
-    "finished": frozenset({"status"}),
+_PAYLOADS_OF: dict[Trigger, frozenset[type[Payload]]] = {
+    "caught": frozenset({SemaphoresChange}),
+    "released": frozenset({SemaphoresChange}),
+    "mutex": frozenset({SemaphoresChange}),
+    "event": frozenset({WorkspaceEvent}),
+    "finished": frozenset({Status}),
     # A run's final status is remembered for ``expired`` whichever sink wants it.
-    "expired": frozenset({"presence", "status"}),
+    "expired": frozenset({Presence, Status}),
 }
 
 _CACHE_LIMIT = 4096
@@ -42,13 +43,13 @@ class NotifyRules:
             sink.name: re.compile("|".join(fnmatch.translate(p) for p in sink.workspaces))
             for sink in config.sinks
         }
-        self.kinds: frozenset[str] = frozenset(
-            kind
+        self.payloads: frozenset[type[Payload]] = frozenset(
+            payload
             for sink in config.sinks
             for trigger in sink.triggers
-            for kind in _KINDS_OF.get(trigger, ())
+            for payload in _PAYLOADS_OF.get(trigger, ())
         )
-        """The payload kinds any trigger looks at: every other event is passed over."""
+        """The payload types any trigger looks at: every other event is passed over."""
         self._sinks_of: dict[str, tuple[SinkConfig, ...]] = {}
         self._finished: set[tuple[str, str]] = set()
         """(workspace, run id) of the runs that published their final status."""
@@ -72,10 +73,13 @@ class NotifyRules:
         self, events: Sequence[EventMsg], epoch_of: Callable[[str], int]
     ) -> list[Notification]:
         """The notifications ``events`` make, in event order then sink order."""
-        kinds = self.kinds
+        wanted = self.payloads
+        # Most writes are a worker's scalars and logs: ask in C whether any event is wanted.
+        if wanted.isdisjoint(map(type, map(_payload_of, events))):
+            return []
         made: list[Notification] = []
         for event in events:
-            if event.kind in kinds:
+            if type(event.payload) in wanted:
                 made += self._from_event(event, epoch_of(event.workspace))
         return made
 
@@ -237,6 +241,9 @@ def _semaphores(triggers: frozenset[Trigger], change: SemaphoresChange) -> _Foun
         summary = f"mutex lost: its holder's lease expired (fence {change.fence})"
         return _Found("mutex", summary, "error")
     return None
+
+
+_payload_of = operator.attrgetter("payload")
 
 
 def _advice(config: NotifyConfig, message: str) -> str | None:

@@ -121,7 +121,7 @@ def test_a_sink_hears_only_its_own_triggers() -> None:
     caught = envelope(1, SemaphoresChange(caught=True, by="alice"), run_id=None)
     error = envelope(2, WorkspaceEvent(message="boom", severity="error"))
     assert rules.derive([caught, error], epoch_3) == []
-    assert "event" not in rules.kinds
+    assert WorkspaceEvent not in rules.payloads
 
 
 def test_expiry_without_a_final_status_is_notified_and_with_one_is_not() -> None:
