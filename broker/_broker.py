@@ -69,6 +69,7 @@ from ._effects import (
 )
 from ._followers import Followers
 from ._forwarding import ForwardedRequester
+from ._notifier import Notifier
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._routing import Router, RoutingLimits, Run
 from ._store import Commit, HistoryFilter, Store, StoreUnavailableError
@@ -122,6 +123,12 @@ class Broker:
         self._started = time.monotonic()
         self.counters: dict[str, int] = defaultdict(int)
         self._claiming: dict[str, asyncio.Lock] = {}
+        self.notifier = (
+            Notifier(config.notify, store, self.writer, self.threads, lease_s=config.cluster_claim_s)
+            if config.notify is not None
+            else None
+        )
+        """Notifications to Slack and webhooks (``--notify``); ``None`` without a file."""
 
     # Read-only views of the core's state ---------------------------------------------------
 
@@ -184,17 +191,31 @@ class Broker:
                     log.info(event, **fields)
 
     def _write(self, write: Write) -> None:
+        notifications = write.notifications
+        notifier = self.notifier
+        if notifier is not None and write.events:
+            mono = asyncio.get_running_loop().time()
+            made = notifier.on_write(write.events, self._epoch_of, mono)
+            if made:
+                notifications = [*notifications, *made]
         done = self.writer.submit(
             events=write.events,
             states=write.states,
             run_seqs=write.run_seqs,
             deleted=write.deleted,
+            notifications=notifications,
         )
+        if notifications and notifier is not None:
+            queued = notifications
+            done.add_done_callback(lambda _: notifier.committed(queued))
         if write.reply is not None:
             _answer_when_durable(done, write.reply)
         if write.then:
             then = write.then
             done.add_done_callback(lambda _: self.carry_out(then))
+
+    def _epoch_of(self, name: str) -> int:
+        return self.router.workspaces[name].epoch
 
     def _timer_due(self, key: TimerKey) -> None:
         self._timers.pop(key, None)
@@ -344,6 +365,18 @@ class Broker:
 
     async def run_writer(self) -> None:
         await self.writer.run()
+
+    async def run_notifier(self) -> None:
+        """Send notifications and look for stalled runs until cancelled (with ``--notify``)."""
+        if self.notifier is None:
+            return
+        runs_at_boot = [
+            (workspace.name, workspace.epoch, worker.run_id)
+            for workspace in self.router.workspaces.values()
+            if not workspace.mirror
+            for worker in workspace.state.workers
+        ]
+        await self.notifier.run(runs_at_boot)
 
     async def run_retention(self) -> None:
         while True:
@@ -591,6 +624,7 @@ class Broker:
             "tail_events": router.tails.size,
             "request_tasks": len(self._tasks),
             **self._cluster_counters(),
+            **(self.notifier.counters() if self.notifier is not None else {}),
             **self.counters,
         }
 

@@ -121,6 +121,7 @@ class BrokerServer:
         self._server: Server | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._notify_task: asyncio.Task[None] | None = None
         self._revocation_task: asyncio.Task[None] | None = None
         self._claims_task: asyncio.Task[None] | None = None
         self._data_lock: int | None = None
@@ -220,6 +221,7 @@ class BrokerServer:
             raise StartError("cannot subscribe to the other nodes' messages in Redis") from exc
         self._writer_task = asyncio.create_task(self._watch(broker.run_writer()))
         self._retention_task = asyncio.create_task(self._watch(broker.run_retention()))
+        self._notify_task = asyncio.create_task(self._watch(broker.run_notifier()))
         if isinstance(store, RedisStore):
             self._claims_task = asyncio.create_task(self._watch(self._renew_claims(store)))
         if config.auth == "token":
@@ -324,7 +326,8 @@ class BrokerServer:
     async def _close_tasks_and_store(self) -> None:
         """End the background tasks, then close the stores: the last step of a drain, and all
         that undoing a failed start needs."""
-        for task in (self._retention_task, self._revocation_task, self._claims_task):
+        tasks = (self._retention_task, self._notify_task, self._revocation_task, self._claims_task)
+        for task in tasks:
             if task is not None:
                 task.cancel()
         broker = self.broker
@@ -338,6 +341,7 @@ class BrokerServer:
             for task in (
                 self._writer_task,
                 self._retention_task,
+                self._notify_task,
                 self._revocation_task,
                 self._claims_task,
             )

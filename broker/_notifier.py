@@ -1,0 +1,249 @@
+"""Notifications on asyncio: the broker's adapter around the rules, the stall detector and
+one sender per sink.
+
+``on_write`` runs in the broker's write path, on the event loop: it turns a write's events
+into notifications that go into the same commit (so they are exactly as durable as the
+events), and feeds the stall detector. Everything slow (HTTP, retries, reading the queues)
+happens in the senders' own tasks, which read the store through threads: a receiver that
+never answers holds up its own sender and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import structlog
+
+from schema import EventMsg, Presence, Status
+
+from ._notify import Notification, NotifyConfig, QueuedNotification, SinkQueueStats
+from ._notify_rules import NotifyRules
+from ._notify_sender import SinkSender
+from ._stall import StallWatch
+from ._store import HistoryFilter, Store
+from ._threads import StoreThreads
+from ._writer import GroupCommitWriter
+
+log = structlog.get_logger("pierhead.notify")
+
+QUEUE_STATS_EVERY_S = 5.0
+"""How often ``stats``' view of the queues is refreshed from the store."""
+
+STALL_CHECK_MAX_S = 5.0
+"""The longest wait between two looks for stalled runs (a new run may be due sooner)."""
+
+
+class StoreSinkQueue:
+    """A sink's queue in the store, as its sender sees it (``_notify_sender.SinkQueue``)."""
+
+    def __init__(
+        self,
+        sink: str,
+        store: Store,
+        writer: GroupCommitWriter,
+        threads: StoreThreads,
+        *,
+        lease_s: float,
+    ) -> None:
+        self.sink = sink
+        self._store = store
+        self._writer = writer
+        self._threads = threads
+        self._lease_s = lease_s
+        self._token = secrets.token_hex(8)
+        self._renewed_at: float | None = None
+        """When the lease was last taken or renewed (monotonic): renewed a third of the way
+        through, so a sender that holds it asks the store seldom."""
+
+    async def lease(self) -> bool:
+        now = time.monotonic()
+        if self._renewed_at is not None and now - self._renewed_at < self._lease_s / 3:
+            return True
+        held = await self._threads.run(
+            lambda: self._store.notify_lease(self.sink, self._token, self._lease_s)
+        )
+        self._renewed_at = now if held else None
+        return held
+
+    async def peek(self, limit: int) -> list[QueuedNotification]:
+        return await self._threads.run(lambda: self._store.notify_queue(self.sink, limit))
+
+    async def remove(self, ids: Sequence[int]) -> bool:
+        chosen = list(ids)
+        removed = await self._writer.in_writer(
+            lambda: self._store.notify_done(self.sink, chosen, self._token)
+        )
+        if not removed:
+            self._renewed_at = None
+        return removed
+
+    async def dropped(self) -> int:
+        stats = await self._threads.run(self._store.notify_stats)
+        entry = stats.get(self.sink)
+        return entry.dropped if entry is not None else 0
+
+
+class Notifier:
+    def __init__(
+        self,
+        config: NotifyConfig,
+        store: Store,
+        writer: GroupCommitWriter,
+        threads: StoreThreads,
+        *,
+        lease_s: float,
+    ) -> None:
+        self.config = config
+        self.rules = NotifyRules(config)
+        self.stalls = StallWatch(config.stall_after_s) if config.stall_after_s else None
+        self._store = store
+        self._writer = writer
+        self._threads = threads
+        self.senders = {
+            sink.name: SinkSender(
+                sink,
+                StoreSinkQueue(sink.name, store, writer, threads, lease_s=lease_s),
+                public_url=config.public_url,
+            )
+            for sink in config.sinks
+        }
+        self._stall_wakeup = asyncio.Event()
+        self._queue_stats: dict[str, SinkQueueStats] = {}
+        store.notify_limits({sink.name: sink.max_queued for sink in config.sinks})
+
+    # The write path (on the loop, per write) -------------------------------------------
+
+    def on_write(
+        self, events: Sequence[EventMsg], epoch_of: Callable[[str], int], mono: float
+    ) -> list[Notification]:
+        """The notifications a write's events make (to commit with them), stall recoveries
+        among them."""
+        if not events:
+            return []
+        made = self.rules.derive(events, epoch_of)
+        if self.stalls is not None:
+            made += self._heard(events, epoch_of, mono)
+        return made
+
+    def committed(self, notifications: Iterable[Notification]) -> None:
+        """These notifications are durable: their senders look at their queues now."""
+        for sink in {n.sink for n in notifications}:
+            self.senders[sink].wake()
+
+    def _heard(
+        self, events: Sequence[EventMsg], epoch_of: Callable[[str], int], mono: float
+    ) -> list[Notification]:
+        stalls = self.stalls
+        assert stalls is not None
+        recoveries: list[Notification] = []
+        # A publish is one run's events: its last one stands for the rest. Presence events
+        # (broker-made, one per write) start and end the watching.
+        last = events[-1]
+        workspace = last.workspace
+        if not self.rules.watches_stalls(workspace):
+            return []
+        epoch = epoch_of(workspace)
+        if last.run_id is not None:
+            recovered = stalls.heard(workspace, epoch, last.run_id, last.offset, mono)
+            if recovered is not None:
+                recoveries += self.rules.recovered(
+                    workspace, epoch, last.run_id, offset=last.offset, at=last.received_time
+                )
+            return recoveries
+        for event in events:
+            payload = event.payload
+            if isinstance(payload, Presence):
+                if payload.state == "connected":
+                    stalls.heard(workspace, epoch, payload.run_id, event.offset, mono)
+                else:
+                    stalls.gone(workspace, payload.run_id)
+        self._stall_wakeup.set()
+        return recoveries
+
+    # Background -------------------------------------------------------------------------
+
+    async def run(self, runs_at_boot: Sequence[tuple[str, int, str]] = ()) -> None:
+        """The senders and the stall detector, until cancelled. ``runs_at_boot``: the
+        (workspace, epoch, run id) of the runs the broker restored within their grace."""
+        await self._remember_final_statuses(runs_at_boot)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._refresh_queue_stats())
+            for sender in self.senders.values():
+                tasks.create_task(sender.run())
+            if self.stalls is not None:
+                tasks.create_task(self._find_stalls(self.stalls))
+
+    async def _find_stalls(self, stalls: StallWatch) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = stalls.next_due()
+            wait = STALL_CHECK_MAX_S if due is None else min(due - loop.time(), STALL_CHECK_MAX_S)
+            self._stall_wakeup.clear()
+            if wait > 0:
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._stall_wakeup.wait()
+                except TimeoutError:
+                    pass
+            now = datetime.datetime.now(datetime.UTC)
+            notes: list[Notification] = []
+            for stalled in stalls.due(loop.time()):
+                log.info(
+                    "run_stalled",
+                    workspace=stalled.workspace,
+                    run_id=stalled.run_id,
+                    silent_s=round(stalled.silent_s, 1),
+                )
+                notes += self.rules.stalled(
+                    stalled.workspace,
+                    stalled.epoch,
+                    stalled.run_id,
+                    since_offset=stalled.since_offset,
+                    silent_s=stalled.silent_s,
+                    at=now,
+                )
+            if notes:
+                await self._writer.submit(notifications=notes)
+                self.committed(notes)
+
+    async def _remember_final_statuses(self, runs: Sequence[tuple[str, int, str]]) -> None:
+        """Runs still within their grace at boot that had published their final status: their
+        expiry is no expiry without one."""
+        if not runs or not any("expired" in sink.triggers for sink in self.config.sinks):
+            return
+        matches = self.config.finished.matches
+        store = self._store
+
+        def look() -> list[tuple[str, str]]:
+            found: list[tuple[str, str]] = []
+            for workspace, epoch, run_id in runs:
+                query = HistoryFilter(workspace, epoch, kinds=["status"], run_id=run_id)
+                events, _ = store.history(query)
+                payloads = [event.payload for event in events]
+                if any(isinstance(p, Status) and matches(p.key, p.value) for p in payloads):
+                    found.append((workspace, run_id))
+            return found
+
+        self.rules.finished_before(await self._threads.run(look))
+
+    async def _refresh_queue_stats(self) -> None:
+        """The queues' depths and drops, for ``stats`` (which reads no store itself)."""
+        while True:
+            self._queue_stats = await self._threads.run(self._store.notify_stats)
+            await asyncio.sleep(QUEUE_STATS_EVERY_S)
+
+    def counters(self) -> dict[str, int | float]:
+        counters: dict[str, int | float] = {}
+        for name, queue in self._queue_stats.items():
+            counters[f"notify.{name}.queued"] = queue.queued
+            counters[f"notify.{name}.dropped"] = queue.dropped
+        for name, sender in self.senders.items():
+            for key, value in sender.counters().items():
+                counters[f"notify.{name}.{key}"] = value
+        if self.stalls is not None:
+            counters["notify.runs_watched_for_stalls"] = len(self.stalls)
+        return counters

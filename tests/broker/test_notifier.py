@@ -1,0 +1,234 @@
+"""Notifications end to end: a real broker (on each store), real sessions, a real HTTP
+receiver on loopback; the exact requests it gets."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+import schema
+from broker._notify import AdviceRule, NotifyConfig, SinkConfig, Trigger
+from broker._notify_format import verify_signature
+from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
+from tests.notify_receiver import NotifyReceiver, Received
+from tests.support import BrokerStore, until_answered
+
+pytestmark = pytest.mark.asyncio
+
+SECRET = "s3cret-for-tests"
+
+
+def webhook(url: str, *triggers: Trigger, **options: Any) -> SinkConfig:
+    options.setdefault("coalesce_s", 0.0)
+    return SinkConfig(
+        name="hook",
+        kind="webhook",
+        url=url,
+        triggers=frozenset(triggers),
+        secret=SECRET,
+        retry_max_s=0.2,
+        timeout_s=2.0,
+        **options,
+    )
+
+
+def error(message: str) -> schema.WorkspaceEvent:
+    return schema.WorkspaceEvent(message=message, severity="error")
+
+
+async def publish(worker: WireClient, seq: int, payloads: list[schema.WorkerPayload]) -> None:
+    """Publish and wait until all of it is acknowledged (durable)."""
+    await worker.publish(seq, payloads)
+    last = seq + len(payloads) - 1
+    while (await worker.expect(schema.Ack)).seq < last:
+        pass
+
+
+def verified(request: Received) -> dict[str, Any]:
+    """The webhook body, once its signature and headers check out."""
+    headers = request.headers
+    assert request.method == "POST"
+    assert headers["content-type"] == "application/json"
+    assert verify_signature(
+        SECRET,
+        headers["x-pierhead-timestamp"],
+        request.body,
+        headers["x-pierhead-signature"],
+        now=time.time(),
+    )
+    body: dict[str, Any] = request.json()
+    assert headers["idempotency-key"] == body["id"]
+    return body
+
+
+async def test_a_catch_and_a_release_are_posted_once_each_with_who_and_why(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        sink = webhook(receiver.url, "caught", "released")
+        notify = NotifyConfig(sinks=(sink,), public_url="https://ph.example.com")
+        async with broker_store.running_broker(notify=notify) as broker:
+            async with (
+                wire_client(broker.url, worker_hello("deploy/prod", "r1")) as worker,
+                wire_client(broker.url, watcher_hello(client="alice")) as operator,
+            ):
+                assert worker.welcome is not None
+                epoch = worker.welcome.epoch
+                catch = schema.Catch(id=operator.next_id(), workspace="deploy/prod", reason="maint")
+                assert isinstance(await operator.request(catch), schema.Ok)
+                release = schema.Release(id=operator.next_id(), workspace="deploy/prod")
+                assert isinstance(await operator.request(release), schema.Ok)
+                caught, released = [verified(r) for r in await receiver.wait_for(2)]
+    assert caught["trigger"] == "caught"
+    assert caught["reason"] == "maint"
+    assert caught["workspace"] == "deploy/prod"
+    assert caught["epoch"] == epoch
+    assert caught["count"] == 1
+    assert caught["event"]["offset"] == caught["offset"]
+    assert caught["url"] == f"https://ph.example.com/w/deploy/prod?at={caught['offset']}"
+    assert caught["id"] == f"hook:deploy/prod:{epoch}:{caught['offset']}:caught"
+    assert released["trigger"] == "released"
+    assert released["offset"] > caught["offset"]
+    assert caught["who"] == released["who"]
+    assert caught["who"] is not None
+    assert len(receiver.requests) == 2
+
+
+async def test_an_error_storm_is_one_message_with_its_count_and_advice(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        sink = webhook(receiver.url, "event", coalesce_s=1.0)
+        advice = (AdviceRule(re.compile(r"No space left"), "The disk is full."),)
+        notify = NotifyConfig(sinks=(sink,), advice=advice)
+        async with broker_store.running_broker(notify=notify) as broker:
+            async with wire_client(broker.url, worker_hello("train/a", "r1")) as worker:
+                storm: list[schema.WorkerPayload] = [
+                    error(f"write {n}: No space left on device") for n in range(1000)
+                ]
+                await publish(worker, 1, [*storm[:500], schema.Scalar(name="x", value=1.0)])
+                await publish(worker, 502, storm[500:])
+                (request,) = await receiver.wait_for(1)
+                body = verified(request)
+                # A later error, after the storm went out, is a message of its own.
+                await publish(worker, 1002, [error("worse")])
+                later = verified((await receiver.wait_for(2))[1])
+    assert body["count"] == 1000
+    assert body["trigger"] == "event"
+    assert body["severity"] == "error"
+    assert body["summary"] == "write 0: No space left on device"
+    assert body["advice"] == "The disk is full."
+    assert body["run_id"] == "r1"
+    assert later["count"] == 1
+    assert later["summary"] == "worse"
+    assert later["advice"] is None
+    assert len(receiver.requests) == 2
+
+
+async def test_a_silent_connected_run_is_reported_stalled_once_and_recovered_when_it_speaks(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        sink = webhook(receiver.url, "stalled", "recovered")
+        notify = NotifyConfig(sinks=(sink,), stall_after_s=0.5)
+        async with broker_store.running_broker(notify=notify) as broker:
+            async with wire_client(broker.url, worker_hello("train/b", "r1")) as worker:
+                await publish(worker, 1, [schema.Scalar(name="loss", value=1.0)])
+                stalled = verified((await receiver.wait_for(1))[0])
+                await publish(worker, 2, [schema.Scalar(name="loss", value=0.5)])
+                recovered = verified((await receiver.wait_for(2))[1])
+                stats = await worker_stats(broker.url)
+    assert stalled["trigger"] == "stalled"
+    assert stalled["run_id"] == "r1"
+    assert stalled["offset"] is None
+    assert stalled["id"].endswith(":stalled")
+    assert recovered["trigger"] == "recovered"
+    assert recovered["id"] != stalled["id"]
+    assert len(receiver.requests) == 2
+    assert stats["notify.hook.sent"] == 2
+
+
+async def test_a_run_that_expires_without_a_final_status_is_reported_and_one_with_is_not(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        sink = webhook(receiver.url, "expired", "finished")
+        notify = NotifyConfig(sinks=(sink,))
+        async with broker_store.running_broker(notify=notify, mutex_grace_s=0.2) as broker:
+            async with wire_client(broker.url, worker_hello("jobs", "done")) as done:
+                await publish(done, 1, [schema.Status(key="state", value="succeeded")])
+            async with wire_client(broker.url, worker_hello("jobs", "lost")):
+                pass
+            requests = await receiver.wait_for(2)
+            async with wire_client(broker.url, watcher_hello()) as watcher:
+                # Both runs have expired once the stream says so: then nothing more is due.
+                async def both_expired() -> bool:
+                    return await expired_runs(watcher, "jobs") == {"done", "lost"}
+
+                await until_answered(both_expired, "both runs expired")
+            stats = await worker_stats(broker.url)
+    bodies = [verified(r) for r in requests]
+    assert [(b["trigger"], b["run_id"]) for b in bodies] == [
+        ("finished", "done"),
+        ("expired", "lost"),
+    ]
+    assert stats["notify.hook.sent"] == 2
+    assert len(receiver.requests) == 2
+
+
+async def test_a_receiver_that_never_answers_holds_up_nothing_else(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        receiver.hold = True
+        sink = webhook(receiver.url, "event", max_queued=50)
+        notify = NotifyConfig(sinks=(sink,))
+        async with broker_store.running_broker(notify=notify) as broker:
+            async with (
+                wire_client(broker.url, worker_hello("busy", "r1")) as worker,
+                wire_client(broker.url, watcher_hello()) as watcher,
+            ):
+                subscribe = schema.Subscribe(id=watcher.next_id(), pattern="busy")
+                assert isinstance(await watcher.request(subscribe), schema.Subscribed)
+                seq = 1
+                for _ in range(20):
+                    await publish(worker, seq, [error(f"e{seq + n}") for n in range(100)])
+                    seq += 100
+                seen = 0
+                while seen < 2000:
+                    seen += sum(
+                        isinstance(e.payload, schema.WorkspaceEvent)
+                        for e in (await watcher.expect(schema.Events)).events
+                    )
+                await receiver.wait_for(1)  # the first attempt is held, unanswered
+                stats: dict[str, Any] = {}
+
+                async def oldest_dropped() -> bool:
+                    stats.update(await worker_stats(broker.url))
+                    return stats.get("notify.hook.dropped") == 1950
+
+                await until_answered(oldest_dropped, "the oldest 1,950 dropped")
+            receiver.release()
+    assert stats["notify.hook.queued"] == 50
+    assert stats["notify.hook.sent"] == 0
+
+
+async def worker_stats(url: str) -> dict[str, Any]:
+    async with wire_client(url, watcher_hello()) as client:
+        report = await client.request(schema.StatsRequest(id=client.next_id()))
+        assert isinstance(report, schema.StatsReport)
+        return dict(report.counters)
+
+
+async def expired_runs(watcher: WireClient, workspace: str) -> set[str]:
+    query = schema.HistoryQuery(id=watcher.next_id(), workspace=workspace, kinds=["presence"])
+    page = await watcher.request(query)
+    assert isinstance(page, schema.HistoryPage)
+    return {
+        e.payload.run_id
+        for e in page.events
+        if isinstance(e.payload, schema.Presence) and e.payload.state == "expired"
+    }
