@@ -8,6 +8,7 @@ It speaks just enough HTTP/1.1 for a client like httpx: a request line, headers,
   body), used in turn; once they are used up every request gets ``200``;
 - ``hold = True``: "never answer": the request is recorded and its connection held open
   without a reply until the receiver stops or ``hold`` is cleared with :meth:`release`;
+- ``tls``: HTTPS with the given server context;
 - :meth:`stop` / :meth:`start`: down (not listening, open connections closed) and up again on
   the same port.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -59,7 +61,8 @@ class Answer:
 class NotifyReceiver:
     """Use ``async with NotifyReceiver() as receiver`` (started on an ephemeral port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.requests: list[Received] = []
         self.hold = False
         self.port = 0
@@ -71,7 +74,8 @@ class NotifyReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}/hook"
 
     async def __aenter__(self) -> NotifyReceiver:
         await self.start()
@@ -90,7 +94,7 @@ class NotifyReceiver:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", self.port, reuse_address=True
+            self._serve, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
