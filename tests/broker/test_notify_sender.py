@@ -362,6 +362,26 @@ async def test_429_with_retry_after_pauses_as_the_receiver_asked() -> None:
         assert keys(receiver) == ["k1", "k1"]
 
 
+async def test_wake_does_not_cut_a_retry_pause_short() -> None:
+    async with NotifyReceiver() as receiver:
+        receiver.answer(Answer(503, {"Retry-After": "30"}))
+        queue = MemoryQueue()
+        queue.add(notification("k1"))
+        sender = SinkSender(
+            sink_for(receiver, retry_max_s=60.0), queue, public_url=None, poll_s=0.02
+        )
+        async with running(sender):
+            await receiver.wait_for(1)
+            for _ in range(10):
+                queue.add(notification(f"more{queue.lease_calls}"))
+                sender.wake()
+                target = queue.lease_calls + 1
+                await until(lambda: queue.lease_calls >= target, changed=queue.changed)
+            # Ten lease renewals of the pause later, the receiver still has its 30 s.
+            assert keys(receiver) == ["k1"]
+            assert sender.stats.failed_attempts == 1
+
+
 async def test_a_rejected_message_is_removed_counted_and_logged() -> None:
     async with NotifyReceiver() as receiver:
         receiver.answer(Answer(400, body=b"bad " + b"x" * 400))
