@@ -314,8 +314,6 @@ def slack_payload(group: Group, *, dropped: int, public_url: str | None) -> dict
     if context:
         blocks.append({"type": "context", "elements": [_mrkdwn(text) for text in context]})
     fallback = f"{first.workspace}: {first.summary}"
-    if group.count > 1:
-        fallback += f" (and {group.count - 1} more like it)"
     return {"text": _escaped_within(fallback, _SLACK_TEXT_MAX), "blocks": blocks}
 
 

@@ -162,6 +162,7 @@ async def _post(client: httpx.AsyncClient, request: Request, timeout_s: float) -
     except (TimeoutError, httpx.TimeoutException):
         return f"no answer within {timeout_s:g} s"
     except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError) as exc:
+        # httpx's messages do not quote the URL, which may be a credential (Slack's is).
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

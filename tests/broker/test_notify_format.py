@@ -302,7 +302,7 @@ def test_the_slack_message_shows_what_happened_who_why_the_advice_the_count_and_
         Group(ids=(1, 2, 3), first=first), dropped=4, public_url="https://d.example"
     )
     assert payload == {
-        "text": "deploy: deploy caught by alice: maint (and 2 more like it)",
+        "text": "deploy: deploy caught by alice: maint",
         "blocks": [
             {
                 "type": "section",
