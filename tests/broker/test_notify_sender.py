@@ -119,6 +119,12 @@ async def looked_again(queue: MemoryQueue, times: int = 2) -> None:
     )
 
 
+async def lease_asked(queue: MemoryQueue, times: int = 1) -> None:
+    """Until the sender has asked for (or renewed) the lease ``times`` more times."""
+    target = queue.lease_calls + times
+    await until(lambda: queue.lease_calls >= target, "a lease request", changed=queue.changed)
+
+
 def keys(receiver: NotifyReceiver) -> list[str]:
     return [request.headers["idempotency-key"] for request in receiver.requests]
 
@@ -375,8 +381,7 @@ async def test_wake_does_not_cut_a_retry_pause_short() -> None:
             for _ in range(10):
                 queue.add(notification(f"more{queue.lease_calls}"))
                 sender.wake()
-                target = queue.lease_calls + 1
-                await until(lambda: queue.lease_calls >= target, changed=queue.changed)
+                await lease_asked(queue)
             # Ten lease renewals of the pause later, the receiver still has its 30 s.
             assert keys(receiver) == ["k1"]
             assert sender.stats.failed_attempts == 1
@@ -454,8 +459,7 @@ async def test_without_the_lease_nothing_is_sent_until_it_is_back() -> None:
         queue.add(notification("k1"))
         sender = SinkSender(sink_for(receiver), queue, public_url=None, poll_s=0.02)
         async with running(sender):
-            target = queue.lease_calls + 3
-            await until(lambda: queue.lease_calls >= target, changed=queue.changed)
+            await lease_asked(queue, 3)
             assert receiver.requests == []
             assert queue.peeks == 0
             assert not sender.stats.holds_lease
