@@ -209,7 +209,15 @@ class SinkSender:
     async def run(self) -> None:
         try:
             while True:
-                await self._step()
+                try:
+                    await self._step()
+                except Exception as exc:
+                    # The store unreachable for a while (a Redis outage): the queue is still
+                    # there when it is back, so the sender waits and looks again rather
+                    # than end and leave the sink unserved.
+                    self._log.warning("notify_queue_failed", error=repr(exc))
+                    self._pending = None
+                    await asyncio.sleep(self._poll_s)
         finally:
             await self._client.aclose()
 

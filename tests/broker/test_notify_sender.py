@@ -487,6 +487,35 @@ async def test_a_lease_lost_during_a_retry_pause_stops_the_retry() -> None:
         assert keys(receiver) == ["k1", "k1"]
 
 
+class FlakyQueue(MemoryQueue):
+    """A queue whose store fails the first few looks, as Redis does while it is down."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def peek(self, limit: int) -> list[QueuedNotification]:
+        if self.failures:
+            self.failures -= 1
+            self.changed.set()
+            raise ConnectionError("store unreachable")
+        return await super().peek(limit)
+
+
+async def test_a_store_that_fails_for_a_while_does_not_end_the_sender() -> None:
+    async with NotifyReceiver() as receiver:
+        queue = FlakyQueue(failures=3)
+        queue.add(notification("k1"))
+        with capture_logs() as logs:
+            sender = SinkSender(sink_for(receiver), queue, public_url=None, poll_s=0.02)
+            async with running(sender):
+                await emptied(queue)
+        assert keys(receiver) == ["k1"]
+        failures = [entry for entry in logs if entry["event"] == "notify_queue_failed"]
+        assert len(failures) == 3
+        assert failures[0]["error"] == "ConnectionError('store unreachable')"
+
+
 # TLS ---------------------------------------------------------------------------------------
 
 
