@@ -266,7 +266,10 @@ class Connection:
                 f"the broker did not answer {_kind(frame)} request {frame.id} within {bound:g} s"
             ) from None
         finally:
+            # The receive loop may have failed the future while the send was waiting for
+            # room, and the send's own error is the one raised.
             self._pending.pop(frame.id, None)
+            abandon(future)
         if isinstance(reply, ErrorReply):
             raise BrokerRefusedError(reply.code, reply.message, reply.detail)
         return reply
@@ -462,6 +465,20 @@ class Connection:
             future.set_result(frame)
             return None
         return self._owner.on_frame(frame)
+
+
+def abandon(future: asyncio.Future[Any]) -> None:
+    """Let go of a future nobody will await any more: cancel it if still pending, else look
+    at its exception, so that asyncio does not log "Future exception was never retrieved"
+    into the application's logs when it is collected.
+
+    Every future the SDK creates and may leave unawaited (a reply or a confirmation that a
+    lost connection failed while the request was still being sent) ends here.
+    """
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 class _FatalError(Exception):

@@ -46,7 +46,7 @@ from schema import (
 
 from ._actions import BAD_CALL
 from ._backoff import Backoff
-from ._connection import BrokerUrls, Connection, ConnectionState
+from ._connection import BrokerUrls, Connection, ConnectionState, abandon
 from ._cursors import SubscriptionCursors
 from ._errors import (
     BrokerRefusedError,
@@ -323,6 +323,9 @@ class Watcher(AsyncClient):
             finally:
                 self._subscribing.pop(request_id, None)
                 self._confirmations.pop(request_id, None)
+                # ``on_disconnect`` may have failed it while the send, whose error is the one
+                # caught, was waiting for room.
+                abandon(confirmed)
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         subscription.closed = True

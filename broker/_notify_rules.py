@@ -1,0 +1,266 @@
+"""Which committed events make which notifications: the sinks' triggers, as plain decisions.
+
+No I/O and no clock: the broker hands in each write's events (offsets assigned) and the
+stall detector's findings, and gets back the notifications to queue in the same commit.
+Most events are scalars, logs and progress that no trigger wants: those cost one set lookup.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import operator
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from schema import EventMsg, Payload, Presence, SemaphoresChange, Severity, Status, WorkspaceEvent
+
+from ._notify import SEVERITY_RANK, Notification, NotifyConfig, SinkConfig, Trigger
+
+MAX_SUMMARY = 300
+"""Characters of a worker's text kept in a summary; the webhook's ``event`` has all of it."""
+
+_PAYLOADS_OF: dict[Trigger, frozenset[type[Payload]]] = {
+    "caught": frozenset({SemaphoresChange}),
+    "released": frozenset({SemaphoresChange}),
+    "mutex": frozenset({SemaphoresChange}),
+    "event": frozenset({WorkspaceEvent}),
+    "finished": frozenset({Status}),
+    # A run's final status is remembered for ``expired`` whichever sink wants it.
+    "expired": frozenset({Presence, Status}),
+}
+
+_CACHE_LIMIT = 4096
+
+
+class NotifyRules:
+    """The notifications each committed event makes, per sink."""
+
+    def __init__(self, config: NotifyConfig) -> None:
+        self.config = config
+        self._patterns = {
+            sink.name: re.compile("|".join(fnmatch.translate(p) for p in sink.workspaces))
+            for sink in config.sinks
+        }
+        self.payloads: frozenset[type[Payload]] = frozenset(
+            payload
+            for sink in config.sinks
+            for trigger in sink.triggers
+            for payload in _PAYLOADS_OF.get(trigger, ())
+        )
+        """The payload types any trigger looks at: every other event is passed over."""
+        self._sinks_of: dict[str, tuple[SinkConfig, ...]] = {}
+        self._finished: set[tuple[str, str]] = set()
+        """(workspace, run id) of the runs that published their final status."""
+
+    def sinks_of(self, workspace: str) -> tuple[SinkConfig, ...]:
+        """The sinks whose workspace patterns match ``workspace``."""
+        sinks = self._sinks_of.get(workspace)
+        if sinks is None:
+            if len(self._sinks_of) >= _CACHE_LIMIT:
+                self._sinks_of.clear()
+            sinks = tuple(s for s in self.config.sinks if self._patterns[s.name].match(workspace))
+            self._sinks_of[workspace] = sinks
+        return sinks
+
+    def finished_before(self, runs: Iterable[tuple[str, str]]) -> None:
+        """Runs that published their final status before the broker started (read back from
+        the store at boot), so their expiry is not reported as one without a final status."""
+        self._finished.update(runs)
+
+    def derive(
+        self, events: Sequence[EventMsg], epoch_of: Callable[[str], int]
+    ) -> list[Notification]:
+        """The notifications ``events`` make, in event order then sink order."""
+        wanted = self.payloads
+        # Most writes are a worker's scalars and logs: ask in C whether any event is wanted.
+        if wanted.isdisjoint(map(type, map(_payload_of, events))):
+            return []
+        made: list[Notification] = []
+        for event in events:
+            if type(event.payload) in wanted:
+                made += self._from_event(event, epoch_of(event.workspace))
+        return made
+
+    def _from_event(self, event: EventMsg, epoch: int) -> list[Notification]:
+        payload = event.payload
+        workspace = event.workspace
+        made: list[Notification] = []
+        for sink in self.sinks_of(workspace):
+            found = _found(sink, event, self.config, self._finished)
+            if found is None:
+                continue
+            made.append(
+                Notification(
+                    key=_key(sink.name, workspace, epoch, str(event.offset), found.trigger),
+                    sink=sink.name,
+                    trigger=found.trigger,
+                    workspace=workspace,
+                    epoch=epoch,
+                    at=event.received_time,
+                    offset=event.offset,
+                    summary=found.summary,
+                    coalesce=_coalesce(workspace, found.trigger, found.severity),
+                    run_id=found.run_id,
+                    who=found.who,
+                    reason=found.reason,
+                    severity=found.severity,
+                    advice=found.advice,
+                    event=event,
+                )
+            )
+        # The final-status memory is kept after every sink has looked at the event.
+        if isinstance(payload, Status) and event.run_id is not None:
+            if self.config.finished.matches(payload.key, payload.value):
+                self._finished.add((workspace, event.run_id))
+        elif isinstance(payload, Presence) and payload.state == "expired":
+            self._finished.discard((workspace, payload.run_id))
+        return made
+
+    def stalled(
+        self,
+        workspace: str,
+        epoch: int,
+        run_id: str,
+        *,
+        since_offset: int,
+        silent_s: float,
+        at: datetime.datetime,
+    ) -> list[Notification]:
+        """A connected run that has been silent since its event at ``since_offset``."""
+        minutes = silent_s / 60
+        summary = f"run {run_id} is connected but has sent nothing for {minutes:.0f} min"
+        position = f"{run_id}@{since_offset}"
+        return self._run_notes("stalled", workspace, epoch, run_id, position, summary, at)
+
+    def recovered(
+        self, workspace: str, epoch: int, run_id: str, *, offset: int, at: datetime.datetime
+    ) -> list[Notification]:
+        """A run reported stalled spoke again, with its event at ``offset``."""
+        summary = f"run {run_id} is sending again"
+        position = f"{run_id}@{offset}"
+        return self._run_notes("recovered", workspace, epoch, run_id, position, summary, at)
+
+    def _run_notes(
+        self,
+        trigger: Trigger,
+        workspace: str,
+        epoch: int,
+        run_id: str,
+        position: str,
+        summary: str,
+        at: datetime.datetime,
+    ) -> list[Notification]:
+        return [
+            Notification(
+                key=_key(sink.name, workspace, epoch, position, trigger),
+                sink=sink.name,
+                trigger=trigger,
+                workspace=workspace,
+                epoch=epoch,
+                at=at,
+                summary=summary,
+                coalesce=f"{workspace}\x00{trigger}\x00{run_id}",
+                run_id=run_id,
+                severity="warning" if trigger == "stalled" else "success",
+            )
+            for sink in self.sinks_of(workspace)
+            if trigger in sink.triggers
+        ]
+
+    def watches_stalls(self, workspace: str) -> bool:
+        """Whether any sink wants to hear of stalls in ``workspace``."""
+        return any("stalled" in sink.triggers for sink in self.sinks_of(workspace))
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What an event that sets off a trigger says, for its notification."""
+
+    trigger: Trigger
+    summary: str
+    severity: Severity = "info"
+    run_id: str | None = None
+    who: str | None = None
+    reason: str | None = None
+    advice: str | None = None
+
+
+def _found(
+    sink: SinkConfig,
+    event: EventMsg,
+    config: NotifyConfig,
+    finished: set[tuple[str, str]],
+) -> _Found | None:
+    """The trigger of ``sink`` that ``event`` sets off, with what it says."""
+    payload = event.payload
+    triggers = sink.triggers
+    if isinstance(payload, WorkspaceEvent):
+        if "event" not in triggers:
+            return None
+        if SEVERITY_RANK[payload.severity] < SEVERITY_RANK[sink.min_severity]:
+            return None
+        advice = _advice(config, payload.message)
+        summary = _short(payload.message)
+        return _Found("event", summary, payload.severity, event.run_id, advice=advice)
+    if isinstance(payload, SemaphoresChange):
+        return _semaphores(triggers, payload)
+    if isinstance(payload, Status):
+        if "finished" not in triggers or event.run_id is None:
+            return None
+        if not config.finished.matches(payload.key, payload.value):
+            return None
+        summary = f"run {event.run_id} finished: {payload.key} = {_short(payload.value)}"
+        return _Found("finished", summary, "success", event.run_id)
+    if isinstance(payload, Presence):
+        if "expired" not in triggers or payload.state != "expired":
+            return None
+        if (event.workspace, payload.run_id) in finished:
+            return None
+        summary = f"run {payload.run_id} disconnected and expired without a final status"
+        return _Found("expired", summary, "error", payload.run_id)
+    return None
+
+
+def _semaphores(triggers: frozenset[Trigger], change: SemaphoresChange) -> _Found | None:
+    if change.mutex_change is None:
+        trigger: Trigger = "caught" if change.caught else "released"
+        if trigger not in triggers:
+            return None
+        by = change.by or "someone"
+        summary = f"{trigger} by {by}" + (f": {_short(change.reason)}" if change.reason else "")
+        severity: Severity = "warning" if change.caught else "success"
+        return _Found(trigger, summary, severity, who=change.by, reason=change.reason)
+    if "mutex" not in triggers:
+        return None
+    if change.mutex_change == "broken":
+        who = change.mutex_by or "an operator"
+        return _Found("mutex", f"mutex broken by {who} (fence {change.fence})", "warning", who=who)
+    if change.mutex_change == "expired":
+        summary = f"mutex lost: its holder's lease expired (fence {change.fence})"
+        return _Found("mutex", summary, "error")
+    return None
+
+
+_payload_of = operator.attrgetter("payload")
+
+
+def _advice(config: NotifyConfig, message: str) -> str | None:
+    for rule in config.advice:
+        if rule.pattern.search(message):
+            return rule.advice
+    return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
+
+
+def _key(sink: str, workspace: str, epoch: int, position: str, trigger: Trigger) -> str:
+    # Workspace names may hold ':'; the parts after it are fixed, so the key reads from the end.
+    return f"{sink}:{workspace}:{epoch}:{position}:{trigger}"
+
+
+def _coalesce(workspace: str, trigger: Trigger, severity: Severity) -> str:
+    return f"{workspace}\x00{trigger}\x00{severity}"

@@ -1,0 +1,58 @@
+"""A connected run that sends nothing for the stall time is reported once; its next event is
+its recovery; a run that disconnected is no longer watched."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker._stall import Recovered, Stalled, StallWatch
+
+
+def test_a_silent_run_is_stalled_once_at_the_stall_time_and_recovers_on_its_next_event() -> None:
+    watch = StallWatch(60)
+    assert watch.heard("ws", 1, "r", offset=4, now=0.0) is None
+    assert watch.next_due() == 60.0
+    assert watch.due(59.9) == []
+    assert watch.due(61.0) == [Stalled("ws", 1, "r", since_offset=4, silent_s=61.0)]
+    assert watch.due(500.0) == []  # reported once
+    assert watch.next_due() is None
+    assert watch.heard("ws", 1, "r", offset=9, now=501.0) == Recovered("ws", 1, "r", 9)
+    assert watch.heard("ws", 1, "r", offset=10, now=502.0) is None  # recovered once
+    assert watch.due(561.9) == []
+    assert watch.due(562.0) == [Stalled("ws", 1, "r", since_offset=10, silent_s=60.0)]
+
+
+def test_every_event_moves_the_deadline() -> None:
+    watch = StallWatch(10)
+    watch.heard("ws", 1, "r", offset=1, now=0.0)
+    for step in range(1, 20):
+        watch.heard("ws", 1, "r", offset=step + 1, now=step * 9.0)
+        assert watch.due(step * 9.0 + 9.5) == []
+    assert watch.next_due() == 19 * 9.0 + 10
+
+
+def test_a_run_that_disconnected_is_not_watched() -> None:
+    watch = StallWatch(10)
+    watch.heard("ws", 1, "a", offset=1, now=0.0)
+    watch.heard("ws", 1, "b", offset=2, now=0.0)
+    watch.gone("ws", "a")
+    assert [s.run_id for s in watch.due(100.0)] == ["b"]
+    watch.gone("ws", "b")
+    assert len(watch) == 0
+    assert watch.due(1000.0) == []
+
+
+def test_a_run_in_a_new_epoch_starts_over_without_a_recovery() -> None:
+    watch = StallWatch(10)
+    watch.heard("ws", 1, "r", offset=7, now=0.0)
+    assert len(watch.due(20.0)) == 1
+    # The workspace was deleted and made again: offsets start over, nothing recovered.
+    assert watch.heard("ws", 2, "r", offset=1, now=21.0) is None
+    assert watch.due(30.0) == []
+    assert watch.due(31.0) == [Stalled("ws", 2, "r", since_offset=1, silent_s=10.0)]
+
+
+@pytest.mark.parametrize("after", [0.0, -1.0, float("nan")])
+def test_the_stall_time_must_be_positive(after: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        StallWatch(after)
