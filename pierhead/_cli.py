@@ -3,8 +3,8 @@
 Exit codes: 0 success, 1 refused by the broker (its message is printed), 2 usage error,
 3 broker unreachable. Errors are one line on stderr, never a traceback.
 
-The broker is imported only for the subcommands that run one (``serve``, ``token``, ``demo``):
-``pierhead watch`` and the operator commands load the SDK alone.
+The broker is imported only for the subcommands that need it (``serve``, ``token``,
+``notify``, ``demo``): ``pierhead watch`` and the operator commands load the SDK alone.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ DEFAULT_URL = "ws://127.0.0.1:8765"
 BROKER_COMMANDS = {
     "serve": "run a broker on an embedded store",
     "token": "create, list and revoke access tokens",
+    "notify": "check the sinks of a notifications file",
 }
 """The subcommands the broker package provides, with their one-line help."""
 
@@ -83,6 +84,9 @@ def _parser(*, with_broker: bool) -> argparse.ArgumentParser:
 
         add_serve_command(commands)
         add_token_command(commands)
+        from ._notify_cmd import add_notify_command
+
+        add_notify_command(commands)
     else:
         for name, summary in BROKER_COMMANDS.items():
             commands.add_parser(name, help=summary, add_help=False)
