@@ -22,7 +22,7 @@ from schema import EventMsg, Presence, Status
 
 from ._notify import Notification, NotifyConfig, QueuedNotification, SinkQueueStats
 from ._notify_rules import NotifyRules
-from ._notify_sender import SinkSender
+from ._notify_sender import POLL_S, SinkSender
 from ._stall import StallWatch
 from ._store import HistoryFilter, Store
 from ._threads import StoreThreads
@@ -106,7 +106,14 @@ class Notifier:
         self.senders = {
             sink.name: SinkSender(
                 sink,
-                StoreSinkQueue(sink.name, store, writer, threads, lease_s=lease_s),
+                # The lease is not renewed while a request is in flight: it outlasts one.
+                StoreSinkQueue(
+                    sink.name,
+                    store,
+                    writer,
+                    threads,
+                    lease_s=max(lease_s, 3 * (sink.timeout_s + POLL_S)),
+                ),
                 public_url=config.public_url,
             )
             for sink in config.sinks
@@ -242,8 +249,13 @@ class Notifier:
             counters[f"notify.{name}.queued"] = queue.queued
             counters[f"notify.{name}.dropped"] = queue.dropped
         for name, sender in self.senders.items():
-            for key, value in sender.counters().items():
-                counters[f"notify.{name}.{key}"] = value
+            stats = sender.stats
+            counters[f"notify.{name}.sent"] = stats.sent
+            counters[f"notify.{name}.messages"] = stats.messages
+            counters[f"notify.{name}.retries"] = stats.retries
+            counters[f"notify.{name}.rejected"] = stats.rejected
+            counters[f"notify.{name}.failed_attempts"] = stats.failed_attempts
+            counters[f"notify.{name}.sending"] = int(stats.holds_lease)
         if self.stalls is not None:
             counters["notify.runs_watched_for_stalls"] = len(self.stalls)
         return counters
