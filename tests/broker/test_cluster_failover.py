@@ -22,6 +22,7 @@ from tests.broker.cluster_support import (
     QUICK_FAILOVER,
     collect,
     nodes_on,
+    nodes_on_redis,
     offsets,
     stored,
 )
@@ -198,3 +199,63 @@ async def test_a_failover_that_loses_acknowledged_commits_starts_a_new_epoch_wit
                 latest = await collect(on_a, WS, end)
             assert latest == (await stored(b.url, WS))[len(history) : end]
             assert scalar_seqs(latest) == [1101]
+
+
+async def test_a_node_taking_over_a_workspace_whose_store_went_back_starts_a_new_epoch(
+    tmp_path: Path,
+) -> None:
+    """After a failover to a replica that lacked the latest commits, the writer may be gone
+    too and another node take the workspace over before its position check has looked: it
+    has read further than the store now holds, so it must not write on from the store's end
+    in the same epoch (its watchers would silently skip the offsets given again).
+
+    The store going back is made by restoring the workspace's keys (the replica's copy, with
+    the writer's claim expired on it): no position check runs in this test and no
+    subscription drops, so the takeover is the first to meet it."""
+    options = (*QUICK_FAILOVER, "--position-check", "3600")
+    async with nodes_on_redis(tmp_path, 2, *options) as (server, (a, b)):
+        async with (
+            sdk.Worker([a.url, b.url], WS, run_id="job") as job,
+            sdk.Watcher(b.url) as watcher,
+        ):
+            subscription = await watcher.subscribe(WS, since="earliest")
+            for index in range(100):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            client = server.client()
+            keys = [f"ph:{{{WS}}}:{part}" for part in ("meta", "chunks", "runs", "seen")]
+            replica_copy: dict[str, bytes] = {}
+            for key in keys:
+                dumped = client.dump(key)
+                assert isinstance(dumped, bytes), key
+                replica_copy[key] = dumped
+            kept = stored_last(server, WS)
+            for index in range(100, 200):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            acked = stored_last(server, WS)
+            seen = await asyncio.wait_for(collect(subscription, WS, acked), GUARD_S)
+            old_epoch = watcher.state[WS].epoch
+
+            a.kill()
+            await a.wait(GUARD_S)
+            for key, value in replica_copy.items():
+                client.restore(key, 0, value, replace=True)
+            client.delete(f"ph:{{{WS}}}:owner")
+            client.close()
+            # The worker moves to node B, which takes the workspace over.
+            for index in range(200, 300):
+                await job.scalar("step", index)
+            await job.flush(timeout=GUARD_S)
+            history = await stored(b.url, WS)
+            (state,) = await watcher.workspaces(WS)
+            moved = await asyncio.wait_for(collect(subscription, WS, history[-1].offset), GUARD_S)
+
+        assert state.epoch != old_epoch
+        assert scalar_seqs(history) == [*range(1, 101), *range(201, 301)]
+        assert offsets(history) == list(range(1, history[-1].offset + 1))
+        assert history[:kept] == seen[:kept]
+        assert moved == history
+        async with sdk.Watcher(b.url) as late:
+            resumed = await late.subscribe(WS, since={WS: schema.Cursor(old_epoch, acked)})
+            assert not resumed.recovered
