@@ -274,7 +274,19 @@ class RedisCoordinator:
         return holder
 
     async def stored(self, name: str) -> StoredWorkspace | None:
-        return await asyncio.to_thread(self.store.stored, name)
+        """``name`` as stored, for this node that just claimed it. If the store went back
+        behind this node's mirror of it (a failover its position check has not seen yet),
+        the workspace moves to a new epoch first: writing on from the store's end in the same
+        epoch would give again offsets this node's watchers have read."""
+        saved = await asyncio.to_thread(self.store.stored, name)
+        position = None if self._member is None else self._member.mirror_position(name)
+        if saved is None or position is None:
+            return saved
+        epoch, seen_last = position
+        if saved.state.epoch == epoch and saved.state.last_offset < seen_last:
+            await asyncio.to_thread(self.store.new_epoch_after_rollback, name, epoch, seen_last)
+            saved = await asyncio.to_thread(self.store.stored, name)
+        return saved
 
     async def node_url(self, node: str) -> str | None:
         """The address of ``node`` while it is alive."""

@@ -186,6 +186,15 @@ class RedisServer:
         if self._process is not None:
             self.kill()
 
+    def replication(self) -> dict[str, Any]:
+        """The server's ``INFO replication`` (role, link to its primary, offsets)."""
+        client = self.client()
+        try:
+            info: dict[str, Any] = client.info("replication")
+        finally:
+            client.close()
+        return info
+
     def version(self) -> tuple[int, ...]:
         client = self.client()
         try:
@@ -228,9 +237,20 @@ def session_redis() -> Iterator[RedisServer]:
 
 class Sentinel:
     """One Sentinel process on a loopback port, watching ``primary`` as ``service`` with a
-    quorum of one, quick to declare it down (1 s) and to fail over."""
+    quorum of one, quick to declare it down (1 s) and to fail over.
 
-    def __init__(self, directory: Path, primary: RedisServer, *, service: str = "pierhead") -> None:
+    ``failover_timeout_ms`` is also how long the Sentinel leaves a replica that replicates from
+    another address than the primary's (through a proxy) before it points it at the primary
+    itself (its ``+fix-slave-config``)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        primary: RedisServer,
+        *,
+        service: str = "pierhead",
+        failover_timeout_ms: int = 5000,
+    ) -> None:
         self.directory = directory
         self.service = service
         self.port = free_port()
@@ -244,7 +264,7 @@ class Sentinel:
                     f"dir {directory}",
                     f"sentinel monitor {service} 127.0.0.1 {primary.port} 1",
                     f"sentinel down-after-milliseconds {service} 1000",
-                    f"sentinel failover-timeout {service} 5000",
+                    f"sentinel failover-timeout {service} {failover_timeout_ms}",
                     f"sentinel parallel-syncs {service} 1",
                     "",
                 ]
@@ -283,6 +303,19 @@ class Sentinel:
         finally:
             client.close()
         return int(address[1])
+
+    def healthy_replicas(self) -> list[int]:
+        """The ports of the replicas the Sentinel knows and sees up: those it may promote."""
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            replicas: list[dict[str, Any]] = client.sentinel_slaves(self.service)
+        finally:
+            client.close()
+        return [
+            int(replica["port"])
+            for replica in replicas
+            if not replica["is_sdown"] and not replica["is_disconnected"]
+        ]
 
     def stop(self) -> None:
         if self._process is not None:
