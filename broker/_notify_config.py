@@ -47,15 +47,16 @@ RESERVED_HEADERS: Final = frozenset(
     {
         "content-type",
         "content-length",
+        "transfer-encoding",
         "host",
-        "user-agent",
         "idempotency-key",
         "x-pierhead-timestamp",
         "x-pierhead-signature",
     }
 )
-"""Headers the sender sets itself: a receiver relies on them (the idempotency key, the
-signature), so a sink's ``headers`` may not replace them."""
+"""Headers a sink's ``headers`` may not set: the ones a receiver relies on (the idempotency
+key, the signature and its timestamp), the body's type (always JSON), and the ones the HTTP
+client computes. ``User-Agent`` may be replaced."""
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -4,9 +4,12 @@ one-line errors that name the file and the exact key of a mistake, never a secre
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import re
+import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import trustme
@@ -15,6 +18,11 @@ from broker import _cli
 from broker._config import BrokerConfig
 from broker._notify import AdviceRule, FinalStatus, NotifyConfig, SinkConfig
 from broker._notify_config import (
+    _ADVICE_KEYS,
+    _FINISHED_KEYS,
+    _SINK_KEYS,
+    _TOP_KEYS,
+    LISTED_TRIGGERS,
     NotifyConfigError,
     check_public_url,
     load_notify_config,
@@ -119,7 +127,8 @@ def test_every_key_of_a_sink_is_read() -> None:
         'name = "a.b_c-1"\nkind = "webhook"\nurl = "http://127.0.0.1:9/x?y=1"\n'
         'triggers = ["caught", "stalled"]\nworkspaces = ["deploy-*", "train-[ab]?"]\n'
         'min_severity = "info"\ncoalesce = 0\nmax_queued = 1\ntimeout = 0.5\n'
-        'retry_max = 1\nheaders = { Authorization = "Bearer t" }\nsecret = "k"\n'
+        'retry_max = 1\nheaders = { Authorization = "Bearer t", User-Agent = "acme/1" }\n'
+        'secret = "k"\n'
     )
     assert config.stall_after_s == 30.5
     assert config.finished == FinalStatus(key="phase")
@@ -132,7 +141,7 @@ def test_every_key_of_a_sink_is_read() -> None:
         workspaces=("deploy-*", "train-[ab]?"),
         min_severity="info",
         secret="k",
-        headers={"Authorization": "Bearer t"},
+        headers={"Authorization": "Bearer t", "User-Agent": "acme/1"},
         coalesce_s=0.0,
         max_queued=1,
         timeout_s=0.5,
@@ -437,3 +446,63 @@ async def test_a_broker_starts_with_a_notify_file(tmp_path: Path) -> None:
         "https://ph.example",
     ) as broker:
         assert broker.port > 0
+
+
+# The documentation ----------------------------------------------------------------------------
+
+OPERATIONS = ROOT / "docs" / "operations.md"
+
+
+def notifications_section() -> str:
+    doc = OPERATIONS.read_text()
+    start = doc.index("\n## Notifications\n")
+    return doc[start : doc.index("\n## ", start + 1)]
+
+
+def fenced_blocks(markdown: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```$", markdown, flags=re.DOTALL | re.MULTILINE)
+
+
+def test_operations_doc_shows_the_example_file_verbatim() -> None:
+    assert EXAMPLE.read_text() in fenced_blocks(notifications_section(), "toml")
+
+
+def test_operations_doc_documents_every_key_of_the_file() -> None:
+    section = notifications_section()
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    for key in _TOP_KEYS:
+        # A table is documented as `[key]` or `[[key]]`, alone or before its own keys.
+        names = (f"`{key}`", f"`[{key}]`", f"`[[{key}]]`")
+        assert any(row.startswith(f"| {name} ") for row in rows for name in names), key
+    for key in (*_FINISHED_KEYS, *_ADVICE_KEYS, *_SINK_KEYS):
+        assert any(f"`{key}` |" in row for row in rows), key
+    for trigger in LISTED_TRIGGERS:
+        assert f"`{trigger}`" in section, trigger
+    for flag in ("--notify FILE", "--public-url"):
+        assert f"| `{flag}` |" in OPERATIONS.read_text(), flag
+
+
+def test_the_signature_check_in_the_docs_accepts_only_signed_recent_requests() -> None:
+    (snippet,) = [
+        block for block in fenced_blocks(notifications_section(), "python") if "hmac" in block
+    ]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "docs/operations.md", "exec"), namespace)
+    is_genuine = namespace["is_genuine"]
+    body = b'{"id":"ops:deploy:1:42:event","trigger":"event"}'
+
+    def signed(secret: str, timestamp: int, signed_body: bytes = body) -> dict[str, str]:
+        mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + signed_body, hashlib.sha256)
+        return {
+            "X-Pierhead-Timestamp": str(timestamp),
+            "X-Pierhead-Signature": f"sha256={mac.hexdigest()}",
+        }
+
+    now = int(time.time())
+    assert is_genuine("k", signed("k", now), body)
+    assert not is_genuine("k", signed("other", now), body)
+    assert not is_genuine("k", signed("k", now, b"{}"), body)
+    assert not is_genuine("k", signed("k", now - 3600), body)  # a replay an hour later
+    assert not is_genuine("k", {**signed("k", now), "X-Pierhead-Timestamp": "²"}, body)
+    assert not is_genuine("k", {**signed("k", now), "X-Pierhead-Signature": "sha256=é"}, body)
+    assert not is_genuine("k", {}, body)
