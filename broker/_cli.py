@@ -16,6 +16,7 @@ import structlog
 
 from ._config import BrokerConfig
 from ._logging import configure_logging
+from ._notify_config import check_public_url, load_notify_config
 from ._redis_url import parse_redis_url
 from ._server import BrokerFailedError, BrokerServer, InsecureBindError, StartError
 from ._sqlite_store import DATABASE_NAME
@@ -143,6 +144,21 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_false",
         help="do not serve the browser dashboard on the broker's port (websockets only)",
     )
+    serve.add_argument(
+        "--notify",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="post notifications to Slack and webhooks as this TOML file says (see"
+        " docs/operations.md, Notifications; check it with pierhead notify test FILE)",
+    )
+    serve.add_argument(
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="the dashboard's public address, http(s)://HOST[:PORT][/PATH], for links in"
+        " notifications (default: the --notify file's public_url, if any)",
+    )
     serve.add_argument("--tls-cert", type=Path, default=None, help="serve wss:// with this cert")
     serve.add_argument("--tls-key", type=Path, default=None, help="the certificate's key")
     serve.add_argument(
@@ -239,6 +255,11 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.store is not None:
             # A malformed URL is a mistake in the command line (StoreUrlError, a ValueError).
             parse_redis_url(args.store, os.environ)
+        public_url = None if args.public_url is None else check_public_url(args.public_url)
+        notify = None
+        if args.notify is not None:
+            notify = load_notify_config(args.notify, public_url=public_url)
+            public_url = notify.public_url
         config = BrokerConfig(
             host=args.host,
             port=args.port,
@@ -257,6 +278,8 @@ def run_serve(args: argparse.Namespace) -> int:
             allowed_origins=tuple(args.allowed_origins or ()),
             allowed_hosts=tuple(args.allowed_hosts or ()),
             dashboard=args.dashboard,
+            notify=notify,
+            public_url=public_url,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             retention_events=args.retention_events,

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ._notify import NotifyConfig
+
 MiB = 1024 * 1024
 
 
@@ -53,6 +55,12 @@ class BrokerConfig:
     """Answer plain HTTP GETs on the broker's port with the browser dashboard."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    notify: NotifyConfig | None = None
+    """Where notifications go, and what sets them off (``--notify FILE``; docs/operations.md,
+    "Notifications"). ``None``: no notifications."""
+    public_url: str | None = None
+    """The dashboard's public address (``--public-url``, else the notify file's), for links
+    in notifications; ``notify.public_url`` is the same."""
 
     heartbeat_s: float = 5.0
     """A ping every this many seconds."""

@@ -136,16 +136,17 @@ class SinkConfig:
     name: str
     """Unique among the sinks; names the queue in the store and the stats."""
     kind: SinkKind
-    url: str
+    url: str = field(repr=False)
+    """Not in the repr, which may be logged: a Slack webhook's URL is its credential."""
     triggers: frozenset[Trigger]
     workspaces: tuple[str, ...] = ("*",)
     """Glob patterns (``fnmatch``, case-sensitive): the workspaces this sink hears about."""
     min_severity: Severity = "error"
     """For the ``event`` trigger: the least severity that is notified."""
-    secret: str | None = None
-    """Webhook only: the HMAC-SHA256 key of the signature header."""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    """Extra request headers (a receiver's own auth, for one)."""
+    secret: str | None = field(default=None, repr=False)
+    """Webhook only: the HMAC-SHA256 key of the signature header (not in the repr)."""
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Extra request headers (a receiver's own auth, for one; not in the repr)."""
     coalesce_s: float = 2.0
     """How long the first of a storm waits for more like it before it goes out with them."""
     max_queued: int = 10_000
