@@ -123,9 +123,10 @@ class Broker:
         self._started = time.monotonic()
         self.counters: dict[str, int] = defaultdict(int)
         self._claiming: dict[str, asyncio.Lock] = {}
+        notify, lease_s = config.notify, config.cluster_claim_s
         self.notifier = (
-            Notifier(config.notify, store, self.writer, self.threads, lease_s=config.cluster_claim_s)
-            if config.notify is not None
+            Notifier(notify, store, self.writer, self.threads, lease_s=lease_s)
+            if notify is not None
             else None
         )
         """Notifications to Slack and webhooks (``--notify``); ``None`` without a file."""

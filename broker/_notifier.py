@@ -214,7 +214,12 @@ class Notifier:
                     at=now,
                 )
             if notes:
-                await self._writer.submit(notifications=notes)
+                try:
+                    await self._writer.submit(notifications=notes)
+                except Exception as exc:
+                    # The writer failed or stopped: the broker is stopping with it, and says why.
+                    log.warning("stall_notifications_not_queued", error=str(exc))
+                    return
                 self.committed(notes)
 
     async def _remember_final_statuses(self, runs: Sequence[tuple[str, int, str]]) -> None:

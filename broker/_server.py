@@ -326,8 +326,13 @@ class BrokerServer:
     async def _close_tasks_and_store(self) -> None:
         """End the background tasks, then close the stores: the last step of a drain, and all
         that undoing a failed start needs."""
-        tasks = (self._retention_task, self._notify_task, self._revocation_task, self._claims_task)
-        for task in tasks:
+        background = (
+            self._retention_task,
+            self._notify_task,
+            self._revocation_task,
+            self._claims_task,
+        )
+        for task in background:
             if task is not None:
                 task.cancel()
         broker = self.broker
