@@ -16,7 +16,9 @@ Roles:
     as the socket takes them) or ``paced`` (``rate`` events per second, each stamped with its
     send time). A flood sends :data:`LOG_EVENT` over and over unless ``payload`` is
     ``scalar``: then every event is built as it is sent, a ``Scalar`` named :data:`SCALAR_NAME`
-    with the event's seq as its step, stamped with the time its batch was built.
+    with the event's seq as its step, stamped with the time its batch was built. With
+    ``error_every`` N (a ``log`` flood), every event whose seq is a multiple of N is
+    :data:`ERROR_EVENT` instead, which sets off notifications.
 ``watch``
     ``connections`` watcher connections following ``pattern``. Answers ``ready`` once all are
     subscribed, ``warmed`` once each has received ``warm`` events, and ``result`` once each has
@@ -70,6 +72,15 @@ CODECS: Final = {"json": schema.JSON_CODEC, "msgpack": schema.MSGPACK_CODEC}
 
 LOG_EVENT: Final = codec_bench.sample_frame().events[0]
 """The flood's event: a ~200-byte ``LogRecord``, as in the codec benchmark."""
+
+ERROR_EVENT: Final = schema.Event(
+    payload=schema.WorkspaceEvent(
+        message="checkpoint write failed: No space left on device", severity="error"
+    ),
+    create_time=LOG_EVENT.create_time,
+)
+"""A ``WorkspaceEvent`` of severity ``error``: what a ``--notify`` sink's ``event`` trigger
+posts. A ``log`` flood with ``error_every`` mixes it in."""
 
 ENVELOPE_FIRST_OFFSET: Final = 1_000_001
 """Offset and seq of the first event in the relay's ``events`` frames: numbers as long as a
@@ -291,8 +302,18 @@ class Publisher:
                 # Room for this frame: what would then be unacknowledged fits in the window.
                 room_from = self.seq - 1 + size - in_flight_limit
                 await acks.reach(room_from)
-            await self._send(self._scalars(size) if scalars else [LOG_EVENT] * size)
+            await self._send(self._scalars(size) if scalars else self._logs(size))
         return await self._acked(last)
+
+    def _logs(self, size: int) -> list[schema.Event]:
+        """The next ``size`` events of a ``log`` flood: :data:`LOG_EVENT`, with
+        :data:`ERROR_EVENT` at each seq that is a multiple of ``error_every``."""
+        events = [LOG_EVENT] * size
+        every = self.params.get("error_every", 0)
+        if every:
+            for index in range(-self.seq % every, size, every):
+                events[index] = ERROR_EVENT
+        return events
 
     def _scalars(self, size: int) -> list[schema.Event]:
         """The next ``size`` events of a ``scalar`` flood, built now, as a raw client would."""

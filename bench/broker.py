@@ -236,6 +236,9 @@ class Stream:
     rate: int = 0
     relay_frames: RelayFrames = "publish"
     """What the publisher sends the relay (the broker always gets ``publish`` frames)."""
+    error_every: int = 0
+    """A flood of ``LogRecord`` events sends an error ``WorkspaceEvent`` at every seq that is a
+    multiple of this (0: none); see ``bench._peers``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +359,7 @@ def run_stream(stream: Stream, placement: Placement, label: str) -> StreamOutcom
                 "rate": stream.rate,
                 "tick_s": TICK_S,
                 "frames": stream.relay_frames,
+                "error_every": stream.error_every,
             },
         )
         for child in (publisher, *watchers):
@@ -416,13 +420,20 @@ def run_stream(stream: Stream, placement: Placement, label: str) -> StreamOutcom
 
 
 def ingest_stream(
-    servers: Servers, target: Target, codec: CodecName, warm: int, events: int
+    servers: Servers,
+    target: Target,
+    codec: CodecName,
+    warm: int,
+    events: int,
+    *,
+    error_every: int = 0,
 ) -> StreamOutcome:
-    """One repeat of durable ingest: ``events`` after ``warm`` from one flooding worker."""
+    """One repeat of durable ingest: ``events`` after ``warm`` from one flooding worker (with
+    an error ``WorkspaceEvent`` at every ``error_every``-th seq, if not 0)."""
     # The broker is done when the cumulative ack covers the last event (durable ingest, no
     # watchers); the relay acknowledges nothing, so it is done when its one subscriber has them.
     watchers = 0 if target == "broker" else 1
-    stream = Stream(target, codec, "flood", watchers, warm, events)
+    stream = Stream(target, codec, "flood", watchers, warm, events, error_every=error_every)
     return _stream(servers, stream, "ingest")
 
 
