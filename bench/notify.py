@@ -10,8 +10,9 @@ brokers that all get those same events:
 - ``pierhead serve`` on its embedded SQLite store, without ``--notify``: the baseline;
 - the same with ``--notify`` naming one ``webhook`` sink whose receiver accepts the connection
   and never answers (``python -m bench._receiver dead``). Each error is queued in the store
-  with its event, in the same commit; the sink's queue is bounded to :data:`MAX_QUEUED`, so it
-  fills and then drops its oldest with every commit that queues more;
+  with its event, in the same commit; the sink's queue is bounded to :data:`MAX_QUEUED` (the
+  default), and filled to it before the repeats, so every commit that queues an error drops
+  the oldest: a sink that has been down for a while;
 - the same with a receiver that answers ``200`` at once (``python -m bench._receiver live``),
   for comparison: the sender reads the queue, posts and removes what was delivered.
 
@@ -64,8 +65,11 @@ SINK: Final = "bench"
 """The sink's name: its counters are ``notify.bench.*`` in ``stats``."""
 ERROR_EVERY: Final = 100
 """Every this many events, one is an error ``WorkspaceEvent``: one notification each."""
-MAX_QUEUED: Final = 1_000
-"""The sink's queue bound: a full run queues ten times more errors than this."""
+MAX_QUEUED: Final = 10_000
+"""The sink's queue bound: ``max_queued``'s default (:class:`broker._notify.SinkConfig`).
+Each broker is given this many errors before the repeats, so the dead sink's queue is full
+throughout them and every commit that queues an error drops the oldest."""
+QUICK_MAX_QUEUED: Final = 20
 GOAL: Final = 0.95
 """Durable ingest with a dead sink, as a fraction of the rate without ``--notify``."""
 
@@ -238,6 +242,17 @@ def receiver_counts(child: Child) -> tuple[int, int]:
     return int(report["connections"]), int(report["requests"])
 
 
+def wait_for_receiver(child: Child, timeout: float = STATS_TIMEOUT_S) -> tuple[int, int]:
+    """A receiver's counts once it has accepted a connection: the sink was tried, which is
+    what the measurement is about (its first try waits out the coalescing window)."""
+    deadline = time.monotonic() + timeout
+    while (counts := receiver_counts(child))[0] == 0:
+        if time.monotonic() > deadline:
+            raise ChildError(f"{child.name}: the broker never connected in {timeout:g} s")
+        time.sleep(STATS_POLL_S)
+    return counts
+
+
 @contextmanager
 def _brokers(kinds: Sequence[Kind], max_queued: int) -> Iterator[dict[Kind, _Broker]]:
     """A broker per kind on its own temporary store, and the receivers of its sink; all
@@ -300,7 +315,13 @@ def measure(
     outcomes: dict[Kind, list[StreamOutcome]] = {kind: [] for kind in kinds}
     sinks: dict[Kind, list[SinkFigures]] = {kind: [] for kind in kinds}
     load = load_average()
+    fill = max_queued * ERROR_EVERY
     with _brokers(kinds, max_queued) as brokers:
+        for kind in kinds:
+            # Untimed, to every broker alike: the dead sink's queue is full from here on.
+            broker.ingest_stream(
+                brokers[kind].servers, "broker", "json", 0, fill, error_every=ERROR_EVERY
+            )
         for repeat in range(repeats):
             for kind in turn(kinds, repeat):
                 servers = brokers[kind].servers
@@ -310,13 +331,13 @@ def measure(
                 outcomes[kind].append(outcome)
                 figures = SinkFigures(0, 0, 0, 0)
                 if kind != "baseline":
-                    published = errors * (repeat + 1)
+                    published = max_queued + errors * (repeat + 1)
                     figures = wait_for_sink(brokers[kind].url, settled(kind, published))
                 sinks[kind].append(figures)
         receivers: dict[Kind, tuple[int, int]] = {}
         for kind, entry in brokers.items():
             if entry.receiver is not None:
-                receivers[kind] = receiver_counts(entry.receiver)
+                receivers[kind] = wait_for_receiver(entry.receiver)
         warnings = sum(entry.servers.broker_warnings for entry in brokers.values())
     variants = tuple(
         Variant(
@@ -404,7 +425,10 @@ def report(result: NotifyIngestMeasurement) -> Report:
         f' `webhook` sink (`triggers = ["event"]`, `min_severity = "error"`, `max_queued ='
         f" {result.max_queued:,}`, the other keys at their defaults: `timeout` 10 s,"
         " `coalesce` 2 s), so each error is queued in the store in the commit of its event and,"
-        " once the queue is full, the oldest is dropped. The dead receiver accepts each TCP"
+        " once the queue is full, the oldest is dropped. Before the repeats, untimed, every"
+        f" broker is sent {result.max_queued * ERROR_EVERY:,} events of the same flood, which"
+        " fill the queue to its bound: the repeats measure a sink that has been down for a"
+        " while. The dead receiver accepts each TCP"
         " connection, reads the request and never answers (the sender waits out its timeout,"
         " then retries with backoff); the live one answers `200` at once",
         f"{result.repeats} interleaved repeats of {result.events:,} events after"
@@ -444,5 +468,12 @@ def report(result: NotifyIngestMeasurement) -> Report:
 
 def run(*, quick: bool) -> Report:
     if quick:
-        return report(measure(events=QUICK_EVENTS, warm=QUICK_WARM, repeats=QUICK_REPEATS))
+        return report(
+            measure(
+                events=QUICK_EVENTS,
+                warm=QUICK_WARM,
+                repeats=QUICK_REPEATS,
+                max_queued=QUICK_MAX_QUEUED,
+            )
+        )
     return report(measure())
