@@ -828,6 +828,8 @@ class RedisStore:
 
     def notify_queue(self, sink: str, limit: int) -> list[QueuedNotification]:
         """Up to ``limit`` of the sink's queued notifications, oldest first."""
+        if limit < 1:
+            return []
         with self._reads():
             entries = self._client.xrange(self._sink_keys(sink).queue, "-", "+", count=limit)
         decode = self._notification_decoder.decode
@@ -840,9 +842,11 @@ class RedisStore:
         """Remove the sink's notifications ``ids`` if ``lease`` holds the sink's sender
         lease; ``False``, removing nothing, when it does not."""
         keys = self._sink_keys(sink)
+        # Ids start at 1: any other is not queued, and would not even be a stream entry id.
+        queued_ids = [id for id in ids if id > 0]
         with self._reads():
             removed = self._notify_done_script(
-                keys=[keys.lease, keys.queue, keys.queued_keys], args=[lease, *ids]
+                keys=[keys.lease, keys.queue, keys.queued_keys], args=[lease, *queued_ids]
             )
         return bool(removed == 1)
 

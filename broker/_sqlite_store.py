@@ -171,16 +171,18 @@ _CREATE_CHUNKS: Final = (
     # Retention deletes the key rows of whole chunks: by chunk, not by every key of the stream.
     "CREATE INDEX chunk_keys_by_chunk ON chunk_keys (workspace_id, last_offset)",
 )
+# IF NOT EXISTS: a migration may find them in a database whose version mark is older than
+# its tables (written by this version, then marked back), and must not fail on it.
 _CREATE_NOTIFY: Final = (
     """
-    CREATE TABLE notify_sinks (
+    CREATE TABLE IF NOT EXISTS notify_sinks (
         name TEXT PRIMARY KEY,
         last_id INTEGER NOT NULL,
         dropped INTEGER NOT NULL
     ) WITHOUT ROWID
     """,
     """
-    CREATE TABLE notifications (
+    CREATE TABLE IF NOT EXISTS notifications (
         sink TEXT NOT NULL,
         id INTEGER NOT NULL,
         key TEXT NOT NULL,
@@ -751,6 +753,8 @@ class SQLiteStore:
 
     def notify_queue(self, sink: str, limit: int) -> list[QueuedNotification]:
         """Up to ``limit`` of the sink's queued notifications, oldest first."""
+        if limit < 1:
+            return []  # SQLite reads LIMIT -1 as no limit at all
         with self._reader() as conn:
             rows = conn.execute(
                 "SELECT id, body FROM notifications WHERE sink = ? ORDER BY id LIMIT ?",

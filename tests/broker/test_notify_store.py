@@ -145,6 +145,8 @@ def test_a_commit_queues_its_notifications_with_its_events_in_order(store: Store
     assert numbers == sorted(set(numbers))
     # Oldest first, up to the limit.
     assert [item.notification.offset for item in store.notify_queue("slack", 2)] == [1, 2]
+    assert store.notify_queue("slack", 0) == []
+    assert store.notify_queue("slack", -1) == []
     assert store.notify_stats() == {"slack": SinkQueueStats(queued=5, dropped=0)}
 
 
@@ -243,8 +245,8 @@ def test_notify_done_removes_exactly_the_ids_given(store: Store) -> None:
     store.commit(replace(batch(NAME, 1, events), notifications=notes_of(events)))
     assert store.notify_lease("slack", "sender", 30.0)
 
-    # 2 and 4, and 99 that was never queued.
-    assert store.notify_done("slack", [2, 4, 99], "sender")
+    # 2 and 4, and ids that were never queued.
+    assert store.notify_done("slack", [2, 4, 99, 0, -1], "sender")
 
     assert ids(store) == [1, 3, 5]
     assert queued(store) == notes_of([events[0], events[2], events[4]])
