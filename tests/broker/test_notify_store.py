@@ -478,9 +478,15 @@ def test_redis_the_sender_lease_is_exclusive_and_taken_over_after_its_ttl(
     one, two = redis_stores(node="n1"), redis_stores(node="n2")
     one.commit(Commit(notifications=[note(n) for n in (1, 2, 3)]))
 
-    assert one.notify_lease("slack", "one", 0.3)
+    assert one.notify_lease("slack", "one", 30.0)
     assert not two.notify_lease("slack", "two", 30.0)
-    assert one.notify_lease("slack", "one", 0.3)  # renewed
+    # Renewed: its holder extends it.
+    assert one.notify_lease("slack", "one", 60.0)
+    client = redis_server.client()
+    try:
+        assert client.pttl("ph:notify:{slack}:lease") > 30_000
+    finally:
+        client.close()
     # Another sink's lease is another lease.
     assert two.notify_lease("hook", "two", 30.0)
     # Only the holder removes.
@@ -489,14 +495,16 @@ def test_redis_the_sender_lease_is_exclusive_and_taken_over_after_its_ttl(
     assert one.notify_done("slack", [1], "one")
     assert ids(two) == [2, 3]
 
-    # "one" stops renewing (its node paused or died): once its lease lapses, "two" takes it.
+    # "one" renews a last time, for a moment, and stops (its node paused or died): once its
+    # lease lapses, "two" takes it.
+    assert one.notify_lease("slack", "one", 0.2)
     client = redis_server.client()
     try:
         wait_until(lambda: not client.exists("ph:notify:{slack}:lease"), "the lease to lapse")
     finally:
         client.close()
     assert two.notify_lease("slack", "two", 30.0)
-    assert not one.notify_lease("slack", "one", 0.3)
+    assert not one.notify_lease("slack", "one", 30.0)
     # The stale holder's removal is refused and removes nothing.
     assert not one.notify_done("slack", [2, 3], "one")
     assert ids(one) == [2, 3]
