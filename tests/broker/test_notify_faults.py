@@ -134,7 +134,8 @@ async def test_with_several_nodes_on_redis_exactly_one_node_sends_each_notificat
                     await publish_errors(b, step + 1, [f"on-b {step}"])
             requests = await receiver.wait_for(40)
             for node in nodes:
-                await until_answered(lambda url=node.url: queue_empty(url), "the queue emptied")
+                url = node.url
+                await until_answered(lambda: queue_empty(url), "the queue emptied")
             stats = [await counters(node.url) for node in nodes]
         assert len(receiver.requests) == 40
     keys = collections.Counter(request.headers["idempotency-key"] for request in requests)
