@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import schema
+from broker.testing import BrokerProcess
 from tests.broker.cluster_support import nodes_on_redis
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
 from tests.notify_receiver import NotifyReceiver, Received
@@ -51,6 +52,10 @@ async def counters(url: str) -> dict[str, Any]:
         report = await client.request(schema.StatsRequest(id=client.next_id()))
         assert isinstance(report, schema.StatsReport)
         return dict(report.counters)
+
+
+async def every_queue_empty(nodes: list[BrokerProcess]) -> bool:
+    return all([await queue_empty(node.url) for node in nodes])
 
 
 def summaries(requests: list[Received]) -> list[str]:
@@ -133,9 +138,7 @@ async def test_with_several_nodes_on_redis_exactly_one_node_sends_each_notificat
                     await publish_errors(a, step + 1, [f"on-a {step}"])
                     await publish_errors(b, step + 1, [f"on-b {step}"])
             requests = await receiver.wait_for(40)
-            for node in nodes:
-                url = node.url
-                await until_answered(lambda: queue_empty(url), "the queue emptied")
+            await until_answered(lambda: every_queue_empty(nodes), "the queues emptied")
             stats = [await counters(node.url) for node in nodes]
         assert len(receiver.requests) == 40
     keys = collections.Counter(request.headers["idempotency-key"] for request in requests)
