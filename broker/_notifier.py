@@ -11,6 +11,7 @@ never answers holds up its own sender and nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import secrets
 import time
@@ -24,14 +25,15 @@ from ._notify import Notification, NotifyConfig, QueuedNotification, SinkQueueSt
 from ._notify_rules import NotifyRules
 from ._notify_sender import POLL_S, SinkSender
 from ._stall import StallWatch
-from ._store import HistoryFilter, Store
+from ._store import HistoryFilter, Store, StoreUnavailableError
 from ._threads import StoreThreads
 from ._writer import GroupCommitWriter
 
 log = structlog.get_logger("pierhead.notify")
 
 QUEUE_STATS_EVERY_S = 5.0
-"""How often ``stats``' view of the queues is refreshed from the store."""
+"""How often the queues' depths are read for the counters a node publishes (a ``stats``
+request reads them at once)."""
 
 STALL_CHECK_MAX_S = 5.0
 """The longest wait between two looks for stalled runs (a new run may be due sooner)."""
@@ -243,16 +245,29 @@ class Notifier:
         self.rules.finished_before(await self._threads.run(look))
 
     async def _refresh_queue_stats(self) -> None:
-        """The queues' depths and drops, for ``stats`` (which reads no store itself)."""
+        """The queues' depths and drops, for the counters a node publishes for the others."""
         while True:
-            self._queue_stats = await self._threads.run(self._store.notify_stats)
+            with contextlib.suppress(StoreUnavailableError):
+                await self.queue_counters()
             await asyncio.sleep(QUEUE_STATS_EVERY_S)
 
-    def counters(self) -> dict[str, int | float]:
+    async def queue_counters(self) -> dict[str, int | float]:
+        """The queues' depths and drops as the store has them now (as last read while the
+        store cannot be reached)."""
+        with contextlib.suppress(StoreUnavailableError):
+            self._queue_stats = await self._threads.run(self._store.notify_stats)
+        return self._queue_counters()
+
+    def _queue_counters(self) -> dict[str, int | float]:
         counters: dict[str, int | float] = {}
-        for name, queue in self._queue_stats.items():
-            counters[f"notify.{name}.queued"] = queue.queued
-            counters[f"notify.{name}.dropped"] = queue.dropped
+        for sink in self.config.sinks:
+            queue = self._queue_stats.get(sink.name, SinkQueueStats(queued=0, dropped=0))
+            counters[f"notify.{sink.name}.queued"] = queue.queued
+            counters[f"notify.{sink.name}.dropped"] = queue.dropped
+        return counters
+
+    def counters(self) -> dict[str, int | float]:
+        counters = self._queue_counters()
         for name, sender in self.senders.items():
             stats = sender.stats
             counters[f"notify.{name}.sent"] = stats.sent

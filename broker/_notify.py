@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -46,16 +46,7 @@ Trigger: TypeAlias = Literal[
 - ``finished``: a run published a final status (the ``[finished]`` key and values).
 """
 
-TRIGGERS: tuple[Trigger, ...] = (
-    "caught",
-    "released",
-    "event",
-    "mutex",
-    "expired",
-    "stalled",
-    "recovered",
-    "finished",
-)
+TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
 
 SEVERITY_RANK: Mapping[Severity, int] = {"info": 0, "success": 1, "warning": 2, "error": 3}
 

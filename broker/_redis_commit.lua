@@ -6,18 +6,23 @@
 -- KEYS[4] seen hash     ph:{<workspace>}:seen    run id -> when last seen (microseconds)
 -- KEYS[5] owner string  ph:{<workspace>}:owner   the token of the node that writes it
 -- KEYS[6] index set     ph:workspaces            every workspace name with a meta hash
+-- KEYS[7..] only with notifications: the sinks set, then three keys per sink (as in
+--           _redis_notify_queue.lua, whose text is put before this script's)
 -- ARGV[1] workspace name, ARGV[2] epoch, ARGV[3] the writing node's token
 -- ARGV[4] owner lease in milliseconds (a write renews it)
 -- ARGV[5] the workspace's folded state after this commit (MessagePack)
 -- ARGV[6] its last offset after this commit
 -- ARGV[7] number of chunks n, ARGV[8] number of runs m, ARGV[9] channel for the wake-up hint
 -- ARGV[10..] n chunks as (first offset, last offset, latest receive time in us, body),
---            then m runs as (run id, seq, seen us)
+--            then m runs as (run id, seq, seen us),
+--            then the notifications per sink, as queue_notifications(7, ...) reads them
 --
 -- The node's router numbered the events; this script makes sure nobody else writes the
 -- workspace (the owner token), and that the stream stays gapless (the chunks continue the
 -- stored last offset). A commit the node sends again after losing the reply is recognised
--- (everything up to its last offset is stored already) and changes nothing.
+-- (everything up to its last offset is stored already) and changes nothing. The commit's
+-- notifications of this workspace are queued only once every check has passed: with the
+-- events, or not at all.
 --
 -- Replies: {'stored', last}  {'owner', current owner or ''}  {'epoch', current epoch}
 --          {'gap', stored last}  {'lost', ''}: the meta hash is gone but the commit continues
@@ -85,6 +90,8 @@ for i = 0, m - 1 do
   end
   redis.call('HSET', seen, run_id, ARGV[at + 2])
 end
+
+queue_notifications(7, runs_at + 3 * m)
 
 if n > 0 then
   redis.call('PUBLISH', channel, epoch .. ' ' .. ARGV[6])

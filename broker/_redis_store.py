@@ -4,13 +4,16 @@ Key layout and each script's contract: docs/storage.md, "Redis". In short, per w
 ``{name}`` hash tag keeps a workspace's keys together): a meta hash (epoch, first and last
 offset, the folded state), a stream of chunks keyed by their last offset, the runs' dedupe
 positions, and an owner key: the token of the one node that writes the workspace, a lease
-the node renews (:meth:`RedisStore.renew`). ``ph:workspaces`` lists every workspace.
+the node renews (:meth:`RedisStore.renew`). ``ph:workspaces`` lists every workspace. Per
+notification sink (``{sink}`` hash tag, outside every workspace's: no Redis Cluster): its queue,
+its counters and its sender lease; ``ph:notify:sinks`` lists the sinks.
 
 Every write is a Lua script (``_redis_commit.lua``, ``_redis_trim.lua``, ``_redis_delete.lua``)
 that first checks the owner token: a node that lost a workspace (paused past its lease while
 another node took it over) cannot write a byte of it. The commit script also checks that the
 chunks continue the stored stream, so offsets stay gapless whatever happens, and recognises a
-commit sent again after a lost reply.
+commit sent again after a lost reply. A commit's notifications are queued by the script call of
+their workspace, after its checks: with the events, or not at all.
 
 Durability (``--redis-durability``): ``aof`` acknowledges once the commit is fsynced to the
 primary's AOF (``WAITAOF 1 0`` on the commit's connection; on a server without ``WAITAOF``,
@@ -33,7 +36,7 @@ import datetime
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Literal
@@ -43,6 +46,8 @@ import structlog
 
 from schema import EventMsg, WorkspaceState
 
+from ._notify import Notification, QueuedNotification, SinkQueueStats
+from ._notify_queue import DEFAULT_BOUND, by_sink
 from ._redis_url import RedisTarget
 from ._store import Commit, HistoryFilter, StoredWorkspace, StoreUnavailableError
 
@@ -84,6 +89,7 @@ _RETRY_MAX_S: Final = 1.0
 _READ_CHUNKS: Final = 64
 _PAGE_CHUNKS: Final = 32
 _INDEX: Final = "workspaces"
+_NOTIFY_SINKS: Final = "notify:sinks"
 
 
 class StoreUnusableError(RuntimeError):
@@ -195,6 +201,19 @@ class _Keys:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _SinkKeys:
+    queue: str
+    meta: str
+    queued_keys: str
+    lease: str
+
+    @classmethod
+    def of(cls, prefix: str, sink: str) -> _SinkKeys:
+        base = f"{prefix}:notify:{{{sink}}}"
+        return cls(f"{base}:queue", f"{base}:meta", f"{base}:keys", f"{base}:lease")
+
+
 class RedisStore:
     """Workspace streams in one Redis database (see the module docstring)."""
 
@@ -235,15 +254,30 @@ class RedisStore:
         except StoreUnusableError:
             self._client.close()
             raise
-        self._commit_script: Script = self._client.register_script(_script("_redis_commit.lua"))
         self._trim_script: Script = self._client.register_script(_script("_redis_trim.lua"))
         self._delete_script: Script = self._client.register_script(_script("_redis_delete.lua"))
         self._read_script: Script = self._client.register_script(_script("_redis_read.lua"))
         self._renew_script: Script = self._client.register_script(_script("_redis_renew.lua"))
         self._rollback_script: Script = self._client.register_script(_script("_redis_rollback.lua"))
+        # Scripts that queue notifications start with the function that queues them.
+        queue_function = _script("_redis_notify_queue.lua")
+        self._commit_script: Script = self._client.register_script(
+            queue_function + _script("_redis_commit.lua")
+        )
+        self._notify_script: Script = self._client.register_script(
+            queue_function + _script("_redis_notify.lua")
+        )
+        self._notify_lease_script: Script = self._client.register_script(
+            _script("_redis_notify_lease.lua")
+        )
+        self._notify_done_script: Script = self._client.register_script(
+            _script("_redis_notify_done.lua")
+        )
         self._encoder = msgspec.msgpack.Encoder()
         self._chunk_decoder = msgspec.msgpack.Decoder(list[EventMsg])
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
+        self._notification_decoder = msgspec.msgpack.Decoder(Notification)
+        self._notify_bounds: Mapping[str, int] = {}
         self._owned: set[str] = set()
         self._owned_lock = threading.Lock()
         self._unreachable_since: float | None = None
@@ -431,6 +465,18 @@ class RedisStore:
                 # The script writes a workspace's events with its state: without one they
                 # would be acknowledged and silently not stored.
                 raise ValueError(f"a commit has events of {name!r} and not its state")
+        # A notification is queued by the script call of its workspace epoch's part of the
+        # commit, so with its events; one whose workspace epoch has no part in this commit (the
+        # stall detector's) by a call of its own per workspace, claim-checked as well.
+        with_part: dict[tuple[str, int], list[Notification]] = {}
+        alone: dict[str, list[Notification]] = {}
+        for notification in commit.notifications:
+            part = (notification.workspace, notification.epoch)
+            if part in commit.states:
+                with_part.setdefault(part, []).append(notification)
+            else:
+                alone.setdefault(notification.workspace, []).append(notification)
+        called: list[str] = []  # the workspace of each script call, in the pipeline's order
         with self._client.pipeline(transaction=False) as pipe:
             for name, epoch in commit.deleted:
                 keys = self._keys(name)
@@ -439,6 +485,7 @@ class RedisStore:
                     args=[name, epoch, self.token, keys.channel],
                     client=pipe,
                 )
+                called.append(name)
             runs: dict[tuple[str, int], list[tuple[str, int]]] = {}
             for (name, epoch, run_id), seq in commit.run_seqs.items():
                 if (name, epoch) not in commit.states:
@@ -447,10 +494,25 @@ class RedisStore:
             for (name, epoch), state in commit.states.items():
                 events = by_workspace.get(name, ())
                 self._commit_workspace(
-                    pipe, name, epoch, state, events, runs.get((name, epoch), [])
+                    pipe,
+                    name,
+                    epoch,
+                    state,
+                    events,
+                    runs.get((name, epoch), []),
+                    with_part.get((name, epoch), []),
                 )
+                called.append(name)
                 with self._owned_lock:
                     self._owned.add(name)
+            for name, notifications in alone.items():
+                sink_keys, sink_args = self._notify_args(notifications)
+                self._notify_script(
+                    keys=[self._keys(name).owner, *sink_keys],
+                    args=[self.token, *sink_args],
+                    client=pipe,
+                )
+                called.append(name)
             if self.durability == "replica":
                 pipe.execute_command("WAITAOF", 1, 1, _WAITAOF_MS)
             elif self.traits.waitaof:
@@ -458,7 +520,7 @@ class RedisStore:
             replies = pipe.execute()
         with self._owned_lock:
             self._owned.difference_update(name for name, _ in commit.deleted)
-        self._check_replies(commit, replies)
+        self._check_replies(commit, called, replies)
 
     def _commit_workspace(
         self,
@@ -468,6 +530,7 @@ class RedisStore:
         state: WorkspaceState,
         events: Sequence[EventMsg],
         runs: Sequence[tuple[str, int]],
+        notifications: Sequence[Notification],
     ) -> None:
         keys = self._keys(name)
         chunks = list(self._chunks(events))
@@ -490,11 +553,35 @@ class RedisStore:
         seen_us = _microseconds(events[-1].received_time) if events else 0
         for run_id, seq in runs:
             args += [run_id, seq, f"{seen_us} {state.last_offset}"]
+        sink_keys, sink_args = self._notify_args(notifications)
         self._commit_script(
-            keys=[keys.meta, keys.chunks, keys.runs, keys.seen, keys.owner, self._index],
-            args=args,
+            keys=[
+                keys.meta,
+                keys.chunks,
+                keys.runs,
+                keys.seen,
+                keys.owner,
+                self._index,
+                *sink_keys,
+            ],
+            args=[*args, *sink_args],
             client=pipe,
         )
+
+    def _notify_args(self, notifications: Sequence[Notification]) -> tuple[list[str], list[Any]]:
+        """The keys and arguments ``queue_notifications`` (``_redis_notify_queue.lua``) reads:
+        none without notifications."""
+        if not notifications:
+            return [], []
+        keys = [self._notify_sinks]
+        args: list[Any] = []
+        for sink, queued in by_sink(notifications).items():
+            sink_keys = self._sink_keys(sink)
+            keys += [sink_keys.queue, sink_keys.meta, sink_keys.queued_keys]
+            args += [sink, self._notify_bounds.get(sink, DEFAULT_BOUND), len(queued)]
+            for notification in queued:
+                args += [notification.key, self._encoder.encode(notification)]
+        return keys, args
 
     def _chunks(self, events: Sequence[EventMsg]) -> Iterator[tuple[Sequence[EventMsg], bytes]]:
         for start in range(0, len(events), CHUNK_EVENTS):
@@ -509,8 +596,7 @@ class RedisStore:
             return
         yield events, body
 
-    def _check_replies(self, commit: Commit, replies: list[Any]) -> None:
-        names = [name for name, _ in commit.deleted] + [name for name, _ in commit.states]
+    def _check_replies(self, commit: Commit, names: Sequence[str], replies: list[Any]) -> None:
         for name, reply in zip(names, replies, strict=False):
             status = reply[0]
             if status in (b"stored", b"deleted"):
@@ -726,6 +812,68 @@ class RedisStore:
                 low = f"({edge}"
             else:
                 high = f"({edge}"
+
+    # -- notifications -----------------------------------------------------------------------
+
+    @property
+    def _notify_sinks(self) -> str:
+        return f"{self._prefix}:{_NOTIFY_SINKS}"
+
+    def _sink_keys(self, sink: str) -> _SinkKeys:
+        return _SinkKeys.of(self._prefix, sink)
+
+    def notify_limits(self, limits: Mapping[str, int]) -> None:
+        """The bound of each sink's queue, applied by this node's commits from now on."""
+        self._notify_bounds = dict(limits)
+
+    def notify_queue(self, sink: str, limit: int) -> list[QueuedNotification]:
+        """Up to ``limit`` of the sink's queued notifications, oldest first."""
+        if limit < 1:
+            return []
+        with self._reads():
+            entries = self._client.xrange(self._sink_keys(sink).queue, "-", "+", count=limit)
+        decode = self._notification_decoder.decode
+        return [
+            QueuedNotification(int(entry_id.partition(b"-")[0]), decode(fields[b"d"]))
+            for entry_id, fields in entries
+        ]
+
+    def notify_done(self, sink: str, ids: Sequence[int], lease: str) -> bool:
+        """Remove the sink's notifications ``ids`` if ``lease`` holds the sink's sender
+        lease; ``False``, removing nothing, when it does not."""
+        keys = self._sink_keys(sink)
+        # Ids start at 1: any other is not queued, and would not even be a stream entry id.
+        queued_ids = [id for id in ids if id > 0]
+        with self._reads():
+            removed = self._notify_done_script(
+                keys=[keys.lease, keys.queue, keys.queued_keys], args=[lease, *queued_ids]
+            )
+        return bool(removed == 1)
+
+    def notify_lease(self, sink: str, lease: str, ttl_s: float) -> bool:
+        """Take the sink's sender lease when it is free (or lapsed), or renew it when
+        ``lease`` holds it, for ``ttl_s``; ``False`` when another token holds it."""
+        ttl_ms = max(1, round(ttl_s * 1000))
+        with self._reads():
+            taken = self._notify_lease_script(
+                keys=[self._sink_keys(sink).lease], args=[lease, ttl_ms]
+            )
+        return bool(taken == 1)
+
+    def notify_stats(self) -> dict[str, SinkQueueStats]:
+        """Queued and dropped counts of every sink that has had a notification."""
+        with self._reads():
+            sinks = sorted(sink.decode() for sink in self._client.smembers(self._notify_sinks))
+            with self._client.pipeline(transaction=True) as pipe:
+                for sink in sinks:
+                    keys = self._sink_keys(sink)
+                    pipe.xlen(keys.queue)
+                    pipe.hget(keys.meta, "dropped")
+                replies = pipe.execute()
+        return {
+            sink: SinkQueueStats(queued=int(queued), dropped=int(dropped or 0))
+            for sink, queued, dropped in zip(sinks, replies[::2], replies[1::2], strict=True)
+        }
 
     @property
     def reachable(self) -> bool:

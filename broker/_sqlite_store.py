@@ -1,6 +1,6 @@
 """The embedded :class:`~broker._store.Store`: one SQLite database in WAL mode.
 
-The database is ``pierhead.db`` inside the data directory. Tables (schema version 3):
+The database is ``pierhead.db`` inside the data directory. Tables (schema version 4):
 
 ``meta(key TEXT PRIMARY KEY, value)``
     ``schema_version`` lives here. A database written by a newer version is refused, so an old
@@ -44,12 +44,26 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     as the next pass). ``forget_runs`` deletes the rows of runs idle for long enough whose
     events are all gone.
 
+``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped)``
+    One row per sink that has had a notification: the last id given in its queue (ids are
+    never reused, so a sender's ids stay unambiguous) and how many of its notifications were
+    dropped because its queue was full, which survives restarts.
+
+``notifications(sink, id, key, body)``
+    Each sink's queue, ``PRIMARY KEY (sink, id)``: ``body`` is the MessagePack of the
+    :class:`~broker._notify.Notification`. ``UNIQUE (sink, key)``: a notification queued again
+    while its first copy waits is stored once. A commit writes its notifications in the
+    transaction of its events; past the sink's bound the oldest rows go and ``dropped`` counts
+    them. Deleting a workspace leaves its queued notifications.
+
 Version 1 stored one row per event (``events``, with three indices). A version 1 database is
 migrated to chunks when it is opened, in one transaction. Version 2 had no ``last_seen_us``;
-it is added (as 0) when a version 2 database is opened.
+it is added (as 0) when a version 2 database is opened. Version 3 had no notification tables;
+they are created when a version 3 database (or older) is opened.
 
-Threading: ``commit`` and ``trim`` use one writer connection (any thread, one at a time);
-``read``, ``history`` and ``load`` use pooled reader connections. Each read is a single
+Threading: ``commit``, ``trim``, ``forget_runs`` and ``notify_done`` use one writer connection
+(any thread, one at a time); ``read``, ``history``, ``load``, ``notify_queue`` and
+``notify_stats`` use pooled reader connections. Each read is a single
 statement or an explicit read transaction, so WAL gives it a snapshot of whole commits.
 """
 
@@ -73,6 +87,8 @@ import msgspec
 
 from schema import EventMsg, Payload, WorkspaceState
 
+from ._notify import Notification, QueuedNotification, SinkQueueStats
+from ._notify_queue import DEFAULT_BOUND, by_sink
 from ._store import Commit, HistoryFilter, StoredWorkspace
 
 __all__ = [
@@ -92,7 +108,7 @@ LOCK_NAME: Final = "pierhead.lock"
 """Held (``flock``, exclusive) by the store that has the directory open, for as long as it is
 open; it holds the pid of that process. Two brokers on one directory would each number events
 on their own and lose what the other acknowledged."""
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 CHUNK_EVENTS: Final = 512
 """Most events in one chunk: a read of one event decodes at most this many."""
@@ -155,7 +171,28 @@ _CREATE_CHUNKS: Final = (
     # Retention deletes the key rows of whole chunks: by chunk, not by every key of the stream.
     "CREATE INDEX chunk_keys_by_chunk ON chunk_keys (workspace_id, last_offset)",
 )
-_CREATE_SCHEMA: Final = (_CREATE_WORKSPACES, *_CREATE_CHUNKS, _CREATE_RUNS)
+# IF NOT EXISTS: a migration may find them in a database whose version mark is older than
+# its tables (written by this version, then marked back), and must not fail on it.
+_CREATE_NOTIFY: Final = (
+    """
+    CREATE TABLE IF NOT EXISTS notify_sinks (
+        name TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL,
+        dropped INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS notifications (
+        sink TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (sink, id),
+        UNIQUE (sink, key)
+    )
+    """,
+)
+_CREATE_SCHEMA: Final = (_CREATE_WORKSPACES, *_CREATE_CHUNKS, _CREATE_RUNS, *_CREATE_NOTIFY)
 
 _INSERT_CHUNK: Final = """
     INSERT INTO chunks (workspace_id, last_offset, first_offset, received_us, body)
@@ -190,6 +227,16 @@ _READ: Final = """
 """
 _OLDEST_CHUNK: Final = """
     SELECT first_offset FROM chunks WHERE workspace_id = ? ORDER BY last_offset LIMIT 1
+"""
+
+_INSERT_NOTIFICATION: Final = """
+    INSERT INTO notifications (sink, id, key, body) VALUES (?, ?, ?, ?)
+    ON CONFLICT (sink, key) DO NOTHING
+"""
+_UPSERT_SINK: Final = """
+    INSERT INTO notify_sinks (name, last_id, dropped) VALUES (?, ?, ?)
+    ON CONFLICT (name) DO UPDATE
+    SET last_id = excluded.last_id, dropped = dropped + excluded.dropped
 """
 
 _payload_of = attrgetter("payload")
@@ -264,6 +311,8 @@ class SQLiteStore:
         self._event_decoder = msgspec.msgpack.Decoder(EventMsg)
         self._chunk_decoder = msgspec.msgpack.Decoder(list[EventMsg])
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
+        self._notification_decoder = msgspec.msgpack.Decoder(Notification)
+        self._notify_bounds: Mapping[str, int] = {}
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -365,6 +414,9 @@ class SQLiteStore:
                 self._migrate_events_to_chunks(conn)
             if version <= 2:
                 conn.execute(_ADD_RUN_LAST_SEEN)
+            if version <= 3:
+                for statement in _CREATE_NOTIFY:
+                    conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,)
@@ -399,6 +451,36 @@ class SQLiteStore:
             for name, events in commit.by_workspace.items():
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit, ids)
+            self._queue_notifications(conn, commit.notifications)
+
+    def _queue_notifications(
+        self, conn: sqlite3.Connection, notifications: Sequence[Notification]
+    ) -> None:
+        """Append to each sink's queue (a key queued already is skipped), then drop the
+        oldest past the sink's bound and count them."""
+        for sink, queued in by_sink(notifications).items():
+            row = conn.execute(
+                "SELECT last_id FROM notify_sinks WHERE name = ?", (sink,)
+            ).fetchone()
+            last_id = 0 if row is None else int(row[0])
+            for notification in queued:
+                added = conn.execute(
+                    _INSERT_NOTIFICATION,
+                    (sink, last_id + 1, notification.key, self._encoder.encode(notification)),
+                ).rowcount
+                last_id += added
+            dropped = 0
+            # The newest of those past the bound: it and everything older go.
+            newest_dropped = conn.execute(
+                "SELECT id FROM notifications WHERE sink = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                (sink, self._notify_bounds.get(sink, DEFAULT_BOUND)),
+            ).fetchone()
+            if newest_dropped is not None:
+                dropped = conn.execute(
+                    "DELETE FROM notifications WHERE sink = ? AND id <= ?",
+                    (sink, newest_dropped[0]),
+                ).rowcount
+            conn.execute(_UPSERT_SINK, (sink, last_id, dropped))
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -662,6 +744,50 @@ class SQLiteStore:
                 for cursor in cursors:
                     cursor.close()
         return events[: query.limit], len(events) > query.limit
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def notify_limits(self, limits: Mapping[str, int]) -> None:
+        """The bound of each sink's queue, applied by the commits that queue from now on."""
+        self._notify_bounds = dict(limits)
+
+    def notify_queue(self, sink: str, limit: int) -> list[QueuedNotification]:
+        """Up to ``limit`` of the sink's queued notifications, oldest first."""
+        if limit < 1:
+            return []  # SQLite reads LIMIT -1 as no limit at all
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT id, body FROM notifications WHERE sink = ? ORDER BY id LIMIT ?",
+                (sink, limit),
+            ).fetchall()
+        decode = self._notification_decoder.decode
+        return [QueuedNotification(id, decode(body)) for id, body in rows]
+
+    def notify_done(self, sink: str, ids: Sequence[int], lease: str) -> bool:
+        """Remove the sink's notifications ``ids`` (an unknown id is skipped). Always allowed:
+        one broker has the database, so its sender always holds the lease. Writes: the
+        writer's thread only."""
+        with self._write_transaction() as conn:
+            conn.executemany(
+                "DELETE FROM notifications WHERE sink = ? AND id = ?", [(sink, id) for id in ids]
+            )
+        return True
+
+    def notify_lease(self, sink: str, lease: str, ttl_s: float) -> bool:
+        """Always granted: no other broker can open the database (``pierhead.lock``)."""
+        return True
+
+    def notify_stats(self) -> dict[str, SinkQueueStats]:
+        """Queued and dropped counts of every sink that has had a notification."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT s.name, s.dropped,"
+                " (SELECT count(*) FROM notifications AS n WHERE n.sink = s.name)"
+                " FROM notify_sinks AS s"
+            ).fetchall()
+        return {
+            name: SinkQueueStats(queued=queued, dropped=dropped) for name, dropped, queued in rows
+        }
 
     @property
     def reachable(self) -> bool:

@@ -107,16 +107,21 @@ class WatcherSession(Session):
 
     def on_stats(self, frame: StatsRequest) -> Coroutine[Any, Any, None] | None:
         report = self.broker.stats(frame, self.grant)
-        if self.broker.cluster is None or self.grant.scope != "*":
+        broker = self.broker
+        if self.grant.scope != "*" or (broker.cluster is None and broker.notifier is None):
             self.send(report)
             return None
-        return self._send_with_the_cluster(report)
+        return self._send_completed(report)
 
-    async def _send_with_the_cluster(self, report: StatsReport) -> None:
-        """The node's report with every node's counters (read from Redis)."""
-        assert self.broker.cluster is not None
-        counters = await self.broker.cluster.cluster_counters(dict(report.counters))
-        self.send(msgspec.structs.replace(report, counters={**report.counters, **counters}))
+    async def _send_completed(self, report: StatsReport) -> None:
+        """The node's report with what only a store knows: the notification queues' depths
+        now, and every node's counters (read from Redis)."""
+        counters = dict(report.counters)
+        if self.broker.notifier is not None:
+            counters.update(await self.broker.notifier.queue_counters())
+        if self.broker.cluster is not None:
+            counters.update(await self.broker.cluster.cluster_counters(counters))
+        self.send(msgspec.structs.replace(report, counters=counters))
 
     handlers: ClassVar[dict[type[Any], Handler]] = {
         Subscribe: on_subscribe,

@@ -22,6 +22,7 @@ import structlog
 
 from schema import EventMsg, WorkspaceState
 
+from ._notify import Notification
 from ._store import Commit, Store
 from ._threads import StoreThreads
 
@@ -36,6 +37,7 @@ class _Submission:
     states: Mapping[tuple[str, int], WorkspaceState]
     run_seqs: Mapping[tuple[str, int, str], int]
     deleted: Sequence[tuple[str, int]]
+    notifications: Sequence[Notification]
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -93,13 +95,16 @@ class GroupCommitWriter:
         states: Mapping[tuple[str, int], WorkspaceState] | None = None,
         run_seqs: Mapping[tuple[str, int, str], int] | None = None,
         deleted: Sequence[tuple[str, int]] = (),
+        notifications: Sequence[Notification] = (),
     ) -> asyncio.Future[None]:
-        """Queue writes for the next commit; the future resolves once they are durable."""
+        """Queue writes for the next commit; the future resolves once they are durable.
+        ``notifications`` are queued in the commit of these events, after those of earlier
+        submissions."""
         if self._failure is not None:
             raise StoreFailedError("the store failed earlier; nothing more is accepted")
         if self._stopping:
             raise StoreFailedError("the writer is stopping; nothing more is accepted")
-        submission = _Submission(events, states or {}, run_seqs or {}, deleted)
+        submission = _Submission(events, states or {}, run_seqs or {}, deleted, notifications)
         with self._work:
             self._pending.append(submission)
             self._work.notify()
@@ -246,12 +251,17 @@ def _merge(batch: Sequence[_Submission]) -> Commit:
     if len(batch) == 1:
         only = batch[0]
         return Commit(
-            events=only.events, states=only.states, run_seqs=only.run_seqs, deleted=only.deleted
+            events=only.events,
+            states=only.states,
+            run_seqs=only.run_seqs,
+            deleted=only.deleted,
+            notifications=only.notifications,
         )
     events: list[EventMsg] = []
     states: dict[tuple[str, int], WorkspaceState] = {}
     run_seqs: dict[tuple[str, int, str], int] = {}
     deleted: list[tuple[str, int]] = []
+    notifications: list[Notification] = []
     for submission in batch:
         events.extend(submission.events)
         # Later submissions carry later states of the same workspace.
@@ -259,4 +269,11 @@ def _merge(batch: Sequence[_Submission]) -> Commit:
         for key, seq in submission.run_seqs.items():
             run_seqs[key] = max(seq, run_seqs.get(key, 0))
         deleted.extend(submission.deleted)
-    return Commit(events=events, states=states, run_seqs=run_seqs, deleted=deleted)
+        notifications.extend(submission.notifications)
+    return Commit(
+        events=events,
+        states=states,
+        run_seqs=run_seqs,
+        deleted=deleted,
+        notifications=notifications,
+    )

@@ -72,24 +72,24 @@ async def test_a_catch_and_a_release_are_posted_once_each_with_who_and_why(
         notify = NotifyConfig(sinks=(sink,), public_url="https://ph.example.com")
         async with broker_store.running_broker(notify=notify) as broker:
             async with (
-                wire_client(broker.url, worker_hello("deploy/prod", "r1")) as worker,
+                wire_client(broker.url, worker_hello("deploy.prod", "r1")) as worker,
                 wire_client(broker.url, watcher_hello(client="alice")) as operator,
             ):
                 assert worker.welcome is not None
                 epoch = worker.welcome.epoch
-                catch = schema.Catch(id=operator.next_id(), workspace="deploy/prod", reason="maint")
+                catch = schema.Catch(id=operator.next_id(), workspace="deploy.prod", reason="maint")
                 assert isinstance(await operator.request(catch), schema.Ok)
-                release = schema.Release(id=operator.next_id(), workspace="deploy/prod")
+                release = schema.Release(id=operator.next_id(), workspace="deploy.prod")
                 assert isinstance(await operator.request(release), schema.Ok)
                 caught, released = [verified(r) for r in await receiver.wait_for(2)]
     assert caught["trigger"] == "caught"
     assert caught["reason"] == "maint"
-    assert caught["workspace"] == "deploy/prod"
+    assert caught["workspace"] == "deploy.prod"
     assert caught["epoch"] == epoch
     assert caught["count"] == 1
     assert caught["event"]["offset"] == caught["offset"]
-    assert caught["url"] == f"https://ph.example.com/w/deploy/prod?at={caught['offset']}"
-    assert caught["id"] == f"hook:deploy/prod:{epoch}:{caught['offset']}:caught"
+    assert caught["url"] == f"https://ph.example.com/w/deploy.prod?at={caught['offset']}"
+    assert caught["id"] == f"hook:deploy.prod:{epoch}:{caught['offset']}:caught"
     assert released["trigger"] == "released"
     assert released["offset"] > caught["offset"]
     assert caught["who"] == released["who"]
@@ -105,7 +105,7 @@ async def test_an_error_storm_is_one_message_with_its_count_and_advice(
         advice = (AdviceRule(re.compile(r"No space left"), "The disk is full."),)
         notify = NotifyConfig(sinks=(sink,), advice=advice)
         async with broker_store.running_broker(notify=notify) as broker:
-            async with wire_client(broker.url, worker_hello("train/a", "r1")) as worker:
+            async with wire_client(broker.url, worker_hello("train.a", "r1")) as worker:
                 storm: list[schema.WorkerPayload] = [
                     error(f"write {n}: No space left on device") for n in range(1000)
                 ]
@@ -135,7 +135,7 @@ async def test_a_silent_connected_run_is_reported_stalled_once_and_recovered_whe
         sink = webhook(receiver.url, "stalled", "recovered")
         notify = NotifyConfig(sinks=(sink,), stall_after_s=0.5)
         async with broker_store.running_broker(notify=notify) as broker:
-            async with wire_client(broker.url, worker_hello("train/b", "r1")) as worker:
+            async with wire_client(broker.url, worker_hello("train.b", "r1")) as worker:
                 await publish(worker, 1, [schema.Scalar(name="loss", value=1.0)])
                 stalled = verified((await receiver.wait_for(1))[0])
                 await publish(worker, 2, [schema.Scalar(name="loss", value=0.5)])

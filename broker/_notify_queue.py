@@ -1,0 +1,31 @@
+"""What both stores share about the notification queues (docs/storage.md): the bound of a
+sink's queue when none was set, and a commit's notifications grouped by sink."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Final
+
+from ._notify import Notification, SinkConfig
+
+
+def _sink_default_bound() -> int:
+    (bound,) = [
+        field.default for field in dataclasses.fields(SinkConfig) if field.name == "max_queued"
+    ]
+    assert isinstance(bound, int)
+    return bound
+
+
+DEFAULT_BOUND: Final = _sink_default_bound()
+"""The bound of a sink ``notify_limits`` did not name: a sink's own default
+(:attr:`SinkConfig.max_queued`)."""
+
+
+def by_sink(notifications: Iterable[Notification]) -> dict[str, list[Notification]]:
+    """``notifications`` grouped by sink, each group in the order given."""
+    grouped: dict[str, list[Notification]] = {}
+    for notification in notifications:
+        grouped.setdefault(notification.sink, []).append(notification)
+    return grouped
