@@ -20,9 +20,10 @@ The goal (the acceptance of issue 15): the dead sink's ingest is at least :data:
 baseline's, the median of per-repeat ratios (:func:`bench._stats.paired_ratio`).
 
 After each repeat the benchmark waits, outside the measured span, until the broker's ``stats``
-account for every error published to it (``notify.<sink>.queued`` and ``dropped``, which the
-broker refreshes from the store every few seconds; for the live sink ``sent`` as well), so one
-broker's queue work does not spill into another's repeat, and the figures reported are exact.
+account for every error published to it (``notify.<sink>.queued`` and ``dropped``, read from
+the store when asked; for the live sink ``sent`` as well, once its sender has delivered), so
+one broker's queue work does not spill into another's repeat, and the figures reported are
+exact.
 
 One report: ``notify-ingest``.
 """
@@ -83,8 +84,9 @@ QUICK_WARM: Final = broker.QUICK_INGEST_WARM
 QUICK_REPEATS: Final = broker.QUICK_REPEATS
 
 STATS_TIMEOUT_S: Final = 30.0
-"""How long the broker's ``stats`` may take to account for the errors published to it: the
-queue figures are refreshed every 5 s, a live sink's deliveries wait out its 2 s coalescing."""
+"""How long the broker's ``stats`` may take to account for the errors published to it: a live
+sink's deliveries wait out its 2 s coalescing; a dead sink's first try, for the receiver's
+count, comes after it too."""
 STATS_POLL_S: Final = 0.1
 
 
@@ -293,9 +295,9 @@ def turn(kinds: Sequence[Kind], repeat: int) -> list[Kind]:
 
 def settled(kind: Kind, published: int) -> Callable[[SinkFigures], bool]:
     """When the broker's figures account for ``published`` errors: all queued or dropped (a
-    dead sink delivers none), or for a live sink, all delivered or dropped and none queued.
-    The queue's figures come from the broker's last look at the store, so a live sink's
-    deliveries are counted before its queue is seen empty: both are waited for."""
+    dead sink delivers none), or for a live sink, all delivered or dropped and none queued
+    (``sent`` counts a message once the receiver answered, which may be before the sender has
+    removed it from the queue: both are waited for)."""
     if kind == "live":
         return lambda f: f.queued == 0 and f.sent + f.dropped >= published
     return lambda f: f.queued + f.dropped >= published

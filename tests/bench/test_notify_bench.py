@@ -96,7 +96,7 @@ def test_a_dead_sink_is_settled_once_queued_and_dropped_cover_what_was_published
 def test_a_live_sink_is_settled_once_all_is_delivered_or_dropped_and_none_queued() -> None:
     done = settled("live", 10)
     assert not done(SinkFigures(queued=0, dropped=2, sent=7, failed_attempts=0))
-    # Delivered, but the broker's last look at the queue is older than the deliveries.
+    # Answered by the receiver, not yet removed from the queue.
     assert not done(SinkFigures(queued=4, dropped=2, sent=8, failed_attempts=0))
     assert done(SinkFigures(queued=0, dropped=2, sent=8, failed_attempts=0))
 
@@ -146,19 +146,17 @@ def test_content_length_reads_the_head(head: bytes, length: int) -> None:
 
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "bench._receiver", request.param],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert process.stdout is not None
-    try:
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdin is not None
         port = json.loads(process.stdout.readline())["port"]
         yield process, port
-    finally:
-        assert process.stdin is not None
         process.stdin.close()  # the receiver stops when its stdin closes
         assert process.wait(timeout=10) == 0
 
