@@ -194,6 +194,8 @@ class Broker:
     def _write(self, write: Write) -> None:
         notifications = write.notifications
         notifier = self.notifier
+        if notifier is not None and write.deleted:
+            notifier.forget(name for name, _ in write.deleted)
         if notifier is not None and write.events:
             mono = asyncio.get_running_loop().time()
             made = notifier.on_write(write.events, self._epoch_of, mono)
@@ -274,6 +276,10 @@ class Broker:
                     return holder
                 saved = await cluster.stored(name)
                 self.carry_out(self.router.claimed(saved, name, self._now()))
+                if self.notifier is not None and saved is not None:
+                    state = saved.state
+                    runs = [(name, state.epoch, worker.run_id) for worker in state.workers]
+                    self.notifier.taken_over(runs)
                 return None
         finally:
             # A caller still waiting holds the lock object; one arriving later makes a new one

@@ -11,7 +11,6 @@ never answers holds up its own sender and nothing else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import secrets
 import time
@@ -25,7 +24,7 @@ from ._notify import Notification, NotifyConfig, QueuedNotification, SinkQueueSt
 from ._notify_rules import NotifyRules
 from ._notify_sender import POLL_S, SinkSender
 from ._stall import StallWatch
-from ._store import HistoryFilter, Store, StoreUnavailableError
+from ._store import HistoryFilter, Store
 from ._threads import StoreThreads
 from ._writer import GroupCommitWriter
 
@@ -57,6 +56,8 @@ class StoreSinkQueue:
         self._threads = threads
         self._lease_s = lease_s
         self._token = secrets.token_hex(8)
+        self._dropped = 0
+        self._dropped_at: float | None = None
         self._renewed_at: float | None = None
         """When the lease was last taken or renewed (monotonic): renewed a third of the way
         through, so a sender that holds it asks the store seldom."""
@@ -84,12 +85,20 @@ class StoreSinkQueue:
         return removed
 
     async def dropped(self) -> int:
-        stats = await self._threads.run(self._store.notify_stats)
-        entry = stats.get(self.sink)
-        return entry.dropped if entry is not None else 0
+        # Asked before every message: read at most once a poll (a count a second old is
+        # what a message about drops needs).
+        now = time.monotonic()
+        if self._dropped_at is None or now - self._dropped_at >= POLL_S:
+            stats = await self._threads.run(self._store.notify_stats)
+            entry = stats.get(self.sink)
+            self._dropped = entry.dropped if entry is not None else 0
+            self._dropped_at = now
+        return self._dropped
 
 
 class Notifier:
+    """The rules, the stall detector and the senders of one broker (``--notify``)."""
+
     def __init__(
         self,
         config: NotifyConfig,
@@ -121,6 +130,9 @@ class Notifier:
             for sink in config.sinks
         }
         self._stall_wakeup = asyncio.Event()
+        self._stalls_checked_by = 0.0
+        """When the stall finder looks next (loop time)."""
+        self._lookups: set[asyncio.Task[None]] = set()
         self._queue_stats: dict[str, SinkQueueStats] = {}
         store.notify_limits({sink.name: sink.max_queued for sink in config.sinks})
 
@@ -168,10 +180,29 @@ class Notifier:
             if isinstance(payload, Presence):
                 if payload.state == "connected":
                     stalls.heard(workspace, epoch, payload.run_id, event.offset, mono)
+                    # The finder sleeps until the first run is due, and a run that just
+                    # connected is due last: it only needs waking when nothing was watched.
+                    if mono + stalls.after_s < self._stalls_checked_by:
+                        self._stall_wakeup.set()
                 else:
                     stalls.gone(workspace, payload.run_id)
-        self._stall_wakeup.set()
         return recoveries
+
+    def forget(self, workspaces: Iterable[str]) -> None:
+        """These workspaces were deleted: their runs closed without a presence event, and
+        will neither stall nor expire."""
+        for name in workspaces:
+            self.rules.forget_workspace(name)
+            if self.stalls is not None:
+                self.stalls.forget_workspace(name)
+
+    def taken_over(self, runs: Sequence[tuple[str, int, str]]) -> None:
+        """This node now writes a workspace another node wrote, with these runs in their
+        grace: which of them had published their final status is read from the store."""
+        if runs:
+            task = asyncio.get_running_loop().create_task(self._remember_final_statuses(runs))
+            self._lookups.add(task)
+            task.add_done_callback(self._lookups.discard)
 
     # Background -------------------------------------------------------------------------
 
@@ -191,6 +222,7 @@ class Notifier:
         while True:
             due = stalls.next_due()
             wait = STALL_CHECK_MAX_S if due is None else min(due - loop.time(), STALL_CHECK_MAX_S)
+            self._stalls_checked_by = loop.time() + wait
             self._stall_wakeup.clear()
             if wait > 0:
                 try:
@@ -242,20 +274,28 @@ class Notifier:
                     found.append((workspace, run_id))
             return found
 
-        self.rules.finished_before(await self._threads.run(look))
+        try:
+            found = await self._threads.run(look)
+        except Exception as exc:
+            # Without them an expiry of a run that did finish may be told as one without a
+            # final status: a wrong alert, not a reason to stop notifying.
+            log.warning("final_statuses_not_read", runs=len(runs), error=type(exc).__name__)
+            return
+        self.rules.finished_before(found)
 
     async def _refresh_queue_stats(self) -> None:
         """The queues' depths and drops, for the counters a node publishes for the others."""
         while True:
-            with contextlib.suppress(StoreUnavailableError):
-                await self.queue_counters()
+            await self.queue_counters()
             await asyncio.sleep(QUEUE_STATS_EVERY_S)
 
     async def queue_counters(self) -> dict[str, int | float]:
         """The queues' depths and drops as the store has them now (as last read while the
         store cannot be reached)."""
-        with contextlib.suppress(StoreUnavailableError):
+        try:
             self._queue_stats = await self._threads.run(self._store.notify_stats)
+        except Exception as exc:
+            log.warning("notify_stats_not_read", error=type(exc).__name__)
         return self._queue_counters()
 
     def _queue_counters(self) -> dict[str, int | float]:

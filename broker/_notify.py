@@ -55,9 +55,9 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     """One notification for one sink, as it is queued in the store and posted.
 
     Made from a committed event (``offset`` set) or by the stall detector (``offset`` None).
-    ``key`` is unique and deterministic (the same event and sink always give the same key),
-    so a notification queued twice is stored once, and it goes out as the idempotency key:
-    a receiver that sees a key again has seen that notification.
+    ``key`` is unique and deterministic (the same event and sink always give the same key; on
+    Redis, a notification queued again while it waits is stored once), and it goes out as the
+    idempotency key: a receiver that sees a key again has seen that notification.
     """
 
     key: str

@@ -341,6 +341,8 @@ class _Parser:
             # The value may be a credential: say what is wrong with it, never quote it.
             if any(c in value for c in "\r\n\0"):
                 self.fail(key, "the value must be one line (no CR, LF or NUL)")
+            if not value.isascii():
+                self.fail(key, "the value must be ASCII (HTTP headers carry no other text)")
             headers[name] = value
         return headers
 

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -92,9 +92,10 @@ def coalesced(
 class Request:
     """One POST to a sink: the body exactly as sent and every header."""
 
-    url: str
+    url: str = field(repr=False)
+    """May be a credential (a Slack webhook's is): kept out of the repr, as the headers."""
     body: bytes
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
 
 
 def request_for(

@@ -13,6 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 
 from schema import EventMsg, Payload, Presence, SemaphoresChange, Severity, Status, WorkspaceEvent
 
@@ -51,8 +52,10 @@ class NotifyRules:
         )
         """The payload types any trigger looks at: every other event is passed over."""
         self._sinks_of: dict[str, tuple[SinkConfig, ...]] = {}
+        self._remember_finished = any("expired" in sink.triggers for sink in config.sinks)
         self._finished: set[tuple[str, str]] = set()
-        """(workspace, run id) of the runs that published their final status."""
+        """(workspace, run id) of the runs that published their final status and have not
+        expired yet (kept only when a sink hears of expiries, which forget them)."""
 
     def sinks_of(self, workspace: str) -> tuple[SinkConfig, ...]:
         """The sinks whose workspace patterns match ``workspace``."""
@@ -65,22 +68,26 @@ class NotifyRules:
         return sinks
 
     def finished_before(self, runs: Iterable[tuple[str, str]]) -> None:
-        """Runs that published their final status before the broker started (read back from
-        the store at boot), so their expiry is not reported as one without a final status."""
-        self._finished.update(runs)
+        """Runs that published their final status before this node wrote their workspace
+        (read back from the store at boot or when the workspace was taken over), so their
+        expiry is not reported as one without a final status."""
+        if self._remember_finished:
+            self._finished.update(runs)
+
+    def forget_workspace(self, workspace: str) -> None:
+        """The workspace was deleted: its runs will not expire."""
+        self._finished = {key for key in self._finished if key[0] != workspace}
 
     def derive(
         self, events: Sequence[EventMsg], epoch_of: Callable[[str], int]
     ) -> list[Notification]:
         """The notifications ``events`` make, in event order then sink order."""
         wanted = self.payloads
-        # Most writes are a worker's scalars and logs: ask in C whether any event is wanted.
-        if wanted.isdisjoint(map(type, map(_payload_of, events))):
-            return []
+        # Most writes are a worker's scalars and logs: the events wanted are picked in C.
+        picked = compress(events, map(wanted.__contains__, map(type, map(_payload_of, events))))
         made: list[Notification] = []
-        for event in events:
-            if type(event.payload) in wanted:
-                made += self._from_event(event, epoch_of(event.workspace))
+        for event in picked:
+            made += self._from_event(event, epoch_of(event.workspace))
         return made
 
     def _from_event(self, event: EventMsg, epoch: int) -> list[Notification]:
@@ -101,7 +108,7 @@ class NotifyRules:
                     at=event.received_time,
                     offset=event.offset,
                     summary=found.summary,
-                    coalesce=_coalesce(workspace, found.trigger, found.severity),
+                    coalesce=f"{workspace}\x00{found.trigger}\x00{found.like}",
                     run_id=found.run_id,
                     who=found.who,
                     reason=found.reason,
@@ -111,7 +118,7 @@ class NotifyRules:
                 )
             )
         # The final-status memory is kept after every sink has looked at the event.
-        if isinstance(payload, Status) and event.run_id is not None:
+        if isinstance(payload, Status) and event.run_id is not None and self._remember_finished:
             if self.config.finished.matches(payload.key, payload.value):
                 self._finished.add((workspace, event.run_id))
         elif isinstance(payload, Presence) and payload.state == "expired":
@@ -129,8 +136,7 @@ class NotifyRules:
         at: datetime.datetime,
     ) -> list[Notification]:
         """A connected run that has been silent since its event at ``since_offset``."""
-        minutes = silent_s / 60
-        summary = f"run {run_id} is connected but has sent nothing for {minutes:.0f} min"
+        summary = f"run {run_id} is connected but has sent nothing for {_duration(silent_s)}"
         position = f"{run_id}@{since_offset}"
         return self._run_notes("stalled", workspace, epoch, run_id, position, summary, at)
 
@@ -185,6 +191,10 @@ class _Found:
     who: str | None = None
     reason: str | None = None
     advice: str | None = None
+    like: str = ""
+    """What, besides the workspace and the trigger, notifications coalesced together share:
+    the severity for events, the status value for finished runs (a failure is never counted
+    in with successes)."""
 
 
 def _found(
@@ -203,7 +213,8 @@ def _found(
             return None
         advice = _advice(config, payload.message)
         summary = _short(payload.message)
-        return _Found("event", summary, payload.severity, event.run_id, advice=advice)
+        severity = payload.severity
+        return _Found("event", summary, severity, event.run_id, advice=advice, like=severity)
     if isinstance(payload, SemaphoresChange):
         return _semaphores(triggers, payload)
     if isinstance(payload, Status):
@@ -212,7 +223,8 @@ def _found(
         if not config.finished.matches(payload.key, payload.value):
             return None
         summary = f"run {event.run_id} finished: {payload.key} = {_short(payload.value)}"
-        return _Found("finished", summary, "success", event.run_id)
+        ended: Severity = "error" if _FAILED.search(payload.value) else "success"
+        return _Found("finished", summary, ended, event.run_id, like=payload.value)
     if isinstance(payload, Presence):
         if "expired" not in triggers or payload.state != "expired":
             return None
@@ -262,5 +274,9 @@ def _key(sink: str, workspace: str, epoch: int, position: str, trigger: Trigger)
     return f"{sink}:{workspace}:{epoch}:{position}:{trigger}"
 
 
-def _coalesce(workspace: str, trigger: Trigger, severity: Severity) -> str:
-    return f"{workspace}\x00{trigger}\x00{severity}"
+_FAILED = re.compile("fail|error|crash|abort", re.IGNORECASE)
+"""A final status value that says the run went wrong: its notification is an error."""
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

@@ -164,6 +164,9 @@ async def _post(client: httpx.AsyncClient, request: Request, timeout_s: float) -
     except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError) as exc:
         # httpx's messages do not quote the URL, which may be a credential (Slack's is).
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except ValueError as exc:
+        # A header the request cannot carry (not ASCII): its message quotes the value.
+        return f"{type(exc).__name__} building the request"
 
 
 class SinkSender:
@@ -215,7 +218,10 @@ class SinkSender:
                     # The store unreachable for a while (a Redis outage): the queue is still
                     # there when it is back, so the sender waits and looks again rather
                     # than end and leave the sink unserved.
-                    self._log.warning("notify_queue_failed", error=repr(exc))
+                    # A store's message says what is unreachable; any other may quote a
+                    # header value or the URL, which can be a credential: its type only.
+                    detail = str(exc) if isinstance(exc, ConnectionError) else None
+                    self._log.warning("notify_step_failed", error=type(exc).__name__, detail=detail)
                     self._pending = None
                     await asyncio.sleep(self._poll_s)
         finally:
@@ -240,6 +246,10 @@ class SinkSender:
                 # not wait longer than the window.
                 await self._pause(min(due_in, self.sink.coalesce_s))
                 return  # look again: the window may have brought more like the head
+        # Looking at the queue may have taken a while: the lease must still hold, with more
+        # than a request's time left (renewed when a third of it has gone), when the POST goes.
+        if not await self._hold_lease():
+            return
         await self._deliver(message)
 
     async def _hold_lease(self) -> bool:

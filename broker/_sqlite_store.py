@@ -50,11 +50,12 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     dropped because its queue was full, which survives restarts.
 
 ``notifications(sink, id, key, body)``
-    Each sink's queue, ``PRIMARY KEY (sink, id)``: ``body`` is the MessagePack of the
-    :class:`~broker._notify.Notification`. ``UNIQUE (sink, key)``: a notification queued again
-    while its first copy waits is stored once. A commit writes its notifications in the
-    transaction of its events; past the sink's bound the oldest rows go and ``dropped`` counts
-    them. Deleting a workspace leaves its queued notifications.
+    Each sink's queue, ``PRIMARY KEY (sink, id)``, ``WITHOUT ROWID``: ``body`` is the
+    MessagePack of the :class:`~broker._notify.Notification`. Appended at one end, removed at
+    the other: a commit touches a page or two at each, never an index in key order (keys are
+    unique by how they are made: one event, one sink, one trigger). A commit writes its
+    notifications in the transaction of its events; past the sink's bound the oldest rows go
+    and ``dropped`` counts them. Deleting a workspace leaves its queued notifications.
 
 Version 1 stored one row per event (``events``, with three indices). A version 1 database is
 migrated to chunks when it is opened, in one transaction. Version 2 had no ``last_seen_us``;
@@ -187,9 +188,8 @@ _CREATE_NOTIFY: Final = (
         id INTEGER NOT NULL,
         key TEXT NOT NULL,
         body BLOB NOT NULL,
-        PRIMARY KEY (sink, id),
-        UNIQUE (sink, key)
-    )
+        PRIMARY KEY (sink, id)
+    ) WITHOUT ROWID
     """,
 )
 _CREATE_SCHEMA: Final = (_CREATE_WORKSPACES, *_CREATE_CHUNKS, _CREATE_RUNS, *_CREATE_NOTIFY)
@@ -229,9 +229,15 @@ _OLDEST_CHUNK: Final = """
     SELECT first_offset FROM chunks WHERE workspace_id = ? ORDER BY last_offset LIMIT 1
 """
 
+# OR IGNORE: a database made before the key's uniqueness was dropped still has the
+# constraint; a repeated key then is skipped there rather than failing the commit.
 _INSERT_NOTIFICATION: Final = """
-    INSERT INTO notifications (sink, id, key, body) VALUES (?, ?, ?, ?)
-    ON CONFLICT (sink, key) DO NOTHING
+    INSERT OR IGNORE INTO notifications (sink, id, key, body) VALUES (?, ?, ?, ?)
+"""
+_DROP_OLDEST: Final = """
+    DELETE FROM notifications WHERE sink = ? AND id IN (
+        SELECT id FROM notifications WHERE sink = ? ORDER BY id LIMIT ?
+    )
 """
 _UPSERT_SINK: Final = """
     INSERT INTO notify_sinks (name, last_id, dropped) VALUES (?, ?, ?)
@@ -313,6 +319,9 @@ class SQLiteStore:
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
         self._notification_decoder = msgspec.msgpack.Decoder(Notification)
         self._notify_bounds: Mapping[str, int] = {}
+        self._queue_lengths: dict[str, int] = {}
+        """Each sink's queue length as committed (kept by the writer's thread, which alone
+        changes the queues)."""
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -451,36 +460,48 @@ class SQLiteStore:
             for name, events in commit.by_workspace.items():
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit, ids)
-            self._queue_notifications(conn, commit.notifications)
+            lengths = self._queue_notifications(conn, commit.notifications)
+        self._queue_lengths.update(lengths)
 
     def _queue_notifications(
         self, conn: sqlite3.Connection, notifications: Sequence[Notification]
-    ) -> None:
-        """Append to each sink's queue (a key queued already is skipped), then drop the
-        oldest past the sink's bound and count them."""
+    ) -> dict[str, int]:
+        """Append to each sink's queue, then drop the oldest past the sink's bound and count
+        them; each touched sink's queue length after it, to keep once the transaction is
+        committed."""
+        lengths: dict[str, int] = {}
         for sink, queued in by_sink(notifications).items():
             row = conn.execute(
                 "SELECT last_id FROM notify_sinks WHERE name = ?", (sink,)
             ).fetchone()
             last_id = 0 if row is None else int(row[0])
+            length = self._queue_length(conn, sink)
             for notification in queued:
                 added = conn.execute(
                     _INSERT_NOTIFICATION,
                     (sink, last_id + 1, notification.key, self._encoder.encode(notification)),
                 ).rowcount
                 last_id += added
+                length += added
+            # The length is known, so only the excess is looked at: a full queue costs a
+            # commit what it drops, not a walk over the whole bound.
+            excess = length - self._notify_bounds.get(sink, DEFAULT_BOUND)
             dropped = 0
-            # The newest of those past the bound: it and everything older go.
-            newest_dropped = conn.execute(
-                "SELECT id FROM notifications WHERE sink = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-                (sink, self._notify_bounds.get(sink, DEFAULT_BOUND)),
-            ).fetchone()
-            if newest_dropped is not None:
-                dropped = conn.execute(
-                    "DELETE FROM notifications WHERE sink = ? AND id <= ?",
-                    (sink, newest_dropped[0]),
-                ).rowcount
+            if excess > 0:
+                dropped = conn.execute(_DROP_OLDEST, (sink, sink, excess)).rowcount
+                length -= dropped
             conn.execute(_UPSERT_SINK, (sink, last_id, dropped))
+            lengths[sink] = length
+        return lengths
+
+    def _queue_length(self, conn: sqlite3.Connection, sink: str) -> int:
+        """The sink's queue length: counted once, then kept by the commits and removals."""
+        length = self._queue_lengths.get(sink)
+        if length is None:
+            (length,) = conn.execute(
+                "SELECT count(*) FROM notifications WHERE sink = ?", (sink,)
+            ).fetchone()
+        return int(length)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -768,9 +789,11 @@ class SQLiteStore:
         one broker has the database, so its sender always holds the lease. Writes: the
         writer's thread only."""
         with self._write_transaction() as conn:
-            conn.executemany(
+            length = self._queue_length(conn, sink)
+            removed = conn.executemany(
                 "DELETE FROM notifications WHERE sink = ? AND id = ?", [(sink, id) for id in ids]
-            )
+            ).rowcount
+        self._queue_lengths[sink] = length - removed
         return True
 
     def notify_lease(self, sink: str, lease: str, ttl_s: float) -> bool:
@@ -780,14 +803,17 @@ class SQLiteStore:
     def notify_stats(self) -> dict[str, SinkQueueStats]:
         """Queued and dropped counts of every sink that has had a notification."""
         with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT s.name, s.dropped,"
-                " (SELECT count(*) FROM notifications AS n WHERE n.sink = s.name)"
-                " FROM notify_sinks AS s"
-            ).fetchall()
-        return {
-            name: SinkQueueStats(queued=queued, dropped=dropped) for name, dropped, queued in rows
-        }
+            rows = conn.execute("SELECT name, dropped FROM notify_sinks").fetchall()
+            stats: dict[str, SinkQueueStats] = {}
+            for name, dropped in rows:
+                # As committed, kept by the writer's thread; counted only before it knows.
+                queued = self._queue_lengths.get(name)
+                if queued is None:
+                    (queued,) = conn.execute(
+                        "SELECT count(*) FROM notifications WHERE sink = ?", (name,)
+                    ).fetchone()
+                stats[name] = SinkQueueStats(queued=queued, dropped=dropped)
+        return stats
 
     @property
     def reachable(self) -> bool:

@@ -31,25 +31,29 @@ class Recovered:
     """The offset of the event that ended the silence."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Watched:
     epoch: int
     offset: int
     heard: float
-    stalled: bool = False
 
 
 class StallWatch:
-    """Silent runs, given the time of each sign of life (any monotonic clock)."""
+    """Silent runs, given the time of each sign of life (any monotonic clock, never going
+    back). The runs are kept in the order they were last heard from, so finding the silent
+    ones looks only at those due: a storm of connections costs each one a dict insert."""
 
     def __init__(self, after_s: float) -> None:
         if not after_s > 0:
             raise ValueError("the stall time must be positive")
         self.after_s = after_s
-        self._runs: dict[tuple[str, str], _Watched] = {}
+        self._watched: dict[tuple[str, str], _Watched] = {}
+        """Runs not reported, oldest sign of life first."""
+        self._stalled: dict[tuple[str, str], _Watched] = {}
+        """Runs reported stalled, until they speak again or go."""
 
     def __len__(self) -> int:
-        return len(self._runs)
+        return len(self._watched) + len(self._stalled)
 
     def heard(
         self, workspace: str, epoch: int, run_id: str, offset: int, now: float
@@ -57,30 +61,42 @@ class StallWatch:
         """The run connected, or sent the event at ``offset``: its recovery when it had been
         reported stalled."""
         key = (workspace, run_id)
-        watched = self._runs.get(key)
-        if watched is None or watched.epoch != epoch:
-            self._runs[key] = _Watched(epoch, offset, now)
-            return None
-        was_stalled = watched.stalled
-        watched.offset, watched.heard, watched.stalled = offset, now, False
-        return Recovered(workspace, epoch, run_id, offset) if was_stalled else None
+        stalled = self._stalled.pop(key, None)
+        # Popped and put back: the run moves to the end of the order.
+        self._watched.pop(key, None)
+        self._watched[key] = _Watched(epoch, offset, now)
+        if stalled is not None and stalled.epoch == epoch:
+            return Recovered(workspace, epoch, run_id, offset)
+        return None
 
     def gone(self, workspace: str, run_id: str) -> None:
-        """The run disconnected (or its workspace went): watch it no more."""
-        self._runs.pop((workspace, run_id), None)
+        """The run disconnected: watch it no more."""
+        self._watched.pop((workspace, run_id), None)
+        self._stalled.pop((workspace, run_id), None)
+
+    def forget_workspace(self, workspace: str) -> None:
+        """The workspace was deleted (its runs closed without a word): watch none of them."""
+        for runs in (self._watched, self._stalled):
+            for key in [key for key in runs if key[0] == workspace]:
+                del runs[key]
 
     def due(self, now: float) -> list[Stalled]:
         """The runs silent for ``after_s`` or longer and not reported yet; each is reported
         once until it speaks again."""
         found: list[Stalled] = []
-        for (workspace, run_id), watched in self._runs.items():
-            silent = now - watched.heard
-            if not watched.stalled and silent >= self.after_s:
-                watched.stalled = True
-                found.append(Stalled(workspace, watched.epoch, run_id, watched.offset, silent))
+        watched = self._watched
+        while watched:
+            key, run = next(iter(watched.items()))
+            silent = now - run.heard
+            if silent < self.after_s:
+                break
+            del watched[key]
+            self._stalled[key] = run
+            found.append(Stalled(key[0], run.epoch, key[1], run.offset, silent))
         return found
 
     def next_due(self) -> float | None:
         """When the earliest run not yet reported becomes stalled, if it stays silent."""
-        pending = [w.heard for w in self._runs.values() if not w.stalled]
-        return min(pending) + self.after_s if pending else None
+        for run in self._watched.values():
+            return run.heard + self.after_s
+        return None

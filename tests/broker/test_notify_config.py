@@ -267,6 +267,10 @@ def sink(**keys: str) -> str:
         ),
         (sink(headers="{ X-N = 1 }"), "notify.toml: sink[1].headers.X-N: expected a string, got"),
         (
+            sink(headers="{ X-Key = 'sécret' }"),
+            "notify.toml: sink[1].headers.X-Key: the value must be ASCII",
+        ),
+        (
             sink(headers="{ X-A = 'a', x-a = 'b' }"),
             "notify.toml: sink[1].headers.x-a: is given twice (header names ignore case)",
         ),

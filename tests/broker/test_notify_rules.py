@@ -31,7 +31,7 @@ def sink(name: str, *triggers: Trigger, **options: object) -> SinkConfig:
 
 
 def envelope(
-    offset: int, payload: Payload, run_id: str | None = "r1", *, workspace: str = "deploy/prod"
+    offset: int, payload: Payload, run_id: str | None = "r1", *, workspace: str = "deploy.prod"
 ) -> EventMsg:
     """An event as committed; ``run_id`` None for one the broker made."""
     return EventMsg(
@@ -52,9 +52,9 @@ def epoch_3(_: str) -> int:
 def test_a_severe_event_notifies_the_sinks_that_match_with_its_advice() -> None:
     config = NotifyConfig(
         sinks=(
-            sink("ops", "event", workspaces=("deploy/*",)),
+            sink("ops", "event", workspaces=("deploy.*",)),
             sink("all", "event", min_severity="warning"),
-            sink("ml", "event", workspaces=("train/*",)),
+            sink("ml", "event", workspaces=("train.*",)),
         ),
         advice=(
             AdviceRule(re.compile("No space left"), "Clean /var/tmp."),
@@ -71,10 +71,10 @@ def test_a_severe_event_notifies_the_sinks_that_match_with_its_advice() -> None:
     made = rules.derive(events, epoch_3)
     assert [(n.sink, n.offset) for n in made] == [("ops", 2), ("all", 2), ("all", 3)]
     first = made[0]
-    assert first.key == "ops:deploy/prod:3:2:event"
+    assert first.key == "ops:deploy.prod:3:2:event"
     assert (first.trigger, first.workspace, first.epoch, first.severity) == (
         "event",
-        "deploy/prod",
+        "deploy.prod",
         3,
         "error",
     )
@@ -153,7 +153,7 @@ def test_expiry_without_a_final_status_is_notified_and_with_one_is_not() -> None
 
 def test_a_final_status_published_before_a_restart_is_remembered() -> None:
     rules = NotifyRules(NotifyConfig(sinks=(sink("ops", "expired"),)))
-    rules.finished_before([("deploy/prod", "a")])
+    rules.finished_before([("deploy.prod", "a")])
     made = rules.derive([envelope(4, Presence(run_id="a", state="expired"), None)], epoch_3)
     assert made == []
 
@@ -168,15 +168,15 @@ def test_a_final_status_is_remembered_for_expiry_even_by_a_sink_without_finished
 
 def test_stalls_and_recoveries_have_keys_of_their_own() -> None:
     rules = NotifyRules(NotifyConfig(sinks=(sink("ops", "stalled", "recovered"), sink("x"))))
-    stalled = rules.stalled("deploy/prod", 3, "r1", since_offset=7, silent_s=600.0, at=T0)
-    recovered = rules.recovered("deploy/prod", 3, "r1", offset=12, at=T0)
+    stalled = rules.stalled("deploy.prod", 3, "r1", since_offset=7, silent_s=600.0, at=T0)
+    recovered = rules.recovered("deploy.prod", 3, "r1", offset=12, at=T0)
     assert [(n.sink, n.trigger, n.key) for n in stalled + recovered] == [
-        ("ops", "stalled", "ops:deploy/prod:3:r1@7:stalled"),
-        ("ops", "recovered", "ops:deploy/prod:3:r1@12:recovered"),
+        ("ops", "stalled", "ops:deploy.prod:3:r1@7:stalled"),
+        ("ops", "recovered", "ops:deploy.prod:3:r1@12:recovered"),
     ]
     assert stalled[0].summary == "run r1 is connected but has sent nothing for 10 min"
     assert stalled[0].offset is None
-    assert rules.watches_stalls("deploy/prod")
+    assert rules.watches_stalls("deploy.prod")
 
 
 def test_a_long_message_is_cut_in_the_summary_but_whole_in_the_event() -> None:
@@ -187,3 +187,40 @@ def test_a_long_message_is_cut_in_the_summary_but_whole_in_the_event() -> None:
     assert made[0].event is not None
     assert isinstance(made[0].event.payload, WorkspaceEvent)
     assert made[0].event.payload.message == message
+
+
+def test_a_failed_run_is_an_error_and_never_counted_in_with_successes() -> None:
+    rules = NotifyRules(NotifyConfig(sinks=(sink("ops", "finished"),)))
+    made = rules.derive(
+        [
+            envelope(1, Status(key="state", value="succeeded"), run_id="a"),
+            envelope(2, Status(key="state", value="FAILED"), run_id="b"),
+            envelope(3, Status(key="state", value="succeeded"), run_id="c"),
+        ],
+        epoch_3,
+    )
+    assert [(n.run_id, n.severity) for n in made] == [
+        ("a", "success"),
+        ("b", "error"),
+        ("c", "success"),
+    ]
+    assert made[0].coalesce == made[2].coalesce != made[1].coalesce
+
+
+def test_final_statuses_are_remembered_only_for_a_sink_that_hears_of_expiries() -> None:
+    forgetful = NotifyRules(NotifyConfig(sinks=(sink("ops", "finished"),)))
+    remembering = NotifyRules(NotifyConfig(sinks=(sink("ops", "expired"),)))
+    for rules in (forgetful, remembering):
+        rules.finished_before([("old", "r0")])
+        for run in range(100):
+            rules.derive([envelope(run + 1, Status(key="state", value="ok"), f"r{run}")], epoch_3)
+    assert len(forgetful._finished) == 0
+    assert len(remembering._finished) == 101
+    remembering.forget_workspace("deploy.prod")
+    assert remembering._finished == {("old", "r0")}
+
+
+def test_a_short_stall_is_told_in_seconds() -> None:
+    rules = NotifyRules(NotifyConfig(sinks=(sink("ops", "stalled"),)))
+    (note,) = rules.stalled("ws", 1, "r", since_offset=1, silent_s=45.2, at=T0)
+    assert note.summary == "run r is connected but has sent nothing for 45 s"

@@ -511,9 +511,12 @@ async def test_a_store_that_fails_for_a_while_does_not_end_the_sender() -> None:
             async with running(sender):
                 await emptied(queue)
         assert keys(receiver) == ["k1"]
-        failures = [entry for entry in logs if entry["event"] == "notify_queue_failed"]
+        failures = [entry for entry in logs if entry["event"] == "notify_step_failed"]
         assert len(failures) == 3
-        assert failures[0]["error"] == "ConnectionError('store unreachable')"
+        assert (failures[0]["error"], failures[0]["detail"]) == (
+            "ConnectionError",
+            "store unreachable",
+        )
 
 
 # TLS ---------------------------------------------------------------------------------------

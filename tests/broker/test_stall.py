@@ -56,3 +56,27 @@ def test_a_run_in_a_new_epoch_starts_over_without_a_recovery() -> None:
 def test_the_stall_time_must_be_positive(after: float) -> None:
     with pytest.raises(ValueError, match="positive"):
         StallWatch(after)
+
+
+def test_a_deleted_workspace_s_runs_are_not_watched() -> None:
+    watch = StallWatch(10)
+    watch.heard("gone", 1, "a", offset=1, now=0.0)
+    watch.heard("kept", 1, "a", offset=1, now=0.0)
+    watch.heard("gone", 1, "b", offset=2, now=0.0)
+    assert len(watch.due(10.0)) == 3
+    watch.heard("gone", 1, "c", offset=3, now=11.0)
+    watch.forget_workspace("gone")
+    assert len(watch) == 1
+    assert watch.due(100.0) == []
+    assert watch.heard("kept", 1, "a", offset=5, now=101.0) == Recovered("kept", 1, "a", 5)
+
+
+def test_only_the_runs_due_are_looked_at_in_the_order_they_were_last_heard() -> None:
+    watch = StallWatch(10)
+    for index in range(5):
+        watch.heard("ws", 1, f"r{index}", offset=index, now=float(index))
+    watch.heard("ws", 1, "r0", offset=9, now=6.0)  # r0 spoke again: now the last in line
+    assert [s.run_id for s in watch.due(12.5)] == ["r1", "r2"]
+    assert watch.next_due() == 13.0
+    assert [s.run_id for s in watch.due(16.0)] == ["r3", "r4", "r0"]
+    assert watch.next_due() is None
