@@ -125,7 +125,7 @@ class Broker:
         self._claiming: dict[str, asyncio.Lock] = {}
         notify, lease_s = config.notify, config.cluster_claim_s
         self.notifier = (
-            Notifier(notify, store, self.writer, self.threads, lease_s=lease_s)
+            Notifier(notify, store, self.writer, self.threads, lease_s=lease_s, excused=self._waits)
             if notify is not None
             else None
         )
@@ -216,6 +216,15 @@ class Broker:
         if write.then:
             then = write.then
             done.add_done_callback(lambda _: self.carry_out(then))
+
+    def _waits(self, name: str, run_id: str) -> bool:
+        """Whether a run of ``name`` is silent by design: the workspace is caught, or the run
+        waits in the mutex's queue."""
+        workspace = self.router.workspaces.get(name)
+        if workspace is None:
+            return False
+        lease = self.router.leases.get(name)
+        return workspace.semaphores.caught or (lease is not None and run_id in lease.waiting)
 
     def _epoch_of(self, name: str) -> int:
         return self.router.workspaces[name].epoch

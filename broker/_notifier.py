@@ -107,8 +107,12 @@ class Notifier:
         threads: StoreThreads,
         *,
         lease_s: float,
+        excused: Callable[[str, str], bool],
     ) -> None:
+        """``excused(workspace, run_id)``: whether a run is silent by design now (its
+        workspace is caught, or it waits for the mutex), and so not stalled."""
         self.config = config
+        self._excused = excused
         self.rules = NotifyRules(config)
         self.stalls = StallWatch(config.stall_after_s) if config.stall_after_s else None
         self._store = store
@@ -232,7 +236,19 @@ class Notifier:
                     pass
             now = datetime.datetime.now(datetime.UTC)
             notes: list[Notification] = []
-            for stalled in stalls.due(loop.time()):
+            mono = loop.time()
+            for stalled in stalls.due(mono):
+                if self._excused(stalled.workspace, stalled.run_id):
+                    # Caught, or waiting for the mutex: silence is what it should do. Its
+                    # silence is counted again from now.
+                    stalls.heard(
+                        stalled.workspace,
+                        stalled.epoch,
+                        stalled.run_id,
+                        stalled.since_offset,
+                        mono,
+                    )
+                    continue
                 log.info(
                     "run_stalled",
                     workspace=stalled.workspace,

@@ -208,6 +208,9 @@ class _Parser:
         )
         if not sinks:
             self.fail("sink", "no sink: add at least one [[sink]] table")
+        if stall_after is not None and not any("stalled" in s.triggers for s in sinks):
+            # Stalls would be looked for and told to nobody: most likely a trigger forgotten.
+            self.fail("stall_after", 'no sink lists the "stalled" trigger')
         seen: set[str] = set()
         for n, sink_config in enumerate(sinks, start=1):
             if sink_config.name in seen:

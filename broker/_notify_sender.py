@@ -163,10 +163,22 @@ async def _post(client: httpx.AsyncClient, request: Request, timeout_s: float) -
         return f"no answer within {timeout_s:g} s"
     except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError) as exc:
         # httpx's messages do not quote the URL, which may be a credential (Slack's is).
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        reason = _innermost_message(exc)
+        return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
     except ValueError as exc:
         # A header the request cannot carry (not ASCII): its message quotes the value.
         return f"{type(exc).__name__} building the request"
+
+
+def _innermost_message(exc: BaseException) -> str:
+    """The message of the deepest cause that has one: an httpx error wrapping a TLS failure
+    says nothing itself, the certificate error it wraps says why."""
+    message = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        message = str(cause) or message
+        cause = cause.__cause__ or cause.__context__
+    return message
 
 
 class SinkSender:

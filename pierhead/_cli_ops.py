@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fnmatch
 import json
 import re
 import sys
@@ -90,6 +91,13 @@ def add_operator_commands(
     ls.add_argument("pattern", nargs="?", default="*", help="glob over names (default: *)")
     ls.add_argument("--json", action="store_true", help="one JSON object per workspace")
     ls.set_defaults(run=run_ls)
+
+    stats = command(commands, "stats", "the broker's counters (with several nodes, every node's)")
+    stats.add_argument(
+        "pattern", nargs="?", default="*", help="glob over counter names (e.g. 'notify.*')"
+    )
+    stats.add_argument("--json", action="store_true", help="one JSON object")
+    stats.set_defaults(run=run_stats)
 
     tail = command(commands, "tail", "follow one workspace's events")
     tail.add_argument("workspace")
@@ -213,6 +221,26 @@ async def run_ls(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         print("  ".join([*cells, row[-1]]).rstrip())
+    return EXIT_OK
+
+
+async def run_stats(args: argparse.Namespace) -> int:
+    async with connected_watcher(args.url, args.token, client=CLIENT) as watcher:
+        report = await watcher.stats()
+    counters = {
+        name: value
+        for name, value in sorted(report.counters.items())
+        if fnmatch.fnmatchcase(name, args.pattern)
+    }
+    if args.json:
+        shown = {"server": report.server, "uptime_s": report.uptime_s, "counters": counters}
+        print(_JSON.encode(shown).decode())
+        return EXIT_OK
+    print(f"{report.server}, up {report.uptime_s:,.0f} s")
+    width = max((len(name) for name in counters), default=0)
+    for name, value in counters.items():
+        shown_value = f"{value:,}" if isinstance(value, int) else f"{value:,.3f}"
+        print(f"{name.ljust(width)}  {shown_value}")
     return EXIT_OK
 
 

@@ -232,3 +232,52 @@ async def expired_runs(watcher: WireClient, workspace: str) -> set[str]:
         for e in page.events
         if isinstance(e.payload, schema.Presence) and e.payload.state == "expired"
     }
+
+
+async def test_a_run_silent_while_its_workspace_is_caught_is_not_stalled(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        sink = webhook(receiver.url, "stalled", "recovered")
+        notify = NotifyConfig(sinks=(sink,), stall_after_s=0.5)
+        async with broker_store.running_broker(notify=notify) as broker:
+            async with (
+                wire_client(broker.url, watcher_hello()) as operator,
+                wire_client(broker.url, worker_hello("held", "a")) as held,
+            ):
+                catch = schema.Catch(id=operator.next_id(), workspace="held", reason="look")
+                assert isinstance(await operator.request(catch), schema.Ok)
+                await publish(held, 1, [schema.Scalar(name="loss", value=1.0)])
+                # A run connected later, in a workspace not caught: its stall comes after the
+                # moment the caught one's would have.
+                async with wire_client(broker.url, worker_hello("free", "b")) as free:
+                    await publish(free, 1, [schema.Scalar(name="loss", value=1.0)])
+                    first = verified((await receiver.wait_for(1))[0])
+                    release = schema.Release(id=operator.next_id(), workspace="held")
+                    assert isinstance(await operator.request(release), schema.Ok)
+                    second = verified((await receiver.wait_for(2))[1])
+    assert (first["workspace"], first["trigger"]) == ("free", "stalled")
+    assert (second["workspace"], second["trigger"], second["run_id"]) == ("held", "stalled", "a")
+
+
+async def test_the_runs_of_a_deleted_workspace_are_not_reported_stalled(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        sink = webhook(receiver.url, "stalled", "recovered")
+        notify = NotifyConfig(sinks=(sink,), stall_after_s=0.5)
+        async with broker_store.running_broker(notify=notify) as broker:
+            async with (
+                wire_client(broker.url, watcher_hello()) as admin,
+                wire_client(broker.url, worker_hello("doomed", "a")) as doomed,
+            ):
+                await publish(doomed, 1, [schema.Scalar(name="loss", value=1.0)])
+                delete = schema.DeleteWorkspace(id=admin.next_id(), workspace="doomed", force=True)
+                assert isinstance(await admin.request(delete), schema.Ok)
+                async with wire_client(broker.url, worker_hello("other", "b")) as other:
+                    await publish(other, 1, [schema.Scalar(name="loss", value=1.0)])
+                    (request,) = await receiver.wait_for(1)
+            stats = await worker_stats(broker.url)
+    assert verified(request)["workspace"] == "other"
+    assert len(receiver.requests) == 1
+    assert stats["notify.runs_watched_for_stalls"] == 0

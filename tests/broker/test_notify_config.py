@@ -204,6 +204,7 @@ def sink(**keys: str) -> str:
         ("stall_after = 0\n" + SINK, "notify.toml: stall_after: 0 is not more than 0"),
         ("stall_after = '10m'\n" + SINK, "notify.toml: stall_after: expected a number of sec"),
         ("stall_after = nan\n" + SINK, "notify.toml: stall_after: nan is not more than 0"),
+        ("stall_after = 60\n" + SINK, 'notify.toml: stall_after: no sink lists the "stalled"'),
         ("public_url = 'ftp://x'\n" + SINK, "notify.toml: public_url: must be an http:// or"),
         ("public_url = 'https://x/#a'\n" + SINK, "notify.toml: public_url: must have no query"),
         ("finished = 'state'\n" + SINK, "notify.toml: finished: expected a table, got a string"),

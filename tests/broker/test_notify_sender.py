@@ -7,6 +7,7 @@ stores); everything between the sender and the receiver is real: httpx, sockets,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import email.utils
 import ssl
@@ -552,6 +553,24 @@ async def test_a_certificate_nobody_trusts_is_not_sent_to(tls: tuple[ssl.SSLCont
         assert not result.ok
         assert "CERTIFICATE_VERIFY_FAILED" in (result.error or "")
         assert receiver.requests == []
+
+
+async def test_a_tls_handshake_cut_short_says_why_it_failed() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # the TLS hello, which a plain HTTP server may just hang up on
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        async with NotifyReceiver() as receiver:
+            sink = dataclasses.replace(sink_for(receiver), url=f"https://127.0.0.1:{port}/hook")
+        result = await post_once(sink, notification("k1"), public_url=None)
+    assert not result.ok
+    error = result.error or ""
+    assert error.startswith("ConnectError: ")
+    assert len(error) > len("ConnectError: ")
+    assert "/hook" not in error
 
 
 # One attempt (pierhead notify test) --------------------------------------------------------

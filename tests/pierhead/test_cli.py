@@ -126,3 +126,23 @@ async def test_an_unreachable_broker_exits_3_with_one_line() -> None:
         assert err.startswith("pierhead: cannot reach the broker at ")
         assert len(err.strip().splitlines()) == 1
         assert "Traceback" not in err
+
+
+async def test_stats_prints_the_counters_a_pattern_picks() -> None:
+    async with running_broker() as broker, sdk.Worker(broker.url, "deploy-a", run_id="r") as worker:
+        await worker.post_event("first step")
+        await worker.flush()
+        code, out, _ = await pierhead("stats", "work*", url=broker.url)
+        assert code == 0
+        first, *rows = out.splitlines()
+        assert first.startswith("pierhead/")
+        assert ", up " in first
+        assert {row.split()[0]: row.split()[1] for row in rows} == {
+            "worker_sessions": "1",
+            "workers": "1",
+            "workspaces": "1",
+        }
+        code, out, _ = await pierhead("stats", "--json", url=broker.url)
+        report = json.loads(out)
+        assert report["counters"]["events_committed"] >= 2
+        assert report["uptime_s"] >= 0
