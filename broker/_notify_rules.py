@@ -146,7 +146,9 @@ class NotifyRules:
         """A run reported stalled spoke again, with its event at ``offset``."""
         summary = f"run {run_id} is sending again"
         position = f"{run_id}@{offset}"
-        return self._run_notes("recovered", workspace, epoch, run_id, position, summary, at)
+        return self._run_notes(
+            "recovered", workspace, epoch, run_id, position, summary, at, offset=offset
+        )
 
     def _run_notes(
         self,
@@ -157,6 +159,8 @@ class NotifyRules:
         position: str,
         summary: str,
         at: datetime.datetime,
+        *,
+        offset: int | None = None,
     ) -> list[Notification]:
         return [
             Notification(
@@ -168,6 +172,7 @@ class NotifyRules:
                 at=at,
                 summary=summary,
                 coalesce=f"{workspace}\x00{trigger}\x00{run_id}",
+                offset=offset,
                 run_id=run_id,
                 severity="warning" if trigger == "stalled" else "success",
             )

@@ -176,6 +176,7 @@ def test_stalls_and_recoveries_have_keys_of_their_own() -> None:
     ]
     assert stalled[0].summary == "run r1 is connected but has sent nothing for 10 min"
     assert stalled[0].offset is None
+    assert recovered[0].offset == 12  # the event that ended the silence
     assert rules.watches_stalls("deploy.prod")
 
 
