@@ -49,13 +49,23 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     never reused, so a sender's ids stay unambiguous) and how many of its notifications were
     dropped because its queue was full, which survives restarts.
 
-``notifications(sink, id, key, body)``
-    Each sink's queue, ``PRIMARY KEY (sink, id)``, ``WITHOUT ROWID``: ``body`` is the
-    MessagePack of the :class:`~broker._notify.Notification`. Appended at one end, removed at
-    the other: a commit touches a page or two at each, never an index in key order (keys are
-    unique by how they are made: one event, one sink, one trigger). A commit writes its
-    notifications in the transaction of its events; past the sink's bound the oldest rows go
-    and ``dropped`` counts them. Deleting a workspace leaves its queued notifications.
+``notifications(sink, first_id, count, body)``
+    Each sink's queue, in batches: one row per sink and commit, ``PRIMARY KEY (sink,
+    first_id)``, holding that commit's notifications for the sink, ids ``first_id`` to
+    ``first_id + count - 1``; ``body`` is the MessagePack array of the
+    :class:`~broker._notify.Notification` s. A commit writes one row per sink it queues for,
+    not one per notification, which is what keeps a storm of notifications cheap: appended at
+    one end, removed at the other, a commit touches a page or two at each. Past the sink's
+    bound the oldest go (whole rows, or the first ids of one) and ``dropped`` counts them; a
+    commit past the bound by itself writes only the ids it keeps. Deleting a workspace leaves
+    its queued notifications.
+
+``notify_removed(sink, id)``
+    ``PRIMARY KEY`` over both, ``WITHOUT ROWID``: the ids removed from a batch that still holds
+    others (a sender removes one coalesced group at a time, which may skip other workspaces'
+    notifications; the bound drops the first ids of a batch). A batch's row and its removed
+    ids go together once all its ids are removed, so every removed id lies in a batch still
+    queued, and the queue's length is the batches' counts less the removed ids.
 
 Version 1 stored one row per event (``events``, with three indices). A version 1 database is
 migrated to chunks when it is opened, in one transaction. Version 2 had no ``last_seen_us``;
@@ -70,6 +80,7 @@ statement or an explicit read transaction, so WAL gives it a snapshot of whole c
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime
 import fcntl
@@ -182,12 +193,20 @@ _CREATE_NOTIFY: Final = (
         dropped INTEGER NOT NULL
     ) WITHOUT ROWID
     """,
+    # A rowid table, not WITHOUT ROWID: a batch is kilobytes, and the key's index stays small.
     """
     CREATE TABLE IF NOT EXISTS notifications (
         sink TEXT NOT NULL,
-        id INTEGER NOT NULL,
-        key TEXT NOT NULL,
+        first_id INTEGER NOT NULL,
+        count INTEGER NOT NULL,
         body BLOB NOT NULL,
+        PRIMARY KEY (sink, first_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS notify_removed (
+        sink TEXT NOT NULL,
+        id INTEGER NOT NULL,
         PRIMARY KEY (sink, id)
     ) WITHOUT ROWID
     """,
@@ -229,15 +248,29 @@ _OLDEST_CHUNK: Final = """
     SELECT first_offset FROM chunks WHERE workspace_id = ? ORDER BY last_offset LIMIT 1
 """
 
-# OR IGNORE: a database made before the key's uniqueness was dropped still has the
-# constraint; a repeated key then is skipped there rather than failing the commit.
-_INSERT_NOTIFICATION: Final = """
-    INSERT OR IGNORE INTO notifications (sink, id, key, body) VALUES (?, ?, ?, ?)
+_INSERT_BATCH: Final = """
+    INSERT INTO notifications (sink, first_id, count, body) VALUES (?, ?, ?, ?)
 """
-_DROP_OLDEST: Final = """
-    DELETE FROM notifications WHERE sink = ? AND id IN (
-        SELECT id FROM notifications WHERE sink = ? ORDER BY id LIMIT ?
-    )
+_OLDEST_BATCHES: Final = """
+    SELECT first_id, count FROM notifications WHERE sink = ? ORDER BY first_id LIMIT ?
+"""
+_REMOVED_BETWEEN: Final = """
+    SELECT id FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ? ORDER BY id
+"""
+_FORGET_REMOVED: Final = "DELETE FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ?"
+_DELETE_BATCH: Final = "DELETE FROM notifications WHERE sink = ? AND first_id = ?"
+_INSERT_REMOVED: Final = "INSERT INTO notify_removed (sink, id) VALUES (?, ?)"
+_COUNT_QUEUED: Final = """
+    SELECT (SELECT coalesce(sum(count), 0) FROM notifications WHERE sink = ?)
+         - (SELECT count(*) FROM notify_removed WHERE sink = ?)
+"""
+_BATCH_AT: Final = """
+    SELECT first_id FROM notifications WHERE sink = ? AND first_id <= ?
+    ORDER BY first_id DESC LIMIT 1
+"""
+_BATCHES_BETWEEN: Final = """
+    SELECT first_id, count FROM notifications WHERE sink = ? AND first_id BETWEEN ? AND ?
+    ORDER BY first_id
 """
 _UPSERT_SINK: Final = """
     INSERT INTO notify_sinks (name, last_id, dropped) VALUES (?, ?, ?)
@@ -318,6 +351,7 @@ class SQLiteStore:
         self._chunk_decoder = msgspec.msgpack.Decoder(list[EventMsg])
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
         self._notification_decoder = msgspec.msgpack.Decoder(Notification)
+        self._batch_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
         self._notify_bounds: Mapping[str, int] = {}
         self._queue_lengths: dict[str, int] = {}
         """Each sink's queue length as committed (kept by the writer's thread, which alone
@@ -466,9 +500,9 @@ class SQLiteStore:
     def _queue_notifications(
         self, conn: sqlite3.Connection, notifications: Sequence[Notification]
     ) -> dict[str, int]:
-        """Append to each sink's queue, then drop the oldest past the sink's bound and count
-        them; each touched sink's queue length after it, to keep once the transaction is
-        committed."""
+        """Append each sink's notifications to its queue as one batch, dropping the oldest past
+        the sink's bound and counting them; each touched sink's queue length after it, to keep
+        once the transaction is committed."""
         lengths: dict[str, int] = {}
         for sink, queued in by_sink(notifications).items():
             row = conn.execute(
@@ -476,31 +510,46 @@ class SQLiteStore:
             ).fetchone()
             last_id = 0 if row is None else int(row[0])
             length = self._queue_length(conn, sink)
-            for notification in queued:
-                added = conn.execute(
-                    _INSERT_NOTIFICATION,
-                    (sink, last_id + 1, notification.key, self._encoder.encode(notification)),
-                ).rowcount
-                last_id += added
-                length += added
-            # The length is known, so only the excess is looked at: a full queue costs a
-            # commit what it drops, not a walk over the whole bound.
-            excess = length - self._notify_bounds.get(sink, DEFAULT_BOUND)
-            dropped = 0
-            if excess > 0:
-                dropped = conn.execute(_DROP_OLDEST, (sink, sink, excess)).rowcount
-                length -= dropped
-            conn.execute(_UPSERT_SINK, (sink, last_id, dropped))
-            lengths[sink] = length
+            # The oldest go first: from the queue, then (a commit past the bound by itself)
+            # this commit's own first ones, which are given their ids but never written.
+            excess = max(0, length + len(queued) - self._notify_bounds.get(sink, DEFAULT_BOUND))
+            from_queue = min(excess, length)
+            if from_queue == length > 0:
+                conn.execute("DELETE FROM notifications WHERE sink = ?", (sink,))
+                conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
+            elif from_queue:
+                self._drop_oldest(conn, sink, from_queue)
+            skipped = excess - from_queue
+            kept = queued[skipped:]
+            if kept:
+                body = self._encoder.encode(kept)
+                conn.execute(_INSERT_BATCH, (sink, last_id + 1 + skipped, len(kept), body))
+            conn.execute(_UPSERT_SINK, (sink, last_id + len(queued), excess))
+            lengths[sink] = length - from_queue + len(kept)
         return lengths
+
+    def _drop_oldest(self, conn: sqlite3.Connection, sink: str, count: int) -> None:
+        """Remove the sink's ``count`` oldest queued notifications (fewer than it holds)."""
+        # Every batch holds one at least: ``count`` batches are as many as can be needed.
+        for first_id, size in conn.execute(_OLDEST_BATCHES, (sink, count)).fetchall():
+            last = first_id + size - 1
+            removed = [id for (id,) in conn.execute(_REMOVED_BETWEEN, (sink, first_id, last))]
+            live = size - len(removed)
+            if live > count:
+                gone = set(removed)
+                oldest = [id for id in range(first_id, last + 1) if id not in gone][:count]
+                conn.executemany(_INSERT_REMOVED, [(sink, id) for id in oldest])
+                return
+            _delete_batch(conn, sink, first_id, last, removed)
+            count -= live
+            if count == 0:
+                return
 
     def _queue_length(self, conn: sqlite3.Connection, sink: str) -> int:
         """The sink's queue length: counted once, then kept by the commits and removals."""
         length = self._queue_lengths.get(sink)
         if length is None:
-            (length,) = conn.execute(
-                "SELECT count(*) FROM notifications WHERE sink = ?", (sink,)
-            ).fetchone()
+            (length,) = conn.execute(_COUNT_QUEUED, (sink, sink)).fetchone()
         return int(length)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
@@ -775,24 +824,44 @@ class SQLiteStore:
     def notify_queue(self, sink: str, limit: int) -> list[QueuedNotification]:
         """Up to ``limit`` of the sink's queued notifications, oldest first."""
         if limit < 1:
-            return []  # SQLite reads LIMIT -1 as no limit at all
-        with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT id, body FROM notifications WHERE sink = ? ORDER BY id LIMIT ?",
-                (sink, limit),
-            ).fetchall()
+            return []
+        items: list[QueuedNotification] = []
         decode = self._notification_decoder.decode
-        return [QueuedNotification(id, decode(body)) for id, body in rows]
+        with self._read_transaction() as conn:
+            # Every removed id lies in a batch still queued: one walk in id order beside the
+            # batches finds each batch's removed ids.
+            removed = iter(
+                conn.execute("SELECT id FROM notify_removed WHERE sink = ? ORDER BY id", (sink,))
+            )
+            next_removed = next(removed, None)
+            batches = conn.execute(
+                "SELECT first_id, count, body FROM notifications WHERE sink = ? ORDER BY first_id",
+                (sink,),
+            )
+            for first_id, size, body in batches:
+                gone: set[int] = set()
+                while next_removed is not None and next_removed[0] < first_id + size:
+                    gone.add(next_removed[0])
+                    next_removed = next(removed, None)
+                # Each notification is decoded only once it is known to be wanted.
+                for id, raw in enumerate(self._batch_decoder.decode(body), first_id):
+                    if id in gone:
+                        continue
+                    items.append(QueuedNotification(id, decode(raw)))
+                    if len(items) == limit:
+                        return items
+        return items
 
     def notify_done(self, sink: str, ids: Sequence[int], lease: str) -> bool:
         """Remove the sink's notifications ``ids`` (an unknown id is skipped). Always allowed:
         one broker has the database, so its sender always holds the lease. Writes: the
         writer's thread only."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return True
         with self._write_transaction() as conn:
             length = self._queue_length(conn, sink)
-            removed = conn.executemany(
-                "DELETE FROM notifications WHERE sink = ? AND id = ?", [(sink, id) for id in ids]
-            ).rowcount
+            removed = _remove_ids(conn, sink, wanted)
         self._queue_lengths[sink] = length - removed
         return True
 
@@ -809,9 +878,7 @@ class SQLiteStore:
                 # As committed, kept by the writer's thread; counted only before it knows.
                 queued = self._queue_lengths.get(name)
                 if queued is None:
-                    (queued,) = conn.execute(
-                        "SELECT count(*) FROM notifications WHERE sink = ?", (name,)
-                    ).fetchone()
+                    (queued,) = conn.execute(_COUNT_QUEUED, (name, name)).fetchone()
                 stats[name] = SinkQueueStats(queued=queued, dropped=dropped)
         return stats
 
@@ -836,6 +903,51 @@ class SQLiteStore:
         # could lock a new file while a third still holds the old one.
         with contextlib.suppress(OSError):
             os.close(self._lock)
+
+
+def _delete_batch(
+    conn: sqlite3.Connection, sink: str, first_id: int, last_id: int, removed: Sequence[int]
+) -> None:
+    """Delete a batch of the sink's queue whose live ids are all removed now (``removed``:
+    those that were removed before)."""
+    conn.execute(_DELETE_BATCH, (sink, first_id))
+    if removed:
+        conn.execute(_FORGET_REMOVED, (sink, first_id, last_id))
+
+
+def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int]) -> int:
+    """Remove the sink's queued notifications ``ids`` (sorted, distinct; an id not queued is
+    skipped); how many were queued."""
+    at = conn.execute(_BATCH_AT, (sink, ids[0])).fetchone()
+    batches = conn.execute(
+        _BATCHES_BETWEEN, (sink, ids[0] if at is None else at[0], ids[-1])
+    ).fetchall()
+    if not batches:
+        return 0
+    last_first, last_size = batches[-1]
+    removed = [
+        id
+        for (id,) in conn.execute(
+            _REMOVED_BETWEEN, (sink, batches[0][0], last_first + last_size - 1)
+        )
+    ]
+    count = 0
+    for first_id, size in batches:
+        last_id = first_id + size - 1
+        before = removed[
+            bisect.bisect_left(removed, first_id) : bisect.bisect_right(removed, last_id)
+        ]
+        gone = set(before)
+        chosen = ids[bisect.bisect_left(ids, first_id) : bisect.bisect_right(ids, last_id)]
+        new = [id for id in chosen if id not in gone]
+        if not new:
+            continue
+        count += len(new)
+        if len(before) + len(new) == size:
+            _delete_batch(conn, sink, first_id, last_id, before)
+        else:
+            conn.executemany(_INSERT_REMOVED, [(sink, id) for id in new])
+    return count
 
 
 def _first_offset(conn: sqlite3.Connection, workspace_id: int, last_offset: int) -> int:
