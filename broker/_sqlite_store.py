@@ -251,8 +251,11 @@ _OLDEST_CHUNK: Final = """
 _INSERT_BATCH: Final = """
     INSERT INTO notifications (sink, first_id, count, body) VALUES (?, ?, ?, ?)
 """
-_OLDEST_BATCHES: Final = """
-    SELECT first_id, count FROM notifications WHERE sink = ? ORDER BY first_id LIMIT ?
+_OLDEST_BATCH: Final = """
+    SELECT first_id, count, (
+        SELECT count(*) FROM notify_removed AS r
+        WHERE r.sink = n.sink AND r.id BETWEEN n.first_id AND n.first_id + n.count - 1
+    ) FROM notifications AS n WHERE n.sink = ? ORDER BY n.first_id LIMIT 1
 """
 _REMOVED_BETWEEN: Final = """
     SELECT id FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ? ORDER BY id
@@ -356,6 +359,8 @@ class SQLiteStore:
         self._queue_lengths: dict[str, int] = {}
         """Each sink's queue length as committed (kept by the writer's thread, which alone
         changes the queues)."""
+        self._last_ids: dict[str, int] = {}
+        """Each sink's last id given, as committed (kept alike)."""
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -494,22 +499,20 @@ class SQLiteStore:
             for name, events in commit.by_workspace.items():
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit, ids)
-            lengths = self._queue_notifications(conn, commit.notifications)
-        self._queue_lengths.update(lengths)
+            queues = self._queue_notifications(conn, commit.notifications)
+        for sink, (length, last_id) in queues.items():
+            self._queue_lengths[sink] = length
+            self._last_ids[sink] = last_id
 
     def _queue_notifications(
         self, conn: sqlite3.Connection, notifications: Sequence[Notification]
-    ) -> dict[str, int]:
+    ) -> dict[str, tuple[int, int]]:
         """Append each sink's notifications to its queue as one batch, dropping the oldest past
-        the sink's bound and counting them; each touched sink's queue length after it, to keep
-        once the transaction is committed."""
-        lengths: dict[str, int] = {}
+        the sink's bound and counting them; each touched sink's queue length and last id after
+        it, to keep once the transaction is committed."""
+        after: dict[str, tuple[int, int]] = {}
         for sink, queued in by_sink(notifications).items():
-            row = conn.execute(
-                "SELECT last_id FROM notify_sinks WHERE name = ?", (sink,)
-            ).fetchone()
-            last_id = 0 if row is None else int(row[0])
-            length = self._queue_length(conn, sink)
+            length, last_id = self._queue_position(conn, sink)
             # The oldest go first: from the queue, then (a commit past the bound by itself)
             # this commit's own first ones, which are given their ids but never written.
             excess = max(0, length + len(queued) - self._notify_bounds.get(sink, DEFAULT_BOUND))
@@ -518,39 +521,26 @@ class SQLiteStore:
                 conn.execute("DELETE FROM notifications WHERE sink = ?", (sink,))
                 conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
             elif from_queue:
-                self._drop_oldest(conn, sink, from_queue)
+                _drop_oldest(conn, sink, from_queue)
             skipped = excess - from_queue
             kept = queued[skipped:]
             if kept:
                 body = self._encoder.encode(kept)
                 conn.execute(_INSERT_BATCH, (sink, last_id + 1 + skipped, len(kept), body))
-            conn.execute(_UPSERT_SINK, (sink, last_id + len(queued), excess))
-            lengths[sink] = length - from_queue + len(kept)
-        return lengths
+            last_id += len(queued)
+            conn.execute(_UPSERT_SINK, (sink, last_id, excess))
+            after[sink] = (length - from_queue + len(kept), last_id)
+        return after
 
-    def _drop_oldest(self, conn: sqlite3.Connection, sink: str, count: int) -> None:
-        """Remove the sink's ``count`` oldest queued notifications (fewer than it holds)."""
-        # Every batch holds one at least: ``count`` batches are as many as can be needed.
-        for first_id, size in conn.execute(_OLDEST_BATCHES, (sink, count)).fetchall():
-            last = first_id + size - 1
-            removed = [id for (id,) in conn.execute(_REMOVED_BETWEEN, (sink, first_id, last))]
-            live = size - len(removed)
-            if live > count:
-                gone = set(removed)
-                oldest = [id for id in range(first_id, last + 1) if id not in gone][:count]
-                conn.executemany(_INSERT_REMOVED, [(sink, id) for id in oldest])
-                return
-            _delete_batch(conn, sink, first_id, last, removed)
-            count -= live
-            if count == 0:
-                return
-
-    def _queue_length(self, conn: sqlite3.Connection, sink: str) -> int:
-        """The sink's queue length: counted once, then kept by the commits and removals."""
-        length = self._queue_lengths.get(sink)
-        if length is None:
-            (length,) = conn.execute(_COUNT_QUEUED, (sink, sink)).fetchone()
-        return int(length)
+    def _queue_position(self, conn: sqlite3.Connection, sink: str) -> tuple[int, int]:
+        """The sink's queue length and last id: read once, then kept by the commits and
+        removals (which the writer's thread alone makes)."""
+        known = self._queue_lengths.get(sink), self._last_ids.get(sink)
+        if known[0] is not None and known[1] is not None:
+            return known[0], known[1]
+        row = conn.execute("SELECT last_id FROM notify_sinks WHERE name = ?", (sink,)).fetchone()
+        (length,) = conn.execute(_COUNT_QUEUED, (sink, sink)).fetchone()
+        return int(length), 0 if row is None else int(row[0])
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -860,7 +850,7 @@ class SQLiteStore:
         if not wanted:
             return True
         with self._write_transaction() as conn:
-            length = self._queue_length(conn, sink)
+            length, _ = self._queue_position(conn, sink)
             removed = _remove_ids(conn, sink, wanted)
         self._queue_lengths[sink] = length - removed
         return True
@@ -906,13 +896,27 @@ class SQLiteStore:
 
 
 def _delete_batch(
-    conn: sqlite3.Connection, sink: str, first_id: int, last_id: int, removed: Sequence[int]
+    conn: sqlite3.Connection, sink: str, first_id: int, last_id: int, removed: int
 ) -> None:
-    """Delete a batch of the sink's queue whose live ids are all removed now (``removed``:
-    those that were removed before)."""
+    """Delete a batch of the sink's queue whose ids are all removed now (``removed`` of them
+    were before)."""
     conn.execute(_DELETE_BATCH, (sink, first_id))
     if removed:
         conn.execute(_FORGET_REMOVED, (sink, first_id, last_id))
+
+
+def _drop_oldest(conn: sqlite3.Connection, sink: str, count: int) -> None:
+    """Remove the sink's ``count`` oldest queued notifications (fewer than it holds)."""
+    while count > 0:
+        first_id, size, removed = conn.execute(_OLDEST_BATCH, (sink,)).fetchone()
+        last_id = first_id + size - 1
+        if size - removed > count:
+            gone = {id for (id,) in conn.execute(_REMOVED_BETWEEN, (sink, first_id, last_id))}
+            oldest = [id for id in range(first_id, last_id + 1) if id not in gone][:count]
+            conn.executemany(_INSERT_REMOVED, [(sink, id) for id in oldest])
+            return
+        _delete_batch(conn, sink, first_id, last_id, removed)
+        count -= size - removed
 
 
 def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int]) -> int:
@@ -944,7 +948,7 @@ def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int]) -> int:
             continue
         count += len(new)
         if len(before) + len(new) == size:
-            _delete_batch(conn, sink, first_id, last_id, before)
+            _delete_batch(conn, sink, first_id, last_id, len(before))
         else:
             conn.executemany(_INSERT_REMOVED, [(sink, id) for id in new])
     return count
