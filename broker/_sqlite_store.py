@@ -44,10 +44,11 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     as the next pass). ``forget_runs`` deletes the rows of runs idle for long enough whose
     events are all gone.
 
-``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped)``
+``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped, head)``
     One row per sink that has had a notification: the last id given in its queue (ids are
-    never reused, so a sender's ids stay unambiguous) and how many of its notifications were
-    dropped because its queue was full, which survives restarts.
+    never reused, so a sender's ids stay unambiguous), how many of its notifications were
+    dropped because its queue was full, which survives restarts, and its head: the lowest id
+    that may still be queued (the bound drops the oldest by moving it).
 
 ``notifications(sink, first_id, count, body)``
     Each sink's queue, in batches: one row per sink and commit, ``PRIMARY KEY (sink,
@@ -56,16 +57,16 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     :class:`~broker._notify.Notification` s. A commit writes one row per sink it queues for,
     not one per notification, which is what keeps a storm of notifications cheap: appended at
     one end, removed at the other, a commit touches a page or two at each. Past the sink's
-    bound the oldest go (whole rows, or the first ids of one) and ``dropped`` counts them; a
-    commit past the bound by itself writes only the ids it keeps. Deleting a workspace leaves
-    its queued notifications.
+    bound the oldest go: whole rows, and the head moves past the ids dropped from the next
+    one; ``dropped`` counts them. A commit past the bound by itself writes only the ids it
+    keeps. Deleting a workspace leaves its queued notifications.
 
 ``notify_removed(sink, id)``
-    ``PRIMARY KEY`` over both, ``WITHOUT ROWID``: the ids removed from a batch that still holds
-    others (a sender removes one coalesced group at a time, which may skip other workspaces'
-    notifications; the bound drops the first ids of a batch). A batch's row and its removed
-    ids go together once all its ids are removed, so every removed id lies in a batch still
-    queued, and the queue's length is the batches' counts less the removed ids.
+    ``PRIMARY KEY`` over both, ``WITHOUT ROWID``: the ids at or past the head removed from a
+    batch that still holds others (a sender removes one coalesced group at a time, which may
+    skip other workspaces' notifications). A batch's row and its removed ids go together once
+    all its ids are removed or below the head, so every removed id lies in a batch still
+    queued, and the queue's length is the batches' ids from the head on less the removed.
 
 Version 1 stored one row per event (``events``, with three indices). A version 1 database is
 migrated to chunks when it is opened, in one transaction. Version 2 had no ``last_seen_us``;
@@ -82,6 +83,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import heapq
@@ -92,6 +94,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Final, Literal
 
@@ -190,7 +193,8 @@ _CREATE_NOTIFY: Final = (
     CREATE TABLE IF NOT EXISTS notify_sinks (
         name TEXT PRIMARY KEY,
         last_id INTEGER NOT NULL,
-        dropped INTEGER NOT NULL
+        dropped INTEGER NOT NULL,
+        head INTEGER NOT NULL
     ) WITHOUT ROWID
     """,
     # A rowid table, not WITHOUT ROWID: a batch is kilobytes, and the key's index stays small.
@@ -264,8 +268,9 @@ _FORGET_REMOVED: Final = "DELETE FROM notify_removed WHERE sink = ? AND id BETWE
 _DELETE_BATCH: Final = "DELETE FROM notifications WHERE sink = ? AND first_id = ?"
 _INSERT_REMOVED: Final = "INSERT INTO notify_removed (sink, id) VALUES (?, ?)"
 _COUNT_QUEUED: Final = """
-    SELECT (SELECT coalesce(sum(count), 0) FROM notifications WHERE sink = ?)
-         - (SELECT count(*) FROM notify_removed WHERE sink = ?)
+    SELECT coalesce(sum(count), 0), min(first_id),
+        (SELECT count(*) FROM notify_removed WHERE sink = ?1)
+    FROM notifications WHERE sink = ?1
 """
 _BATCH_AT: Final = """
     SELECT first_id FROM notifications WHERE sink = ? AND first_id <= ?
@@ -276,15 +281,27 @@ _BATCHES_BETWEEN: Final = """
     ORDER BY first_id
 """
 _UPSERT_SINK: Final = """
-    INSERT INTO notify_sinks (name, last_id, dropped) VALUES (?, ?, ?)
+    INSERT INTO notify_sinks (name, last_id, dropped, head) VALUES (?, ?, ?, ?)
     ON CONFLICT (name) DO UPDATE
-    SET last_id = excluded.last_id, dropped = dropped + excluded.dropped
+    SET last_id = excluded.last_id, dropped = dropped + excluded.dropped, head = excluded.head
 """
 
 _payload_of = attrgetter("payload")
 _series_of = attrgetter("series")
 _run_id_of = attrgetter("run_id")
 _received_of = attrgetter("received_time")
+
+
+@dataclass(frozen=True, slots=True)
+class _QueuePosition:
+    """A sink's queue as committed, kept by the writer's thread between its writes."""
+
+    length: int
+    """Notifications queued."""
+    last_id: int
+    """The last id given (ids are never given again)."""
+    head: int
+    """The lowest id that may still be queued: the bound drops the oldest by moving it."""
 
 
 class StoreVersionError(RuntimeError):
@@ -356,11 +373,9 @@ class SQLiteStore:
         self._notification_decoder = msgspec.msgpack.Decoder(Notification)
         self._batch_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
         self._notify_bounds: Mapping[str, int] = {}
-        self._queue_lengths: dict[str, int] = {}
-        """Each sink's queue length as committed (kept by the writer's thread, which alone
-        changes the queues)."""
-        self._last_ids: dict[str, int] = {}
-        """Each sink's last id given, as committed (kept alike)."""
+        self._queues: dict[str, _QueuePosition] = {}
+        """Each sink's queue as committed (kept by the writer's thread, which alone changes
+        the queues)."""
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -500,47 +515,50 @@ class SQLiteStore:
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit, ids)
             queues = self._queue_notifications(conn, commit.notifications)
-        for sink, (length, last_id) in queues.items():
-            self._queue_lengths[sink] = length
-            self._last_ids[sink] = last_id
+        self._queues.update(queues)
 
     def _queue_notifications(
         self, conn: sqlite3.Connection, notifications: Sequence[Notification]
-    ) -> dict[str, tuple[int, int]]:
+    ) -> dict[str, _QueuePosition]:
         """Append each sink's notifications to its queue as one batch, dropping the oldest past
-        the sink's bound and counting them; each touched sink's queue length and last id after
-        it, to keep once the transaction is committed."""
-        after: dict[str, tuple[int, int]] = {}
+        the sink's bound and counting them; each touched sink's queue after it, to keep once
+        the transaction is committed."""
+        after: dict[str, _QueuePosition] = {}
         for sink, queued in by_sink(notifications).items():
-            length, last_id = self._queue_position(conn, sink)
+            queue = self._queue_position(conn, sink)
+            length, last_id, head = queue.length, queue.last_id, queue.head
             # The oldest go first: from the queue, then (a commit past the bound by itself)
             # this commit's own first ones, which are given their ids but never written.
             excess = max(0, length + len(queued) - self._notify_bounds.get(sink, DEFAULT_BOUND))
             from_queue = min(excess, length)
-            if from_queue == length > 0:
-                conn.execute("DELETE FROM notifications WHERE sink = ?", (sink,))
-                conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
-            elif from_queue:
-                _drop_oldest(conn, sink, from_queue)
             skipped = excess - from_queue
+            if from_queue == length:
+                if length:
+                    conn.execute("DELETE FROM notifications WHERE sink = ?", (sink,))
+                    conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
+                head = last_id + 1 + skipped
+            else:
+                head = _drop_oldest(conn, sink, from_queue, head)
             kept = queued[skipped:]
             if kept:
                 body = self._encoder.encode(kept)
                 conn.execute(_INSERT_BATCH, (sink, last_id + 1 + skipped, len(kept), body))
             last_id += len(queued)
-            conn.execute(_UPSERT_SINK, (sink, last_id, excess))
-            after[sink] = (length - from_queue + len(kept), last_id)
+            conn.execute(_UPSERT_SINK, (sink, last_id, excess, head))
+            after[sink] = _QueuePosition(length - from_queue + len(kept), last_id, head)
         return after
 
-    def _queue_position(self, conn: sqlite3.Connection, sink: str) -> tuple[int, int]:
-        """The sink's queue length and last id: read once, then kept by the commits and
-        removals (which the writer's thread alone makes)."""
-        known = self._queue_lengths.get(sink), self._last_ids.get(sink)
-        if known[0] is not None and known[1] is not None:
-            return known[0], known[1]
-        row = conn.execute("SELECT last_id FROM notify_sinks WHERE name = ?", (sink,)).fetchone()
-        (length,) = conn.execute(_COUNT_QUEUED, (sink, sink)).fetchone()
-        return int(length), 0 if row is None else int(row[0])
+    def _queue_position(self, conn: sqlite3.Connection, sink: str) -> _QueuePosition:
+        """The sink's queue as committed: read once, then kept by the commits and removals
+        (which the writer's thread alone makes)."""
+        known = self._queues.get(sink)
+        if known is not None:
+            return known
+        row = conn.execute(
+            "SELECT last_id, head FROM notify_sinks WHERE name = ?", (sink,)
+        ).fetchone()
+        last_id, head = (0, 1) if row is None else (int(row[0]), int(row[1]))
+        return _QueuePosition(_queued_count(conn, sink, head), last_id, head)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -818,6 +836,8 @@ class SQLiteStore:
         items: list[QueuedNotification] = []
         decode = self._notification_decoder.decode
         with self._read_transaction() as conn:
+            row = conn.execute("SELECT head FROM notify_sinks WHERE name = ?", (sink,)).fetchone()
+            head = 1 if row is None else int(row[0])
             # Every removed id lies in a batch still queued: one walk in id order beside the
             # batches finds each batch's removed ids.
             removed = iter(
@@ -835,7 +855,7 @@ class SQLiteStore:
                     next_removed = next(removed, None)
                 # Each notification is decoded only once it is known to be wanted.
                 for id, raw in enumerate(self._batch_decoder.decode(body), first_id):
-                    if id in gone:
+                    if id < head or id in gone:
                         continue
                     items.append(QueuedNotification(id, decode(raw)))
                     if len(items) == limit:
@@ -850,9 +870,9 @@ class SQLiteStore:
         if not wanted:
             return True
         with self._write_transaction() as conn:
-            length, _ = self._queue_position(conn, sink)
-            removed = _remove_ids(conn, sink, wanted)
-        self._queue_lengths[sink] = length - removed
+            queue = self._queue_position(conn, sink)
+            removed = _remove_ids(conn, sink, wanted, queue.head)
+        self._queues[sink] = dataclasses.replace(queue, length=queue.length - removed)
         return True
 
     def notify_lease(self, sink: str, lease: str, ttl_s: float) -> bool:
@@ -862,13 +882,12 @@ class SQLiteStore:
     def notify_stats(self) -> dict[str, SinkQueueStats]:
         """Queued and dropped counts of every sink that has had a notification."""
         with self._reader() as conn:
-            rows = conn.execute("SELECT name, dropped FROM notify_sinks").fetchall()
+            rows = conn.execute("SELECT name, dropped, head FROM notify_sinks").fetchall()
             stats: dict[str, SinkQueueStats] = {}
-            for name, dropped in rows:
+            for name, dropped, head in rows:
                 # As committed, kept by the writer's thread; counted only before it knows.
-                queued = self._queue_lengths.get(name)
-                if queued is None:
-                    (queued,) = conn.execute(_COUNT_QUEUED, (name, name)).fetchone()
+                known = self._queues.get(name)
+                queued = _queued_count(conn, name, head) if known is None else known.length
                 stats[name] = SinkQueueStats(queued=queued, dropped=dropped)
         return stats
 
@@ -905,23 +924,37 @@ def _delete_batch(
         conn.execute(_FORGET_REMOVED, (sink, first_id, last_id))
 
 
-def _drop_oldest(conn: sqlite3.Connection, sink: str, count: int) -> None:
-    """Remove the sink's ``count`` oldest queued notifications (fewer than it holds)."""
+def _drop_oldest(conn: sqlite3.Connection, sink: str, count: int, head: int) -> int:
+    """Drop the sink's ``count`` oldest queued notifications (fewer than it holds, ``head``
+    its lowest id that may be queued); the head after them."""
     while count > 0:
+        first_id: int
+        size: int
+        removed: int
         first_id, size, removed = conn.execute(_OLDEST_BATCH, (sink,)).fetchone()
-        last_id = first_id + size - 1
-        if size - removed > count:
-            gone = {id for (id,) in conn.execute(_REMOVED_BETWEEN, (sink, first_id, last_id))}
-            oldest = [id for id in range(first_id, last_id + 1) if id not in gone][:count]
-            conn.executemany(_INSERT_REMOVED, [(sink, id) for id in oldest])
-            return
-        _delete_batch(conn, sink, first_id, last_id, removed)
-        count -= size - removed
+        start, end = max(first_id, head), first_id + size
+        live = end - start - removed
+        if live <= count:
+            _delete_batch(conn, sink, first_id, end - 1, removed)
+            count -= live
+            head = end
+            continue
+        if not removed:
+            return start + count
+        # Past ``count`` ids left, skipping those removed: they are below the head now.
+        gone = {id for (id,) in conn.execute(_REMOVED_BETWEEN, (sink, start, end - 1))}
+        new_head = [id for id in range(start, end) if id not in gone][count]
+        conn.execute(_FORGET_REMOVED, (sink, start, new_head - 1))
+        return new_head
+    return head
 
 
-def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int]) -> int:
+def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int], head: int) -> int:
     """Remove the sink's queued notifications ``ids`` (sorted, distinct; an id not queued is
-    skipped); how many were queued."""
+    skipped, ``head`` the lowest that may be); how many were queued."""
+    ids = ids[bisect.bisect_left(ids, head) :]
+    if not ids:
+        return 0
     at = conn.execute(_BATCH_AT, (sink, ids[0])).fetchone()
     batches = conn.execute(
         _BATCHES_BETWEEN, (sink, ids[0] if at is None else at[0], ids[-1])
@@ -937,21 +970,27 @@ def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int]) -> int:
     ]
     count = 0
     for first_id, size in batches:
-        last_id = first_id + size - 1
-        before = removed[
-            bisect.bisect_left(removed, first_id) : bisect.bisect_right(removed, last_id)
-        ]
+        start, last_id = max(first_id, head), first_id + size - 1
+        before = removed[bisect.bisect_left(removed, start) : bisect.bisect_right(removed, last_id)]
         gone = set(before)
-        chosen = ids[bisect.bisect_left(ids, first_id) : bisect.bisect_right(ids, last_id)]
+        chosen = ids[bisect.bisect_left(ids, start) : bisect.bisect_right(ids, last_id)]
         new = [id for id in chosen if id not in gone]
         if not new:
             continue
         count += len(new)
-        if len(before) + len(new) == size:
+        if len(before) + len(new) == last_id + 1 - start:
             _delete_batch(conn, sink, first_id, last_id, len(before))
         else:
             conn.executemany(_INSERT_REMOVED, [(sink, id) for id in new])
     return count
+
+
+def _queued_count(conn: sqlite3.Connection, sink: str, head: int) -> int:
+    """How many of the sink's notifications are queued, counted: the batches' ids from the
+    head on, less those removed."""
+    total, oldest, removed = conn.execute(_COUNT_QUEUED, (sink,)).fetchone()
+    below_head = 0 if oldest is None else max(0, head - oldest)
+    return int(total) - int(removed) - below_head
 
 
 def _first_offset(conn: sqlite3.Connection, workspace_id: int, last_offset: int) -> int:

@@ -1,5 +1,6 @@
 """The SQLite store keeps each sink's queue as batches (a real SQLite file): one row per sink
-and commit, the ids removed out of order kept beside it, the row gone once all its ids are.
+and commit, the oldest dropped by moving the sink's head, the ids removed out of order kept
+beside it, the row gone once all its ids are.
 Whatever the batches, the queue reads as one queue: the ids and notifications left, oldest
 first, never a removed one, the bound exact; a model of the queue checks every step."""
 
@@ -135,7 +136,9 @@ def test_the_bound_drops_the_oldest_left_across_batches(store: SQLiteStore, tmp_
     assert queue_of(store) == numbered(6, 11)
     assert store.notify_stats() == {"slack": SinkQueueStats(queued=6, dropped=3)}
     assert batches(tmp_path) == [("slack", 5, 4), ("slack", 9, 3)]
-    assert removed(tmp_path) == [("slack", 5)]
+    # The oldest are dropped by moving the sink's head: no id is kept for them.
+    assert removed(tmp_path) == []
+    assert rows(tmp_path, "SELECT name, head FROM notify_sinks") == [("slack", 6)]
 
 
 def test_a_commit_past_the_bound_by_itself_writes_only_what_it_keeps(
@@ -199,7 +202,11 @@ def test_the_queue_is_what_a_model_of_it_says(
                     assert store.notify_stats() == {
                         "slack": SinkQueueStats(queued=len(model), dropped=dropped)
                     }
-                # No row outlives its ids, and no removed id lies outside a batch.
+                # No row outlives its ids, and no removed id lies outside a batch or below
+                # the head.
+                ((head,),) = rows(path, "SELECT head FROM notify_sinks") or [(1,)]
+                assert all(id >= head for _, id in removed(path))
+                assert all(id >= head for id in model)
                 spans = [(first, first + count) for _, first, count in batches(path)]
                 assert all(
                     any(first <= model_id < end for first, end in spans) for model_id in model
