@@ -44,19 +44,22 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     as the next pass). ``forget_runs`` deletes the rows of runs idle for long enough whose
     events are all gone.
 
-``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped, head)``
+``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped, head, number)``
     One row per sink that has had a notification: the last id given in its queue (ids are
     never reused, so a sender's ids stay unambiguous), how many of its notifications were
-    dropped because its queue was full, which survives restarts, and its head: the lowest id
-    that may still be queued (the bound drops the oldest by moving it).
+    dropped because its queue was full, which survives restarts, its head: the lowest id that
+    may still be queued (the bound drops the oldest by moving it), and its number, ``UNIQUE``,
+    given when the sink first queues.
 
-``notifications(sink, first_id, count, body)``
-    Each sink's queue, in batches: one row per sink and commit, ``PRIMARY KEY (sink,
-    first_id)``, holding that commit's notifications for the sink, ids ``first_id`` to
-    ``first_id + count - 1``; ``body`` is the MessagePack array of the
-    :class:`~broker._notify.Notification` s. A commit writes one row per sink it queues for,
-    not one per notification, which is what keeps a storm of notifications cheap: appended at
-    one end, removed at the other, a commit touches a page or two at each. Past the sink's
+``notifications(position INTEGER PRIMARY KEY, sink, first_id, count, body)``
+    Each sink's queue, in batches: one row per sink and commit, holding that commit's
+    notifications for the sink, ids ``first_id`` to ``first_id + count - 1``; ``body`` is the
+    MessagePack array of the :class:`~broker._notify.Notification` s. ``position``, the rowid,
+    is the sink's number shifted left by 48 bits plus ``first_id``: a sink's batches are one
+    range of rowids in id order, so the table has no index to keep. A commit writes one row
+    per sink it queues for, not one per notification, which is what keeps a storm of
+    notifications cheap: appended at one end, removed at the other, a commit touches a page or
+    two at each. Past the sink's
     bound the oldest go: whole rows, and the head moves past the ids dropped from the next
     one; ``dropped`` counts them. A commit past the bound by itself writes only the ids it
     keeps. Deleting a workspace leaves its queued notifications.
@@ -194,17 +197,18 @@ _CREATE_NOTIFY: Final = (
         name TEXT PRIMARY KEY,
         last_id INTEGER NOT NULL,
         dropped INTEGER NOT NULL,
-        head INTEGER NOT NULL
+        head INTEGER NOT NULL,
+        number INTEGER NOT NULL UNIQUE
     ) WITHOUT ROWID
     """,
-    # A rowid table, not WITHOUT ROWID: a batch is kilobytes, and the key's index stays small.
+    # The rowid is the key: no index to keep besides the table (see _BATCH_ID_BITS).
     """
     CREATE TABLE IF NOT EXISTS notifications (
+        position INTEGER PRIMARY KEY,
         sink TEXT NOT NULL,
         first_id INTEGER NOT NULL,
         count INTEGER NOT NULL,
-        body BLOB NOT NULL,
-        PRIMARY KEY (sink, first_id)
+        body BLOB NOT NULL
     )
     """,
     """
@@ -252,36 +256,40 @@ _OLDEST_CHUNK: Final = """
     SELECT first_offset FROM chunks WHERE workspace_id = ? ORDER BY last_offset LIMIT 1
 """
 
+_BATCH_ID_BITS: Final = 48
+"""A batch's rowid is its sink's number shifted by this many bits, plus its first id: a sink's
+batches are one range of rowids in id order, so the table needs no index of its own. Ids fit
+for 89 years at 100,000 notifications a second; numbers, for 32,767 sinks."""
 _INSERT_BATCH: Final = """
-    INSERT INTO notifications (sink, first_id, count, body) VALUES (?, ?, ?, ?)
+    INSERT INTO notifications (position, sink, first_id, count, body) VALUES (?, ?, ?, ?, ?)
 """
 _OLDEST_BATCH: Final = """
     SELECT first_id, count, (
         SELECT count(*) FROM notify_removed AS r
         WHERE r.sink = n.sink AND r.id BETWEEN n.first_id AND n.first_id + n.count - 1
-    ) FROM notifications AS n WHERE n.sink = ? ORDER BY n.first_id LIMIT 1
+    ) FROM notifications AS n WHERE n.position BETWEEN ? AND ? ORDER BY n.position LIMIT 1
 """
 _REMOVED_BETWEEN: Final = """
     SELECT id FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ? ORDER BY id
 """
 _FORGET_REMOVED: Final = "DELETE FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ?"
-_DELETE_BATCH: Final = "DELETE FROM notifications WHERE sink = ? AND first_id = ?"
+_DELETE_BATCH: Final = "DELETE FROM notifications WHERE position = ?"
 _INSERT_REMOVED: Final = "INSERT INTO notify_removed (sink, id) VALUES (?, ?)"
 _COUNT_QUEUED: Final = """
     SELECT coalesce(sum(count), 0), min(first_id),
-        (SELECT count(*) FROM notify_removed WHERE sink = ?1)
-    FROM notifications WHERE sink = ?1
+        (SELECT count(*) FROM notify_removed WHERE sink = ?)
+    FROM notifications WHERE position BETWEEN ? AND ?
 """
 _BATCH_AT: Final = """
-    SELECT first_id FROM notifications WHERE sink = ? AND first_id <= ?
-    ORDER BY first_id DESC LIMIT 1
+    SELECT first_id FROM notifications WHERE position BETWEEN ? AND ?
+    ORDER BY position DESC LIMIT 1
 """
 _BATCHES_BETWEEN: Final = """
-    SELECT first_id, count FROM notifications WHERE sink = ? AND first_id BETWEEN ? AND ?
-    ORDER BY first_id
+    SELECT first_id, count FROM notifications WHERE position BETWEEN ? AND ?
+    ORDER BY position
 """
 _UPSERT_SINK: Final = """
-    INSERT INTO notify_sinks (name, last_id, dropped, head) VALUES (?, ?, ?, ?)
+    INSERT INTO notify_sinks (name, last_id, dropped, head, number) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (name) DO UPDATE
     SET last_id = excluded.last_id, dropped = dropped + excluded.dropped, head = excluded.head
 """
@@ -302,6 +310,13 @@ class _QueuePosition:
     """The last id given (ids are never given again)."""
     head: int
     """The lowest id that may still be queued: the bound drops the oldest by moving it."""
+    number: int
+    """The sink's number, which places its batches' rowids (:data:`_BATCH_ID_BITS`)."""
+
+    @property
+    def base(self) -> int:
+        """The rowid of the sink's batch with first id 0."""
+        return self.number << _BATCH_ID_BITS
 
 
 class StoreVersionError(RuntimeError):
@@ -526,7 +541,7 @@ class SQLiteStore:
         after: dict[str, _QueuePosition] = {}
         for sink, queued in by_sink(notifications).items():
             queue = self._queue_position(conn, sink)
-            length, last_id, head = queue.length, queue.last_id, queue.head
+            length, last_id, head, base = queue.length, queue.last_id, queue.head, queue.base
             # The oldest go first: from the queue, then (a commit past the bound by itself)
             # this commit's own first ones, which are given their ids but never written.
             excess = max(0, length + len(queued) - self._notify_bounds.get(sink, DEFAULT_BOUND))
@@ -534,18 +549,24 @@ class SQLiteStore:
             skipped = excess - from_queue
             if from_queue == length:
                 if length:
-                    conn.execute("DELETE FROM notifications WHERE sink = ?", (sink,))
+                    conn.execute(
+                        "DELETE FROM notifications WHERE position BETWEEN ? AND ?",
+                        _positions(base),
+                    )
                     conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
                 head = last_id + 1 + skipped
             else:
-                head = _drop_oldest(conn, sink, from_queue, head)
+                head = _drop_oldest(conn, sink, base, from_queue, head)
             kept = queued[skipped:]
             if kept:
                 body = self._encoder.encode(kept)
-                conn.execute(_INSERT_BATCH, (sink, last_id + 1 + skipped, len(kept), body))
+                first_id = last_id + 1 + skipped
+                conn.execute(_INSERT_BATCH, (base + first_id, sink, first_id, len(kept), body))
             last_id += len(queued)
-            conn.execute(_UPSERT_SINK, (sink, last_id, excess, head))
-            after[sink] = _QueuePosition(length - from_queue + len(kept), last_id, head)
+            conn.execute(_UPSERT_SINK, (sink, last_id, excess, head, queue.number))
+            after[sink] = dataclasses.replace(
+                queue, length=length - from_queue + len(kept), last_id=last_id, head=head
+            )
         return after
 
     def _queue_position(self, conn: sqlite3.Connection, sink: str) -> _QueuePosition:
@@ -555,10 +576,15 @@ class SQLiteStore:
         if known is not None:
             return known
         row = conn.execute(
-            "SELECT last_id, head FROM notify_sinks WHERE name = ?", (sink,)
+            "SELECT last_id, head, number FROM notify_sinks WHERE name = ?", (sink,)
         ).fetchone()
-        last_id, head = (0, 1) if row is None else (int(row[0]), int(row[1]))
-        return _QueuePosition(_queued_count(conn, sink, head), last_id, head)
+        if row is None:
+            (number,) = conn.execute(
+                "SELECT coalesce(max(number), 0) + 1 FROM notify_sinks"
+            ).fetchone()
+            return _QueuePosition(0, 0, 1, number)
+        last_id, head, number = row
+        return _QueuePosition(_queued_count(conn, sink, number, head), last_id, head, number)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -836,8 +862,12 @@ class SQLiteStore:
         items: list[QueuedNotification] = []
         decode = self._notification_decoder.decode
         with self._read_transaction() as conn:
-            row = conn.execute("SELECT head FROM notify_sinks WHERE name = ?", (sink,)).fetchone()
-            head = 1 if row is None else int(row[0])
+            row = conn.execute(
+                "SELECT head, number FROM notify_sinks WHERE name = ?", (sink,)
+            ).fetchone()
+            if row is None:
+                return []
+            head, number = row
             # Every removed id lies in a batch still queued: one walk in id order beside the
             # batches finds each batch's removed ids.
             removed = iter(
@@ -845,8 +875,9 @@ class SQLiteStore:
             )
             next_removed = next(removed, None)
             batches = conn.execute(
-                "SELECT first_id, count, body FROM notifications WHERE sink = ? ORDER BY first_id",
-                (sink,),
+                "SELECT first_id, count, body FROM notifications"
+                " WHERE position BETWEEN ? AND ? ORDER BY position",
+                _positions(number << _BATCH_ID_BITS),
             )
             for first_id, size, body in batches:
                 gone: set[int] = set()
@@ -871,7 +902,7 @@ class SQLiteStore:
             return True
         with self._write_transaction() as conn:
             queue = self._queue_position(conn, sink)
-            removed = _remove_ids(conn, sink, wanted, queue.head)
+            removed = _remove_ids(conn, sink, queue.base, wanted, queue.head)
         self._queues[sink] = dataclasses.replace(queue, length=queue.length - removed)
         return True
 
@@ -882,12 +913,12 @@ class SQLiteStore:
     def notify_stats(self) -> dict[str, SinkQueueStats]:
         """Queued and dropped counts of every sink that has had a notification."""
         with self._reader() as conn:
-            rows = conn.execute("SELECT name, dropped, head FROM notify_sinks").fetchall()
+            rows = conn.execute("SELECT name, dropped, head, number FROM notify_sinks").fetchall()
             stats: dict[str, SinkQueueStats] = {}
-            for name, dropped, head in rows:
+            for name, dropped, head, number in rows:
                 # As committed, kept by the writer's thread; counted only before it knows.
                 known = self._queues.get(name)
-                queued = _queued_count(conn, name, head) if known is None else known.length
+                queued = known.length if known else _queued_count(conn, name, number, head)
                 stats[name] = SinkQueueStats(queued=queued, dropped=dropped)
         return stats
 
@@ -914,28 +945,33 @@ class SQLiteStore:
             os.close(self._lock)
 
 
+def _positions(base: int) -> tuple[int, int]:
+    """The rowids of a sink's batches, first and last (``base``: its number's)."""
+    return base, base + (1 << _BATCH_ID_BITS) - 1
+
+
 def _delete_batch(
-    conn: sqlite3.Connection, sink: str, first_id: int, last_id: int, removed: int
+    conn: sqlite3.Connection, sink: str, base: int, first_id: int, last_id: int, removed: int
 ) -> None:
     """Delete a batch of the sink's queue whose ids are all removed now (``removed`` of them
     were before)."""
-    conn.execute(_DELETE_BATCH, (sink, first_id))
+    conn.execute(_DELETE_BATCH, (base + first_id,))
     if removed:
         conn.execute(_FORGET_REMOVED, (sink, first_id, last_id))
 
 
-def _drop_oldest(conn: sqlite3.Connection, sink: str, count: int, head: int) -> int:
+def _drop_oldest(conn: sqlite3.Connection, sink: str, base: int, count: int, head: int) -> int:
     """Drop the sink's ``count`` oldest queued notifications (fewer than it holds, ``head``
     its lowest id that may be queued); the head after them."""
     while count > 0:
         first_id: int
         size: int
         removed: int
-        first_id, size, removed = conn.execute(_OLDEST_BATCH, (sink,)).fetchone()
+        first_id, size, removed = conn.execute(_OLDEST_BATCH, _positions(base)).fetchone()
         start, end = max(first_id, head), first_id + size
         live = end - start - removed
         if live <= count:
-            _delete_batch(conn, sink, first_id, end - 1, removed)
+            _delete_batch(conn, sink, base, first_id, end - 1, removed)
             count -= live
             head = end
             continue
@@ -949,16 +985,17 @@ def _drop_oldest(conn: sqlite3.Connection, sink: str, count: int, head: int) -> 
     return head
 
 
-def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int], head: int) -> int:
+def _remove_ids(
+    conn: sqlite3.Connection, sink: str, base: int, ids: Sequence[int], head: int
+) -> int:
     """Remove the sink's queued notifications ``ids`` (sorted, distinct; an id not queued is
     skipped, ``head`` the lowest that may be); how many were queued."""
     ids = ids[bisect.bisect_left(ids, head) :]
     if not ids:
         return 0
-    at = conn.execute(_BATCH_AT, (sink, ids[0])).fetchone()
-    batches = conn.execute(
-        _BATCHES_BETWEEN, (sink, ids[0] if at is None else at[0], ids[-1])
-    ).fetchall()
+    at = conn.execute(_BATCH_AT, (base, base + ids[0])).fetchone()
+    start = ids[0] if at is None else at[0]
+    batches = conn.execute(_BATCHES_BETWEEN, (base + start, base + ids[-1])).fetchall()
     if not batches:
         return 0
     last_first, last_size = batches[-1]
@@ -979,16 +1016,18 @@ def _remove_ids(conn: sqlite3.Connection, sink: str, ids: Sequence[int], head: i
             continue
         count += len(new)
         if len(before) + len(new) == last_id + 1 - start:
-            _delete_batch(conn, sink, first_id, last_id, len(before))
+            _delete_batch(conn, sink, base, first_id, last_id, len(before))
         else:
             conn.executemany(_INSERT_REMOVED, [(sink, id) for id in new])
     return count
 
 
-def _queued_count(conn: sqlite3.Connection, sink: str, head: int) -> int:
+def _queued_count(conn: sqlite3.Connection, sink: str, number: int, head: int) -> int:
     """How many of the sink's notifications are queued, counted: the batches' ids from the
     head on, less those removed."""
-    total, oldest, removed = conn.execute(_COUNT_QUEUED, (sink,)).fetchone()
+    total, oldest, removed = conn.execute(
+        _COUNT_QUEUED, (sink, *_positions(number << _BATCH_ID_BITS))
+    ).fetchone()
     below_head = 0 if oldest is None else max(0, head - oldest)
     return int(total) - int(removed) - below_head
 
