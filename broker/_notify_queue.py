@@ -4,6 +4,7 @@ sink's queue when none was set, and a commit's notifications grouped by sink."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Iterable
 from typing import Final
 
@@ -23,8 +24,16 @@ DEFAULT_BOUND: Final = _sink_default_bound()
 (:attr:`SinkConfig.max_queued`)."""
 
 
+_sink_of = operator.attrgetter("sink")
+
+
 def by_sink(notifications: Iterable[Notification]) -> dict[str, list[Notification]]:
     """``notifications`` grouped by sink, each group in the order given."""
+    notifications = list(notifications)
+    sinks = set(map(_sink_of, notifications))
+    if len(sinks) == 1:
+        # A commit's notifications are most often all one sink's: grouped in C.
+        return {sinks.pop(): notifications}
     grouped: dict[str, list[Notification]] = {}
     for notification in notifications:
         grouped.setdefault(notification.sink, []).append(notification)

@@ -44,18 +44,32 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     as the next pass). ``forget_runs`` deletes the rows of runs idle for long enough whose
     events are all gone.
 
-``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped)``
+``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped, head, number)``
     One row per sink that has had a notification: the last id given in its queue (ids are
-    never reused, so a sender's ids stay unambiguous) and how many of its notifications were
-    dropped because its queue was full, which survives restarts.
+    never reused, so a sender's ids stay unambiguous), how many of its notifications were
+    dropped because its queue was full, which survives restarts, its head: the lowest id that
+    may still be queued (the bound drops the oldest by moving it), and its number, ``UNIQUE``,
+    given when the sink first queues.
 
-``notifications(sink, id, key, body)``
-    Each sink's queue, ``PRIMARY KEY (sink, id)``, ``WITHOUT ROWID``: ``body`` is the
-    MessagePack of the :class:`~broker._notify.Notification`. Appended at one end, removed at
-    the other: a commit touches a page or two at each, never an index in key order (keys are
-    unique by how they are made: one event, one sink, one trigger). A commit writes its
-    notifications in the transaction of its events; past the sink's bound the oldest rows go
-    and ``dropped`` counts them. Deleting a workspace leaves its queued notifications.
+``notifications(position INTEGER PRIMARY KEY, sink, first_id, count, body)``
+    Each sink's queue, in batches: one row per sink and commit, holding that commit's
+    notifications for the sink, ids ``first_id`` to ``first_id + count - 1``; ``body`` is the
+    MessagePack array of the :class:`~broker._notify.Notification` s. ``position``, the rowid,
+    is the sink's number shifted left by 48 bits plus ``first_id``: a sink's batches are one
+    range of rowids in id order, so the table has no index to keep. A commit writes one row
+    per sink it queues for, not one per notification, which is what keeps a storm of
+    notifications cheap: appended at one end, removed at the other, a commit touches a page or
+    two at each. Past the sink's
+    bound the oldest go: whole rows, and the head moves past the ids dropped from the next
+    one; ``dropped`` counts them. A commit past the bound by itself writes only the ids it
+    keeps. Deleting a workspace leaves its queued notifications.
+
+``notify_removed(sink, id)``
+    ``PRIMARY KEY`` over both, ``WITHOUT ROWID``: the ids at or past the head removed from a
+    batch that still holds others (a sender removes one coalesced group at a time, which may
+    skip other workspaces' notifications). A batch's row and its removed ids go together once
+    all its ids are removed or below the head, so every removed id lies in a batch still
+    queued, and the queue's length is the batches' ids from the head on less the removed.
 
 Version 1 stored one row per event (``events``, with three indices). A version 1 database is
 migrated to chunks when it is opened, in one transaction. Version 2 had no ``last_seen_us``;
@@ -70,7 +84,9 @@ statement or an explicit read transaction, so WAL gives it a snapshot of whole c
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import heapq
@@ -81,6 +97,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Final, Literal
 
@@ -179,15 +196,25 @@ _CREATE_NOTIFY: Final = (
     CREATE TABLE IF NOT EXISTS notify_sinks (
         name TEXT PRIMARY KEY,
         last_id INTEGER NOT NULL,
-        dropped INTEGER NOT NULL
+        dropped INTEGER NOT NULL,
+        head INTEGER NOT NULL,
+        number INTEGER NOT NULL UNIQUE
     ) WITHOUT ROWID
     """,
+    # The rowid is the key: no index to keep besides the table (see _BATCH_ID_BITS).
     """
     CREATE TABLE IF NOT EXISTS notifications (
+        position INTEGER PRIMARY KEY,
+        sink TEXT NOT NULL,
+        first_id INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        body BLOB NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS notify_removed (
         sink TEXT NOT NULL,
         id INTEGER NOT NULL,
-        key TEXT NOT NULL,
-        body BLOB NOT NULL,
         PRIMARY KEY (sink, id)
     ) WITHOUT ROWID
     """,
@@ -229,26 +256,67 @@ _OLDEST_CHUNK: Final = """
     SELECT first_offset FROM chunks WHERE workspace_id = ? ORDER BY last_offset LIMIT 1
 """
 
-# OR IGNORE: a database made before the key's uniqueness was dropped still has the
-# constraint; a repeated key then is skipped there rather than failing the commit.
-_INSERT_NOTIFICATION: Final = """
-    INSERT OR IGNORE INTO notifications (sink, id, key, body) VALUES (?, ?, ?, ?)
+_BATCH_ID_BITS: Final = 48
+"""A batch's rowid is its sink's number shifted by this many bits, plus its first id: a sink's
+batches are one range of rowids in id order, so the table needs no index of its own. Ids fit
+for 89 years at 100,000 notifications a second; numbers, for 32,767 sinks."""
+_INSERT_BATCH: Final = """
+    INSERT INTO notifications (position, sink, first_id, count, body) VALUES (?, ?, ?, ?, ?)
 """
-_DROP_OLDEST: Final = """
-    DELETE FROM notifications WHERE sink = ? AND id IN (
-        SELECT id FROM notifications WHERE sink = ? ORDER BY id LIMIT ?
-    )
+_OLDEST_BATCH: Final = """
+    SELECT first_id, count, (
+        SELECT count(*) FROM notify_removed AS r
+        WHERE r.sink = n.sink AND r.id BETWEEN n.first_id AND n.first_id + n.count - 1
+    ) FROM notifications AS n WHERE n.position BETWEEN ? AND ? ORDER BY n.position LIMIT 1
+"""
+_REMOVED_BETWEEN: Final = """
+    SELECT id FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ? ORDER BY id
+"""
+_FORGET_REMOVED: Final = "DELETE FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ?"
+_DELETE_BATCH: Final = "DELETE FROM notifications WHERE position = ?"
+_INSERT_REMOVED: Final = "INSERT INTO notify_removed (sink, id) VALUES (?, ?)"
+_COUNT_QUEUED: Final = """
+    SELECT coalesce(sum(count), 0), min(first_id),
+        (SELECT count(*) FROM notify_removed WHERE sink = ?)
+    FROM notifications WHERE position BETWEEN ? AND ?
+"""
+_BATCH_AT: Final = """
+    SELECT first_id FROM notifications WHERE position BETWEEN ? AND ?
+    ORDER BY position DESC LIMIT 1
+"""
+_BATCHES_BETWEEN: Final = """
+    SELECT first_id, count FROM notifications WHERE position BETWEEN ? AND ?
+    ORDER BY position
 """
 _UPSERT_SINK: Final = """
-    INSERT INTO notify_sinks (name, last_id, dropped) VALUES (?, ?, ?)
+    INSERT INTO notify_sinks (name, last_id, dropped, head, number) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (name) DO UPDATE
-    SET last_id = excluded.last_id, dropped = dropped + excluded.dropped
+    SET last_id = excluded.last_id, dropped = dropped + excluded.dropped, head = excluded.head
 """
 
 _payload_of = attrgetter("payload")
 _series_of = attrgetter("series")
 _run_id_of = attrgetter("run_id")
 _received_of = attrgetter("received_time")
+
+
+@dataclass(frozen=True, slots=True)
+class _QueuePosition:
+    """A sink's queue as committed, kept by the writer's thread between its writes."""
+
+    length: int
+    """Notifications queued."""
+    last_id: int
+    """The last id given (ids are never given again)."""
+    head: int
+    """The lowest id that may still be queued: the bound drops the oldest by moving it."""
+    number: int
+    """The sink's number, which places its batches' rowids (:data:`_BATCH_ID_BITS`)."""
+
+    @property
+    def base(self) -> int:
+        """The rowid of the sink's batch with first id 0."""
+        return self.number << _BATCH_ID_BITS
 
 
 class StoreVersionError(RuntimeError):
@@ -318,10 +386,11 @@ class SQLiteStore:
         self._chunk_decoder = msgspec.msgpack.Decoder(list[EventMsg])
         self._state_decoder = msgspec.msgpack.Decoder(WorkspaceState)
         self._notification_decoder = msgspec.msgpack.Decoder(Notification)
+        self._batch_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
         self._notify_bounds: Mapping[str, int] = {}
-        self._queue_lengths: dict[str, int] = {}
-        """Each sink's queue length as committed (kept by the writer's thread, which alone
-        changes the queues)."""
+        self._queues: dict[str, _QueuePosition] = {}
+        """Each sink's queue as committed (kept by the writer's thread, which alone changes
+        the queues)."""
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -460,48 +529,62 @@ class SQLiteStore:
             for name, events in commit.by_workspace.items():
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit, ids)
-            lengths = self._queue_notifications(conn, commit.notifications)
-        self._queue_lengths.update(lengths)
+            queues = self._queue_notifications(conn, commit.notifications)
+        self._queues.update(queues)
 
     def _queue_notifications(
         self, conn: sqlite3.Connection, notifications: Sequence[Notification]
-    ) -> dict[str, int]:
-        """Append to each sink's queue, then drop the oldest past the sink's bound and count
-        them; each touched sink's queue length after it, to keep once the transaction is
-        committed."""
-        lengths: dict[str, int] = {}
+    ) -> dict[str, _QueuePosition]:
+        """Append each sink's notifications to its queue as one batch, dropping the oldest past
+        the sink's bound and counting them; each touched sink's queue after it, to keep once
+        the transaction is committed."""
+        after: dict[str, _QueuePosition] = {}
         for sink, queued in by_sink(notifications).items():
-            row = conn.execute(
-                "SELECT last_id FROM notify_sinks WHERE name = ?", (sink,)
-            ).fetchone()
-            last_id = 0 if row is None else int(row[0])
-            length = self._queue_length(conn, sink)
-            for notification in queued:
-                added = conn.execute(
-                    _INSERT_NOTIFICATION,
-                    (sink, last_id + 1, notification.key, self._encoder.encode(notification)),
-                ).rowcount
-                last_id += added
-                length += added
-            # The length is known, so only the excess is looked at: a full queue costs a
-            # commit what it drops, not a walk over the whole bound.
-            excess = length - self._notify_bounds.get(sink, DEFAULT_BOUND)
-            dropped = 0
-            if excess > 0:
-                dropped = conn.execute(_DROP_OLDEST, (sink, sink, excess)).rowcount
-                length -= dropped
-            conn.execute(_UPSERT_SINK, (sink, last_id, dropped))
-            lengths[sink] = length
-        return lengths
+            queue = self._queue_position(conn, sink)
+            length, last_id, head, base = queue.length, queue.last_id, queue.head, queue.base
+            # The oldest go first: from the queue, then (a commit past the bound by itself)
+            # this commit's own first ones, which are given their ids but never written.
+            excess = max(0, length + len(queued) - self._notify_bounds.get(sink, DEFAULT_BOUND))
+            from_queue = min(excess, length)
+            skipped = excess - from_queue
+            if from_queue == length:
+                if length:
+                    conn.execute(
+                        "DELETE FROM notifications WHERE position BETWEEN ? AND ?",
+                        _positions(base),
+                    )
+                    conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
+                head = last_id + 1 + skipped
+            else:
+                head = _drop_oldest(conn, sink, base, from_queue, head)
+            kept = queued[skipped:]
+            if kept:
+                body = self._encoder.encode(kept)
+                first_id = last_id + 1 + skipped
+                conn.execute(_INSERT_BATCH, (base + first_id, sink, first_id, len(kept), body))
+            last_id += len(queued)
+            conn.execute(_UPSERT_SINK, (sink, last_id, excess, head, queue.number))
+            after[sink] = dataclasses.replace(
+                queue, length=length - from_queue + len(kept), last_id=last_id, head=head
+            )
+        return after
 
-    def _queue_length(self, conn: sqlite3.Connection, sink: str) -> int:
-        """The sink's queue length: counted once, then kept by the commits and removals."""
-        length = self._queue_lengths.get(sink)
-        if length is None:
-            (length,) = conn.execute(
-                "SELECT count(*) FROM notifications WHERE sink = ?", (sink,)
+    def _queue_position(self, conn: sqlite3.Connection, sink: str) -> _QueuePosition:
+        """The sink's queue as committed: read once, then kept by the commits and removals
+        (which the writer's thread alone makes)."""
+        known = self._queues.get(sink)
+        if known is not None:
+            return known
+        row = conn.execute(
+            "SELECT last_id, head, number FROM notify_sinks WHERE name = ?", (sink,)
+        ).fetchone()
+        if row is None:
+            (number,) = conn.execute(
+                "SELECT coalesce(max(number), 0) + 1 FROM notify_sinks"
             ).fetchone()
-        return int(length)
+            return _QueuePosition(0, 0, 1, number)
+        last_id, head, number = row
+        return _QueuePosition(_queued_count(conn, sink, number, head), last_id, head, number)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -775,25 +858,52 @@ class SQLiteStore:
     def notify_queue(self, sink: str, limit: int) -> list[QueuedNotification]:
         """Up to ``limit`` of the sink's queued notifications, oldest first."""
         if limit < 1:
-            return []  # SQLite reads LIMIT -1 as no limit at all
-        with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT id, body FROM notifications WHERE sink = ? ORDER BY id LIMIT ?",
-                (sink, limit),
-            ).fetchall()
+            return []
+        items: list[QueuedNotification] = []
         decode = self._notification_decoder.decode
-        return [QueuedNotification(id, decode(body)) for id, body in rows]
+        with self._read_transaction() as conn:
+            row = conn.execute(
+                "SELECT head, number FROM notify_sinks WHERE name = ?", (sink,)
+            ).fetchone()
+            if row is None:
+                return []
+            head, number = row
+            # Every removed id lies in a batch still queued: one walk in id order beside the
+            # batches finds each batch's removed ids.
+            removed = iter(
+                conn.execute("SELECT id FROM notify_removed WHERE sink = ? ORDER BY id", (sink,))
+            )
+            next_removed = next(removed, None)
+            batches = conn.execute(
+                "SELECT first_id, count, body FROM notifications"
+                " WHERE position BETWEEN ? AND ? ORDER BY position",
+                _positions(number << _BATCH_ID_BITS),
+            )
+            for first_id, size, body in batches:
+                gone: set[int] = set()
+                while next_removed is not None and next_removed[0] < first_id + size:
+                    gone.add(next_removed[0])
+                    next_removed = next(removed, None)
+                # Each notification is decoded only once it is known to be wanted.
+                for id, raw in enumerate(self._batch_decoder.decode(body), first_id):
+                    if id < head or id in gone:
+                        continue
+                    items.append(QueuedNotification(id, decode(raw)))
+                    if len(items) == limit:
+                        return items
+        return items
 
     def notify_done(self, sink: str, ids: Sequence[int], lease: str) -> bool:
         """Remove the sink's notifications ``ids`` (an unknown id is skipped). Always allowed:
         one broker has the database, so its sender always holds the lease. Writes: the
         writer's thread only."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return True
         with self._write_transaction() as conn:
-            length = self._queue_length(conn, sink)
-            removed = conn.executemany(
-                "DELETE FROM notifications WHERE sink = ? AND id = ?", [(sink, id) for id in ids]
-            ).rowcount
-        self._queue_lengths[sink] = length - removed
+            queue = self._queue_position(conn, sink)
+            removed = _remove_ids(conn, sink, queue.base, wanted, queue.head)
+        self._queues[sink] = dataclasses.replace(queue, length=queue.length - removed)
         return True
 
     def notify_lease(self, sink: str, lease: str, ttl_s: float) -> bool:
@@ -803,15 +913,12 @@ class SQLiteStore:
     def notify_stats(self) -> dict[str, SinkQueueStats]:
         """Queued and dropped counts of every sink that has had a notification."""
         with self._reader() as conn:
-            rows = conn.execute("SELECT name, dropped FROM notify_sinks").fetchall()
+            rows = conn.execute("SELECT name, dropped, head, number FROM notify_sinks").fetchall()
             stats: dict[str, SinkQueueStats] = {}
-            for name, dropped in rows:
+            for name, dropped, head, number in rows:
                 # As committed, kept by the writer's thread; counted only before it knows.
-                queued = self._queue_lengths.get(name)
-                if queued is None:
-                    (queued,) = conn.execute(
-                        "SELECT count(*) FROM notifications WHERE sink = ?", (name,)
-                    ).fetchone()
+                known = self._queues.get(name)
+                queued = known.length if known else _queued_count(conn, name, number, head)
                 stats[name] = SinkQueueStats(queued=queued, dropped=dropped)
         return stats
 
@@ -836,6 +943,93 @@ class SQLiteStore:
         # could lock a new file while a third still holds the old one.
         with contextlib.suppress(OSError):
             os.close(self._lock)
+
+
+def _positions(base: int) -> tuple[int, int]:
+    """The rowids of a sink's batches, first and last (``base``: its number's)."""
+    return base, base + (1 << _BATCH_ID_BITS) - 1
+
+
+def _delete_batch(
+    conn: sqlite3.Connection, sink: str, base: int, first_id: int, last_id: int, removed: int
+) -> None:
+    """Delete a batch of the sink's queue whose ids are all removed now (``removed`` of them
+    were before)."""
+    conn.execute(_DELETE_BATCH, (base + first_id,))
+    if removed:
+        conn.execute(_FORGET_REMOVED, (sink, first_id, last_id))
+
+
+def _drop_oldest(conn: sqlite3.Connection, sink: str, base: int, count: int, head: int) -> int:
+    """Drop the sink's ``count`` oldest queued notifications (fewer than it holds, ``head``
+    its lowest id that may be queued); the head after them."""
+    while count > 0:
+        first_id: int
+        size: int
+        removed: int
+        first_id, size, removed = conn.execute(_OLDEST_BATCH, _positions(base)).fetchone()
+        start, end = max(first_id, head), first_id + size
+        live = end - start - removed
+        if live <= count:
+            _delete_batch(conn, sink, base, first_id, end - 1, removed)
+            count -= live
+            head = end
+            continue
+        if not removed:
+            return start + count
+        # Past ``count`` ids left, skipping those removed: they are below the head now.
+        gone = {id for (id,) in conn.execute(_REMOVED_BETWEEN, (sink, start, end - 1))}
+        new_head = [id for id in range(start, end) if id not in gone][count]
+        conn.execute(_FORGET_REMOVED, (sink, start, new_head - 1))
+        return new_head
+    return head
+
+
+def _remove_ids(
+    conn: sqlite3.Connection, sink: str, base: int, ids: Sequence[int], head: int
+) -> int:
+    """Remove the sink's queued notifications ``ids`` (sorted, distinct; an id not queued is
+    skipped, ``head`` the lowest that may be); how many were queued."""
+    ids = ids[bisect.bisect_left(ids, head) :]
+    if not ids:
+        return 0
+    at = conn.execute(_BATCH_AT, (base, base + ids[0])).fetchone()
+    start = ids[0] if at is None else at[0]
+    batches = conn.execute(_BATCHES_BETWEEN, (base + start, base + ids[-1])).fetchall()
+    if not batches:
+        return 0
+    last_first, last_size = batches[-1]
+    removed = [
+        id
+        for (id,) in conn.execute(
+            _REMOVED_BETWEEN, (sink, batches[0][0], last_first + last_size - 1)
+        )
+    ]
+    count = 0
+    for first_id, size in batches:
+        start, last_id = max(first_id, head), first_id + size - 1
+        before = removed[bisect.bisect_left(removed, start) : bisect.bisect_right(removed, last_id)]
+        gone = set(before)
+        chosen = ids[bisect.bisect_left(ids, start) : bisect.bisect_right(ids, last_id)]
+        new = [id for id in chosen if id not in gone]
+        if not new:
+            continue
+        count += len(new)
+        if len(before) + len(new) == last_id + 1 - start:
+            _delete_batch(conn, sink, base, first_id, last_id, len(before))
+        else:
+            conn.executemany(_INSERT_REMOVED, [(sink, id) for id in new])
+    return count
+
+
+def _queued_count(conn: sqlite3.Connection, sink: str, number: int, head: int) -> int:
+    """How many of the sink's notifications are queued, counted: the batches' ids from the
+    head on, less those removed."""
+    total, oldest, removed = conn.execute(
+        _COUNT_QUEUED, (sink, *_positions(number << _BATCH_ID_BITS))
+    ).fetchone()
+    below_head = 0 if oldest is None else max(0, head - oldest)
+    return int(total) - int(removed) - below_head
 
 
 def _first_offset(conn: sqlite3.Connection, workspace_id: int, last_offset: int) -> int:
