@@ -200,7 +200,7 @@ class Broker:
             mono = asyncio.get_running_loop().time()
             made = notifier.on_write(write.events, self._epoch_of, mono)
             if made:
-                notifications = [*notifications, *made]
+                notifications = [*notifications, *made] if notifications else made
         done = self.writer.submit(
             events=write.events,
             states=write.states,
@@ -208,9 +208,6 @@ class Broker:
             deleted=write.deleted,
             notifications=notifications,
         )
-        if notifications and notifier is not None:
-            queued = notifications
-            done.add_done_callback(lambda _: notifier.committed(queued))
         if write.reply is not None:
             _answer_when_durable(done, write.reply)
         if write.then:
@@ -235,6 +232,9 @@ class Broker:
 
     def _on_commit(self, commit: Commit) -> None:
         self.carry_out(self.router.committed(commit))
+        if commit.notifications and self.notifier is not None:
+            # Once a commit, not once a write: a flood's writes are many to a commit.
+            self.notifier.committed(commit.notifications)
 
     def remote(self, notice: Notice) -> None:
         """A notice from another node (the coordinator's inbox)."""

@@ -270,7 +270,6 @@ class Notifier:
                     # The writer failed or stopped: the broker is stopping with it, and says why.
                     log.warning("stall_notifications_not_queued", error=str(exc))
                     return
-                self.committed(notes)
 
     async def _remember_final_statuses(self, runs: Sequence[tuple[str, int, str]]) -> None:
         """Runs still within their grace at boot that had published their final status: their
