@@ -288,7 +288,8 @@ class Broker:
                 if self.notifier is not None and saved is not None:
                     state = saved.state
                     runs = [(name, state.epoch, worker.run_id) for worker in state.workers]
-                    self.notifier.taken_over(runs)
+                    if runs:
+                        self.spawn(self.notifier.remember_final_statuses(runs))
                 return None
         finally:
             # A caller still waiting holds the lock object; one arriving later makes a new one

@@ -136,7 +136,6 @@ class Notifier:
         self._stall_wakeup = asyncio.Event()
         self._stalls_checked_by = 0.0
         """When the stall finder looks next (loop time)."""
-        self._lookups: set[asyncio.Task[None]] = set()
         self._queue_stats: dict[str, SinkQueueStats] = {}
         store.notify_limits({sink.name: sink.max_queued for sink in config.sinks})
 
@@ -200,20 +199,12 @@ class Notifier:
             if self.stalls is not None:
                 self.stalls.forget_workspace(name)
 
-    def taken_over(self, runs: Sequence[tuple[str, int, str]]) -> None:
-        """This node now writes a workspace another node wrote, with these runs in their
-        grace: which of them had published their final status is read from the store."""
-        if runs:
-            task = asyncio.get_running_loop().create_task(self._remember_final_statuses(runs))
-            self._lookups.add(task)
-            task.add_done_callback(self._lookups.discard)
-
     # Background -------------------------------------------------------------------------
 
     async def run(self, runs_at_boot: Sequence[tuple[str, int, str]] = ()) -> None:
         """The senders and the stall detector, until cancelled. ``runs_at_boot``: the
         (workspace, epoch, run id) of the runs the broker restored within their grace."""
-        await self._remember_final_statuses(runs_at_boot)
+        await self.remember_final_statuses(runs_at_boot)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._refresh_queue_stats())
             for sender in self.senders.values():
@@ -271,8 +262,9 @@ class Notifier:
                     log.warning("stall_notifications_not_queued", error=str(exc))
                     return
 
-    async def _remember_final_statuses(self, runs: Sequence[tuple[str, int, str]]) -> None:
-        """Runs still within their grace at boot that had published their final status: their
+    async def remember_final_statuses(self, runs: Sequence[tuple[str, int, str]]) -> None:
+        """Which of these runs, in their grace when this node began writing their workspace
+        (at boot, or when it took the workspace over), had published their final status: their
         expiry is no expiry without one."""
         if not runs or not any("expired" in sink.triggers for sink in self.config.sinks):
             return

@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -193,7 +194,12 @@ def test_the_dead_receiver_accepts_and_holds_the_connection_without_a_byte(
     process, port = receiver
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(REQUEST)
-        assert _report(process)["connections"] == 1
+        # The kernel completes the handshake before the receiver's loop accepts: ask until
+        # it has counted the connection (a report is a round trip, not a sleep).
+        deadline = time.monotonic() + 10
+        while (connections := _report(process)["connections"]) == 0:
+            assert time.monotonic() < deadline, "the receiver never accepted the connection"
+        assert connections == 1
         conn.setblocking(False)
         # Open (a closed connection reads b"") and silent (nothing to read).
         with pytest.raises(BlockingIOError):

@@ -11,15 +11,17 @@ import pytest
 
 import schema
 from broker.testing import BrokerProcess
-from tests.broker.cluster_support import nodes_on_redis
+from tests.broker.cluster_support import QUICK_FAILOVER, nodes_on_redis
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
 from tests.notify_receiver import NotifyReceiver, Received
-from tests.support import BrokerStore, until_answered
+from tests.support import BrokerStore, until, until_answered
 
 pytestmark = pytest.mark.asyncio
 
 
-def notify_file(directory: Path, url: str, *, coalesce: float = 0.0) -> str:
+def notify_file(
+    directory: Path, url: str, *, coalesce: float = 0.0, triggers: str = '["event"]'
+) -> str:
     path = directory / "notify.toml"
     path.write_text(
         f"""
@@ -27,7 +29,7 @@ def notify_file(directory: Path, url: str, *, coalesce: float = 0.0) -> str:
 name = "hook"
 kind = "webhook"
 url = "{url}"
-triggers = ["event"]
+triggers = {triggers}
 coalesce = {coalesce}
 timeout = 2
 retry_max = 0.5
@@ -152,3 +154,34 @@ async def test_with_several_nodes_on_redis_exactly_one_node_sends_each_notificat
     # One node held the sink's lease and sent everything; the other sent nothing.
     assert sorted(s["notify.hook.sent"] for s in stats) == [0, 40]
     assert sorted(s["notify.hook.sending"] for s in stats) == [0, 1]
+
+
+async def test_a_node_taking_over_a_workspace_knows_which_of_its_runs_had_finished(
+    tmp_path: Path,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        notify = notify_file(tmp_path, receiver.url, triggers='["expired"]')
+        options = ("--notify", notify, *QUICK_FAILOVER)
+        async with nodes_on_redis(tmp_path, 2, *options) as (redis, nodes):
+            a, b = nodes
+            async with (
+                wire_client(a.url, worker_hello("job", "done")) as done,
+                wire_client(a.url, worker_hello("job", "lost")),
+            ):
+                await done.publish(1, [schema.Status(key="state", value="succeeded")])
+                while (await done.expect(schema.Ack)).seq < 1:
+                    pass
+                a.kill()
+                await a.wait()
+            # Node B writes the workspace once something needs it there, after the dead
+            # node's claim has lapsed: a catch does.
+            client = redis.client()
+            await until(lambda: not client.exists("ph:{job}:owner"), "node A's claim to lapse")
+            async with wire_client(b.url, watcher_hello()) as operator:
+                catch = schema.Catch(id=operator.next_id(), workspace="job")
+                assert isinstance(await operator.request(catch), schema.Ok)
+            (request,) = await receiver.wait_for(1)  # after the grace, on node B
+            await until_answered(lambda: queue_empty(b.url), "the queue emptied")
+        assert len(receiver.requests) == 1
+    body = request.json()
+    assert (body["trigger"], body["run_id"], body["count"]) == ("expired", "lost", 1)
