@@ -219,8 +219,8 @@ class _Found(msgspec.Struct, frozen=True):
     advice: str | None = None
     like: str = ""
     """What, besides the workspace and the trigger, notifications coalesced together share:
-    the severity for events, the status value for finished runs (a failure is never counted
-    in with successes)."""
+    the severity for events, broken or lost for the mutex, the status value for finished runs
+    (a failure is never counted in with successes)."""
 
 
 def _found(
@@ -274,10 +274,11 @@ def _semaphores(triggers: frozenset[Trigger], change: SemaphoresChange) -> _Foun
         return None
     if change.mutex_change == "broken":
         who = change.mutex_by or "an operator"
-        return _Found("mutex", f"mutex broken by {who} (fence {change.fence})", "warning", who=who)
+        summary = f"mutex broken by {who} (fence {change.fence})"
+        return _Found("mutex", summary, "warning", who=who, like="broken")
     if change.mutex_change == "expired":
         summary = f"mutex lost: its holder's lease expired (fence {change.fence})"
-        return _Found("mutex", summary, "error")
+        return _Found("mutex", summary, "error", like="lost")
     return None
 
 

@@ -113,6 +113,8 @@ def test_catch_release_and_mutex_changes_say_who_and_why() -> None:
         ("mutex", 5, "mutex lost: its holder's lease expired (fence 5)"),
     ]
     assert (made[0].who, made[0].reason) == ("alice", "maintenance")
+    # A lost lease is never counted in with a broken one.
+    assert made[2].coalesce != made[3].coalesce
     assert made[1].who == "bob"
 
 
