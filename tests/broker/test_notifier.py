@@ -35,6 +35,12 @@ def webhook(url: str, *triggers: Trigger, **options: Any) -> SinkConfig:
     )
 
 
+def stall_watching(receiver: NotifyReceiver) -> NotifyConfig:
+    """Stalls after half a second, told to ``receiver``."""
+    sink = webhook(receiver.url, "stalled", "recovered")
+    return NotifyConfig(sinks=(sink,), stall_after_s=0.5)
+
+
 def error(message: str) -> schema.WorkspaceEvent:
     return schema.WorkspaceEvent(message=message, severity="error")
 
@@ -132,8 +138,7 @@ async def test_a_silent_connected_run_is_reported_stalled_once_and_recovered_whe
     broker_store: BrokerStore,
 ) -> None:
     async with NotifyReceiver() as receiver:
-        sink = webhook(receiver.url, "stalled", "recovered")
-        notify = NotifyConfig(sinks=(sink,), stall_after_s=0.5)
+        notify = stall_watching(receiver)
         async with broker_store.running_broker(notify=notify) as broker:
             async with wire_client(broker.url, worker_hello("train.b", "r1")) as worker:
                 await publish(worker, 1, [schema.Scalar(name="loss", value=1.0)])
@@ -251,8 +256,7 @@ async def test_a_run_silent_while_its_workspace_is_caught_is_not_stalled(
     broker_store: BrokerStore,
 ) -> None:
     async with NotifyReceiver() as receiver:
-        sink = webhook(receiver.url, "stalled", "recovered")
-        notify = NotifyConfig(sinks=(sink,), stall_after_s=0.5)
+        notify = stall_watching(receiver)
         async with broker_store.running_broker(notify=notify) as broker:
             async with (
                 wire_client(broker.url, watcher_hello()) as operator,
@@ -277,8 +281,7 @@ async def test_the_runs_of_a_deleted_workspace_are_not_reported_stalled(
     broker_store: BrokerStore,
 ) -> None:
     async with NotifyReceiver() as receiver:
-        sink = webhook(receiver.url, "stalled", "recovered")
-        notify = NotifyConfig(sinks=(sink,), stall_after_s=0.5)
+        notify = stall_watching(receiver)
         async with broker_store.running_broker(notify=notify) as broker:
             async with (
                 wire_client(broker.url, watcher_hello()) as admin,
