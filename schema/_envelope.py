@@ -8,7 +8,15 @@ from collections.abc import Sequence
 import msgspec
 
 from ._payloads import Payload, WorkerPayload
-from ._types import Label, Offset, PayloadKind, RunId, Seq, UtcDateTime, WorkspaceName
+from ._types import (
+    Label,
+    Offset,
+    PayloadKind,
+    Seq,
+    StampedRunId,
+    StampedWorkspaceName,
+    UtcDateTime,
+)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -25,12 +33,12 @@ class EventMsg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
     ``run_id`` and ``seq`` are absent on events the broker made itself.
     """
 
-    workspace: WorkspaceName
+    workspace: StampedWorkspaceName
     offset: Offset
     create_time: UtcDateTime
     received_time: UtcDateTime
     payload: Payload
-    run_id: RunId | None = None
+    run_id: StampedRunId | None = None
     seq: Seq | None = None
     series: Label | None = None
 

@@ -33,6 +33,13 @@ RunId = Annotated[str, Meta(pattern=RUN_ID_PATTERN)]
 WorkspacePattern = Annotated[str, Meta(pattern=WORKSPACE_PATTERN_PATTERN)]
 ActionName = Annotated[str, Meta(pattern=ACTION_NAME_PATTERN)]
 
+# The envelope's names were checked against their patterns when they reached the broker (in
+# the frame that named them); decoding an envelope again, from the store, a follower's read or
+# a watcher's frame, only bounds their length: the two regular expressions cost four times the
+# rest of a stored event's decode.
+StampedWorkspaceName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+StampedRunId = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+
 Label = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]
 """A non-empty short name (scalar name, status key, series)."""
 ShortText = Annotated[str, Meta(max_length=MAX_LABEL_CHARS)]
