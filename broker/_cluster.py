@@ -412,15 +412,21 @@ class RedisCoordinator:
         member = self._member
         if member is None or member.writes(name):
             return
-        found = await asyncio.to_thread(self.store.head_state, name)
         position = member.mirror_position(name)
+        # Events are read only for watchers of the workspace here; without any, its state is
+        # all this node keeps (for subscriptions to come, lists and calls).
+        reading = position if member.watched(name) else None
+        found = await asyncio.to_thread(self.store.follow, name, reading, FOLLOW_READ_EVENTS)
         if member.writes(name):
             return  # claimed here meanwhile
+        if member.mirror_position(name) != position:
+            self._mark(name)  # moved meanwhile: look again
+            return
         if found is None:
             if position is not None:
                 member.mirror_removed(name, position[0])
             return
-        head, state = found
+        head, state = found.head, found.state
         if position is not None and position[0] == head.epoch and head.last_offset < position[1]:
             # The store went back behind what this node had read: a new epoch, so that no
             # reader skips the offsets that will be given again.
@@ -432,20 +438,7 @@ class RedisCoordinator:
         if position is None or position[0] != head.epoch:
             member.mirrored(state, head.first_offset, [])
             return
-        behind = head.last_offset - position[1]
-        events: list[EventMsg] = []
-        # Events are read only for watchers of the workspace here; without any, its state is
-        # all this node keeps (for subscriptions to come, lists and calls).
-        if 0 < behind <= FOLLOW_READ_EVENTS and member.watched(name):
-            after = position[1]
-            read = await asyncio.to_thread(self.store.read, name, head.epoch, after, behind)
-            read = [event for event in read if event.offset <= head.last_offset]
-            if member.mirror_position(name) != position:
-                self._mark(name)  # moved meanwhile: look again
-                return
-            if len(read) == behind and read[0].offset == after + 1:
-                events = read
-        member.mirrored(state, head.first_offset, events)
+        member.mirrored(state, head.first_offset, found.events or [])
 
     async def _check(self) -> None:
         """Compare every mirror with the store: repairs hints that were lost, finds

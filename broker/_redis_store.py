@@ -64,6 +64,7 @@ __all__ = [
     "CHUNK_BYTES",
     "CHUNK_EVENTS",
     "Durability",
+    "Followed",
     "RedisStore",
     "StoreConflictError",
     "StoreUnavailableError",
@@ -180,6 +181,19 @@ class WorkspaceHead:
 
 
 @dataclass(frozen=True, slots=True)
+class Followed:
+    """A workspace as a node that follows it reads it after a commit elsewhere."""
+
+    head: WorkspaceHead
+    state: WorkspaceState
+    """At ``head``."""
+    events: list[EventMsg] | None
+    """Every event after the follower's position up to ``head``, in order; ``None`` when
+    they were not read (another epoch, nothing new, too far behind, or retention removed some
+    of them)."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Keys:
     meta: str
     chunks: str
@@ -257,6 +271,7 @@ class RedisStore:
         self._trim_script: Script = self._client.register_script(_script("_redis_trim.lua"))
         self._delete_script: Script = self._client.register_script(_script("_redis_delete.lua"))
         self._read_script: Script = self._client.register_script(_script("_redis_read.lua"))
+        self._follow_script: Script = self._client.register_script(_script("_redis_follow.lua"))
         self._renew_script: Script = self._client.register_script(_script("_redis_renew.lua"))
         self._rollback_script: Script = self._client.register_script(_script("_redis_rollback.lua"))
         # Scripts that queue notifications start with the function that queues them.
@@ -377,16 +392,36 @@ class RedisStore:
             if epoch is not None
         }
 
-    def head_state(self, name: str) -> tuple[WorkspaceHead, WorkspaceState] | None:
-        """A workspace's head and its state at that head, read together."""
+    def follow(self, name: str, position: tuple[int, int] | None, limit: int) -> Followed | None:
+        """What a node following ``name`` needs after a commit elsewhere, in one round trip:
+        its head, its state there and, when ``position`` (epoch, last offset read) is in the
+        stored epoch and 1 to ``limit`` events behind the head, those events. ``None`` when
+        the workspace is not stored."""
+        epoch, after = position if position is not None else (None, 0)
+        keys = self._keys(name)
         with self._reads():
-            epoch, first, last, body = self._client.hmget(
-                self._keys(name).meta, ["epoch", "first", "last", "state"]
+            reply = self._follow_script(
+                keys=[keys.meta, keys.chunks],
+                args=["" if epoch is None else epoch, after + 1, limit],
             )
-        if epoch is None or body is None:
+        if not reply:
             return None
-        head = WorkspaceHead(int(epoch), int(first), int(last))
-        return head, self._state(body, epoch)
+        head = WorkspaceHead(int(reply[0]), int(reply[1]), int(reply[2]))
+        state = self._state(reply[3], reply[0])
+        if len(reply) == 4:
+            return Followed(head, state, None)
+        # A chunk may begin before the offset asked for, or before the first one retention
+        # kept (it cuts inside a chunk logically).
+        lowest = max(after + 1, head.first_offset)
+        events = [
+            event
+            for index in range(5, len(reply), 2)
+            for event in self._chunk_decoder.decode(reply[index])
+            if lowest <= event.offset <= head.last_offset
+        ]
+        whole = bool(events) and events[0].offset == after + 1
+        whole = whole and len(events) == head.last_offset - after
+        return Followed(head, state, events if whole else None)
 
     def _state(self, body: bytes, epoch: bytes) -> WorkspaceState:
         """The stored state, in the meta hash's epoch (a new epoch after a rollback keeps the

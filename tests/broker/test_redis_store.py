@@ -386,6 +386,42 @@ def test_read_of_an_unknown_workspace_or_epoch_is_empty(store: RedisStore) -> No
     assert store.read(NAME, 2, 0, 10) == []
 
 
+def test_follow_reads_head_state_and_the_events_a_follower_lacks(store: RedisStore) -> None:
+    events = [make_event(n) for n in range(1, 11)]
+    for start in range(0, 10, 3):  # chunks of 3, 3, 3 and 1 events
+        store.commit(batch(NAME, 1, events[start : start + 3], before=events[:start]))
+    state = by_key(store.load())[NAME, 1].state
+
+    followed = store.follow(NAME, (1, 4), limit=100)
+    assert followed is not None
+    assert (followed.head.epoch, followed.head.first_offset) == (1, 1)
+    assert followed.head.last_offset == 10
+    assert followed.state == state
+    # Offset 5 is inside the second chunk: what comes before it is dropped.
+    assert followed.events == events[4:]
+
+    # Nothing new, another epoch, no position (a workspace nobody watches here), or more
+    # behind than the follower reads: the head and state alone.
+    for position, limit in (((1, 10), 100), ((2, 4), 100), (None, 100), ((1, 4), 5)):
+        alone = store.follow(NAME, position, limit)
+        assert alone is not None
+        assert (alone.head, alone.state, alone.events) == (followed.head, state, None)
+    assert store.follow("unknown", None, 100) is None
+
+
+def test_follow_reads_nothing_retention_removed(store: RedisStore) -> None:
+    events = [make_event(n) for n in range(1, 11)]
+    store.commit(batch(NAME, 1, events[:5]))
+    store.commit(batch(NAME, 1, events[5:], before=events[:5]))
+    assert store.trim(max_events=3, max_age=LONG_AGO, now=T0) == {(NAME, 1): 8}
+
+    for position in ((1, 2), (1, 5)):  # the second: 6 and 7 are still in the stored chunk
+        followed = store.follow(NAME, position, limit=100)
+        assert followed is not None
+        assert followed.head.first_offset == 8
+        assert followed.events is None  # offsets up to 7 are gone: the follower jumps
+
+
 def test_readers_on_another_thread_see_only_whole_commits(open_store: OpenStore) -> None:
     store = open_store()
     reader_store = open_store()
