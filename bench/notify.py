@@ -11,8 +11,8 @@ brokers that all get those same events:
 - the same with ``--notify`` naming one ``webhook`` sink whose receiver accepts the connection
   and never answers (``python -m bench._receiver dead``). Each error is queued in the store
   with its event, in the same commit; the sink's queue is bounded to :data:`MAX_QUEUED` (the
-  default), and filled to it before the repeats, so every commit that queues an error drops
-  the oldest: a sink that has been down for a while;
+  default), and filled to it before the repeats, so the queue stays full and drops its oldest
+  (an eighth of the bound at a time) throughout them: a sink that has been down for a while;
 - the same with a receiver that answers ``200`` at once (``python -m bench._receiver live``),
   for comparison: the sender reads the queue, posts and removes what was delivered.
 
@@ -69,7 +69,7 @@ ERROR_EVERY: Final = 100
 MAX_QUEUED: Final = 10_000
 """The sink's queue bound: ``max_queued``'s default (:class:`broker._notify.SinkConfig`).
 Each broker is given this many errors before the repeats, so the dead sink's queue is full
-throughout them and every commit that queues an error drops the oldest."""
+throughout them, dropping its oldest an eighth of the bound at a time."""
 QUICK_MAX_QUEUED: Final = 20
 GOAL: Final = 0.95
 """Durable ingest with a dead sink, as a fraction of the rate without ``--notify``."""
@@ -427,7 +427,8 @@ def report(result: NotifyIngestMeasurement) -> Report:
         f' `webhook` sink (`triggers = ["event"]`, `min_severity = "error"`, `max_queued ='
         f" {result.max_queued:,}`, the other keys at their defaults: `timeout` 10 s,"
         " `coalesce` 2 s), so each error is queued in the store in the commit of its event and,"
-        " once the queue is full, the oldest is dropped. Before the repeats, untimed, every"
+        " once the queue is full, its oldest are dropped (an eighth of the bound at a time)."
+        " Before the repeats, untimed, every"
         f" broker is sent {result.max_queued * ERROR_EVERY:,} events of the same flood, which"
         " fill the queue to its bound: the repeats measure a sink that has been down for a"
         " while. The dead receiver accepts each TCP"

@@ -1,5 +1,6 @@
 """What both stores share about the notification queues (docs/storage.md): the bound of a
-sink's queue when none was set, and a commit's notifications grouped by sink."""
+sink's queue when none was set, how many of the oldest a commit past it drops, and a commit's
+notifications grouped by sink."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ def _sink_default_bound() -> int:
 DEFAULT_BOUND: Final = _sink_default_bound()
 """The bound of a sink ``notify_limits`` did not name: a sink's own default
 (:attr:`SinkConfig.max_queued`)."""
+
+
+def dropped_past_bound(queued: int, incoming: int, bound: int) -> int:
+    """How many of the oldest notifications go when ``incoming`` join the ``queued`` ones of a
+    sink whose bound is ``bound``: none while they fit; past it, enough that an eighth of the
+    bound is free again. A full queue then drops once per many commits rather than on each,
+    which keeps a long outage's storm of notifications from costing every commit a write at
+    both ends of the queue."""
+    total = queued + incoming
+    if total <= bound:
+        return 0
+    return total - (bound - bound // 8)
 
 
 _sink_of = operator.attrgetter("sink")

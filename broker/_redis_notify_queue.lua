@@ -31,8 +31,11 @@ local function queue_notifications(k, a)
       end
     end
     redis.call('SADD', KEYS[k], sink)
+    -- Past the bound, enough of the oldest go that an eighth of it is free again (as
+    -- broker/_notify_queue.py's dropped_past_bound): a full queue drops once per many commits.
     local excess = redis.call('XLEN', queue) - bound
     if excess > 0 then
+      excess = excess + math.floor(bound / 8)
       for _, entry in ipairs(redis.call('XRANGE', queue, '-', '+', 'COUNT', excess)) do
         -- Fields as written above: k, its value, d, its value.
         redis.call('HDEL', queued_keys, entry[2][2])

@@ -45,8 +45,10 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     events are all gone.
 
 ``notify_sinks(name TEXT PRIMARY KEY, last_id, dropped, head, number)``
-    One row per sink that has had a notification: the last id given in its queue (ids are
-    never reused, so a sender's ids stay unambiguous), how many of its notifications were
+    One row per sink that has had a notification: the last id given in its queue as of the
+    last drop or removal (ids are never reused, so a sender's ids stay unambiguous; a commit
+    that drops nothing leaves the row alone, and the newest batch's last id is then the later
+    one), how many of its notifications were
     dropped because its queue was full, which survives restarts, its head: the lowest id that
     may still be queued (the bound drops the oldest by moving it), and its number, ``UNIQUE``,
     given when the sink first queues.
@@ -58,10 +60,10 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     is the sink's number shifted left by 48 bits plus ``first_id``: a sink's batches are one
     range of rowids in id order, so the table has no index to keep. A commit writes one row
     per sink it queues for, not one per notification, which is what keeps a storm of
-    notifications cheap: appended at one end, removed at the other, a commit touches a page or
-    two at each. Past the sink's
-    bound the oldest go: whole rows, and the head moves past the ids dropped from the next
-    one; ``dropped`` counts them. A commit past the bound by itself writes only the ids it
+    notifications cheap: appended at one end, removed at the other. Past the sink's bound the
+    oldest go until an eighth of it is free (``dropped_past_bound``), so a full queue's old end
+    is written once per many commits: whole rows, and the head moves past the ids dropped from
+    the next one; ``dropped`` counts them. A commit past the bound by itself writes only the ids it
     keeps. Deleting a workspace leaves its queued notifications.
 
 ``notify_removed(sink, id)``
@@ -106,7 +108,7 @@ import msgspec
 from schema import EventMsg, Payload, WorkspaceState
 
 from ._notify import Notification, QueuedNotification, SinkQueueStats
-from ._notify_queue import DEFAULT_BOUND, by_sink
+from ._notify_queue import DEFAULT_BOUND, by_sink, dropped_past_bound
 from ._store import Commit, HistoryFilter, StoredWorkspace
 
 __all__ = [
@@ -263,18 +265,17 @@ for 89 years at 100,000 notifications a second; numbers, for 32,767 sinks."""
 _INSERT_BATCH: Final = """
     INSERT INTO notifications (position, sink, first_id, count, body) VALUES (?, ?, ?, ?, ?)
 """
-_OLDEST_BATCH: Final = """
-    SELECT first_id, count, (
-        SELECT count(*) FROM notify_removed AS r
-        WHERE r.sink = n.sink AND r.id BETWEEN n.first_id AND n.first_id + n.count - 1
-    ) FROM notifications AS n WHERE n.position BETWEEN ? AND ? ORDER BY n.position LIMIT 1
-"""
 _REMOVED_BETWEEN: Final = """
     SELECT id FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ? ORDER BY id
 """
 _FORGET_REMOVED: Final = "DELETE FROM notify_removed WHERE sink = ? AND id BETWEEN ? AND ?"
 _DELETE_BATCH: Final = "DELETE FROM notifications WHERE position = ?"
 _INSERT_REMOVED: Final = "INSERT INTO notify_removed (sink, id) VALUES (?, ?)"
+_REMOVED_OF_SINK: Final = "SELECT id FROM notify_removed WHERE sink = ? ORDER BY id"
+_DELETE_BATCHES_BELOW: Final = """
+    DELETE FROM notifications WHERE position BETWEEN ? AND ? AND first_id + count <= ?
+"""
+_FORGET_REMOVED_BELOW: Final = "DELETE FROM notify_removed WHERE sink = ? AND id < ?"
 _COUNT_QUEUED: Final = """
     SELECT coalesce(sum(count), 0), min(first_id),
         (SELECT count(*) FROM notify_removed WHERE sink = ?)
@@ -288,6 +289,11 @@ _BATCHES_BETWEEN: Final = """
     SELECT first_id, count FROM notifications WHERE position BETWEEN ? AND ?
     ORDER BY position
 """
+_NEWEST_BATCH_LAST_ID: Final = """
+    SELECT first_id + count - 1 FROM notifications WHERE position BETWEEN ? AND ?
+    ORDER BY position DESC LIMIT 1
+"""
+_SAVE_LAST_ID: Final = "UPDATE notify_sinks SET last_id = ? WHERE name = ? AND last_id < ?"
 _UPSERT_SINK: Final = """
     INSERT INTO notify_sinks (name, last_id, dropped, head, number) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (name) DO UPDATE
@@ -312,6 +318,8 @@ class _QueuePosition:
     """The lowest id that may still be queued: the bound drops the oldest by moving it."""
     number: int
     """The sink's number, which places its batches' rowids (:data:`_BATCH_ID_BITS`)."""
+    saved: bool
+    """Whether the sink has its row in ``notify_sinks``."""
 
     @property
     def base(self) -> int:
@@ -542,30 +550,34 @@ class SQLiteStore:
         for sink, queued in by_sink(notifications).items():
             queue = self._queue_position(conn, sink)
             length, last_id, head, base = queue.length, queue.last_id, queue.head, queue.base
+            bound = self._notify_bounds.get(sink, DEFAULT_BOUND)
+            excess = dropped_past_bound(length, len(queued), bound)
             # The oldest go first: from the queue, then (a commit past the bound by itself)
             # this commit's own first ones, which are given their ids but never written.
-            excess = max(0, length + len(queued) - self._notify_bounds.get(sink, DEFAULT_BOUND))
             from_queue = min(excess, length)
             skipped = excess - from_queue
-            if from_queue == length:
-                if length:
-                    conn.execute(
-                        "DELETE FROM notifications WHERE position BETWEEN ? AND ?",
-                        _positions(base),
-                    )
-                    conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
+            if from_queue and from_queue == length:
+                conn.execute(
+                    "DELETE FROM notifications WHERE position BETWEEN ? AND ?", _positions(base)
+                )
+                conn.execute("DELETE FROM notify_removed WHERE sink = ?", (sink,))
                 head = last_id + 1 + skipped
-            else:
+            elif from_queue:
                 head = _drop_oldest(conn, sink, base, from_queue, head)
+            elif skipped:
+                head = last_id + 1 + skipped
             kept = queued[skipped:]
             if kept:
                 body = self._encoder.encode(kept)
                 first_id = last_id + 1 + skipped
                 conn.execute(_INSERT_BATCH, (base + first_id, sink, first_id, len(kept), body))
             last_id += len(queued)
-            conn.execute(_UPSERT_SINK, (sink, last_id, excess, head, queue.number))
-            after[sink] = dataclasses.replace(
-                queue, length=length - from_queue + len(kept), last_id=last_id, head=head
+            if excess or not queue.saved:
+                # Otherwise the sink's row stays as it is: the newest batch holds its last id
+                # (see _queue_position), which saves a commit a statement and a page.
+                conn.execute(_UPSERT_SINK, (sink, last_id, excess, head, queue.number))
+            after[sink] = _QueuePosition(
+                length - from_queue + len(kept), last_id, head, queue.number, saved=True
             )
         return after
 
@@ -582,9 +594,12 @@ class SQLiteStore:
             (number,) = conn.execute(
                 "SELECT coalesce(max(number), 0) + 1 FROM notify_sinks"
             ).fetchone()
-            return _QueuePosition(0, 0, 1, number)
-        last_id, head, number = row
-        return _QueuePosition(_queued_count(conn, sink, number, head), last_id, head, number)
+            return _QueuePosition(0, 0, 1, number, saved=False)
+        saved_last_id, head, number = row
+        newest = conn.execute(_NEWEST_BATCH_LAST_ID, _positions(number << _BATCH_ID_BITS))
+        last_id = max(saved_last_id, *(newest_last for (newest_last,) in newest))
+        queued = _queued_count(conn, sink, number, head)
+        return _QueuePosition(queued, last_id, head, number, saved=True)
 
     def _delete_workspace(self, conn: sqlite3.Connection, name: str, epoch: int) -> None:
         row = conn.execute(
@@ -903,6 +918,9 @@ class SQLiteStore:
         with self._write_transaction() as conn:
             queue = self._queue_position(conn, sink)
             removed = _remove_ids(conn, sink, queue.base, wanted, queue.head)
+            if removed:
+                # The batch that held the last id given may be gone now: its row keeps it.
+                conn.execute(_SAVE_LAST_ID, (queue.last_id, sink, queue.last_id))
         self._queues[sink] = dataclasses.replace(queue, length=queue.length - removed)
         return True
 
@@ -962,26 +980,29 @@ def _delete_batch(
 
 def _drop_oldest(conn: sqlite3.Connection, sink: str, base: int, count: int, head: int) -> int:
     """Drop the sink's ``count`` oldest queued notifications (fewer than it holds, ``head``
-    its lowest id that may be queued); the head after them."""
-    while count > 0:
-        first_id: int
-        size: int
-        removed: int
-        first_id, size, removed = conn.execute(_OLDEST_BATCH, _positions(base)).fetchone()
+    its lowest id that may be queued); the head after them. One walk of the oldest batches
+    finds the new head; the rows and removed ids below it go in one statement each."""
+    removed = [id for (id,) in conn.execute(_REMOVED_OF_SINK, (sink,))]
+    batches = conn.execute(_BATCHES_BETWEEN, _positions(base))
+    for first_id, size in batches:
         start, end = max(first_id, head), first_id + size
-        live = end - start - removed
+        gone = removed[bisect.bisect_left(removed, start) : bisect.bisect_left(removed, end)]
+        live = end - start - len(gone)
         if live <= count:
-            _delete_batch(conn, sink, base, first_id, end - 1, removed)
             count -= live
             head = end
-            continue
-        if not removed:
-            return start + count
-        # Past ``count`` ids left, skipping those removed: they are below the head now.
-        gone = {id for (id,) in conn.execute(_REMOVED_BETWEEN, (sink, start, end - 1))}
-        new_head = [id for id in range(start, end) if id not in gone][count]
-        conn.execute(_FORGET_REMOVED, (sink, start, new_head - 1))
-        return new_head
+            if count:
+                continue
+        elif gone:
+            # Past ``count`` ids left, skipping those removed.
+            skipped = set(gone)
+            head = [id for id in range(start, end) if id not in skipped][count]
+        else:
+            head = start + count
+        break
+    batches.close()
+    conn.execute(_DELETE_BATCHES_BELOW, (base, base + head - 1, head))
+    conn.execute(_FORGET_REMOVED_BELOW, (sink, head))
     return head
 
 

@@ -2,7 +2,8 @@
 and commit, the oldest dropped by moving the sink's head, the ids removed out of order kept
 beside it, the row gone once all its ids are.
 Whatever the batches, the queue reads as one queue: the ids and notifications left, oldest
-first, never a removed one, the bound exact; a model of the queue checks every step."""
+first, never a removed one, the oldest dropped past the bound as ``dropped_past_bound`` says; a
+model of the queue checks every step."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker._notify import Notification, SinkQueueStats
+from broker._notify_queue import dropped_past_bound
 from broker._sqlite_store import DATABASE_NAME, SQLiteStore
 from broker._store import Commit
 from tests.broker.store_cases import NAME, T0
@@ -166,7 +168,7 @@ _steps = st.one_of(
 
 
 @settings(max_examples=60, deadline=None)
-@given(bound=st.integers(min_value=1, max_value=12), steps=st.lists(_steps, max_size=25))
+@given(bound=st.integers(min_value=1, max_value=24), steps=st.lists(_steps, max_size=25))
 def test_the_queue_is_what_a_model_of_it_says(
     bound: int, steps: list[tuple[str, int | list[int]]]
 ) -> None:
@@ -182,12 +184,13 @@ def test_the_queue_is_what_a_model_of_it_says(
                     assert isinstance(argument, int)
                     made = notes(given_ids + 1, given_ids + argument)
                     store.commit(Commit(notifications=made))
+                    excess = dropped_past_bound(len(model), len(made), bound)
                     for notification in made:
                         given_ids += 1
                         model[given_ids] = notification
-                    while len(model) > bound:
-                        del model[min(model)]
-                        dropped += 1
+                    for id in sorted(model)[:excess]:
+                        del model[id]
+                    dropped += excess
                 elif action == "done":
                     assert isinstance(argument, list)
                     assert store.notify_done("slack", argument, "sender")
@@ -217,3 +220,21 @@ def test_the_queue_is_what_a_model_of_it_says(
                 assert all(any(first <= id < end for id in model) for first, end in spans)
         finally:
             store.close()
+
+
+@pytest.mark.parametrize(
+    ("queued", "incoming", "bound", "dropped"),
+    [
+        (0, 5, 10, 0),
+        (5, 5, 10, 0),  # exactly full
+        (10, 1, 10, 2),  # 9 left: an eighth of 10 is 1
+        (0, 30, 10, 21),  # a commit past the bound by itself
+        (9_999, 2, 10_000, 1_251),  # 8,750 left
+        (3, 1, 3, 1),  # under 8, an eighth is nothing: exact
+        (1, 1, 1, 1),
+    ],
+)
+def test_past_the_bound_an_eighth_of_it_is_freed(
+    queued: int, incoming: int, bound: int, dropped: int
+) -> None:
+    assert dropped_past_bound(queued, incoming, bound) == dropped

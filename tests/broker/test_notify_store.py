@@ -235,15 +235,20 @@ def test_past_the_bound_the_oldest_are_dropped_and_counted_across_a_restart(
     assert store.notify_stats()["slack"] == SinkQueueStats(queued=3, dropped=3)
 
 
-def test_a_sink_without_a_limit_keeps_ten_thousand(store: Store) -> None:
+def test_a_sink_without_a_limit_is_bounded_at_ten_thousand(store: Store) -> None:
     store.notify_limits({"hook": 1})
     many = [note(n) for n in range(1, DEFAULT_BOUND + 3)]
 
     store.commit(Commit(notifications=many))
 
+    # Past the bound the oldest go until an eighth of it is free: 8,750 are left.
     assert DEFAULT_BOUND == 10_000
-    assert store.notify_stats()["slack"] == SinkQueueStats(queued=10_000, dropped=2)
-    assert [item.notification for item in store.notify_queue("slack", 1)] == [many[2]]
+    assert store.notify_stats()["slack"] == SinkQueueStats(queued=8_750, dropped=1_252)
+    assert [item.notification for item in store.notify_queue("slack", 1)] == [many[1_252]]
+    store.commit(Commit(notifications=many[:1_250]))
+    assert store.notify_stats()["slack"] == SinkQueueStats(queued=10_000, dropped=1_252)
+    store.commit(Commit(notifications=[many[1_250]]))
+    assert store.notify_stats()["slack"] == SinkQueueStats(queued=8_750, dropped=2_503)
 
 
 def test_notify_done_removes_exactly_the_ids_given(store: Store) -> None:
