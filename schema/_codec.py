@@ -182,6 +182,15 @@ class Codec:
         """Encode one event on its own, to be sent later inside :meth:`events_frame`."""
         return self._encoder.encode(event)
 
+    def encode_event_run(self, events: Sequence[EventMsg]) -> bytes:
+        """Encode consecutive events in one call, back to back as they sit inside an array of
+        events (in JSON, with the commas between them): :meth:`event_array` joins such runs
+        as it joins single events. Cheaper than an :meth:`encode_event` call per event."""
+        data = self._encoder.encode(events)
+        if self.text:
+            return data[1:-1]
+        return data[len(_msgpack_array_header(len(events))) :]
+
     def events_frame(self, sub: int, encoded_events: Sequence[bytes]) -> bytes:
         """An ``events`` frame from events already encoded with :meth:`encode_event`.
 
@@ -190,11 +199,15 @@ class Codec:
         """
         return self.events_frame_of(sub, self.event_array(encoded_events))
 
-    def event_array(self, encoded_events: Sequence[bytes]) -> bytes:
-        """The encoded array of events that :meth:`events_frame_of` wraps, made once."""
+    def event_array(self, encoded_events: Sequence[bytes], count: int | None = None) -> bytes:
+        """The encoded array of events that :meth:`events_frame_of` wraps, made once, from
+        events encoded with :meth:`encode_event` or runs of them from
+        :meth:`encode_event_run`; ``count``: how many events they hold (one each when not
+        given)."""
         if self.text:
             return b"".join((b"[", b",".join(encoded_events), b"]"))
-        return b"".join((_msgpack_array_header(len(encoded_events)), *encoded_events))
+        total = len(encoded_events) if count is None else count
+        return b"".join((_msgpack_array_header(total), *encoded_events))
 
     def events_frame_of(self, sub: int, event_array: bytes) -> bytes:
         """An ``events`` frame for ``sub`` around an array from :meth:`event_array`.

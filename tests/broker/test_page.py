@@ -67,19 +67,24 @@ def test_a_page_stops_at_the_event_that_reaches_max_bytes(codec: schema.Codec) -
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda codec: codec.subprotocol)
-def test_a_page_ends_where_one_encoded_event_at_a_time_would_end_it(codec: schema.Codec) -> None:
-    events = [event(n, "log", text="x" * (n * 7 % 50)) for n in range(1, 31)]
+@pytest.mark.parametrize(("count", "step"), [(30, 1), (300, 97)])
+def test_a_page_ends_where_one_encoded_event_at_a_time_would_end_it(
+    codec: schema.Codec, count: int, step: int
+) -> None:
+    # Events are encoded in runs (the first of FIRST_RUN, then longer ones): every bound,
+    # for a short page, and bounds across many runs of a long one, end it at the same event.
+    events = [event(n, "log", text="x" * (n * 7 % 50)) for n in range(1, count + 1)]
     sizes = [len(codec.encode_event(e)) for e in events]
     whole = len(codec.event_array([codec.encode_event(e) for e in events]))
-    for max_bytes in range(1, whole + 3):
+    for max_bytes in range(1, whole + 3, step):
         # The reference: the shortest run of events whose encodings reach max_bytes, or all.
-        count, total = 0, 0
-        while count < len(events) and total < max_bytes:
-            total += sizes[count]
-            count += 1
+        taken, total = 0, 0
+        while taken < len(events) and total < max_bytes:
+            total += sizes[taken]
+            taken += 1
         page = make_page(events, kinds=None, codec=codec, max_bytes=max_bytes)
-        assert page.last == events[count - 1].offset, max_bytes
-        assert delivered(page.array, codec) == events[:count], max_bytes
+        assert page.last == events[taken - 1].offset, max_bytes
+        assert delivered(page.array, codec) == events[:taken], max_bytes
 
 
 def test_a_page_of_nothing_is_refused() -> None:

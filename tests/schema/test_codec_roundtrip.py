@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 from typing import Any
 
 import msgspec
@@ -119,6 +120,23 @@ def test_events_frames_from_pre_encoded_events_match_the_encoder(
     spliced = codec.events_frame(sub, [codec.encode_event(event) for event in real])
     assert spliced == codec.encode(schema.Events(sub=sub, events=real))
     assert codec.decode_broker_frame(spliced) == schema.Events(sub=sub, events=real)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+@ROUND_TRIP
+@given(
+    events=st.lists(event_msgs(), min_size=1, max_size=3)
+    | st.lists(st.just(None), min_size=14, max_size=70),
+    cuts=st.lists(st.integers(0, 70), max_size=5),
+)
+def test_an_array_of_encoded_runs_of_events_matches_the_encoder(
+    codec: schema.Codec, events: list[schema.EventMsg | None], cuts: list[int]
+) -> None:
+    real = [event or _FILLER for event in events]
+    bounds = sorted({0, len(real), *(cut for cut in cuts if cut < len(real))})
+    runs = [codec.encode_event_run(real[a:b]) for a, b in itertools.pairwise(bounds)]
+    spliced = codec.events_frame_of(5, codec.event_array(runs, len(real)))
+    assert spliced == codec.encode(schema.Events(sub=5, events=real))
 
 
 _FILLER = schema.EventMsg(
