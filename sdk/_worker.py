@@ -148,7 +148,6 @@ class Worker(AsyncClient):
         """Set when the connection stopped for good: nothing will be released or acked."""
         self._progress = asyncio.Event()
         self._wake_sender = asyncio.Event()
-        self._waiters: dict[int, asyncio.Future[None]] = {}
         self._lease: Lease | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._action_tasks: set[asyncio.Task[None]] = set()
