@@ -25,19 +25,7 @@ if current[1] == ARGV[1] then
     -- Entries are keyed by their last offset: these are exactly the chunks holding
     -- wanted..last.
     local entries = redis.call('XRANGE', chunks, wanted .. '-0', last .. '-0')
-    for _, entry in ipairs(entries) do
-      local fields = entry[2]
-      local first, body
-      for k = 1, #fields, 2 do
-        if fields[k] == 'f' then
-          first = tonumber(fields[k + 1])
-        elseif fields[k] == 'd' then
-          body = fields[k + 1]
-        end
-      end
-      reply[#reply + 1] = first
-      reply[#reply + 1] = body
-    end
+    append_chunks(reply, entries)
   end
 end
 return reply

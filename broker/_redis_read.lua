@@ -19,17 +19,5 @@ if current[1] ~= ARGV[1] then
 end
 local reply = {'ok', tonumber(current[2]), tonumber(current[3])}
 local entries = redis.call('XRANGE', chunks, ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])
-for _, entry in ipairs(entries) do
-  local fields = entry[2]
-  local first, body
-  for k = 1, #fields, 2 do
-    if fields[k] == 'f' then
-      first = tonumber(fields[k + 1])
-    elseif fields[k] == 'd' then
-      body = fields[k + 1]
-    end
-  end
-  reply[#reply + 1] = first
-  reply[#reply + 1] = body
-end
+append_chunks(reply, entries)
 return reply

@@ -129,6 +129,13 @@ def _script(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
+def _script_with_chunks(name: str) -> str:
+    """A read script with ``_redis_chunks.lua``'s function put after its first line: the
+    ``#!lua`` line with the script's flags must stay first."""
+    flags, _, body = _script(name).partition("\n")
+    return f"{flags}\n{_script('_redis_chunks.lua')}{body}"
+
+
 def _microseconds(moment: datetime.datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
@@ -270,8 +277,12 @@ class RedisStore:
             raise
         self._trim_script: Script = self._client.register_script(_script("_redis_trim.lua"))
         self._delete_script: Script = self._client.register_script(_script("_redis_delete.lua"))
-        self._read_script: Script = self._client.register_script(_script("_redis_read.lua"))
-        self._follow_script: Script = self._client.register_script(_script("_redis_follow.lua"))
+        self._read_script: Script = self._client.register_script(
+            _script_with_chunks("_redis_read.lua")
+        )
+        self._follow_script: Script = self._client.register_script(
+            _script_with_chunks("_redis_follow.lua")
+        )
         self._renew_script: Script = self._client.register_script(_script("_redis_renew.lua"))
         self._rollback_script: Script = self._client.register_script(_script("_redis_rollback.lua"))
         # Scripts that queue notifications start with the function that queues them.
