@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 from schema import (
     ActionCall,
@@ -129,6 +130,11 @@ class Run:
     """A newer connection of the same run took over: this one's end is not the run's."""
 
 
+DELETED_KEPT: Final = 1024
+"""How many recently deleted workspaces the router remembers the epoch of (see
+:meth:`Router.mirrored`)."""
+
+
 class Router:
     def __init__(
         self, limits: RoutingLimits, *, node: str = "local", several_nodes: bool = False
@@ -148,6 +154,8 @@ class Router:
         """The deadline each workspace's lease timer is set for, to restart it only on a
         change."""
         self._last_epoch = 0
+        self._deleted: OrderedDict[str, int] = OrderedDict()
+        """The latest deleted epoch of each workspace deleted lately, here or elsewhere."""
 
     # Workspaces -----------------------------------------------------------------------
 
@@ -198,6 +206,11 @@ class Router:
         workspace = self.workspaces.get(name)
         if workspace is not None and not workspace.mirror:
             return []  # written here: this node's own commits keep it
+        deleted = self._deleted.get(name)
+        if deleted is not None and state.epoch <= deleted:
+            # Read from the store before a delete of that epoch landed there, and arrived
+            # after it was deleted here: it must not come back.
+            return []
         effects: list[Effect] = []
         if workspace is not None and workspace.epoch != state.epoch:
             effects += self.mirror_removed(name, workspace.epoch)
@@ -234,6 +247,7 @@ class Router:
         if workspace is None or not workspace.mirror or workspace.epoch != epoch:
             return []
         del self.workspaces[name]
+        self._note_deleted(name, epoch)
         self.tails.released(workspace.tail)
         return [
             Send(peer, Removed(sub=sub.sub, workspace=name, epoch=epoch))
@@ -831,6 +845,7 @@ class Router:
             return [Send(reply.peer, Ok(id=reply.request_id))]
         name, epoch = workspace.key
         del self.workspaces[name]
+        self._note_deleted(name, epoch)
         self.tails.released(workspace.tail)
         self.leases.pop(name, None)
         self.runs.pop(name, None)
@@ -846,6 +861,13 @@ class Router:
         effects.append(Log("workspace_deleted", {"workspace": name, "epoch": epoch, "by": by}))
         effects.append(Write(deleted=[workspace.key], reply=reply))
         return effects
+
+    def _note_deleted(self, name: str, epoch: int) -> None:
+        """Remember that ``epoch`` of ``name`` is gone; the oldest memory goes past
+        :data:`DELETED_KEPT` (a stale read is milliseconds old, not a thousand deletes)."""
+        self._deleted[name] = max(epoch, self._deleted.pop(name, epoch))
+        if len(self._deleted) > DELETED_KEPT:
+            self._deleted.popitem(last=False)
 
     # Figures --------------------------------------------------------------------------
 

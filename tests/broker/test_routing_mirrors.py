@@ -4,10 +4,12 @@ writing node is a second router, its commits read back as a follower would read 
 
 from __future__ import annotations
 
+import msgspec
+
 import schema
 from broker._access import OPEN
 from broker._coordinator import CallForward
-from broker._effects import Effect, Send, Tell, Wake, Write
+from broker._effects import Effect, Reply, Send, Tell, Wake, Write
 from broker._routing import Router, RoutingLimits
 from broker._store import StoredWorkspace
 from tests.broker.routing_support import (
@@ -97,6 +99,29 @@ def test_a_workspace_deleted_elsewhere_is_removed_from_its_followers() -> None:
     removed = follower.mirror_removed("ws", epoch)
     assert frames(watcher, removed) == [schema.Removed(sub=1, workspace="ws", epoch=epoch)]
     assert "ws" not in follower.workspaces
+
+
+def test_a_store_read_from_before_a_delete_does_not_bring_the_epoch_back() -> None:
+    # A follow reads the store, the workspace is deleted meanwhile (here, where it was
+    # written, or elsewhere), and the read arrives after: it is ignored. A later epoch is not.
+    writer, follower = writer_and_follower()
+    start_worker(writer, "ws", "r")
+    follow(writer, follower, "ws", [])
+    stale = writer.workspaces["ws"].state
+    follower.mirror_removed("ws", stale.epoch)
+    assert follower.mirrored(stale, 1, []) == []
+    assert "ws" not in follower.workspaces
+
+    admin = FakePeer("admin")
+    workspace, _ = writer.delete_begin(Reply(admin, 1), "ws", force=True)
+    assert workspace is not None
+    writer.delete_end(Reply(admin, 1), workspace, by="admin")
+    assert writer.mirrored(stale, 1, []) == []
+    assert "ws" not in writer.workspaces
+
+    newer = msgspec.structs.replace(stale, epoch=stale.epoch + 1)
+    follower.mirrored(newer, 1, [])
+    assert follower.workspaces["ws"].epoch == stale.epoch + 1
 
 
 def test_taking_over_a_followed_workspace_restores_it_as_after_a_restart() -> None:
