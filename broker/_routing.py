@@ -131,7 +131,7 @@ class Run:
 
 
 DELETED_KEPT: Final = 1024
-"""How many recently deleted workspaces the router remembers the epoch of (see
+"""How many recently deleted workspace epochs the router remembers (see
 :meth:`Router.mirrored`)."""
 
 
@@ -154,8 +154,10 @@ class Router:
         """The deadline each workspace's lease timer is set for, to restart it only on a
         change."""
         self._last_epoch = 0
-        self._deleted: OrderedDict[str, int] = OrderedDict()
-        """The latest deleted epoch of each workspace deleted lately, here or elsewhere."""
+        self._deleted: OrderedDict[tuple[str, int], None] = OrderedDict()
+        """The workspace epochs deleted lately, here or elsewhere. Each epoch, not the latest
+        per name: epochs come from the creating node's clock, so a workspace made again on
+        another node may have a lower one."""
 
     # Workspaces -----------------------------------------------------------------------
 
@@ -206,8 +208,7 @@ class Router:
         workspace = self.workspaces.get(name)
         if workspace is not None and not workspace.mirror:
             return []  # written here: this node's own commits keep it
-        deleted = self._deleted.get(name)
-        if deleted is not None and state.epoch <= deleted:
+        if (name, state.epoch) in self._deleted:
             # Read from the store before a delete of that epoch landed there, and arrived
             # after it was deleted here: it must not come back.
             return []
@@ -865,7 +866,7 @@ class Router:
     def _note_deleted(self, name: str, epoch: int) -> None:
         """Remember that ``epoch`` of ``name`` is gone; the oldest memory goes past
         :data:`DELETED_KEPT` (a stale read is milliseconds old, not a thousand deletes)."""
-        self._deleted[name] = max(epoch, self._deleted.pop(name, epoch))
+        self._deleted[name, epoch] = None
         if len(self._deleted) > DELETED_KEPT:
             self._deleted.popitem(last=False)
 

@@ -596,8 +596,10 @@ class SQLiteStore:
             ).fetchone()
             return _QueuePosition(0, 0, 1, number, saved=False)
         saved_last_id, head, number = row
-        newest = conn.execute(_NEWEST_BATCH_LAST_ID, _positions(number << _BATCH_ID_BITS))
-        last_id = max(saved_last_id, *(newest_last for (newest_last,) in newest))
+        newest = conn.execute(
+            _NEWEST_BATCH_LAST_ID, _positions(number << _BATCH_ID_BITS)
+        ).fetchone()
+        last_id = saved_last_id if newest is None else max(saved_last_id, newest[0])
         queued = _queued_count(conn, sink, number, head)
         return _QueuePosition(queued, last_id, head, number, saved=True)
 

@@ -251,6 +251,23 @@ def test_a_sink_without_a_limit_is_bounded_at_ten_thousand(store: Store) -> None
     assert store.notify_stats()["slack"] == SinkQueueStats(queued=8_750, dropped=2_503)
 
 
+def test_ids_go_on_after_a_restart_that_finds_a_sink_with_its_queue_emptied(
+    backend: Backend,
+) -> None:
+    store = backend.open()
+    store.commit(Commit(notifications=[note(1), note(2)]))
+    assert store.notify_lease("slack", "sender", 30.0)
+    assert store.notify_done("slack", [1, 2], "sender")
+
+    store = backend.restart()
+    assert store.notify_stats() == {"slack": SinkQueueStats(queued=0, dropped=0)}
+    store.commit(Commit(notifications=[note(3)]))
+    assert ids(store) == [3]
+    assert store.notify_lease("slack", "sender", 30.0)
+    assert store.notify_done("slack", [3], "sender")
+    assert ids(store) == []
+
+
 def test_notify_done_removes_exactly_the_ids_given(store: Store) -> None:
     events = [make_event(n) for n in range(1, 6)]
     store.commit(replace(batch(NAME, 1, events), notifications=notes_of(events)))
