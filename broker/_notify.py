@@ -141,7 +141,8 @@ class SinkConfig:
     coalesce_s: float = 2.0
     """How long the first of a storm waits for more like it before it goes out with them."""
     max_queued: int = 10_000
-    """The queue's bound; past it the oldest is dropped and counted."""
+    """The queue's bound; past it the oldest are dropped and counted, enough that an eighth of
+    it is free again (``_notify_queue.dropped_past_bound``)."""
     timeout_s: float = 10.0
     """Each request's timeout (connect, send, answer)."""
     retry_max_s: float = 300.0

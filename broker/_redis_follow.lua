@@ -5,12 +5,14 @@
 --
 -- KEYS[1] meta hash, KEYS[2] chunk stream (as in _redis_commit.lua)
 -- ARGV[1] the epoch the caller mirrors ('' for none), ARGV[2] the first offset it lacks,
--- ARGV[3] the most events it reads (more behind than that, it reads none and jumps)
+-- ARGV[3] the most events it reads (more behind than that, it reads none and jumps),
+-- ARGV[4] the most chunks one reply holds (chunks are up to about a MiB each)
 --
 -- Reply: {} when the workspace is not stored; else {epoch, first_offset, last_offset, state,
 -- f1, d1, f2, d2, ...}: the chunks, as in _redis_read.lua, only when the stored epoch is
--- ARGV[1] and 1 to ARGV[3] events follow ARGV[2] - 1. The first chunk may begin before
--- ARGV[2]: the caller drops those events.
+-- ARGV[1] and 1 to ARGV[3] events follow ARGV[2] - 1, at most ARGV[4] of them (the caller
+-- reads the rest as a reader does). The first chunk may begin before ARGV[2]: the caller drops
+-- those events.
 
 local meta, chunks = KEYS[1], KEYS[2]
 local current = redis.call('HMGET', meta, 'epoch', 'first', 'last', 'state')
@@ -24,7 +26,7 @@ if current[1] == ARGV[1] then
   if behind >= 1 and behind <= tonumber(ARGV[3]) then
     -- Entries are keyed by their last offset: these are exactly the chunks holding
     -- wanted..last.
-    local entries = redis.call('XRANGE', chunks, wanted .. '-0', last .. '-0')
+    local entries = redis.call('XRANGE', chunks, ARGV[2] .. '-0', current[3] .. '-0', 'COUNT', ARGV[4])
     append_chunks(reply, entries)
   end
 end

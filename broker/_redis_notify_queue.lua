@@ -14,7 +14,8 @@
 --                (key, MessagePack of the notification)
 --
 -- A key already queued is not queued again (a commit sent again after a lost reply). Past
--- the bound the oldest entries are removed and counted in `dropped`.
+-- the bound the oldest entries are removed, enough that an eighth of the bound is free again,
+-- and counted in `dropped`.
 
 local function queue_notifications(k, a)
   for s = k + 1, #KEYS, 3 do

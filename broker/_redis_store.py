@@ -413,7 +413,7 @@ class RedisStore:
         with self._reads():
             reply = self._follow_script(
                 keys=[keys.meta, keys.chunks],
-                args=["" if epoch is None else epoch, after + 1, limit],
+                args=["" if epoch is None else epoch, after + 1, limit, _READ_CHUNKS],
             )
         if not reply:
             return None
@@ -430,6 +430,12 @@ class RedisStore:
             for event in self._chunk_decoder.decode(reply[index])
             if lowest <= event.offset <= head.last_offset
         ]
+        if (len(reply) - 4) // 2 == _READ_CHUNKS and epoch is not None and events:
+            # As many chunks as one reply holds: the rest as a reader reads it (a page at a
+            # time, each reply bounded).
+            rest = head.last_offset - events[-1].offset
+            if rest > 0:
+                events += self.read(name, epoch, events[-1].offset, rest)
         whole = bool(events) and events[0].offset == after + 1
         whole = whole and len(events) == head.last_offset - after
         return Followed(head, state, events if whole else None)

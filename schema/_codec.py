@@ -183,9 +183,10 @@ class Codec:
         return self._encoder.encode(event)
 
     def encode_event_run(self, events: Sequence[EventMsg]) -> bytes:
-        """Encode consecutive events in one call, back to back as they sit inside an array of
-        events (in JSON, with the commas between them): :meth:`event_array` joins such runs
-        as it joins single events. Cheaper than an :meth:`encode_event` call per event."""
+        """Encode consecutive events (at least one) in one call, back to back as they sit
+        inside an array of events (in JSON, with the commas between them): :meth:`event_array`
+        joins such runs as it joins single events. Cheaper than an :meth:`encode_event` call
+        per event."""
         data = self._encoder.encode(events)
         if self.text:
             return data[1:-1]

@@ -409,6 +409,15 @@ def test_follow_reads_head_state_and_the_events_a_follower_lacks(store: RedisSto
     assert store.follow("unknown", None, 100) is None
 
 
+def test_follow_reads_more_chunks_than_one_reply_holds(store: RedisStore) -> None:
+    events = [make_event(n) for n in range(1, 201)]
+    for start in range(0, 200, 2):  # 100 chunks: one reply holds 64
+        store.commit(batch(NAME, 1, events[start : start + 2], before=events[:start]))
+    followed = store.follow(NAME, (1, 10), limit=1000)
+    assert followed is not None
+    assert followed.events == events[10:]
+
+
 def test_follow_reads_nothing_retention_removed(store: RedisStore) -> None:
     events = [make_event(n) for n in range(1, 11)]
     store.commit(batch(NAME, 1, events[:5]))
