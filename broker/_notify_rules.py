@@ -276,8 +276,10 @@ def _semaphores(triggers: frozenset[Trigger], change: SemaphoresChange) -> _Foun
         summary = f"mutex broken by {who} (fence {change.fence})"
         return _Found("mutex", summary, "warning", who=who, like="broken")
     if change.mutex_change == "expired":
-        summary = f"mutex lost: its holder's lease expired (fence {change.fence})"
-        return _Found("mutex", summary, "error", like="lost")
+        # Older brokers named no run on an expiry.
+        whose = f"run {change.mutex_by}'s" if change.mutex_by else "its holder's"
+        summary = f"mutex lost: {whose} lease expired (fence {change.fence})"
+        return _Found("mutex", summary, "error", run_id=change.mutex_by, like="lost")
     return None
 
 

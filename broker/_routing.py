@@ -909,8 +909,8 @@ def _holder_changes(
                 changes.append(_change(free, fence=fence, mutex_change="released", mutex_by=run_id))
             case mutex.Lost(reason="broken", fence=fence):
                 changes.append(_change(free, fence=fence, mutex_change="broken", mutex_by=by))
-            case mutex.Lost(reason="expired", fence=fence):
-                changes.append(_change(free, fence=fence, mutex_change="expired"))
+            case mutex.Lost(reason="expired", run_id=run_id, fence=fence):
+                changes.append(_change(free, fence=fence, mutex_change="expired", mutex_by=run_id))
             case mutex.Granted(run_id=run_id, fence=fence) if (
                 run_id == changed.holder and fence == changed.fence
             ):

@@ -102,16 +102,20 @@ def test_catch_release_and_mutex_changes_say_who_and_why() -> None:
             run_id=None,
         ),
         envelope(4, SemaphoresChange(fence=4, mutex_change="broken", mutex_by="carol"), None),
-        envelope(5, SemaphoresChange(fence=5, mutex_change="expired"), run_id=None),
+        envelope(5, SemaphoresChange(fence=5, mutex_change="expired", mutex_by="r1"), None),
         envelope(6, SemaphoresChange(fence=5, mutex_change="released", mutex_by="r1"), None),
+        envelope(7, SemaphoresChange(fence=6, mutex_change="expired"), run_id=None),
     ]
     made = rules.derive(events, epoch_3)
     assert [(n.trigger, n.offset, n.summary) for n in made] == [
         ("caught", 1, "caught by alice: maintenance"),
         ("released", 2, "released by bob"),
         ("mutex", 4, "mutex broken by carol (fence 4)"),
-        ("mutex", 5, "mutex lost: its holder's lease expired (fence 5)"),
+        ("mutex", 5, "mutex lost: run r1's lease expired (fence 5)"),
+        # From a broker that named no run on an expiry.
+        ("mutex", 7, "mutex lost: its holder's lease expired (fence 6)"),
     ]
+    assert made[3].run_id == "r1"
     assert (made[0].who, made[0].reason) == ("alice", "maintenance")
     # A lost lease is never counted in with a broken one.
     assert made[2].coalesce != made[3].coalesce

@@ -105,7 +105,7 @@ def test_the_holder_leaving_sets_grace_until_and_its_return_or_expiry_says_so() 
     commit(core, left_again)
     epoch = core.workspaces["ws"].epoch
     expired = core.timer_due(LeaseDue("ws", epoch), at(30 + GRACE))
-    assert semaphores(expired) == [("expired", None, None, 1, None)]
+    assert semaphores(expired) == [("expired", "holder", None, 1, None)]
     (change,) = written(expired)
     assert isinstance(change, schema.SemaphoresChange)
     assert (change.caught, change.by) == (True, "bob")  # the catch stays as it was
