@@ -182,13 +182,15 @@ class Notifier:
             payload = event.payload
             if isinstance(payload, Presence):
                 if payload.state == "connected":
-                    stalls.heard(workspace, epoch, payload.run_id, event.offset, mono)
+                    stalls.connected(workspace, epoch, payload.run_id, event.offset, mono)
                     # The finder sleeps until the first run is due, and a run that just
                     # connected is due last: it only needs waking when nothing was watched.
                     if mono + stalls.after_s < self._stalls_checked_by:
                         self._stall_wakeup.set()
-                else:
+                elif payload.state == "disconnected":
                     stalls.gone(workspace, payload.run_id)
+                else:
+                    stalls.expired(workspace, payload.run_id)
         return recoveries
 
     def forget(self, workspaces: Iterable[str]) -> None:

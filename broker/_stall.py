@@ -4,7 +4,8 @@ A run is watched from its connection on; every event it sends is a sign of life.
 sends nothing for ``after_s`` while its connection stays up (it answers the broker's pings,
 so the process lives, but the work does not move) is *stalled*, reported once; its next event
 is its *recovery*. A run that disconnects is no longer watched: the presence events and the
-``expired`` trigger tell of that.
+``expired`` trigger tell of that. A stalled run that disconnects stays stalled until it
+expires: when it connects again within its grace, its next event is its recovery.
 """
 
 from __future__ import annotations
@@ -50,10 +51,24 @@ class StallWatch:
         self._watched: dict[tuple[str, str], _Watched] = {}
         """Runs not reported, oldest sign of life first."""
         self._stalled: dict[tuple[str, str], _Watched] = {}
-        """Runs reported stalled, until they speak again or go."""
+        """Connected runs reported stalled, until they speak again or go."""
+        self._away: dict[tuple[str, str], _Watched] = {}
+        """Runs reported stalled that disconnected, until they come back or expire."""
 
     def __len__(self) -> int:
+        """The connected runs watched, stalled or not."""
         return len(self._watched) + len(self._stalled)
+
+    def connected(self, workspace: str, epoch: int, run_id: str, offset: int, now: float) -> None:
+        """The run connected (again): watched from now on, unless it is stalled, in which
+        case it stays so until its next event (a connection is not the work moving)."""
+        key = (workspace, run_id)
+        stalled = self._away.pop(key, None) or self._stalled.pop(key, None)
+        if stalled is not None and stalled.epoch == epoch:
+            self._stalled[key] = stalled
+            return
+        self._watched.pop(key, None)
+        self._watched[key] = _Watched(epoch, offset, now)
 
     def heard(
         self, workspace: str, epoch: int, run_id: str, offset: int, now: float
@@ -61,7 +76,7 @@ class StallWatch:
         """The run connected, or sent the event at ``offset``: its recovery when it had been
         reported stalled."""
         key = (workspace, run_id)
-        stalled = self._stalled.pop(key, None)
+        stalled = self._stalled.pop(key, None) or self._away.pop(key, None)
         # Popped and put back: the run moves to the end of the order.
         self._watched.pop(key, None)
         self._watched[key] = _Watched(epoch, offset, now)
@@ -70,13 +85,22 @@ class StallWatch:
         return None
 
     def gone(self, workspace: str, run_id: str) -> None:
-        """The run disconnected: watch it no more."""
-        self._watched.pop((workspace, run_id), None)
-        self._stalled.pop((workspace, run_id), None)
+        """The run disconnected: watch it no more (a stalled one stays stalled, away)."""
+        key = (workspace, run_id)
+        self._watched.pop(key, None)
+        stalled = self._stalled.pop(key, None)
+        if stalled is not None:
+            self._away[key] = stalled
+
+    def expired(self, workspace: str, run_id: str) -> None:
+        """The run's grace ended without it coming back: forget it."""
+        key = (workspace, run_id)
+        for runs in (self._watched, self._stalled, self._away):
+            runs.pop(key, None)
 
     def forget_workspace(self, workspace: str) -> None:
         """The workspace was deleted (its runs closed without a word): watch none of them."""
-        for runs in (self._watched, self._stalled):
+        for runs in (self._watched, self._stalled, self._away):
             for key in [key for key in runs if key[0] == workspace]:
                 del runs[key]
 

@@ -1,5 +1,6 @@
 """A connected run that sends nothing for the stall time is reported once; its next event is
-its recovery; a run that disconnected is no longer watched."""
+its recovery; a run that disconnected is no longer watched, and one that was stalled recovers
+when it comes back within its grace and speaks."""
 
 from __future__ import annotations
 
@@ -38,8 +39,31 @@ def test_a_run_that_disconnected_is_not_watched() -> None:
     watch.gone("ws", "a")
     assert [s.run_id for s in watch.due(100.0)] == ["b"]
     watch.gone("ws", "b")
-    assert len(watch) == 0
     assert watch.due(1000.0) == []
+    assert len(watch) == 0  # b stays stalled, away, until it comes back or expires
+
+
+def test_a_stalled_run_that_disconnects_recovers_when_it_is_back_and_speaks() -> None:
+    watch = StallWatch(10)
+    watch.connected("ws", 1, "r", offset=1, now=0.0)
+    assert [s.run_id for s in watch.due(20.0)] == ["r"]
+    watch.gone("ws", "r")
+    watch.connected("ws", 1, "r", offset=5, now=30.0)  # back: connecting is not the work moving
+    assert watch.due(100.0) == []  # still the same stall: not reported again
+    assert watch.heard("ws", 1, "r", offset=6, now=101.0) == Recovered("ws", 1, "r", 6)
+    assert watch.due(110.5) == []  # watched again from its event on
+    assert watch.due(111.0) == [Stalled("ws", 1, "r", since_offset=6, silent_s=10.0)]
+
+
+def test_a_stalled_run_that_expired_is_forgotten() -> None:
+    watch = StallWatch(10)
+    watch.connected("ws", 1, "r", offset=1, now=0.0)
+    assert [s.run_id for s in watch.due(20.0)] == ["r"]
+    watch.gone("ws", "r")
+    watch.expired("ws", "r")
+    watch.connected("ws", 1, "r", offset=9, now=30.0)  # a new connection of the same id
+    assert watch.heard("ws", 1, "r", offset=10, now=31.0) is None  # nothing to recover from
+    assert watch.due(41.0) == [Stalled("ws", 1, "r", since_offset=10, silent_s=10.0)]
 
 
 def test_a_run_in_a_new_epoch_starts_over_without_a_recovery() -> None:
