@@ -156,6 +156,26 @@ async def test_a_silent_connected_run_is_reported_stalled_once_and_recovered_whe
     assert stats["notify.hook.sent"] == 2
 
 
+async def test_a_stalled_run_that_reconnects_within_its_grace_is_recovered_when_it_speaks(
+    broker_store: BrokerStore,
+) -> None:
+    async with NotifyReceiver() as receiver:
+        notify = stall_watching(receiver)
+        async with broker_store.running_broker(notify=notify) as broker:
+            async with wire_client(broker.url, worker_hello("train.c", "r1")) as worker:
+                await publish(worker, 1, [schema.Scalar(name="loss", value=1.0)])
+                stalled = verified((await receiver.wait_for(1))[0])
+            # Restarted, the same run connects again within its grace and speaks.
+            async with wire_client(broker.url, worker_hello("train.c", "r1")) as again:
+                await publish(again, 2, [schema.Scalar(name="loss", value=0.5)])
+                recovered = verified((await receiver.wait_for(2))[1])
+                stats = await delivered(broker.url)
+    assert (stalled["trigger"], stalled["run_id"]) == ("stalled", "r1")
+    assert (recovered["trigger"], recovered["run_id"]) == ("recovered", "r1")
+    assert len(receiver.requests) == 2
+    assert stats["notify.hook.sent"] == 2
+
+
 async def test_a_run_that_expires_without_a_final_status_is_reported_and_one_with_is_not(
     broker_store: BrokerStore,
 ) -> None:
