@@ -198,7 +198,7 @@ class Broker:
             notifier.forget(name for name, _ in write.deleted)
         if notifier is not None and write.events:
             mono = asyncio.get_running_loop().time()
-            made = notifier.on_write(write.events, self._epoch_of, mono)
+            made = notifier.on_write(write.events, write.changes, self._epoch_of, mono)
             if made:
                 notifications = [*notifications, *made] if notifications else made
         done = self.writer.submit(

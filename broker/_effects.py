@@ -74,6 +74,9 @@ class Write:
     """
 
     events: Sequence[EventMsg] = ()
+    changes: Sequence[EventMsg] | None = None
+    """Those of ``events`` that change more of the state than its position, when known
+    (:class:`~broker._workspace.Appended`); ``None``: any of them may."""
     states: Mapping[tuple[str, int], WorkspaceState] = field(default_factory=dict)
     run_seqs: Mapping[tuple[str, int, str], int] = field(default_factory=dict)
     deleted: Sequence[tuple[str, int]] = ()

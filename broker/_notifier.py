@@ -142,13 +142,18 @@ class Notifier:
     # The write path (on the loop, per write) -------------------------------------------
 
     def on_write(
-        self, events: Sequence[EventMsg], epoch_of: Callable[[str], int], mono: float
+        self,
+        events: Sequence[EventMsg],
+        changes: Sequence[EventMsg] | None,
+        epoch_of: Callable[[str], int],
+        mono: float,
     ) -> list[Notification]:
         """The notifications a write's events make (to commit with them), stall recoveries
-        among them."""
+        among them. ``changes``: those of ``events`` that are not plain data, when known; the
+        rules look at nothing else, and most writes are logs and scalars only."""
         if not events:
             return []
-        made = self.rules.derive(events, epoch_of)
+        made = self.rules.derive(events if changes is None else changes, epoch_of)
         if self.stalls is not None:
             made += self._heard(events, epoch_of, mono)
         return made

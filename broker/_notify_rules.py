@@ -101,8 +101,8 @@ class NotifyRules:
     ) -> list[Notification]:
         """The notifications ``events`` make, in event order then sink order."""
         wanted = self.payloads
-        # Most writes are a worker's scalars and logs, none of them wanted: this comprehension
-        # picks the others in 26 ns an event (compress over three maps took 55-65).
+        # The broker passes only the events that are not plain data (the fold sorts them out);
+        # given every event, this comprehension picks the wanted ones in 26 ns an event.
         picked = [event for event in events if type(event.payload) in wanted]
         made: list[Notification] = []
         for event in picked:

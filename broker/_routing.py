@@ -410,14 +410,20 @@ class Router:
     ) -> list[Effect]:
         """Events the broker makes itself, on their way to the store."""
         try:
-            events = workspace.append_made(payloads, now=utc)
+            made = workspace.append_made(payloads, now=utc)
         except WorkspaceClosedError as exc:
             refused: list[Effect] = (
                 [] if reply is None else [_error(reply, ErrorCode.NOT_FOUND, str(exc))]
             )
             return [*refused, *then]
         return [
-            Write(events=events, states={workspace.key: workspace.pending}, reply=reply, then=then)
+            Write(
+                events=made.events,
+                changes=made.changes,
+                states={workspace.key: workspace.pending},
+                reply=reply,
+                then=then,
+            )
         ]
 
     def publish(self, run: Run, frame: Publish, now: Now) -> list[Effect]:
@@ -436,12 +442,15 @@ class Router:
                 return [Ack(run.peer, acked)]
             return []
         first_seq = frame.seq + skip
-        events = workspace.append_published(fresh, run_id=run_id, first_seq=first_seq, now=now.utc)
+        published = workspace.append_published(
+            fresh, run_id=run_id, first_seq=first_seq, now=now.utc
+        )
         return [
             Write(
-                events=events,
+                events=published.events,
+                changes=published.changes,
                 states={workspace.key: workspace.pending},
-                run_seqs={(workspace.name, workspace.epoch, run_id): events[-1].seq or 0},
+                run_seqs={(workspace.name, workspace.epoch, run_id): published.events[-1].seq or 0},
             )
         ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from schema import (
     Event,
@@ -28,6 +29,15 @@ from ._tail import Tail
 
 class WorkspaceClosedError(LookupError):
     """An append to a workspace epoch that is being deleted."""
+
+
+class Appended(NamedTuple):
+    """Events just given their offsets."""
+
+    events: list[EventMsg]
+    changes: list[EventMsg]
+    """Those of ``events`` that change more of the state than its position (see
+    :func:`schema.fold_events`), in order: all the notification rules look at."""
 
 
 class Workspace:
@@ -95,7 +105,7 @@ class Workspace:
 
     def append_published(
         self, events: Sequence[Event], *, run_id: str, first_seq: int, now: datetime.datetime
-    ) -> list[EventMsg]:
+    ) -> Appended:
         """A worker's events, numbered from ``first_seq``: offsets given, ``pending`` folded."""
         self.assigned_seqs[run_id] = first_seq + len(events) - 1
         return self._add(
@@ -109,7 +119,7 @@ class Workspace:
             )
         )
 
-    def append_made(self, payloads: Iterable[Payload], *, now: datetime.datetime) -> list[EventMsg]:
+    def append_made(self, payloads: Iterable[Payload], *, now: datetime.datetime) -> Appended:
         """Events the broker makes itself (presence, details, semaphores)."""
         return self._add(
             [
@@ -124,12 +134,13 @@ class Workspace:
             ]
         )
 
-    def _add(self, events: list[EventMsg]) -> list[EventMsg]:
+    def _add(self, events: list[EventMsg]) -> Appended:
         if self.closed:
             raise WorkspaceClosedError(f"workspace {self.name!r} is being deleted")
         self.next_offset += len(events)
-        self.pending = fold_events(self.pending, events)
-        return events
+        changes: list[EventMsg] = []
+        self.pending = fold_events(self.pending, events, changes=changes)
+        return Appended(events, changes)
 
     def committed(self, events: Sequence[EventMsg], state: WorkspaceState | None) -> None:
         """Events of this workspace and its state are now durable."""

@@ -82,11 +82,19 @@ def fold_event(state: WorkspaceState, event: EventMsg) -> WorkspaceState:
     return _replace(state, last_offset=event.offset, updated=now, workers=workers, **changes)
 
 
-def fold_events(state: WorkspaceState, events: Iterable[EventMsg]) -> WorkspaceState:
+def fold_events(
+    state: WorkspaceState,
+    events: Iterable[EventMsg],
+    *,
+    changes: list[EventMsg] | None = None,
+) -> WorkspaceState:
     """Apply events in order; the same result as ``fold_event`` one by one, made faster.
 
     Most events (logs, scalars, custom data) change nothing but the position, the time and
     their worker's last_seen: a run of them is applied as one change instead of one per event.
+    ``changes``, when given, gets each of the others (status, progress, workspace events,
+    details, semaphores, presence), in order: a caller that looks only at those (the broker's
+    notification rules) is spared a second pass over every event.
     """
     last_plain: EventMsg | None = None
     seen: dict[str, datetime.datetime] = {}
@@ -104,6 +112,8 @@ def fold_events(state: WorkspaceState, events: Iterable[EventMsg]) -> WorkspaceS
             state = _fold_plain(state, last_plain, seen)
             last_plain = None
             seen.clear()
+        if changes is not None:
+            changes.append(event)
         state = fold_event(state, event)
     return state if last_plain is None else _fold_plain(state, last_plain, seen)
 

@@ -6,9 +6,10 @@ import datetime
 import re
 
 from broker._notify import AdviceRule, FinalStatus, NotifyConfig, SinkConfig, Trigger
-from broker._notify_rules import MAX_SUMMARY, NotifyRules
+from broker._notify_rules import _TRIGGERS_OF, MAX_SUMMARY, NotifyRules
 from schema import (
     EventMsg,
+    LogRecord,
     Payload,
     Presence,
     Scalar,
@@ -16,6 +17,7 @@ from schema import (
     Status,
     WorkspaceEvent,
 )
+from schema._fold import _PLAIN as PLAIN_PAYLOADS
 
 T0 = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC)
 
@@ -47,6 +49,13 @@ def envelope(
 
 def epoch_3(_: str) -> int:
     return 3
+
+
+def test_no_trigger_looks_at_plain_data() -> None:
+    # The broker hands the rules only the events the fold does not pass over as plain data
+    # (schema.fold_events' changes): a trigger on a plain payload would never fire.
+    assert set(_TRIGGERS_OF).isdisjoint(PLAIN_PAYLOADS)
+    assert {LogRecord, Scalar} <= PLAIN_PAYLOADS
 
 
 def test_a_severe_event_notifies_the_sinks_that_match_with_its_advice() -> None:

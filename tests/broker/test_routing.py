@@ -35,6 +35,7 @@ from broker._effects import (
 from broker._routing import Router, RoutingLimits
 from tests.broker.routing_support import (
     GRACE,
+    T0,
     FakePeer,
     acquire,
     at,
@@ -58,6 +59,26 @@ def test_a_batch_is_acknowledged_once_durable_and_its_resend_at_once_without_a_w
     assert of(Ack, commit(core, first)) == [Ack(peer, 3)]
     resend = core.publish(run, schema.Publish(seq=1, events=events("a", "b", "c")), at(2))
     assert resend == [Ack(peer, 3)]
+
+
+def test_a_write_names_the_events_that_change_more_than_the_position() -> None:
+    # The notification rules look at these alone: most writes are logs and scalars only.
+    core = router()
+    _, run, _ = start_worker(core, "ws", "r")
+    error = schema.Event(
+        payload=schema.WorkspaceEvent(message="disk full", severity="error"), create_time=T0
+    )
+    batch = [*events("a"), error, *events("b")]
+    (write,) = of(Write, core.publish(run, schema.Publish(seq=1, events=batch), at(1)))
+    assert write.changes is not None
+    assert [event.payload for event in write.changes] == [error.payload]
+    assert write.changes[0] is write.events[1]
+    (quiet,) = of(Write, core.publish(run, schema.Publish(seq=4, events=events("c")), at(2)))
+    assert quiet.changes == []
+    caught = core.set_caught(Reply(FakePeer("op"), 1), "ws", True, by="op", reason=None, now=at(3))
+    (made,) = of(Write, caught)
+    assert made.changes is not None
+    assert [type(event.payload) for event in made.changes] == [schema.SemaphoresChange]
 
 
 def test_an_overlapping_resend_stores_only_the_new_events_with_the_next_offsets() -> None:

@@ -122,6 +122,34 @@ def test_fold_events_equals_folding_one_by_one(events: list[schema.EventMsg], st
     assert schema.fold_events(middle, events[max(0, start - 3) :]) == one_by_one
 
 
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(events=streams())
+def test_fold_events_hands_over_every_event_that_changes_more_than_the_position(
+    events: list[schema.EventMsg],
+) -> None:
+    changes: list[schema.EventMsg] = []
+    schema.fold_events(initial(), events, changes=changes)
+    handed = {id(event) for event in changes}
+    assert changes == [event for event in events if id(event) in handed]
+    state = initial()
+    for event in events:
+        after = schema.fold_event(state, event)
+        if id(event) not in handed:
+            # Only the position, the time and a worker's last_seen may have moved.
+            moved = ("last_offset", "updated", "workers")
+            assert after == msgspec.structs.replace(
+                state, **{name: getattr(after, name) for name in moved}
+            )
+            assert [without_last_seen(w) for w in after.workers] == [
+                without_last_seen(w) for w in state.workers
+            ]
+        state = after
+
+
+def without_last_seen(worker: schema.WorkerEntry) -> schema.WorkerEntry:
+    return msgspec.structs.replace(worker, last_seen=START)
+
+
 @settings(max_examples=100)
 @given(events=streams(), replay_from=st.integers(0, 40))
 def test_events_already_folded_change_nothing(
