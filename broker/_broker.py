@@ -69,7 +69,7 @@ from ._effects import (
 )
 from ._followers import Followers
 from ._forwarding import ForwardedRequester
-from ._notifier import Notifier
+from ._notifier import NOTHING_TO_QUEUE, Notifier
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._routing import Router, RoutingLimits, Run
 from ._store import Commit, HistoryFilter, Store, StoreUnavailableError
@@ -192,21 +192,28 @@ class Broker:
                     log.info(event, **fields)
 
     def _write(self, write: Write) -> None:
-        notifications = write.notifications
         notifier = self.notifier
+        to_queue = NOTHING_TO_QUEUE
         if notifier is not None and write.deleted:
             notifier.forget(name for name, _ in write.deleted)
-        if notifier is not None and write.events:
+        if notifier is not None and (write.events or write.deleted):
             mono = asyncio.get_running_loop().time()
-            made = notifier.on_write(write.events, write.changes, self._epoch_of, mono)
-            if made:
-                notifications = [*notifications, *made] if notifications else made
+            to_queue = notifier.on_write(
+                write.events,
+                write.changes,
+                self._epoch_of,
+                mono,
+                # What waits for a deleted workspace goes with its delete, before its mark.
+                queue_now=bool(write.deleted),
+            )
         done = self.writer.submit(
             events=write.events,
             states=write.states,
             run_seqs=write.run_seqs,
             deleted=write.deleted,
-            notifications=notifications,
+            notifications=to_queue.notifications,
+            notify_marks=to_queue.marks,
+            notify_unmarked=to_queue.unmarked,
         )
         if write.reply is not None:
             _answer_when_durable(done, write.reply)
@@ -376,9 +383,26 @@ class Broker:
     # Lifecycle ----------------------------------------------------------------------------
 
     def restore(self) -> None:
-        """Bring back every stored workspace; workers that were connected are now offline."""
+        """Bring back every stored workspace; workers that were connected are now offline.
+        Notifications a stopped broker left unqueued are queued first."""
         self.coordinator.start(self)
+        self._queue_marked()
         self.carry_out(self.router.restore(self.store.load(), self._now()))
+
+    def _queue_marked(self) -> None:
+        marked = self.store.notify_marked()
+        if not marked:
+            return
+        if self.notifier is None:
+            # Nothing to send them to; their events need not outlive retention any more.
+            log.warning(
+                "notifications_not_made_again", workspaces=len(marked), reason="no --notify"
+            )
+            self.writer.submit(notify_unmarked=sorted(marked))
+            return
+        made = self.notifier.made_again(marked)
+        log.info("notifications_made_again", workspaces=len(marked), notifications=len(made))
+        self.writer.submit(notifications=made, notify_unmarked=sorted(marked))
 
     async def run_writer(self) -> None:
         await self.writer.run()

@@ -15,7 +15,6 @@ from typing import Any, NamedTuple, TypeAlias
 from schema import BrokerFrame, EventMsg, WorkspaceState
 
 from ._coordinator import Notice
-from ._notify import Notification
 from ._peer import Peer, WatcherPeer, WorkerPeer
 
 
@@ -80,7 +79,6 @@ class Write:
     states: Mapping[tuple[str, int], WorkspaceState] = field(default_factory=dict)
     run_seqs: Mapping[tuple[str, int, str], int] = field(default_factory=dict)
     deleted: Sequence[tuple[str, int]] = ()
-    notifications: Sequence[Notification] = ()
     reply: Reply | None = None
     then: tuple[Effect, ...] = ()
 

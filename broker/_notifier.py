@@ -2,25 +2,31 @@
 one sender per sink.
 
 ``on_write`` runs in the broker's write path, on the event loop: it turns a write's events
-into notifications that go into the same commit (so they are exactly as durable as the
-events), and feeds the stall detector. Everything slow (HTTP, retries, reading the queues)
-happens in the senders' own tasks, which read the store through threads: a receiver that
-never answers holds up its own sender and nothing else.
+into notifications, which go into the same commit (so they are exactly as durable as the
+events) or, on a store that defers them, wait a moment and go into a later one with a mark
+that keeps them safe meanwhile (``_notify_defer``); and it feeds the stall detector.
+Everything slow (HTTP, retries, reading the queues) happens in the senders' own tasks, which
+read the store through threads: a receiver that never answers holds up its own sender and
+nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
 
 import structlog
 
 from schema import EventMsg, Presence, Status
 
 from ._notify import Notification, NotifyConfig, QueuedNotification, SinkQueueStats
+from ._notify_defer import DeferredNotifications, Taken
 from ._notify_rules import NotifyRules
 from ._notify_sender import POLL_S, SinkSender
 from ._stall import StallWatch
@@ -34,8 +40,23 @@ QUEUE_STATS_EVERY_S = 5.0
 """How often the queues' depths are read for the counters a node publishes (a ``stats``
 request reads them at once)."""
 
+MADE_AGAIN_READ = 10_000
+"""Events read at a time when notifications are made again at boot."""
+
 STALL_CHECK_MAX_S = 5.0
 """The longest wait between two looks for stalled runs (a new run may be due sooner)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToQueue:
+    """What a write's commit carries for the notification queues (see ``Commit``)."""
+
+    notifications: Sequence[Notification] = ()
+    marks: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    unmarked: Sequence[tuple[str, int]] = ()
+
+
+NOTHING_TO_QUEUE: Final = ToQueue()
 
 
 class StoreSinkQueue:
@@ -138,6 +159,13 @@ class Notifier:
         """When the stall finder looks next (loop time)."""
         self._queue_stats: dict[str, SinkQueueStats] = {}
         store.notify_limits({sink.name: sink.max_queued for sink in config.sinks})
+        self.deferred = (
+            DeferredNotifications(delay_s=config.queue_delay_s)
+            if store.defers_notifications
+            else None
+        )
+        """Derived notifications waiting to be queued (``None``: queued with their events)."""
+        self._queue_timer: asyncio.TimerHandle | None = None
 
     # The write path (on the loop, per write) -------------------------------------------
 
@@ -147,16 +175,62 @@ class Notifier:
         changes: Sequence[EventMsg] | None,
         epoch_of: Callable[[str], int],
         mono: float,
-    ) -> list[Notification]:
-        """The notifications a write's events make (to commit with them), stall recoveries
-        among them. ``changes``: those of ``events`` that are not plain data, when known; the
-        rules look at nothing else, and most writes are logs and scalars only."""
-        if not events:
-            return []
-        made = self.rules.derive(events if changes is None else changes, epoch_of)
-        if self.stalls is not None:
-            made += self._heard(events, epoch_of, mono)
-        return made
+        *,
+        queue_now: bool = False,
+    ) -> ToQueue:
+        """What the commit of a write's events carries for the queues: the notifications
+        they make (stall recoveries among them), or, on a store that defers them, a mark while
+        they wait. ``changes``: those of ``events`` that are not plain data, when known; the
+        rules look at nothing else, and most writes are logs and scalars only. ``queue_now``:
+        everything waiting goes into this commit (the write deletes a workspace)."""
+        derived: list[Notification] = []
+        recoveries: list[Notification] = []
+        if events:
+            derived = self.rules.derive(events if changes is None else changes, epoch_of)
+            if self.stalls is not None:
+                recoveries = self._heard(events, epoch_of, mono)
+        deferred = self.deferred
+        if deferred is None:
+            made = derived + recoveries
+            return ToQueue(made) if made else NOTHING_TO_QUEUE
+        marks = deferred.add(derived, mono)
+        if recoveries or queue_now or deferred.full:
+            taken = self._take()
+            return ToQueue([*taken.notifications, *recoveries], unmarked=taken.unmarked)
+        if marks:
+            self._queue_later(deferred)
+            return ToQueue(marks=marks)
+        return NOTHING_TO_QUEUE
+
+    def queue_waiting(self) -> asyncio.Future[None] | None:
+        """Queue the notifications waiting, in a commit of their own; its future (``None``
+        when nothing waits, or the writer takes nothing more: their marks are stored, and the
+        next start queues them)."""
+        taken = self._take()
+        if not (taken.notifications or taken.unmarked):
+            return None
+        try:
+            return self._writer.submit(
+                notifications=taken.notifications, notify_unmarked=taken.unmarked
+            )
+        except Exception as exc:
+            log.warning("notifications_left_to_next_start", error=str(exc))
+            return None
+
+    def _take(self) -> Taken:
+        if self._queue_timer is not None:
+            self._queue_timer.cancel()
+            self._queue_timer = None
+        return Taken() if self.deferred is None else self.deferred.take()
+
+    def _queue_later(self, deferred: DeferredNotifications) -> None:
+        if self._queue_timer is None and deferred.due is not None:
+            loop = asyncio.get_running_loop()
+            self._queue_timer = loop.call_at(deferred.due, self._queue_due)
+
+    def _queue_due(self) -> None:
+        self._queue_timer = None
+        self.queue_waiting()
 
     def committed(self, notifications: Iterable[Notification]) -> None:
         """These notifications are durable: their senders look at their queues now."""
@@ -262,8 +336,13 @@ class Notifier:
                     at=now,
                 )
             if notes:
+                # Behind what waits, so a sink hears of each workspace in order.
+                taken = self._take()
                 try:
-                    await self._writer.submit(notifications=notes)
+                    await self._writer.submit(
+                        notifications=[*taken.notifications, *notes],
+                        notify_unmarked=taken.unmarked,
+                    )
                 except Exception as exc:
                     # The writer failed or stopped: the broker is stopping with it, and says why.
                     log.warning("stall_notifications_not_queued", error=str(exc))
@@ -273,29 +352,54 @@ class Notifier:
         """Which of these runs, in their grace when this node began writing their workspace
         (at boot, or when it took the workspace over), had published their final status: their
         expiry is no expiry without one."""
-        if not runs or not any("expired" in sink.triggers for sink in self.config.sinks):
+        if not runs or not self._hears_of_expiries:
             return
-        matches = self.config.finished.matches
-        store = self._store
-
-        def look() -> list[tuple[str, str]]:
-            found: list[tuple[str, str]] = []
-            for workspace, epoch, run_id in runs:
-                query = HistoryFilter(workspace, epoch, kinds=["status"], run_id=run_id)
-                events, _ = store.history(query)
-                payloads = [event.payload for event in events]
-                if any(isinstance(p, Status) and matches(p.key, p.value) for p in payloads):
-                    found.append((workspace, run_id))
-            return found
-
         try:
-            found = await self._threads.run(look)
+            found = await self._threads.run(lambda: self._finished_among(runs))
         except Exception as exc:
             # Without them an expiry of a run that did finish may be told as one without a
             # final status: a wrong alert, not a reason to stop notifying.
             log.warning("final_statuses_not_read", runs=len(runs), error=type(exc).__name__)
             return
         self.rules.finished_before(found)
+
+    @property
+    def _hears_of_expiries(self) -> bool:
+        return any("expired" in sink.triggers for sink in self.config.sinks)
+
+    def _finished_among(self, runs: Iterable[tuple[str, int, str]]) -> list[tuple[str, str]]:
+        """(workspace, run id) of those of ``runs`` whose stored events hold a final status."""
+        matches = self.config.finished.matches
+        found: list[tuple[str, str]] = []
+        for workspace, epoch, run_id in runs:
+            query = HistoryFilter(workspace, epoch, kinds=["status"], run_id=run_id)
+            events, _ = self._store.history(query)
+            payloads = [event.payload for event in events]
+            if any(isinstance(p, Status) and matches(p.key, p.value) for p in payloads):
+                found.append((workspace, run_id))
+        return found
+
+    def made_again(self, marked: Mapping[tuple[str, int], int]) -> list[Notification]:
+        """The notifications of each marked workspace's stored events from its mark on: a
+        broker stopped before it queued them (``_notify_defer``). Called at boot, before
+        anything is written; reads the store on the caller's thread."""
+        made: list[Notification] = []
+        for (workspace, epoch), offset in sorted(marked.items()):
+            after = offset - 1
+            while events := self._store.read(workspace, epoch, after, MADE_AGAIN_READ):
+                after = events[-1].offset
+                if self._hears_of_expiries:
+                    # A run's final status may lie before the mark: looked up, as at boot.
+                    expired = {
+                        (workspace, epoch, event.payload.run_id)
+                        for event in events
+                        if isinstance(event.payload, Presence) and event.payload.state == "expired"
+                    }
+                    self.rules.finished_before(self._finished_among(sorted(expired)))
+                made += self.rules.derive(events, _always(epoch))
+                if len(events) < MADE_AGAIN_READ:
+                    break
+        return made
 
     async def _refresh_queue_stats(self) -> None:
         """The queues' depths and drops, for the counters a node publishes for the others."""
@@ -304,8 +408,13 @@ class Notifier:
             await asyncio.sleep(QUEUE_STATS_EVERY_S)
 
     async def queue_counters(self) -> dict[str, int | float]:
-        """The queues' depths and drops as the store has them now (as last read while the
-        store cannot be reached)."""
+        """The queues' depths and drops as the store has them now, what waited to be queued
+        included (as last read while the store cannot be reached)."""
+        waiting = self.queue_waiting()
+        if waiting is not None:
+            with contextlib.suppress(Exception):
+                # The writer failed: the broker stops, and says why; the marks are stored.
+                await waiting
         try:
             self._queue_stats = await self._threads.run(self._store.notify_stats)
         except Exception as exc:
@@ -333,3 +442,7 @@ class Notifier:
         if self.stalls is not None:
             counters["notify.runs_watched_for_stalls"] = len(self.stalls)
         return counters
+
+
+def _always(epoch: int) -> Callable[[str], int]:
+    return lambda _: epoch

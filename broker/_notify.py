@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeAlias, get_args
+from typing import Final, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -152,12 +152,21 @@ class SinkConfig:
     always verified)."""
 
 
+QUEUE_DELAY_S: Final = 0.25
+"""How long notifications made from events wait before they are queued (``queue_delay``):
+many commits' worth at full ingest, and little beside a sink's coalescing window (2 s by
+default)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class NotifyConfig:
     sinks: tuple[SinkConfig, ...]
     stall_after_s: float | None = None
     """A connected run that sends no event for this long is reported stalled (``None``: no
     stall detection)."""
+    queue_delay_s: float = QUEUE_DELAY_S
+    """How long notifications made from events wait before they are queued together, on a
+    store that defers them (``_notify_defer``)."""
     finished: FinalStatus = FinalStatus()
     advice: tuple[AdviceRule, ...] = ()
     public_url: str | None = None

@@ -27,6 +27,7 @@ from typing import Final, NoReturn, cast, get_args
 from schema import Severity
 
 from ._notify import (
+    QUEUE_DELAY_S,
     SEVERITY_RANK,
     TRIGGERS,
     AdviceRule,
@@ -60,7 +61,7 @@ client computes. ``User-Agent`` may be replaced."""
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 
-_TOP_KEYS: Final = ("public_url", "stall_after", "finished", "advice", "sink")
+_TOP_KEYS: Final = ("public_url", "stall_after", "queue_delay", "finished", "advice", "sink")
 _FINISHED_KEYS: Final = ("key", "values")
 _ADVICE_KEYS: Final = ("pattern", "advice")
 _SINK_KEYS: Final = (
@@ -195,6 +196,9 @@ class _Parser:
         stall_after = None
         if "stall_after" in document:
             stall_after = self.seconds(document, "stall_after", "", positive=True)
+        queue_delay = QUEUE_DELAY_S
+        if "queue_delay" in document:
+            queue_delay = self.seconds(document, "queue_delay", "", positive=False)
         finished = FinalStatus()
         if "finished" in document:
             finished = self.finished(self.table(document["finished"], "finished"))
@@ -219,6 +223,7 @@ class _Parser:
         return NotifyConfig(
             sinks=sinks,
             stall_after_s=stall_after,
+            queue_delay_s=queue_delay,
             finished=finished,
             advice=advice,
             public_url=public_url,

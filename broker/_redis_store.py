@@ -494,6 +494,8 @@ class RedisStore:
     def commit(self, commit: Commit) -> None:
         """Store ``commit`` (each workspace's part atomically), then wait for the durability
         asked for; retried until both hold while Redis cannot be reached."""
+        if commit.notify_marks:
+            raise ValueError("a Redis store queues notifications in their events' commit")
         delay = 0.05
         while True:
             try:
@@ -873,6 +875,15 @@ class RedisStore:
 
     def _sink_keys(self, sink: str) -> _SinkKeys:
         return _SinkKeys.of(self._prefix, sink)
+
+    @property
+    def defers_notifications(self) -> bool:
+        """No: any node may be the one that dies, and no other would know to queue what it
+        left; a commit's notifications go with its events, in the same script."""
+        return False
+
+    def notify_marked(self) -> dict[tuple[str, int], int]:
+        return {}
 
     def notify_limits(self, limits: Mapping[str, int]) -> None:
         """The bound of each sink's queue, applied by this node's commits from now on."""

@@ -337,6 +337,9 @@ class BrokerServer:
                 task.cancel()
         broker = self.broker
         if broker is not None:
+            if broker.notifier is not None:
+                # Else the next start makes them again from the events (their marks are stored).
+                broker.notifier.queue_waiting()
             broker.writer.stop()
         if self._store is not None:
             # A commit still waiting for an unreachable server gives up: the drain is over.

@@ -67,6 +67,14 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
     the next one; ``dropped`` counts them. A commit past the bound by itself writes only the ids it
     keeps. Deleting a workspace leaves its queued notifications.
 
+``notify_marks(workspace, epoch, from_offset)``
+    ``PRIMARY KEY (workspace, epoch)`` ``WITHOUT ROWID``: a workspace epoch whose events from
+    ``from_offset`` on made notifications not queued yet (``Commit.notify_marks``): the broker
+    queues them a moment later, in a commit that removes the row, so most commits write no
+    queue at all. At boot the broker makes the notifications of a marked workspace's events
+    again (their keys depend only on the event) and queues them; retention keeps the
+    events of a mark until then.
+
 ``notify_removed(sink, id)``
     ``PRIMARY KEY`` over both, ``WITHOUT ROWID``: the ids at or past the head removed from a
     batch that still holds others (a sender removes one coalesced group at a time, which may
@@ -77,7 +85,8 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
 Version 1 stored one row per event (``events``, with three indices). A version 1 database is
 migrated to chunks when it is opened, in one transaction. Version 2 had no ``last_seen_us``;
 it is added (as 0) when a version 2 database is opened. Version 3 had no notification tables;
-they are created when a version 3 database (or older) is opened.
+they are created when a version 3 database (or older) is opened. Version 4 had no
+``notify_marks``; it is created when a version 4 database (or older) is opened.
 
 Threading: ``commit``, ``trim``, ``forget_runs`` and ``notify_done`` use one writer connection
 (any thread, one at a time); ``read``, ``history``, ``load``, ``notify_queue`` and
@@ -130,7 +139,7 @@ LOCK_NAME: Final = "pierhead.lock"
 """Held (``flock``, exclusive) by the store that has the directory open, for as long as it is
 open; it holds the pid of that process. Two brokers on one directory would each number events
 on their own and lose what the other acknowledged."""
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 CHUNK_EVENTS: Final = 512
 """Most events in one chunk: a read of one event decodes at most this many."""
@@ -223,7 +232,21 @@ _CREATE_NOTIFY: Final = (
     ) WITHOUT ROWID
     """,
 )
-_CREATE_SCHEMA: Final = (_CREATE_WORKSPACES, *_CREATE_CHUNKS, _CREATE_RUNS, *_CREATE_NOTIFY)
+_CREATE_NOTIFY_MARKS: Final = """
+    CREATE TABLE IF NOT EXISTS notify_marks (
+        workspace TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        from_offset INTEGER NOT NULL,
+        PRIMARY KEY (workspace, epoch)
+    ) WITHOUT ROWID
+"""
+_CREATE_SCHEMA: Final = (
+    _CREATE_WORKSPACES,
+    *_CREATE_CHUNKS,
+    _CREATE_RUNS,
+    *_CREATE_NOTIFY,
+    _CREATE_NOTIFY_MARKS,
+)
 
 _INSERT_CHUNK: Final = """
     INSERT INTO chunks (workspace_id, last_offset, first_offset, received_us, body)
@@ -264,6 +287,10 @@ _BATCH_ID_BITS: Final = 48
 """A batch's rowid is its sink's number shifted by this many bits, plus its first id: a sink's
 batches are one range of rowids in id order, so the table needs no index of its own. Ids fit
 for 89 years at 100,000 notifications a second; numbers, for 32,767 sinks."""
+_INSERT_MARK: Final = (
+    "INSERT OR IGNORE INTO notify_marks (workspace, epoch, from_offset) VALUES (?, ?, ?)"
+)
+_DELETE_MARK: Final = "DELETE FROM notify_marks WHERE workspace = ? AND epoch = ?"
 _INSERT_BATCH: Final = """
     INSERT INTO notifications (position, sink, first_id, count, body) VALUES (?, ?, ?, ?, ?)
 """
@@ -505,6 +532,8 @@ class SQLiteStore:
             if version <= 3:
                 for statement in _CREATE_NOTIFY:
                     conn.execute(statement)
+            if version <= 4:
+                conn.execute(_CREATE_NOTIFY_MARKS)
             if version < SCHEMA_VERSION:
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,)
@@ -540,6 +569,16 @@ class SQLiteStore:
                 self._insert_chunks(conn, self._event_workspace_id(conn, name, by_name), events)
             self._upsert_runs(conn, commit, ids)
             queues = self._queue_notifications(conn, commit.notifications)
+            if commit.notify_unmarked:
+                conn.executemany(_DELETE_MARK, commit.notify_unmarked)
+            if commit.notify_marks:
+                conn.executemany(
+                    _INSERT_MARK,
+                    [
+                        (name, epoch, offset)
+                        for (name, epoch), offset in commit.notify_marks.items()
+                    ],
+                )
         self._queues.update(queues)
 
     def _queue_notifications(
@@ -615,6 +654,7 @@ class SQLiteStore:
         conn.execute("DELETE FROM chunks WHERE workspace_id = ?", row)
         conn.execute("DELETE FROM runs WHERE workspace_id = ?", row)
         conn.execute("DELETE FROM workspaces WHERE id = ?", row)
+        conn.execute(_DELETE_MARK, (name, epoch))
 
     def _upsert_states(
         self, conn: sqlite3.Connection, states: Mapping[tuple[str, int], WorkspaceState]
@@ -735,13 +775,17 @@ class SQLiteStore:
         trimmed: dict[tuple[str, int], int] = {}
         with self._write_transaction() as conn:
             workspaces = conn.execute(
-                "SELECT id, name, epoch, last_offset FROM workspaces"
+                "SELECT w.id, w.name, w.epoch, w.last_offset, m.from_offset FROM workspaces AS w"
+                " LEFT JOIN notify_marks AS m ON m.workspace = w.name AND m.epoch = w.epoch"
             ).fetchall()
-            for workspace_id, name, epoch, last_offset in workspaces:
+            for workspace_id, name, epoch, last_offset, marked_from in workspaces:
                 upto = max(
                     last_offset - max_events,
                     self._young_after(conn, workspace_id, last_offset, cutoff_us),
                 )
+                if marked_from is not None:
+                    # Events whose notifications are not queued yet stay until they are.
+                    upto = min(upto, marked_from - 1)
                 if self._remove_upto(conn, workspace_id, upto):
                     trimmed[name, epoch] = _first_offset(conn, workspace_id, last_offset)
         return trimmed
@@ -869,6 +913,16 @@ class SQLiteStore:
         return events[: query.limit], len(events) > query.limit
 
     # -- notifications -----------------------------------------------------------------------
+
+    @property
+    def defers_notifications(self) -> bool:
+        """Yes: a commit that writes the queue writes a statement and a page more."""
+        return True
+
+    def notify_marked(self) -> dict[tuple[str, int], int]:
+        with self._reader() as conn:
+            rows = conn.execute("SELECT workspace, epoch, from_offset FROM notify_marks")
+            return {(name, epoch): offset for name, epoch, offset in rows}
 
     def notify_limits(self, limits: Mapping[str, int]) -> None:
         """The bound of each sink's queue, applied by the commits that queue from now on."""

@@ -50,8 +50,17 @@ class Commit:
     deleted: Sequence[tuple[str, int]] = ()
     """Workspace epochs to remove (events, state, run positions), applied before the rest."""
     notifications: Sequence[Notification] = ()
-    """Notifications to queue, each in its sink's queue, in this order (made from ``events``,
-    or by the stall detector): durable together with the events they tell of."""
+    """Notifications to queue, each in its sink's queue, in this order (made from ``events``
+    or earlier commits' events, or by the stall detector)."""
+    notify_marks: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    """(workspace, epoch) -> the offset from which its events made notifications that are not
+    queued yet (a store that ``defers_notifications``): the broker queues them within a
+    moment, in a later commit that removes the mark; a broker that died meanwhile makes them
+    again at its restart from the events stored from there. A mark already stored is kept as
+    it is (its offset is the earlier one)."""
+    notify_unmarked: Sequence[tuple[str, int]] = ()
+    """Marks to remove, before ``notify_marks`` are added: what they stood for is queued by
+    this commit (or was given up)."""
     by_workspace: Mapping[str, Sequence[EventMsg]] = field(init=False, repr=False, compare=False)
     """``events`` grouped by workspace name. Grouped once, where the commit is made (in the
     writer's thread), for both the store and the broker's fan-out."""
@@ -135,6 +144,17 @@ class Store(Protocol):
     ) -> list[tuple[str, int, str]]:
         """Drop the dedupe positions of runs neither connected (``live``) nor with a stored
         event for ``idle_for``; the (workspace, epoch, run id) of each one dropped."""
+        ...
+
+    @property
+    def defers_notifications(self) -> bool:
+        """Whether commits may leave notifications to a later commit (``Commit.notify_marks``):
+        a commit that queues none writes less (SQLite, where a queue write is a page and a
+        statement more in every commit). A store shared by several nodes queues them at once."""
+        ...
+
+    def notify_marked(self) -> dict[tuple[str, int], int]:
+        """The marks stored (see ``Commit.notify_marks``): read at boot, before any commit."""
         ...
 
     def notify_limits(self, limits: Mapping[str, int]) -> None:

@@ -38,6 +38,8 @@ class _Submission:
     run_seqs: Mapping[tuple[str, int, str], int]
     deleted: Sequence[tuple[str, int]]
     notifications: Sequence[Notification]
+    notify_marks: Mapping[tuple[str, int], int]
+    notify_unmarked: Sequence[tuple[str, int]]
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -96,15 +98,25 @@ class GroupCommitWriter:
         run_seqs: Mapping[tuple[str, int, str], int] | None = None,
         deleted: Sequence[tuple[str, int]] = (),
         notifications: Sequence[Notification] = (),
+        notify_marks: Mapping[tuple[str, int], int] | None = None,
+        notify_unmarked: Sequence[tuple[str, int]] = (),
     ) -> asyncio.Future[None]:
         """Queue writes for the next commit; the future resolves once they are durable.
         ``notifications`` are queued in the commit of these events, after those of earlier
-        submissions."""
+        submissions; the marks are applied in submission order (see :class:`Commit`)."""
         if self._failure is not None:
             raise StoreFailedError("the store failed earlier; nothing more is accepted")
         if self._stopping:
             raise StoreFailedError("the writer is stopping; nothing more is accepted")
-        submission = _Submission(events, states or {}, run_seqs or {}, deleted, notifications)
+        submission = _Submission(
+            events,
+            states or {},
+            run_seqs or {},
+            deleted,
+            notifications,
+            notify_marks or {},
+            notify_unmarked,
+        )
         with self._work:
             self._pending.append(submission)
             self._work.notify()
@@ -256,12 +268,16 @@ def _merge(batch: Sequence[_Submission]) -> Commit:
             run_seqs=only.run_seqs,
             deleted=only.deleted,
             notifications=only.notifications,
+            notify_marks=only.notify_marks,
+            notify_unmarked=only.notify_unmarked,
         )
     events: list[EventMsg] = []
     states: dict[tuple[str, int], WorkspaceState] = {}
     run_seqs: dict[tuple[str, int, str], int] = {}
     deleted: list[tuple[str, int]] = []
     notifications: list[Notification] = []
+    marks: dict[tuple[str, int], int] = {}
+    unmarked: list[tuple[str, int]] = []
     for submission in batch:
         events.extend(submission.events)
         # Later submissions carry later states of the same workspace.
@@ -270,10 +286,19 @@ def _merge(batch: Sequence[_Submission]) -> Commit:
             run_seqs[key] = max(seq, run_seqs.get(key, 0))
         deleted.extend(submission.deleted)
         notifications.extend(submission.notifications)
+        # A mark removed after one made earlier in the batch takes it away; one made after
+        # a removal stands (the store removes before it adds).
+        for workspace in submission.notify_unmarked:
+            marks.pop(workspace, None)
+            unmarked.append(workspace)
+        for workspace, offset in submission.notify_marks.items():
+            marks.setdefault(workspace, offset)
     return Commit(
         events=events,
         states=states,
         run_seqs=run_seqs,
         deleted=deleted,
         notifications=notifications,
+        notify_marks=marks,
+        notify_unmarked=unmarked,
     )

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schema
+from broker._notify import Notification
 from broker._store import Commit, HistoryFilter, Store, StoredWorkspace
 from schema import EventMsg, PayloadKind, WorkspaceState
 
@@ -208,3 +209,28 @@ def check_history_and_read_against_the_model(store: Store, *, examples: int = 15
             assert store.history(query) == model_history(events, query)
 
     check()
+
+
+def note(
+    offset: int | None,
+    *,
+    sink: str = "slack",
+    workspace: str = NAME,
+    epoch: int = 1,
+    event: EventMsg | None = None,
+) -> Notification:
+    """A notification of the event at ``offset`` (a stall's when ``None``), keyed as the
+    rules key them: the same event and sink give the same key."""
+    return Notification(
+        key=f"{workspace}/{epoch}/{offset if offset is not None else 'stall'}/{sink}",
+        sink=sink,
+        trigger="event" if offset is not None else "stalled",
+        workspace=workspace,
+        epoch=epoch,
+        at=T0,
+        summary=f"{workspace} said {offset}",
+        coalesce=workspace,
+        offset=offset,
+        severity="error",
+        event=event,
+    )

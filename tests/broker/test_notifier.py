@@ -6,13 +6,19 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import schema
+from broker._notifier import Notifier
 from broker._notify import AdviceRule, NotifyConfig, SinkConfig, Trigger
 from broker._notify_format import verify_signature
+from broker._sqlite_store import SQLiteStore
+from broker._threads import StoreThreads
+from broker._writer import GroupCommitWriter
+from tests.broker.store_cases import NAME, T0, batch
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
 from tests.notify_receiver import NotifyReceiver, Received
 from tests.support import BrokerStore, until_answered
@@ -307,3 +313,43 @@ async def test_the_runs_of_a_deleted_workspace_are_not_reported_stalled(
     assert verified(request)["workspace"] == "other"
     assert len(receiver.requests) == 1
     assert stats["notify.runs_watched_for_stalls"] == 0
+
+
+async def test_made_again_at_boot_an_expiry_knows_a_final_status_from_before_the_mark(
+    tmp_path: Path,
+) -> None:
+    # A real store: the run published its final status, then the broker marked the workspace
+    # for an error and died; its expiry came after. Made again from the mark, the error is
+    # told and the expiry is not (the run did finish), as it would have been without the crash.
+    store = SQLiteStore(tmp_path)
+
+    def event(offset: int, payload: schema.Payload, run_id: str | None = None) -> schema.EventMsg:
+        return schema.EventMsg(
+            workspace=NAME,
+            offset=offset,
+            create_time=T0,
+            received_time=T0,
+            payload=payload,
+            run_id=run_id,
+            seq=offset if run_id else None,
+        )
+
+    events = [
+        event(1, schema.Status(key="state", value="done"), "r1"),
+        event(2, error("disk full"), "r1"),
+        event(3, schema.Presence(run_id="r1", state="expired")),
+        event(4, schema.Presence(run_id="r2", state="expired")),
+    ]
+    store.commit(batch(NAME, 1, events))
+    config = NotifyConfig(sinks=(webhook("http://127.0.0.1:9/hook", "event", "expired"),))
+    threads = StoreThreads()
+    writer = GroupCommitWriter(store, lambda _: None, max_events=1000, threads=threads)
+    notifier = Notifier(config, store, writer, threads, lease_s=30.0, excused=lambda *_: False)
+    try:
+        made = notifier.made_again({(NAME, 1): 2})
+    finally:
+        store.close()
+    assert [(n.trigger, n.offset, n.run_id) for n in made] == [
+        ("event", 2, "r1"),
+        ("expired", 4, "r2"),
+    ]

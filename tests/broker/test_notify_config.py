@@ -113,6 +113,7 @@ def test_a_file_with_one_bare_sink_takes_every_default() -> None:
         )
     )
     assert config.stall_after_s is None
+    assert config.queue_delay_s == 0.25
     assert config.finished.matches("state", "anything")
     assert config.sinks[0].workspaces == ("*",)
     assert config.sinks[0].min_severity == "error"
@@ -121,7 +122,7 @@ def test_a_file_with_one_bare_sink_takes_every_default() -> None:
 
 def test_every_key_of_a_sink_is_read() -> None:
     config = parse(
-        'stall_after = 30.5\n[finished]\nkey = "phase"\n'
+        'stall_after = 30.5\nqueue_delay = 1.5\n[finished]\nkey = "phase"\n'
         '[[advice]]\npattern = "OOM"\nadvice = "Ask for more memory."\n'
         "[[sink]]\n"
         'name = "a.b_c-1"\nkind = "webhook"\nurl = "http://127.0.0.1:9/x?y=1"\n'
@@ -131,6 +132,7 @@ def test_every_key_of_a_sink_is_read() -> None:
         'secret = "k"\n'
     )
     assert config.stall_after_s == 30.5
+    assert config.queue_delay_s == 1.5
     assert config.finished == FinalStatus(key="phase")
     assert config.advice[0].advice == "Ask for more memory."
     assert config.sinks[0] == SinkConfig(
@@ -205,6 +207,7 @@ def sink(**keys: str) -> str:
         ("stall_after = '10m'\n" + SINK, "notify.toml: stall_after: expected a number of sec"),
         ("stall_after = nan\n" + SINK, "notify.toml: stall_after: nan is not more than 0"),
         ("stall_after = 60\n" + SINK, 'notify.toml: stall_after: no sink lists the "stalled"'),
+        ("queue_delay = -1\n" + SINK, "notify.toml: queue_delay: -1 is not at least 0"),
         ("public_url = 'ftp://x'\n" + SINK, "notify.toml: public_url: must be an http:// or"),
         ("public_url = 'https://x/#a'\n" + SINK, "notify.toml: public_url: must have no query"),
         ("finished = 'state'\n" + SINK, "notify.toml: finished: expected a table, got a string"),

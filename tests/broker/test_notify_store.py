@@ -23,7 +23,7 @@ from broker._store import Commit, Store
 from broker._threads import StoreThreads
 from broker._writer import GroupCommitWriter
 from schema import EventMsg
-from tests.broker.store_cases import NAME, T0, batch, fold, make_event, offsets
+from tests.broker.store_cases import LONG_AGO, NAME, T0, batch, fold, make_event, note, offsets
 from tests.redis_server import RedisServer
 
 WAIT_S = 15.0
@@ -37,31 +37,6 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         threading.Event().wait(0.005)
-
-
-def note(
-    offset: int | None,
-    *,
-    sink: str = "slack",
-    workspace: str = NAME,
-    epoch: int = 1,
-    event: EventMsg | None = None,
-) -> Notification:
-    """A notification of the event at ``offset`` (a stall's when ``None``), keyed as the
-    rules key them: the same event and sink give the same key."""
-    return Notification(
-        key=f"{workspace}/{epoch}/{offset if offset is not None else 'stall'}/{sink}",
-        sink=sink,
-        trigger="event" if offset is not None else "stalled",
-        workspace=workspace,
-        epoch=epoch,
-        at=T0,
-        summary=f"{workspace} said {offset}",
-        coalesce=workspace,
-        offset=offset,
-        severity="error",
-        event=event,
-    )
 
 
 def notes_of(events: Sequence[EventMsg], *, sink: str = "slack") -> list[Notification]:
@@ -404,34 +379,80 @@ def test_sqlite_the_sender_lease_is_always_granted(sqlite_store: SQLiteStore) ->
     assert queued(store) == []
 
 
-def test_sqlite_migrates_a_version_3_database(tmp_path: Path) -> None:
+def test_sqlite_marks_are_kept_until_removed_and_a_removal_goes_before_a_mark(
+    sqlite_store: SQLiteStore,
+) -> None:
+    store = sqlite_store
+    assert store.defers_notifications
+    store.commit(Commit(notify_marks={(NAME, 1): 4, ("other", 2): 9}))
+    # A mark already stored keeps its earlier offset.
+    store.commit(Commit(notify_marks={(NAME, 1): 6}))
+    assert store.notify_marked() == {(NAME, 1): 4, ("other", 2): 9}
+    # Removed and made again in one commit (a merge of both writes): the new one stands.
+    store.commit(Commit(notify_unmarked=[(NAME, 1)], notify_marks={(NAME, 1): 11}))
+    store.commit(Commit(notify_unmarked=[("other", 2)]))
+    assert store.notify_marked() == {(NAME, 1): 11}
+
+
+def test_sqlite_a_deleted_workspace_takes_its_mark_along(sqlite_store: SQLiteStore) -> None:
+    store = sqlite_store
+    store.commit(replace(batch(NAME, 1, [make_event(1)]), notify_marks={(NAME, 1): 1}))
+    store.commit(Commit(deleted=[(NAME, 1)]))
+    assert store.notify_marked() == {}
+
+
+def test_sqlite_retention_keeps_the_events_of_a_mark(sqlite_store: SQLiteStore) -> None:
+    store = sqlite_store
+    events = [make_event(n) for n in range(1, 11)]
+    store.commit(replace(batch(NAME, 1, events), notify_marks={(NAME, 1): 5}))
+    assert store.trim(max_events=2, max_age=LONG_AGO, now=T0) == {(NAME, 1): 5}
+    assert offsets(store.read(NAME, 1, 0, 100)) == list(range(5, 11))
+    store.commit(Commit(notify_unmarked=[(NAME, 1)]))
+    assert store.trim(max_events=2, max_age=LONG_AGO, now=T0) == {(NAME, 1): 9}
+
+
+def test_redis_queues_in_the_commit_of_the_events(redis_stores: Callable[..., RedisStore]) -> None:
+    store = redis_stores()
+    assert not store.defers_notifications
+    assert store.notify_marked() == {}
+    with pytest.raises(ValueError, match="in their events' commit"):
+        store.commit(Commit(notify_marks={(NAME, 1): 1}))
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_sqlite_migrates_a_database_of_an_older_version(tmp_path: Path, version: int) -> None:
     store = SQLiteStore(tmp_path)
     events = [make_event(n, run_id="r1", seq=n) for n in (1, 2)]
     store.commit(batch(NAME, 1, events, run_seqs={"r1": 2}))
     loaded = store.load()
     store.close()
-    # What a version 3 database is: the same, without the notification tables.
+    # What such a database is: the same, without the tables that came later.
     with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
-        conn.execute("DROP TABLE notifications")
-        conn.execute("DROP TABLE notify_sinks")
-        conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
+        conn.execute("DROP TABLE notify_marks")
+        if version == 3:
+            conn.execute("DROP TABLE notifications")
+            conn.execute("DROP TABLE notify_sinks")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
     conn.close()
 
     store = SQLiteStore(tmp_path)
     try:
         assert store.load() == loaded
         assert store.notify_stats() == {}
+        assert store.notify_marked() == {}
         more = [make_event(3)]
         store.commit(replace(batch(NAME, 1, more, before=events), notifications=notes_of(more)))
         assert queued(store) == notes_of(more)
         assert offsets(store.read(NAME, 1, 0, 10)) == [1, 2, 3]
+        store.commit(Commit(notify_marks={(NAME, 1): 3}))
+        assert store.notify_marked() == {(NAME, 1): 3}
     finally:
         store.close()
     with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
             SCHEMA_VERSION,
         )
-        assert SCHEMA_VERSION == 4
+        assert SCHEMA_VERSION == 5
     conn.close()
 
 

@@ -15,7 +15,7 @@ import schema
 from broker._sqlite_store import SQLiteStore
 from broker._store import Commit, Store
 from broker._threads import StoreThreads
-from broker._writer import GroupCommitWriter, StoreFailedError
+from broker._writer import GroupCommitWriter, StoreFailedError, _merge, _Submission
 
 pytestmark = pytest.mark.asyncio
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -72,6 +72,40 @@ async def test_submissions_made_during_a_commit_share_the_next_one(tmp_path: Pat
     assert loaded.run_seqs == {"r": 200}
     assert [e.offset for e in store.read("w", 1, 0, 500)] == list(range(1, 201))
     store.close()
+
+
+async def test_marks_merged_into_one_commit_apply_in_submission_order(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    commits: list[Commit] = []
+    writer, runner = started(store, commits.append, max_events=1000)
+    # While the first commit is written, the rest queue up and share the next one.
+    first = writer.submit(notify_marks={("a", 1): 1, ("b", 1): 1})
+    writer.submit(notify_marks={("a", 1): 3})  # marked already: the earlier offset stands
+    writer.submit(notify_unmarked=[("a", 1), ("b", 1)])  # what they stood for is queued
+    writer.submit(notify_marks={("a", 1): 7})  # marked again after that
+    await writer.flush()
+    writer.stop()
+    await runner
+    assert first.done()
+    assert store.notify_marked() == {("a", 1): 7}
+    store.close()
+
+
+async def test_a_merge_keeps_the_marks_made_after_the_last_removal() -> None:
+    def marking(marks: dict[tuple[str, int], int], unmarked: list[tuple[str, int]]) -> _Submission:
+        return _Submission((), {}, {}, (), (), marks, unmarked)
+
+    merged = _merge(
+        [
+            marking({("a", 1): 1, ("b", 1): 1}, []),
+            marking({("a", 1): 3}, []),
+            marking({}, [("a", 1), ("b", 1)]),
+            marking({("a", 1): 7}, []),
+        ]
+    )
+    assert (merged.notify_marks, merged.notify_unmarked) == ({("a", 1): 7}, [("a", 1), ("b", 1)])
+    merged = _merge([marking({("a", 1): 1}, []), marking({}, [("a", 1)])])
+    assert (merged.notify_marks, merged.notify_unmarked) == ({}, [("a", 1)])
 
 
 async def test_a_failing_store_fails_every_waiter_and_the_writer(tmp_path: Path) -> None:
