@@ -56,8 +56,7 @@ The database is ``pierhead.db`` inside the data directory. Tables (schema versio
 ``notifications(position INTEGER PRIMARY KEY, sink, first_id, count, body)``
     Each sink's queue, in batches: one row per sink and commit, holding that commit's
     notifications for the sink, ids ``first_id`` to ``first_id + count - 1``; ``body`` is the
-    MessagePack array of the :class:`~broker._notify.Notification` s, zlib-compressed (an earlier
-    version's uncompressed batch is read as it is). ``position``, the rowid,
+    MessagePack array of the :class:`~broker._notify.Notification` s. ``position``, the rowid,
     is the sink's number shifted left by 48 bits plus ``first_id``: a sink's batches are one
     range of rowids in id order, so the table has no index to keep. A commit writes one row
     per sink it queues for, not one per notification, which is what keeps a storm of
@@ -107,7 +106,6 @@ import pathlib
 import queue
 import sqlite3
 import threading
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -609,7 +607,7 @@ class SQLiteStore:
                 head = last_id + 1 + skipped
             kept = queued[skipped:]
             if kept:
-                body = _packed_batch(self._encoder.encode(kept))
+                body = self._encoder.encode(kept)
                 first_id = last_id + 1 + skipped
                 conn.execute(_INSERT_BATCH, (base + first_id, sink, first_id, len(kept), body))
             last_id += len(queued)
@@ -958,7 +956,7 @@ class SQLiteStore:
                     gone.add(next_removed[0])
                     next_removed = next(removed, None)
                 # Each notification is decoded only once it is known to be wanted.
-                for id, raw in enumerate(self._batch_decoder.decode(_unpacked(body)), first_id):
+                for id, raw in enumerate(self._batch_decoder.decode(body), first_id):
                     if id < head or id in gone:
                         continue
                     items.append(QueuedNotification(id, decode(raw)))
@@ -1034,21 +1032,6 @@ def _delete_batch(
     conn.execute(_DELETE_BATCH, (base + first_id,))
     if removed:
         conn.execute(_FORGET_REMOVED, (sink, first_id, last_id))
-
-
-def _packed_batch(encoded: bytes) -> bytes:
-    """A batch's body as stored: its MessagePack, compressed. A storm's notifications say
-    much the same (keys, field names, summaries): a commit's 10 errors take 340 bytes instead
-    of 3,100, so the queue's newest page holds many commits and few commits write a page more.
-    """
-    return zlib.compress(encoded, 1)
-
-
-def _unpacked(body: bytes) -> bytes:
-    """A batch's MessagePack, from its body as stored. A zlib stream starts with 0x78, which
-    no MessagePack array does: batches an earlier version wrote uncompressed are read as they
-    are."""
-    return zlib.decompress(body) if body[:1] == b"\x78" else body
 
 
 def _drop_oldest(conn: sqlite3.Connection, sink: str, base: int, count: int, head: int) -> int:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,20 +82,6 @@ def test_a_commit_writes_one_row_per_sink(store: SQLiteStore, tmp_path: Path) ->
     assert batches(tmp_path) == [("hook", 1, 2), ("slack", 1, 4), ("slack", 5, 2)]
     assert queue_of(store) == numbered(1, 6)
     assert queue_of(store, "hook") == numbered(1, 2, sink="hook")
-
-
-def test_a_batch_is_stored_compressed_and_an_uncompressed_one_is_read_as_it_is(
-    store: SQLiteStore, tmp_path: Path
-) -> None:
-    store.commit(Commit(notifications=notes(1, 20)))
-    ((body,),) = rows(tmp_path, "SELECT body FROM notifications")
-    plain = msgspec.msgpack.encode(notes(1, 20))
-    assert len(body) < len(plain) / 4
-    # A batch as an earlier version wrote it: the MessagePack array itself.
-    with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
-        conn.execute("UPDATE notifications SET body = ?", (plain,))
-    conn.close()
-    assert queue_of(store) == numbered(1, 20)
 
 
 def test_ids_removed_out_of_order_stay_removed_and_a_batch_goes_once_all_are(
