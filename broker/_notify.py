@@ -2,10 +2,12 @@
 
 The flow (docs/operations.md, "Notifications"): the routing core commits events; the
 adapter hands each commit's events to the trigger rules (``_notify_rules``), which make
-:class:`Notification` values that go into the *same* store commit as the events, so a
-notification exists durably exactly when its event does. Stalls, which are no event, are
-detected by ``_stall`` and committed on their own. One sender per sink (``_notify_sender``)
-reads its queue from the store, coalesces, posts, retries, and removes what was delivered.
+:class:`Notification` values that go into the *same* store commit as the events, or, on
+SQLite, into a commit a moment later while a mark committed with the events keeps them
+(``_notify_defer``), so a notification exists durably exactly when its event does. Stalls,
+which are no event, are detected by ``_stall`` and committed on their own. One sender per
+sink (``_notify_sender``) reads its queue from the store, coalesces, posts, retries, and
+removes what was delivered.
 With several nodes on Redis, one node at a time holds a sink's sender lease.
 
 This module holds the values those parts exchange and the settings they read.

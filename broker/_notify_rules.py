@@ -1,8 +1,8 @@
 """Which committed events make which notifications: the sinks' triggers, as plain decisions.
 
-No I/O and no clock: the broker hands in each write's events (offsets assigned) and the
-stall detector's findings, and gets back the notifications to queue in the same commit.
-Most events are scalars, logs and progress that no trigger wants: those cost one set lookup.
+No I/O and no clock: the broker hands in each write's events that are not plain data
+(offsets assigned) and the stall detector's findings, and gets back the notifications to queue.
+Most events are scalars and logs that no trigger wants: the broker does not hand those in.
 """
 
 from __future__ import annotations
