@@ -10,7 +10,8 @@ brokers that all get those same events:
 - ``pierhead serve`` on its embedded SQLite store, without ``--notify``: the baseline;
 - the same with ``--notify`` naming one ``webhook`` sink whose receiver accepts the connection
   and never answers (``python -m bench._receiver dead``). Each error is queued in the store
-  with its event, in the same commit; the sink's queue is bounded to :data:`MAX_QUEUED` (the
+  (within ``queue_delay``, 0.25 s, of its event's commit, which marks its workspace until
+  then); the sink's queue is bounded to :data:`MAX_QUEUED` (the
   default), and filled to it before the repeats, so the queue stays full and drops its oldest
   (an eighth of the bound at a time) throughout them: a sink that has been down for a while;
 - the same with a receiver that answers ``200`` at once (``python -m bench._receiver live``),
@@ -426,8 +427,9 @@ def report(result: NotifyIngestMeasurement) -> Report:
         "Baseline: `pierhead serve` without `--notify`. The others: `--notify` with one"
         f' `webhook` sink (`triggers = ["event"]`, `min_severity = "error"`, `max_queued ='
         f" {result.max_queued:,}`, the other keys at their defaults: `timeout` 10 s,"
-        " `coalesce` 2 s), so each error is queued in the store in the commit of its event and,"
-        " once the queue is full, its oldest are dropped (an eighth of the bound at a time)."
+        " `coalesce` 2 s, `queue_delay` 0.25 s), so each error is queued in the store within"
+        " 0.25 s of its event's commit (which marks its workspace until then) and, once the"
+        " queue is full, its oldest are dropped (an eighth of the bound at a time)."
         " Before the repeats, untimed, every"
         f" broker is sent {result.max_queued * ERROR_EVERY:,} events of the same flood, which"
         " fill the queue to its bound: the repeats measure a sink that has been down for a"
