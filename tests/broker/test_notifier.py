@@ -18,9 +18,10 @@ from broker._notify_format import verify_signature
 from broker._sqlite_store import SQLiteStore
 from broker._threads import StoreThreads
 from broker._writer import GroupCommitWriter
-from tests.broker.store_cases import NAME, T0, batch
+from tests.broker.store_cases import NAME, batch
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
 from tests.notify_receiver import NotifyReceiver, Received
+from tests.schema.fold_fixtures import envelope
 from tests.support import BrokerStore, until_answered
 
 pytestmark = pytest.mark.asyncio
@@ -322,23 +323,11 @@ async def test_made_again_at_boot_an_expiry_knows_a_final_status_from_before_the
     # for an error and died; its expiry came after. Made again from the mark, the error is
     # told and the expiry is not (the run did finish), as it would have been without the crash.
     store = SQLiteStore(tmp_path)
-
-    def event(offset: int, payload: schema.Payload, run_id: str | None = None) -> schema.EventMsg:
-        return schema.EventMsg(
-            workspace=NAME,
-            offset=offset,
-            create_time=T0,
-            received_time=T0,
-            payload=payload,
-            run_id=run_id,
-            seq=offset if run_id else None,
-        )
-
     events = [
-        event(1, schema.Status(key="state", value="done"), "r1"),
-        event(2, error("disk full"), "r1"),
-        event(3, schema.Presence(run_id="r1", state="expired")),
-        event(4, schema.Presence(run_id="r2", state="expired")),
+        envelope(1, schema.Status(key="state", value="done"), run_id="r1", workspace=NAME),
+        envelope(2, error("disk full"), run_id="r1", workspace=NAME),
+        envelope(3, schema.Presence(run_id="r1", state="expired"), workspace=NAME),
+        envelope(4, schema.Presence(run_id="r2", state="expired"), workspace=NAME),
     ]
     store.commit(batch(NAME, 1, events))
     config = NotifyConfig(sinks=(webhook("http://127.0.0.1:9/hook", "event", "expired"),))
