@@ -404,7 +404,8 @@ class Notifier:
     async def _refresh_queue_stats(self) -> None:
         """The queues' depths and drops, for the counters a node publishes for the others."""
         while True:
-            await self.queue_counters()
+            # What waits is left to wait: counts a few seconds old are what these are for.
+            await self._read_queue_stats()
             await asyncio.sleep(QUEUE_STATS_EVERY_S)
 
     async def queue_counters(self) -> dict[str, int | float]:
@@ -415,11 +416,14 @@ class Notifier:
             with contextlib.suppress(Exception):
                 # The writer failed: the broker stops, and says why; the marks are stored.
                 await waiting
+        await self._read_queue_stats()
+        return self._queue_counters()
+
+    async def _read_queue_stats(self) -> None:
         try:
             self._queue_stats = await self._threads.run(self._store.notify_stats)
         except Exception as exc:
             log.warning("notify_stats_not_read", error=type(exc).__name__)
-        return self._queue_counters()
 
     def _queue_counters(self) -> dict[str, int | float]:
         counters: dict[str, int | float] = {}
