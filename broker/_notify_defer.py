@@ -1,8 +1,8 @@
 """Notifications made from committed events that wait a moment before they are queued.
 
-Queuing notifications in the commit of their events costs that commit a statement, a page and
-its compression: a storm of errors pays it in nearly every commit, and a commit is what a
-worker's acknowledgement waits for. On a store that ``defers_notifications`` (SQLite), the
+Queuing notifications in the commit of their events costs that commit a statement and a page
+or more: a storm of errors pays it in nearly every commit, and a commit is what a worker's
+acknowledgement waits for. On a store that ``defers_notifications`` (SQLite), the
 notifications the rules derive from a write wait here instead, and go into the store together
 a moment later (``delay_s``), in one commit of their own. What keeps them meanwhile is a mark
 per workspace epoch, committed with the first write that leaves notifications here (from the
