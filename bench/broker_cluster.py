@@ -55,6 +55,10 @@ goal is on them."""
 FANOUT_CPU_GROWTH_GOAL: Final = 1.10
 """Most the brokers' CPU per delivered event may grow from one node to two (the tenth is the
 repeat-to-repeat noise of the figure on a shared machine)."""
+FANOUT_REPEATS: Final = 9
+"""More pairs than the other benchmarks: one pair's ratio spans 0.9 to 1.35 on a 2-core
+machine whose clients take most of both cores, so the median of three moved by a third
+between runs; the goal is judged on the median."""
 
 MISSING: Final = "n/a"
 
@@ -501,7 +505,7 @@ def measure_fanout(
     watchers: int = FANOUT_WATCHERS,
     deliveries: int = FANOUT_DELIVERIES,
     warm: int = broker.FANOUT_WARM,
-    repeats: int = REPEATS,
+    repeats: int = FANOUT_REPEATS,
 ) -> FanoutMeasurement:
     """One worker on node A flooding to ``watchers`` watchers on node A, then split between A
     and B, ``repeats`` times in turn."""
