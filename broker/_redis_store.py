@@ -65,6 +65,7 @@ __all__ = [
     "CHUNK_EVENTS",
     "Durability",
     "Followed",
+    "FollowedInPart",
     "RedisStore",
     "StoreConflictError",
     "StoreUnavailableError",
@@ -201,6 +202,28 @@ class Followed:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowedInPart:
+    """A follow reply that held as many chunks as one reply may: its events stop short of the
+    head, and the rest is read as a reader reads (:meth:`RedisStore.follow` does)."""
+
+    after: int
+    head: WorkspaceHead
+    state: WorkspaceState
+    events: list[EventMsg]
+    """After ``after``, in order; not empty."""
+
+
+def _followed(
+    after: int, head: WorkspaceHead, state: WorkspaceState, events: list[EventMsg]
+) -> Followed:
+    """The events read after ``after`` when they are every one up to the head, else ``None``
+    (retention removed some: the follower jumps)."""
+    whole = bool(events) and events[0].offset == after + 1
+    whole = whole and len(events) == head.last_offset - after
+    return Followed(head, state, events if whole else None)
+
+
+@dataclass(frozen=True, slots=True)
 class _Keys:
     meta: str
     chunks: str
@@ -280,9 +303,8 @@ class RedisStore:
         self._read_script: Script = self._client.register_script(
             _script_with_chunks("_redis_read.lua")
         )
-        self._follow_script: Script = self._client.register_script(
-            _script_with_chunks("_redis_follow.lua")
-        )
+        self._follow_source = _script_with_chunks("_redis_follow.lua")
+        self._follow_script: Script = self._client.register_script(self._follow_source)
         self._renew_script: Script = self._client.register_script(_script("_redis_renew.lua"))
         self._rollback_script: Script = self._client.register_script(_script("_redis_rollback.lua"))
         # Scripts that queue notifications start with the function that queues them.
@@ -403,20 +425,50 @@ class RedisStore:
             if epoch is not None
         }
 
+    @property
+    def follow_script_source(self) -> str:
+        """The script :meth:`follow` calls, for a node that calls it on its asyncio client
+        (:meth:`follow_call` gives its keys and arguments, :meth:`followed` reads its reply)."""
+        return self._follow_source
+
+    def follow_call(
+        self, name: str, position: tuple[int, int] | None, limit: int
+    ) -> tuple[list[str], list[int | str]]:
+        """The follow script's keys and arguments (see :meth:`follow`)."""
+        epoch, after = position if position is not None else (None, 0)
+        keys = self._keys(name)
+        return [keys.meta, keys.chunks], [
+            "" if epoch is None else epoch,
+            after + 1,
+            limit,
+            _READ_CHUNKS,
+        ]
+
     def follow(self, name: str, position: tuple[int, int] | None, limit: int) -> Followed | None:
         """What a node following ``name`` needs after a commit elsewhere, in one round trip:
         its head, its state there and, when ``position`` (epoch, last offset read) is in the
         stored epoch and 1 to ``limit`` events behind the head, those events. ``None`` when
         the workspace is not stored."""
-        epoch, after = position if position is not None else (None, 0)
-        keys = self._keys(name)
+        keys, args = self.follow_call(name, position, limit)
         with self._reads():
-            reply = self._follow_script(
-                keys=[keys.meta, keys.chunks],
-                args=["" if epoch is None else epoch, after + 1, limit, _READ_CHUNKS],
-            )
+            reply = self._follow_script(keys=keys, args=args)
+        found = self.followed(position, reply)
+        if isinstance(found, FollowedInPart):
+            # As many chunks as one reply holds: the rest as a reader reads it (a page at a
+            # time, each reply bounded).
+            last = found.events[-1].offset
+            rest = self.read(name, found.head.epoch, last, found.head.last_offset - last)
+            return _followed(found.after, found.head, found.state, found.events + rest)
+        return found
+
+    def followed(
+        self, position: tuple[int, int] | None, reply: list[Any]
+    ) -> Followed | FollowedInPart | None:
+        """The follow script's reply to ``position``: ``None`` when the workspace is not
+        stored, :class:`FollowedInPart` when the events it holds stop short of the head."""
         if not reply:
             return None
+        epoch, after = position if position is not None else (None, 0)
         head = WorkspaceHead(int(reply[0]), int(reply[1]), int(reply[2]))
         state = self._state(reply[3], reply[0])
         if len(reply) == 4:
@@ -430,15 +482,10 @@ class RedisStore:
             for event in self._chunk_decoder.decode(reply[index])
             if lowest <= event.offset <= head.last_offset
         ]
-        if (len(reply) - 4) // 2 == _READ_CHUNKS and epoch is not None and events:
-            # As many chunks as one reply holds: the rest as a reader reads it (a page at a
-            # time, each reply bounded).
-            rest = head.last_offset - events[-1].offset
-            if rest > 0:
-                events += self.read(name, epoch, events[-1].offset, rest)
-        whole = bool(events) and events[0].offset == after + 1
-        whole = whole and len(events) == head.last_offset - after
-        return Followed(head, state, events if whole else None)
+        full = (len(reply) - 4) // 2 == _READ_CHUNKS
+        if full and epoch is not None and events and events[-1].offset < head.last_offset:
+            return FollowedInPart(after, head, state, events)
+        return _followed(after, head, state, events)
 
     def _state(self, body: bytes, epoch: bytes) -> WorkspaceState:
         """The stored state, in the meta hash's epoch (a new epoch after a rollback keeps the
@@ -783,6 +830,17 @@ class RedisStore:
         return int(self._client.hget(keys.meta, "last") or 0)
 
     # -- reading -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around a read of this store's server on another client (a node's asyncio client,
+        its time bounded by the caller): a failure to reach the server, or no reply in time,
+        raises :class:`StoreUnavailableError` and counts as this store's own reads' do."""
+        with self._reads():
+            try:
+                yield
+            except TimeoutError as exc:
+                raise redis.TimeoutError("no reply in time") from exc
 
     @contextlib.contextmanager
     def _reads(self) -> Iterator[None]:

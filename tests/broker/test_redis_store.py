@@ -21,8 +21,11 @@ from broker import _redis_store
 from broker._redis_store import (
     CHUNK_EVENTS,
     Durability,
+    Followed,
+    FollowedInPart,
     RedisStore,
     StoreConflictError,
+    StoreUnavailableError,
     StoreUnusableError,
     check_server,
 )
@@ -416,6 +419,45 @@ def test_follow_reads_more_chunks_than_one_reply_holds(store: RedisStore) -> Non
     followed = store.follow(NAME, (1, 10), limit=1000)
     assert followed is not None
     assert followed.events == events[10:]
+
+
+@pytest.mark.asyncio
+async def test_a_follow_on_an_asyncio_client_says_when_its_reply_stops_short(
+    store: RedisStore,
+) -> None:
+    events = [make_event(n) for n in range(1, 201)]
+    for start in range(0, 200, 2):  # 100 chunks: one reply holds 64
+        store.commit(batch(NAME, 1, events[start : start + 2], before=events[:start]))
+    client = _redis_store.open_client(store.target, asynchronous=True)
+    try:
+        script = client.register_script(store.follow_script_source)
+        replies = []
+        for position in ((1, 10), (1, 190)):
+            keys, args = store.follow_call(NAME, position, 1000)
+            with store.reading():
+                replies.append(await script(keys=keys, args=args))
+    finally:
+        await client.aclose()
+
+    part = store.followed((1, 10), replies[0])
+    assert isinstance(part, FollowedInPart)
+    assert part.head.last_offset == 200
+    assert 0 < len(part.events) < 190
+    assert part.events == events[10 : 10 + len(part.events)]
+    assert store.followed((1, 190), replies[1]) == Followed(part.head, part.state, events[190:])
+
+
+def test_a_read_on_another_client_that_gets_no_reply_in_time_counts_as_unreachable(
+    store: RedisStore,
+) -> None:
+    with capture_logs() as logs, pytest.raises(StoreUnavailableError, match="no reply in time"):
+        with store.reading():
+            raise TimeoutError
+    assert not store.reachable
+    assert [log["event"] for log in logs] == ["store_unreachable"]
+    with store.reading():
+        pass
+    assert store.reachable
 
 
 def test_follow_reads_nothing_retention_removed(store: RedisStore) -> None:
