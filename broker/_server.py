@@ -215,6 +215,7 @@ class BrokerServer:
             if cluster is not None:
                 async with asyncio.timeout(config.hello_timeout_s):
                     await cluster.wait_listening()
+                await cluster.mirror_stored()
         except StoreUnavailableError as exc:
             raise StartError(f"cannot load the workspaces: {exc}") from exc
         except TimeoutError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,9 @@ from websockets.typing import Subprotocol
 
 import schema
 import sdk
+from broker._cluster import IDLE_FOLLOW_S
 from broker._tokens import TOKENS_FILE, TokenStore
-from broker.testing import BrokerProcess
+from broker.testing import BrokerProcess, broker_process
 from tests.broker.cluster_support import (
     QUICK_FAILOVER,
     collect,
@@ -161,6 +163,50 @@ async def test_stats_show_each_node_and_the_whole_cluster(tmp_path: Path) -> Non
             # lease ago.
             await until_answered(reported, "every node's counters", timeout=30)
             assert counters["workspaces_followed"] == 1
+
+
+async def test_a_node_reads_a_workspace_none_of_its_watchers_follows_a_few_times_a_second(
+    tmp_path: Path,
+) -> None:
+    commits = 40
+    # No position check in the test's time: only hints and idle rounds bring node B up to date.
+    async with nodes_on_redis(tmp_path, 2, "--position-check", "600") as (_redis, (a, b)):
+        async with sdk.Worker(a.url, WS) as worker, sdk.Watcher(b.url) as watcher:
+
+            async def node_b_has_node_a_s_last_offset() -> bool:
+                written, mirrored = await last_offset(a.url, WS), await watcher.workspaces(WS)
+                return bool(mirrored) and mirrored[0].last_offset == written
+
+            await worker.log("first")
+            await worker.flush()
+            await until_answered(node_b_has_node_a_s_last_offset, "node B's mirror", timeout=30)
+            before = (await watcher.stats()).counters["cluster_follows"]
+            started = time.monotonic()
+            for index in range(commits):  # a commit, and a hint to node B, each
+                await worker.log(f"line {index}")
+                await worker.flush()
+            await until_answered(node_b_has_node_a_s_last_offset, "an idle round", timeout=30)
+            elapsed = time.monotonic() - started
+            follows = (await watcher.stats()).counters["cluster_follows"] - before
+    # A read per round at most, a round every IDLE_FOLLOW_S while hints wait; not one a commit.
+    assert follows <= 2 + elapsed / IDLE_FOLLOW_S, (follows, elapsed)
+    assert follows < commits
+
+
+async def test_a_node_that_starts_mirrors_what_other_nodes_wrote_before_it_listens(
+    tmp_path: Path,
+) -> None:
+    async with nodes_on_redis(tmp_path, 1) as (redis, (a,)):
+        async with sdk.Worker(a.url, WS) as worker:
+            await worker.log("before node B")
+            await worker.flush()
+            async with (
+                broker_process(tmp_path / "b", "--store", redis.url) as b,
+                sdk.Watcher(b.url) as watcher,
+            ):
+                await watcher.subscribe(WS, since="earliest")
+                # Subscribed the moment node B listens: its position check may not have run.
+                assert watcher.state[WS].last_offset == await last_offset(a.url, WS)
 
 
 async def test_healthz_says_not_ready_while_redis_is_down(tmp_path: Path) -> None:
