@@ -485,9 +485,9 @@ class RedisCoordinator:
         # Events are read only for watchers of the workspace here; without any, its state is
         # all this node keeps (for subscriptions to come, lists and calls).
         reading = position if member.watched(name) else None
+        self.counters["cluster_follows"] += 1
         # On the asyncio client: through a thread, a follow cost twice the CPU, once per commit
         # elsewhere.
-        self.counters["cluster_follows"] += 1
         keys, args = self.store.follow_call(name, reading, FOLLOW_READ_EVENTS)
         with self.store.reading():
             async with asyncio.timeout(FOLLOW_TIMEOUT_S):
