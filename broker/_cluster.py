@@ -74,6 +74,8 @@ IDLE_FOLLOW_S: Final = 0.25
 """How often at most a node reads a workspace that none of its watchers follows, once it
 mirrors it: its state serves lists and requests here, and reading it at every commit
 elsewhere cost every node CPU for every busy workspace (0.3 to 0.8 ms a commit)."""
+_MIRRORED_AT_ONCE: Final = 32
+"""Workspaces a starting node reads at the same time (:meth:`RedisCoordinator.mirror_stored`)."""
 FOLLOW_TIMEOUT_S: Final = 5.0
 """Most a follow waits for the store's reply (the blocking client's socket timeout)."""
 _PROBE: Final = b"probe"
@@ -241,9 +243,16 @@ class RedisCoordinator:
         member = self._member
         if member is None:
             return
-        for name in await asyncio.to_thread(self.store.heads):
-            if member.mirror_position(name) is None:
-                await self._follow_one(name)
+        names = [
+            name
+            for name in await asyncio.to_thread(self.store.heads)
+            if member.mirror_position(name) is None
+        ]
+        # A few dozen at a time: one after another, a store of 10,000 workspaces would hold
+        # the start for seconds.
+        for start in range(0, len(names), _MIRRORED_AT_ONCE):
+            batch = names[start : start + _MIRRORED_AT_ONCE]
+            await asyncio.gather(*(self._follow_one(name) for name in batch))
 
     def tell(self, notice: Notice) -> None:
         match notice:

@@ -6,6 +6,7 @@ its claim loses nothing and writes nothing more."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 import urllib.error
@@ -196,17 +197,21 @@ async def test_a_node_reads_a_workspace_none_of_its_watchers_follows_a_few_times
 async def test_a_node_that_starts_mirrors_what_other_nodes_wrote_before_it_listens(
     tmp_path: Path,
 ) -> None:
-    async with nodes_on_redis(tmp_path, 1) as (redis, (a,)):
-        async with sdk.Worker(a.url, WS) as worker:
+    names = [f"{WS}-{index}" for index in range(40)]  # more than a starting node reads at once
+    async with nodes_on_redis(tmp_path, 1) as (redis, (a,)), contextlib.AsyncExitStack() as stack:
+        written = {}
+        for name in names:  # connected throughout: no presence event after ``written``
+            worker = await stack.enter_async_context(sdk.Worker(a.url, name))
             await worker.log("before node B")
             await worker.flush()
-            async with (
-                broker_process(tmp_path / "b", "--store", redis.url) as b,
-                sdk.Watcher(b.url) as watcher,
-            ):
-                await watcher.subscribe(WS, since="earliest")
-                # Subscribed the moment node B listens: its position check may not have run.
-                assert watcher.state[WS].last_offset == await last_offset(a.url, WS)
+            written[name] = await last_offset(a.url, name)
+        async with (
+            broker_process(tmp_path / "b", "--store", redis.url) as b,
+            sdk.Watcher(b.url) as watcher,
+        ):
+            await watcher.subscribe(f"{WS}-*", since="earliest")
+            # Subscribed the moment node B listens: its position check may not have run.
+            assert {name: watcher.state[name].last_offset for name in names} == written
 
 
 async def test_healthz_says_not_ready_while_redis_is_down(tmp_path: Path) -> None:
