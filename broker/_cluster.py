@@ -469,14 +469,22 @@ class RedisCoordinator:
             await self._idle_event.wait()
             await asyncio.sleep(IDLE_FOLLOW_S)
             self._idle_event.clear()
-            names, self._idle = self._idle, set()
-            for name in names:
+            names, self._idle = list(self._idle), set()
+            for index, name in enumerate(names):
                 try:
                     await self._follow_one(name)
                 except StoreUnavailableError as exc:
-                    log.warning("cluster_follow_failed", workspace=name, error=str(exc))
-                    self._idle.add(name)
+                    # The rest wait for the next round: a warning per round, not one per
+                    # workspace, while the store is away.
+                    log.warning(
+                        "cluster_follow_failed",
+                        workspace=name,
+                        waiting=len(names) - index,
+                        error=str(exc),
+                    )
+                    self._idle.update(names[index:])
                     self._idle_event.set()
+                    break
 
     async def follow_now(self, name: str) -> None:
         """Look at ``name`` in the store now (a request names a workspace this node has not
