@@ -69,6 +69,7 @@ from ._effects import (
 )
 from ._followers import Followers
 from ._forwarding import ForwardedRequester
+from ._limits import CappedCounts
 from ._notifier import NOTHING_TO_QUEUE, Notifier
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._routing import Router, RoutingLimits, Run
@@ -120,6 +121,7 @@ class Broker:
         )
         self._timers: dict[TimerKey, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiting = CappedCounts[Peer](config.max_waiting_requests_per_session)
         self._started = time.monotonic()
         self.counters: dict[str, int] = defaultdict(int)
         self._claiming: dict[str, asyncio.Lock] = {}
@@ -361,7 +363,7 @@ class Broker:
             self.mutex_break(peer, request_id, name, by=by)
         else:
             frame = DeleteWorkspace(id=request_id, workspace=name, force=force)
-            self.spawn(self.delete_workspace(peer, frame, by=by))
+            self.answer_later(peer, request_id, self.delete_workspace(peer, frame, by=by))
 
     async def _carry_forwarded(self, notice: Forwarded) -> None:
         """Another node's request about a workspace this node writes."""
@@ -472,6 +474,36 @@ class Broker:
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         self.keep(asyncio.get_running_loop().create_task(coroutine))
 
+    def answer_later(
+        self, peer: Peer, request_id: int | None, request: Coroutine[Any, Any, None]
+    ) -> None:
+        """Carry out a request that waits (for the store, or for another node) beside the
+        session's receive loop, and answer it whatever happens. A session has at most
+        ``max_waiting_requests_per_session`` such requests at a time; the next one is refused
+        with ``rate_limited``."""
+        if not self._waiting.acquire(peer):
+            request.close()
+            limit = self._waiting.cap
+            message = f"at most {limit} requests waiting for the store or another node per session"
+            peer.send(ErrorReply(code=ErrorCode.RATE_LIMITED, message=message, id=request_id))
+            return
+        self.spawn(self._answered(peer, request_id, request))
+
+    async def _answered(
+        self, peer: Peer, request_id: int | None, request: Coroutine[Any, Any, None]
+    ) -> None:
+        try:
+            await request
+        except StoreUnavailableError as exc:
+            peer.send(store_unreachable(exc, request_id))
+        except Exception:
+            # A fault here must not leave the client waiting for an answer that never comes.
+            log.exception("request_failed", request=request_id)
+            message = "the broker failed to carry out the request; it may be retried"
+            peer.send(ErrorReply(code=ErrorCode.INTERNAL, message=message, id=request_id))
+        finally:
+            self._waiting.release(peer)
+
     # Workers ------------------------------------------------------------------------------
 
     def workspace(self, name: str) -> Workspace:
@@ -527,7 +559,8 @@ class Broker:
     ) -> None:
         if isinstance(workspace, str) and self._written_elsewhere(workspace):
             op: ForwardedOp = "catch" if caught else "release"
-            self.spawn(self._elsewhere(peer, request_id, op, workspace, by=by, reason=reason))
+            elsewhere = self._elsewhere(peer, request_id, op, workspace, by=by, reason=reason)
+            self.answer_later(peer, request_id, elsewhere)
             return
         reply = Reply(peer, request_id)
         now = self._now()
@@ -561,7 +594,7 @@ class Broker:
 
     def call(self, peer: Peer, frame: ActionCall, *, label: str) -> None:
         if self._unknown_here(frame.workspace):
-            self.spawn(self._call_when_known(peer, frame, label=label))
+            self.answer_later(peer, frame.id, self._call_when_known(peer, frame, label=label))
             return
         self.carry_out(self.router.call(peer, frame, label=label, now=self._now()))
 
@@ -571,7 +604,9 @@ class Broker:
 
     def mutex_break(self, peer: Peer, request_id: int, name: str, *, by: str) -> None:
         if self._written_elsewhere(name):
-            self.spawn(self._elsewhere(peer, request_id, "break", name, by=by))
+            self.answer_later(
+                peer, request_id, self._elsewhere(peer, request_id, "break", name, by=by)
+            )
             return
         reply = Reply(peer, request_id)
         self.carry_out(self.router.mutex_break(reply, name, by=by, now=self._now()))
@@ -619,8 +654,7 @@ class Broker:
         try:
             events, more = await self.threads.run(lambda: self.store.history(query))
         except StoreUnavailableError as exc:
-            message = f"the store cannot be reached; try again ({exc})"
-            return ErrorReply(code=ErrorCode.INTERNAL, message=message, id=frame.id)
+            return store_unreachable(exc, frame.id)
         return HistoryPage(id=frame.id, events=events, more=more)
 
     # Figures ------------------------------------------------------------------------------
@@ -695,3 +729,9 @@ def _answer_when_durable(done: asyncio.Future[None], reply: Reply) -> None:
             peer.send(Ok(id=request_id))
 
     done.add_done_callback(answer)
+
+
+def store_unreachable(exc: StoreUnavailableError, request_id: int | None) -> ErrorReply:
+    """The answer to a request the store could not serve: it may be retried."""
+    message = f"the store cannot be reached; try again ({exc})"
+    return ErrorReply(code=ErrorCode.INTERNAL, message=message, id=request_id)

@@ -22,13 +22,14 @@ What this module does, on asyncio:
 
 Notices go over pub/sub, which may lose them; every request that travels so is bounded by a
 timeout on the asking side, so a lost one costs a ``timeout`` error, never a wait for ever.
+Every other call on the asyncio client waits at most ``REPLY_TIMEOUT_S`` for Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -76,8 +77,11 @@ mirrors it: its state serves lists and requests here, and reading it at every co
 elsewhere cost every node CPU for every busy workspace (0.3 to 0.8 ms a commit)."""
 _MIRRORED_AT_ONCE: Final = 32
 """Workspaces a starting node reads at the same time (:meth:`RedisCoordinator.mirror_stored`)."""
-FOLLOW_TIMEOUT_S: Final = 5.0
-"""Most a follow waits for the store's reply (the blocking client's socket timeout)."""
+REPLY_TIMEOUT_S: Final = 5.0
+"""Most the node waits for a reply on its asyncio client (as the blocking client's socket
+timeout): that client's socket has none, because the subscription on it waits for as long as
+nothing is published, so a server that stops answering without closing the connection (paused,
+or cut off by the network) would hold a request for ever."""
 _PROBE: Final = b"probe"
 _NOTICES: Final[dict[str, type[Any]]] = {
     kind.__name__: kind
@@ -289,9 +293,22 @@ class RedisCoordinator:
 
     async def _publish(self, node: str, notice: Notice) -> None:
         try:
-            await self._client.publish(self._inbox_of(node), encode_notice(notice))
-        except (redis.RedisError, OSError) as exc:
+            await self._send(node, notice)
+        except StoreUnavailableError as exc:
             log.warning("cluster_notice_lost", notice=type(notice).__name__, error=str(exc))
+
+    async def _send(self, node: str, notice: Notice) -> None:
+        async with self._replied():
+            await self._client.publish(self._inbox_of(node), encode_notice(notice))
+
+    @contextlib.asynccontextmanager
+    async def _replied(self) -> AsyncIterator[None]:
+        """Around a call on the asyncio client: Redis unreachable, or no reply within
+        ``REPLY_TIMEOUT_S``, raises :class:`StoreUnavailableError` (and ``/healthz`` says not
+        ready until the store's next good read)."""
+        with self.store.reading():
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                yield
 
     async def _to_writer(self, name: str, notice: CallForward) -> None:
         code = ErrorCode.NOT_FOUND
@@ -336,10 +353,8 @@ class RedisCoordinator:
 
     async def node_url(self, node: str) -> str | None:
         """The address of ``node`` while it is alive."""
-        try:
+        async with self._replied():
             url = await self._client.get(f"{self._prefix}:node:{node}:url")
-        except (redis.RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"Redis cannot be reached: {exc}") from exc
         return None if url is None else str(url.decode())
 
     async def forward(self, notice: Callable[[int], Forwarded]) -> ForwardAnswered:
@@ -350,12 +365,15 @@ class RedisCoordinator:
         future: asyncio.Future[ForwardAnswered] = asyncio.get_running_loop().create_future()
         self._pending[request] = future
         try:
-            await self._publish(forwarded.target, forwarded)
             async with asyncio.timeout(self.request_timeout_s):
+                await self._send(forwarded.target, forwarded)
                 return await future
         except TimeoutError:
             message = f"node {forwarded.target} did not answer in {self.request_timeout_s:g} s"
             return ForwardAnswered(self._node, request, ErrorCode.TIMEOUT, message)
+        except StoreUnavailableError as exc:
+            message = f"the request cannot reach node {forwarded.target}: {exc}"
+            return ForwardAnswered(self._node, request, ErrorCode.INTERNAL, message)
         finally:
             self._pending.pop(request, None)
 
@@ -395,7 +413,8 @@ class RedisCoordinator:
                         continue
                     if probed is None:
                         probed = now
-                        await self._client.publish(self._inbox_of(self._node), _PROBE)
+                        async with asyncio.timeout(REPLY_TIMEOUT_S):
+                            await self._client.publish(self._inbox_of(self._node), _PROBE)
                     elif now - probed >= self._probe_s:
                         raise ConnectionError("the subscription heard not even its own probe")
             except (redis.RedisError, OSError) as exc:
@@ -506,9 +525,8 @@ class RedisCoordinator:
         # On the asyncio client: through a thread, a follow cost twice the CPU, once per commit
         # elsewhere.
         keys, args = self.store.follow_call(name, reading, FOLLOW_READ_EVENTS)
-        with self.store.reading():
-            async with asyncio.timeout(FOLLOW_TIMEOUT_S):
-                reply = await self._follow_script(keys=keys, args=args)
+        async with self._replied():
+            reply = await self._follow_script(keys=keys, args=args)
         found = self.store.followed(reading, reply)
         if isinstance(found, FollowedInPart):
             found = await asyncio.to_thread(self.store.follow, name, reading, FOLLOW_READ_EVENTS)
@@ -572,14 +590,14 @@ class RedisCoordinator:
         while True:
             counters = {} if self._member is None else self._member.counters_now()
             try:
-                async with self._client.pipeline(transaction=False) as pipe:
+                async with self._replied(), self._client.pipeline(transaction=False) as pipe:
                     pipe.hset(f"{self._prefix}:nodes", self._node, self.url)
                     pipe.set(f"{self._prefix}:node:{self._node}:url", self.url, px=self._lease_ms)
                     pipe.set(
                         self._stats_key(self._node), _ENCODER.encode(counters), px=self._lease_ms
                     )
                     await pipe.execute()
-            except (redis.RedisError, OSError) as exc:
+            except (StoreUnavailableError, redis.RedisError, OSError) as exc:
                 log.warning("cluster_register_failed", error=str(exc))
             await asyncio.sleep(self._lease_ms / 3000)
 
@@ -591,16 +609,17 @@ class RedisCoordinator:
         last reported them, at most a third of ``--claim-lease`` ago), and ``cluster.<counter>``
         their sums for the counters that add up."""
         try:
-            names = sorted(
-                key.decode() for key in await self._client.hkeys(f"{self._prefix}:nodes")
-            )
-            others = [name for name in names if name != self._node]
-            reports = (
-                await self._client.mget([self._stats_key(name) for name in others])
-                if others
-                else []
-            )
-        except (redis.RedisError, OSError) as exc:
+            async with self._replied():
+                names = sorted(
+                    key.decode() for key in await self._client.hkeys(f"{self._prefix}:nodes")
+                )
+                others = [name for name in names if name != self._node]
+                reports = (
+                    await self._client.mget([self._stats_key(name) for name in others])
+                    if others
+                    else []
+                )
+        except (StoreUnavailableError, redis.RedisError) as exc:
             log.warning("cluster_stats_unavailable", error=str(exc))
             return {"cluster.nodes_reporting": 1}
         by_node: dict[str, dict[str, int | float]] = {self._node: mine}
@@ -614,16 +633,6 @@ class RedisCoordinator:
                     counters[f"node.{name}.{key}"] = values[key]
                     counters[f"cluster.{key}"] = counters.get(f"cluster.{key}", 0) + values[key]
         return counters
-
-    async def nodes(self) -> dict[str, str]:
-        """The live nodes and their addresses."""
-        known = await self._client.hgetall(f"{self._prefix}:nodes")
-        alive: dict[str, str] = {}
-        for name in sorted(key.decode() for key in known):
-            url = await self.node_url(name)
-            if url is not None:
-                alive[name] = url
-        return alive
 
 
 def _differs(position: tuple[int, int] | None, head: WorkspaceHead) -> bool:

@@ -96,6 +96,9 @@ class BrokerConfig:
     max_connections_per_token: int = 1024
     max_subscriptions_per_session: int = 64
     max_pending_calls_per_session: int = 64
+    max_waiting_requests_per_session: int = 64
+    """Requests of one session waiting for the store or for another node at a time (history,
+    stats, delete, and those another node carries out); the next is refused (rate_limited)."""
 
     commit_max_events: int = 5000
     synchronous: Literal["full", "normal"] = "full"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Final, NamedTuple
+from typing import Final, Generic, NamedTuple, TypeVar
+
+K = TypeVar("K")
 
 
 class TokenBucket:
@@ -91,23 +93,24 @@ class PublishPacer:
         self._updated = now
 
 
-class ConnectionCounts:
-    """Open sessions per key (an address, a token), against a cap."""
+class CappedCounts(Generic[K]):
+    """How many of something each key has open (sessions of an address or a token, requests
+    of a session waiting for the store or another node), against a cap."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self._open: Counter[str] = Counter()
+        self._open: Counter[K] = Counter()
 
-    def acquire(self, key: str) -> bool:
+    def acquire(self, key: K) -> bool:
         if self._open[key] >= self.cap:
             return False
         self._open[key] += 1
         return True
 
-    def release(self, key: str) -> None:
+    def release(self, key: K) -> None:
         self._open[key] -= 1
         if self._open[key] <= 0:
             del self._open[key]
 
-    def __getitem__(self, key: str) -> int:
+    def __getitem__(self, key: K) -> int:
         return self._open[key]

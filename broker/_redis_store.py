@@ -54,8 +54,11 @@ from ._store import Commit, HistoryFilter, StoredWorkspace, StoreUnavailableErro
 try:
     import redis
     import redis.asyncio
+    import redis.asyncio.retry
     import redis.asyncio.sentinel
+    import redis.retry
     import redis.sentinel
+    from redis.backoff import ExponentialWithJitterBackoff
     from redis.commands.core import Script
 except ImportError:  # pragma: no cover - the redis extra is not installed
     redis = None  # type: ignore[assignment]
@@ -88,6 +91,10 @@ _WAITAOF_MS: Final = 1_000
 """One ``WAITAOF`` wait; an unsatisfied one is sent again with the commit (which is
 idempotent) until it is satisfied."""
 _RETRY_MAX_S: Final = 1.0
+_RESENDS: Final = 3
+"""Times a client sends a call again after its connection failed (a server restarted, a
+connection it closed). Not after a timeout: redis-py's default (ten times, after either) held
+every call for about a minute, eleven socket timeouts, while a server did not answer."""
 _READ_CHUNKS: Final = 64
 _PAGE_CHUNKS: Final = 32
 _INDEX: Final = "workspaces"
@@ -118,7 +125,13 @@ def open_client(target: RedisTarget, *, asynchronous: bool, **options: Any) -> A
     """A client of the Redis ``target`` names: blocking or asyncio. For ``sentinel://``, a
     client of the primary the Sentinels name, which asks them again after a failover."""
     client_class: Any = redis.asyncio.Redis if asynchronous else redis.Redis
-    options = {**target.client_options(), **options}
+    retry_class: Any = redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry
+    retry = retry_class(
+        ExponentialWithJitterBackoff(cap=1.0, base=0.01),
+        _RESENDS,
+        supported_errors=(redis.ConnectionError,),
+    )
+    options = {"retry": retry, **target.client_options(), **options}
     if target.scheme != "sentinel":
         return client_class(**options)
     module: Any = redis.asyncio.sentinel if asynchronous else redis.sentinel

@@ -51,7 +51,7 @@ from ._config import BrokerConfig
 from ._dashboard import static_root
 from ._dashboard._assets import DashboardAssets, HttpAnswer
 from ._heartbeat import Heartbeat
-from ._limits import ConnectionCounts
+from ._limits import CappedCounts
 from ._redis_store import (
     RedisStore,
     StoreConflictError,
@@ -136,8 +136,8 @@ class BrokerServer:
         )
         self._dashboard = DashboardAssets.from_folder(static_root()) if config.dashboard else None
         self._throttle = FailureThrottle(config.auth_failures_per_minute)
-        self._per_address = ConnectionCounts(config.max_connections_per_address)
-        self._per_token = ConnectionCounts(config.max_connections_per_token)
+        self._per_address = CappedCounts[str](config.max_connections_per_address)
+        self._per_token = CappedCounts[str](config.max_connections_per_token)
         # Read now: a missing or unreadable certificate is a mistake in the settings, to be
         # reported before anything is opened.
         self._tls = _tls_context(config)

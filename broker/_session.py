@@ -226,7 +226,7 @@ class Session:
         result = handler(self, frame)
         if asyncio.iscoroutine(result):
             # Handlers that wait on the store run beside the receive loop, not inside it.
-            self.broker.spawn(result)
+            self.broker.answer_later(self, getattr(frame, "id", None), result)
 
     def _bad_frame(self, exc: SchemaError) -> None:
         self._bad_frames += 1

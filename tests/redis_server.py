@@ -175,6 +175,16 @@ class RedisServer:
         self._process.wait()
         self._process = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections open and answers nothing (as one cut off
+        by the network would), until ``resume``."""
+        assert self._process is not None, "the server is not running"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None, "the server is not running"
+        self._process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         """A new process on the same port, directory and AOF (after ``kill`` or ``stop``)."""
         if self._process is not None:

@@ -1,6 +1,7 @@
 """Nodes on one Redis store under faults, as real processes: a node SIGKILLed, a node paused
-past its claim, Redis itself SIGKILLed and restarted on its AOF. Nothing acknowledged is lost,
-nothing is stored twice, and what a stale node sends after it lost a workspace is not stored."""
+past its claim, Redis itself SIGKILLed and restarted on its AOF, or paused. Nothing
+acknowledged is lost, nothing is stored twice, what a stale node sends after it lost a workspace
+is not stored, and a request that needs Redis is answered while Redis does not answer."""
 
 from __future__ import annotations
 
@@ -199,3 +200,35 @@ async def test_a_store_that_went_back_moves_the_workspace_to_a_new_epoch(tmp_pat
             cursor = {WS: schema.Cursor(epoch=old_epoch, offset=seen[-1].offset)}
             resumed = await late.subscribe(WS, since=cursor)
             assert not resumed.recovered
+
+
+async def test_requests_that_need_a_paused_redis_are_answered(tmp_path: Path) -> None:
+    """Redis stops answering without closing its connections (SIGSTOP, as behind a network that
+    drops everything): the node answers ``stats`` with its own counters and a forwarded
+    ``catch`` with a typed error, rather than holding them until Redis comes back."""
+    async with nodes_on_redis(tmp_path, 2) as (redis, (a, b)):
+        async with (
+            sdk.Worker(a.url, WS) as worker,
+            sdk.Watcher(b.url, request_timeout_s=GUARD_S) as watcher,
+        ):
+            await worker.log("written on node A")
+            await worker.flush()
+            await until_answered(lambda: written_elsewhere(watcher), "node B mirrors the workspace")
+            redis.pause()
+            try:
+                report = await watcher.stats()
+                with pytest.raises(sdk.BrokerRefusedError) as refused:
+                    await watcher.catch(WS)
+            finally:
+                redis.resume()
+            assert report.counters["cluster.nodes_reporting"] == 1
+            assert refused.value.code is schema.ErrorCode.INTERNAL
+            assert "cannot be reached" in str(refused.value)
+            # Back to normal once Redis answers again: the request is carried out by node A.
+            await watcher.catch(WS)
+            (state,) = await watcher.workspaces(WS)
+            assert state.semaphores.caught
+
+
+async def written_elsewhere(watcher: sdk.Watcher) -> bool:
+    return bool(await watcher.workspaces(WS))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from broker._limits import ConnectionCounts, TokenBucket
+from broker._limits import CappedCounts, TokenBucket
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:
@@ -13,8 +13,8 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert not bucket.take(1, now=10.0)
 
 
-def test_connection_counts_cap_and_release() -> None:
-    counts = ConnectionCounts(cap=2)
+def test_capped_counts_cap_and_release() -> None:
+    counts = CappedCounts[str](cap=2)
     assert counts.acquire("a")
     assert counts.acquire("a")
     assert not counts.acquire("a")
