@@ -305,10 +305,15 @@ class RedisCoordinator:
     async def _replied(self) -> AsyncIterator[None]:
         """Around a call on the asyncio client: Redis unreachable, or no reply within
         ``REPLY_TIMEOUT_S``, raises :class:`StoreUnavailableError` (and ``/healthz`` says not
-        ready until the store's next good read)."""
-        with self.store.reading():
-            async with asyncio.timeout(REPLY_TIMEOUT_S):
-                yield
+        ready until the store's next good read); so does any other failure of the call."""
+        try:
+            with self.store.reading():
+                async with asyncio.timeout(REPLY_TIMEOUT_S):
+                    yield
+        except StoreUnavailableError:
+            raise
+        except (redis.RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"Redis did not carry out the call: {exc}") from exc
 
     async def _to_writer(self, name: str, notice: CallForward) -> None:
         code = ErrorCode.NOT_FOUND
