@@ -43,6 +43,12 @@ is lifted, since a worker faster than that is refused, and the benchmarks measur
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _process_cpu_clock(pid: int) -> int:
+    """The clock id of process ``pid``'s CPU time (all its threads), as Linux numbers them:
+    ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``."""
+    return ((~pid) << 3) | 2
+
+
 class ChildError(RuntimeError):
     """A child failed, exited early, said something unexpected or took too long."""
 
@@ -91,7 +97,16 @@ class Child:
         return self._process.pid
 
     def cpu_seconds(self) -> float | None:
-        """User plus system CPU time the process has used so far; None where it cannot be read."""
+        """User plus system CPU time the process has used so far, all its threads' (those
+        gone included); None where it cannot be read.
+
+        Read from the process's CPU clock, to the nanosecond, where the system has one for
+        another process (Linux): ``/proc/PID/stat`` counts in clock ticks (10 ms), and the
+        difference of two such readings over a repeat in which a process runs a few tenths of
+        a second was off by several percent either way.
+        """
+        with contextlib.suppress(OSError, AttributeError):
+            return time.clock_gettime(_process_cpu_clock(self.pid))
         try:
             text = Path(f"/proc/{self.pid}/stat").read_text()
         except OSError:

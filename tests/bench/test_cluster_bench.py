@@ -44,7 +44,7 @@ def catch() -> CatchMeasurement:
 @pytest.fixture(scope="module")
 def fanout() -> FanoutMeasurement:
     return bench.broker_cluster.measure_fanout(
-        watchers=FANOUT_WATCHERS, deliveries=800, warm=100, repeats=REPEATS
+        watchers=FANOUT_WATCHERS, deliveries=800, warm=100, repeats=REPEATS, fill=50
     )
 
 
