@@ -464,6 +464,7 @@ class FanoutMeasurement:
     events: int
     warm: int
     repeats: int
+    fill: int
     server: str
     broker_warnings: int
     load_average: float | None
@@ -546,6 +547,7 @@ def measure_fanout(
         events,
         warm,
         repeats,
+        fill,
         server,
         warnings,
         load,
@@ -627,8 +629,10 @@ def fanout_report(result: FanoutMeasurement) -> Report:
         " per repeat): each node reads, folds and encodes every event once, whatever its"
         " number of watchers",
         f"{result.repeats} interleaved repeats (the order alternating) of {result.events:,}"
-        f" events after {result.warm:,} warm-up events; `vs one node` is the median of"
-        " per-repeat ratios",
+        f" events after {result.warm:,} warm-up events, once {result.fill:,} events published"
+        " to the watchers of both nodes (not measured) have filled both nodes' in-memory tails;"
+        " `vs one node` is the median of per-repeat ratios. CPU is read from each process's"
+        " CPU clock",
         machine_note(result.broker_warnings, result.load_average),
     )
     growth = result.paired("us/delivery")

@@ -111,9 +111,11 @@ def test_fanout_counts_each_nodes_deliveries_and_cpu(fanout: FanoutMeasurement) 
     assert report.rows[0][report.header.index("node B us/delivery")] == "n/a"
     for column in ("node A CPU", "node B CPU", "Redis CPU", "serving nodes us/delivery"):
         assert all(row[report.header.index(column)] != "n/a" for row in report.rows)
+    assert any("once 50 events published to the watchers of both nodes" in n for n in report.notes)
     (goal,) = report.goals
     assert "CPU per delivered event" in goal.description
-    # CPU time comes in clock ticks: a tiny repeat may read none, and then there is no ratio.
+    # Where CPU time comes in clock ticks (no process CPU clock), a tiny repeat may read none,
+    # and then there is no ratio.
     growth = fanout.paired("us/delivery")
     assert (growth is None) == any(not repeat.serving_us_per_delivery() for repeat in one)
     if growth is None:
@@ -141,7 +143,7 @@ def test_the_cpu_goal_counts_the_nodes_that_served_and_pairs_the_repeats() -> No
     assert two[0].serving_us_per_delivery() == pytest.approx(1.2)
     assert two[0].node_us_per_delivery("B") == pytest.approx(1.2)
     result = FanoutMeasurement(
-        {"one node": one, "two nodes": two}, 100, 10_000, 100, 2, "Valkey", 0, None
+        {"one node": one, "two nodes": two}, 100, 10_000, 100, 2, 0, "Valkey", 0, None
     )
     # Paired: 1.2/1.0 and 2.2/2.0, not a ratio of medians.
     assert result.paired("us/delivery") == pytest.approx((1.2 + 1.1) / 2)
