@@ -158,9 +158,6 @@ QUEUE_DELAY_S: Final = 0.25
 """How long notifications made from events wait before they are queued (``queue_delay``):
 many commits' worth at full ingest, and little beside a sink's coalescing window (2 s by
 default)."""
-QUEUE_DELAY_MAX_S: Final = 10.0
-"""The longest ``queue_delay`` a configuration may ask for: every notification waits that long,
-and a value meant in milliseconds (``250``) would hold alerts for minutes."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

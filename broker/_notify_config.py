@@ -27,7 +27,6 @@ from typing import Final, NoReturn, cast, get_args
 from schema import Severity
 
 from ._notify import (
-    QUEUE_DELAY_MAX_S,
     QUEUE_DELAY_S,
     SEVERITY_RANK,
     TRIGGERS,
@@ -199,9 +198,7 @@ class _Parser:
             stall_after = self.seconds(document, "stall_after", "", positive=True)
         queue_delay = QUEUE_DELAY_S
         if "queue_delay" in document:
-            queue_delay = self.seconds(
-                document, "queue_delay", "", positive=False, most=QUEUE_DELAY_MAX_S
-            )
+            queue_delay = self.seconds(document, "queue_delay", "", positive=False)
         finished = FinalStatus()
         if "finished" in document:
             finished = self.finished(self.table(document["finished"], "finished"))
@@ -451,15 +448,7 @@ class _Parser:
             self.fail(_join(where, key), f"{value!r} is not one of {', '.join(choices)}")
         return value
 
-    def seconds(
-        self,
-        table: dict[str, object],
-        key: str,
-        where: str,
-        *,
-        positive: bool,
-        most: float | None = None,
-    ) -> float:
+    def seconds(self, table: dict[str, object], key: str, where: str, *, positive: bool) -> float:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(_join(where, key), f"expected a number of seconds, got {_kind(value)}")
@@ -467,8 +456,6 @@ class _Parser:
             self.fail(
                 _join(where, key), f"{value} is not {'more than' if positive else 'at least'} 0"
             )
-        if most is not None and value > most:
-            self.fail(_join(where, key), f"{value} is more than {most:g} seconds")
         return float(value)
 
     def integer(self, table: dict[str, object], key: str, where: str, *, least: int) -> int:
