@@ -395,7 +395,10 @@ class BrokerServer:
             # The writer failing means nothing more can be made durable: stop serving rather
             # than acknowledge events that would be lost, and stop the process (see
             # ``serve_until_signalled``) so that whatever supervises it starts it again.
-            log.critical("broker_task_failed", exc_info=True)
+            if _store_said_why(exc):
+                log.critical("broker_task_failed", error=str(exc))
+            else:
+                log.critical("broker_task_failed", exc_info=True)
             if self._failure is None:
                 self._failure = exc
             if self._server is not None:
@@ -855,3 +858,13 @@ def _store_name(store: Store) -> str:
     if isinstance(store, RedisStore):
         return f"{store.target.redacted()} ({store.durability}; {store.traits.version})"
     return "sqlite"
+
+
+def _store_said_why(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is, or was caused by, one of the store's own typed failures, whose
+    message says all there is to say (a traceback would add nothing an operator can use)."""
+    while exc is not None:
+        if isinstance(exc, StoreUnavailableError | StoreConflictError):
+            return True
+        exc = exc.__cause__
+    return False

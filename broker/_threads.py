@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -28,9 +28,19 @@ class StoreThreads:
         )
         self._running.add(future)  # type: ignore[arg-type]
         future.add_done_callback(self._running.discard)
+        future.add_done_callback(_retrieved)
         return await asyncio.shield(future)
 
     async def wait_idle(self) -> None:
         """Wait until no store call is running."""
         while self._running:
             await asyncio.wait(set(self._running))
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Take a call's failure as seen: its caller, if still waiting, gets it through the shield;
+    one cancelled meanwhile has stopped caring, and asyncio would otherwise print the failure
+    with a traceback when the future is collected (a claim renewal cut off by a drain while
+    Redis did not answer, say)."""
+    if not future.cancelled():
+        future.exception()

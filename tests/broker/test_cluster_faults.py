@@ -22,7 +22,7 @@ from tests.broker.cluster_support import (
     wait_for_log,
 )
 from tests.broker.wire import wire_client, worker_hello
-from tests.support import until_answered
+from tests.support import until, until_answered
 
 pytestmark = pytest.mark.asyncio
 
@@ -232,3 +232,26 @@ async def test_requests_that_need_a_paused_redis_are_answered(tmp_path: Path) ->
 
 async def written_elsewhere(watcher: sdk.Watcher) -> bool:
     return bool(await watcher.workspaces(WS))
+
+
+async def test_a_node_stopped_while_redis_is_paused_exits_and_says_why(tmp_path: Path) -> None:
+    """SIGTERM while Redis answers nothing and a worker's event waits for its commit: the node
+    drains, gives the commit up, exits non-zero naming the cause, and prints no traceback (the
+    event was never acknowledged: the worker sends it again elsewhere)."""
+    async with nodes_on_redis(tmp_path, 1, "--drain-timeout", "1") as (redis, (node,)):
+        async with sdk.Worker(node.url, WS) as worker:
+            await worker.log("committed")
+            await worker.flush()
+            redis.pause()
+            try:
+                await worker.log("waits for Redis")
+                await until(lambda: bool(node.events("store_unreachable")), "the stall seen")
+                node.terminate()
+                assert await node.wait(GUARD_S) == 1
+            finally:
+                redis.resume()
+        (failed,) = node.events("broker_failed")
+        assert "Redis was unreachable" in failed["cause"], node.describe()
+        assert not [record for record in node.logs if "exception" in record], node.describe()
+        raw = [record["raw"] for record in node.logs if "raw" in record]
+        assert not [line for line in raw if "Traceback" in line], node.describe()
