@@ -224,10 +224,15 @@ async def test_requests_that_need_a_paused_redis_are_answered(tmp_path: Path) ->
             assert report.counters["cluster.nodes_reporting"] == 1
             assert refused.value.code is schema.ErrorCode.INTERNAL
             assert "cannot be reached" in str(refused.value)
-            # Back to normal once Redis answers again: the request is carried out by node A.
+            # Back to normal once Redis answers again: the request is carried out by node A,
+            # and node B's mirror shows it once it has followed A's commit.
             await watcher.catch(WS)
-            (state,) = await watcher.workspaces(WS)
-            assert state.semaphores.caught
+            await until_answered(lambda: caught_on(watcher), "node B shows the catch")
+
+
+async def caught_on(watcher: sdk.Watcher) -> bool:
+    (state,) = await watcher.workspaces(WS)
+    return state.semaphores.caught
 
 
 async def written_elsewhere(watcher: sdk.Watcher) -> bool:
