@@ -173,6 +173,30 @@ def test_another_node_does_not_load_a_workspace_a_live_node_writes(
     assert writer.owned == frozenset()
 
 
+def test_nodes_load_more_workspaces_than_one_round_trip_claims(open_store: OpenStore) -> None:
+    names = [f"ws-{index:03}" for index in range(300)]  # more than a batch (256)
+    writer = open_store(node="n1")
+    for index, name in enumerate(names):
+        events = [make_event(1, workspace=name, run_id="r1", seq=index + 1)]
+        writer.commit(batch(name, 1, events, run_seqs={"r1": index + 1}))
+    other = open_store(node="n2")
+    with capture_logs() as logs:
+        assert other.load() == []
+    assert [log for log in logs if log["event"] == "workspaces_written_elsewhere"] == [
+        {"event": "workspaces_written_elsewhere", "workspaces": 300, "log_level": "info"}
+    ]
+    assert other.owned == frozenset()
+    writer.close()
+
+    # A new process of the writer's node takes every one of them back, as stored.
+    restarted = open_store(node="n1")
+    loaded = restarted.load()
+    assert [item.state.name for item in loaded] == names
+    assert [item.run_seqs for item in loaded] == [{"r1": index + 1} for index in range(300)]
+    assert all(item.state.last_offset == 1 for item in loaded)
+    assert restarted.owned == set(names)
+
+
 @pytest.fixture
 def taken_over(open_store: OpenStore, server: RedisServer) -> tuple[RedisStore, RedisStore]:
     """NAME with offsets 1-3 written by n1, then taken over by n2 after n1's claim lapsed."""
