@@ -156,6 +156,14 @@ def _microseconds(moment: datetime.datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
+def _queue_script(pipe: Any, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
+    """Queue a call of ``script`` on ``pipe`` as a bare ``EVALSHA``. Queued the way redis-py
+    offers (``script(client=pipe)``), the pipeline first asks the server whether it has its
+    scripts: a round trip more for every commit. A server that lacks one answers ``NOSCRIPT``
+    and writes nothing of that call (:meth:`RedisStore.commit` loads them and sends it again)."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+
 def _claim_holder(holder: bytes | None) -> str:
     """The node that holds a claim, from its token; "" when the claim lapsed meanwhile (the
     next claim takes it)."""
@@ -601,9 +609,23 @@ class RedisStore:
         if commit.notify_marks:
             raise ValueError("a Redis store queues notifications in their events' commit")
         delay = 0.05
+        load_scripts = load_scripts_done = False
         while True:
             try:
+                if load_scripts:
+                    for script in (self._commit_script, self._delete_script, self._notify_script):
+                        self._client.script_load(script.script)
+                    load_scripts = False
                 self._commit_once(commit)
+            except redis.exceptions.NoScriptError:
+                # The server lost its scripts (restarted, or flushed them): load them and send
+                # the commit again (what it wrote of it, it recognises). Lost again at once
+                # (flushed over and over), the next try waits as after a failure.
+                if load_scripts_done:
+                    time.sleep(delay)
+                    delay = min(_RETRY_MAX_S, delay * 2)
+                load_scripts, load_scripts_done = True, True
+                continue
             except (redis.ConnectionError, redis.TimeoutError, _NotDurableYetError) as exc:
                 self._unreachable(exc)
                 if self._closed:
@@ -638,10 +660,11 @@ class RedisStore:
         with self._client.pipeline(transaction=False) as pipe:
             for name, epoch in commit.deleted:
                 keys = self._keys(name)
-                self._delete_script(
-                    keys=[keys.meta, keys.chunks, keys.runs, keys.seen, keys.owner, self._index],
-                    args=[name, epoch, self.token, keys.channel],
-                    client=pipe,
+                _queue_script(
+                    pipe,
+                    self._delete_script,
+                    [keys.meta, keys.chunks, keys.runs, keys.seen, keys.owner, self._index],
+                    [name, epoch, self.token, keys.channel],
                 )
                 called.append(name)
             runs: dict[tuple[str, int], list[tuple[str, int]]] = {}
@@ -665,10 +688,11 @@ class RedisStore:
                     self._owned.add(name)
             for name, notifications in alone.items():
                 sink_keys, sink_args = self._notify_args(notifications)
-                self._notify_script(
-                    keys=[self._keys(name).owner, *sink_keys],
-                    args=[self.token, *sink_args],
-                    client=pipe,
+                _queue_script(
+                    pipe,
+                    self._notify_script,
+                    [self._keys(name).owner, *sink_keys],
+                    [self.token, *sink_args],
                 )
                 called.append(name)
             if self.durability == "replica":
@@ -712,18 +736,11 @@ class RedisStore:
         for run_id, seq in runs:
             args += [run_id, seq, f"{seen_us} {state.last_offset}"]
         sink_keys, sink_args = self._notify_args(notifications)
-        self._commit_script(
-            keys=[
-                keys.meta,
-                keys.chunks,
-                keys.runs,
-                keys.seen,
-                keys.owner,
-                self._index,
-                *sink_keys,
-            ],
-            args=[*args, *sink_args],
-            client=pipe,
+        _queue_script(
+            pipe,
+            self._commit_script,
+            [keys.meta, keys.chunks, keys.runs, keys.seen, keys.owner, self._index, *sink_keys],
+            [*args, *sink_args],
         )
 
     def _notify_args(self, notifications: Sequence[Notification]) -> tuple[list[str], list[Any]]:

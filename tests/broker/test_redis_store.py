@@ -173,6 +173,30 @@ def test_another_node_does_not_load_a_workspace_a_live_node_writes(
     assert writer.owned == frozenset()
 
 
+def test_a_commit_is_one_round_trip_and_survives_the_server_losing_its_scripts(
+    store: RedisStore, server: RedisServer
+) -> None:
+    client = server.client()
+    try:
+
+        def script_checks() -> int:
+            stats = client.info("commandstats")
+            return int(stats.get("cmdstat_script|exists", {}).get("calls", 0))
+
+        events = ten_events()
+        store.commit(batch(NAME, 1, events[:5]))
+        checks = script_checks()
+        store.commit(batch(NAME, 1, events[5:8], before=events[:5]))
+        # redis-py's pipelines ask the server whether it has their scripts before each run.
+        assert script_checks() == checks
+        client.script_flush()
+        store.commit(batch(NAME, 1, events[8:], before=events[:8]))
+    finally:
+        client.close()
+    assert store.read(NAME, 1, 0, 20) == events
+    assert store.load()[0].state.last_offset == 10
+
+
 def test_nodes_load_more_workspaces_than_one_round_trip_claims(open_store: OpenStore) -> None:
     names = [f"ws-{index:03}" for index in range(300)]  # more than a batch (256)
     writer = open_store(node="n1")
