@@ -447,6 +447,11 @@ class RedisStore:
         with self._reads():
             return self._stored(name)
 
+    def stored_many(self, names: Sequence[str]) -> list[StoredWorkspace | None]:
+        """:meth:`stored` of each of ``names``, in one round trip."""
+        with self._reads():
+            return self._stored_many(names)
+
     def _stored(self, name: str) -> StoredWorkspace | None:
         (saved,) = self._stored_many([name])
         return saved
