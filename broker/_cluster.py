@@ -607,7 +607,7 @@ class RedisCoordinator:
                         self._stats_key(self._node), _ENCODER.encode(counters), px=self._lease_ms
                     )
                     await pipe.execute()
-            except (StoreUnavailableError, redis.RedisError, OSError) as exc:
+            except StoreUnavailableError as exc:
                 log.warning("cluster_register_failed", error=str(exc))
             await asyncio.sleep(self._lease_ms / 3000)
 
@@ -629,7 +629,7 @@ class RedisCoordinator:
                     if others
                     else []
                 )
-        except (StoreUnavailableError, redis.RedisError) as exc:
+        except StoreUnavailableError as exc:
             log.warning("cluster_stats_unavailable", error=str(exc))
             return {"cluster.nodes_reporting": 1}
         by_node: dict[str, dict[str, int | float]] = {self._node: mine}

@@ -97,7 +97,8 @@ connection it closed). Not after a timeout: redis-py's default (ten times, after
 every call for about a minute, eleven socket timeouts, while a server did not answer."""
 _READ_CHUNKS: Final = 64
 _LOAD_BATCH: Final = 256
-"""Workspaces a starting node claims and reads per round trip."""
+"""Workspaces a starting node claims (in two or three round trips) and reads (in one) at a
+time."""
 _PAGE_CHUNKS: Final = 32
 _INDEX: Final = "workspaces"
 _NOTIFY_SINKS: Final = "notify:sinks"
@@ -390,7 +391,7 @@ class RedisStore:
         names = sorted(name.decode() for name in self._client.smembers(self._index))
         loaded: list[StoredWorkspace] = []
         elsewhere = 0
-        # A few hundred at a time, each step one round trip: claimed and read one by one, a
+        # A few hundred at a time, each step a round trip or two: claimed and read one by one, a
         # node joining a cluster of 10,000 workspaces took seconds to start.
         for start in range(0, len(names), _LOAD_BATCH):
             batch = names[start : start + _LOAD_BATCH]
@@ -419,21 +420,25 @@ class RedisStore:
     def _claim_many(self, names: Sequence[str]) -> list[str | None]:
         """:meth:`claim` of each of ``names``, in a few round trips (a pipeline's scripts
         cost one more, to check that the server has them)."""
-        with self._client.pipeline(transaction=False) as pipe:
-            for name in names:
-                self._renew_script(
-                    keys=[self._keys(name).owner], args=[self.token, self._lease_ms], client=pipe
-                )
-            renewed = dict(zip(names, pipe.execute(), strict=True))
-        taken = [name for name in names if renewed[name] == 1]
+        held = dict(zip(names, self._held(names), strict=True))
         with self._owned_lock:
-            self._owned.update(taken)
-        others = [name for name in names if renewed[name] != 1]
+            self._owned.update(name for name in names if held[name])
+        others = [name for name in names if not held[name]]
         with self._client.pipeline(transaction=False) as pipe:
             for name in others:
                 pipe.get(self._keys(name).owner)
             holders = dict(zip(others, pipe.execute(), strict=True))
         return [_claim_holder(holders[name]) if name in holders else None for name in names]
+
+    def _held(self, names: Sequence[str]) -> list[bool]:
+        """Whether this node holds the claim on each of ``names`` now (renewed, or taken
+        where it was free), in one pipeline."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                self._renew_script(
+                    keys=[self._keys(name).owner], args=[self.token, self._lease_ms], client=pipe
+                )
+            return [reply == 1 for reply in pipe.execute()]
 
     def writer_of(self, name: str) -> str | None:
         """The node that writes ``name`` now, if any."""
@@ -594,13 +599,9 @@ class RedisStore:
         owned = sorted(self.owned)
         if not owned:
             return []
-        with self._reads(), self._client.pipeline(transaction=False) as pipe:
-            for name in owned:
-                self._renew_script(
-                    keys=[self._keys(name).owner], args=[self.token, self._lease_ms], client=pipe
-                )
-            replies = pipe.execute()
-        lost = [name for name, reply in zip(owned, replies, strict=True) if reply != 1]
+        with self._reads():
+            held = self._held(owned)
+        lost = [name for name, holds in zip(owned, held, strict=True) if not holds]
         if lost:
             with self._owned_lock:
                 self._owned.difference_update(lost)
