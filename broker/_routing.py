@@ -565,18 +565,21 @@ class Router:
         reply: Reply | None = None,
         by: str | None = None,
     ) -> list[Effect]:
-        """A lease's decisions as effects; grants are answered once the new fence is durable,
-        and so is ``reply``. ``by`` is who broke the lease, for a break."""
+        """A lease's decisions as effects. What tells a run that the holder changed (a grant,
+        a release's ``ok``, ``mutex_lost``) and ``reply`` go out once the change is durable:
+        told before, a run whose release was lost with this node would ask again after a
+        restart and be handed the fence it gave up as its own. ``by`` is who broke the
+        lease, for a break."""
         runs = self.runs.get(workspace.name, {})
         effects: list[Effect] = []
-        grants: list[Effect] = []
+        once_durable: list[Effect] = []
         holder_changed: mutex.HolderChanged | None = None
         for decision in decided:
             run = runs.get(getattr(decision, "run_id", ""))
             peer = run.peer if run is not None else None
             match decision:
                 case mutex.Granted(request_id=request_id, fence=fence) if peer:
-                    grants.append(Send(peer, MutexGranted(id=request_id, fence=fence)))
+                    once_durable.append(Send(peer, MutexGranted(id=request_id, fence=fence)))
                 case mutex.Conflict(request_id=request_id, holder=holder) if peer:
                     conflict = ErrorReply(
                         code=ErrorCode.CONFLICT,
@@ -592,22 +595,26 @@ class Router:
                     message = "timed out waiting for the mutex"
                     effects.append(_error(Reply(peer, request_id), ErrorCode.TIMEOUT, message))
                 case mutex.Released(request_id=request_id) if peer:
-                    effects.append(Send(peer, Ok(id=request_id)))
+                    once_durable.append(Send(peer, Ok(id=request_id)))
                 case mutex.NotHolder(request_id=request_id) if peer:
                     message = "this run does not hold the mutex"
                     effects.append(_error(Reply(peer, request_id), ErrorCode.CONFLICT, message))
                 case mutex.Lost(fence=fence, reason=reason) if peer:
-                    effects.append(Send(peer, MutexLost(fence=fence, reason=reason)))
+                    once_durable.append(Send(peer, MutexLost(fence=fence, reason=reason)))
                 case mutex.HolderChanged():
                     holder_changed = decision
         if holder_changed is not None:
-            # The grants (and the reply) wait until the new holder and fence are durable.
             changes = _holder_changes(workspace.semaphores, decided, holder_changed, by)
             fields = {"holder": holder_changed.holder, "fence": holder_changed.fence}
             effects.append(Log("mutex_holder", {"workspace": workspace.name, **fields}))
-            effects += self._emit(workspace, changes, now.utc, reply=reply, then=tuple(grants))
+            then = tuple(once_durable)
+            effects += self._emit(workspace, changes, now.utc, reply=reply, then=then)
+        elif once_durable and not _same_holder(workspace.state.semaphores, workspace.semaphores):
+            # A holder asking again before its grant is durable: answered after that commit.
+            effects.append(Write(then=tuple(once_durable)))
+            effects += self._grace_change(workspace, now)
         else:
-            effects += grants
+            effects += once_durable
             if reply is not None:
                 effects.append(Send(reply.peer, Ok(id=reply.request_id)))
             effects += self._grace_change(workspace, now)
@@ -926,6 +933,10 @@ def _holder_changes(
                 held = {"has_mutex": True, "holder": run_id, "fence": fence}
                 changes.append(_change(plain, **held, mutex_change="granted", mutex_by=run_id))
     return changes
+
+
+def _same_holder(a: WorkspaceSemaphores, b: WorkspaceSemaphores) -> bool:
+    return (a.holder, a.fence) == (b.holder, b.fence)
 
 
 def _semaphores_push(name: str, events: Sequence[EventMsg]) -> SemaphoresPush | None:

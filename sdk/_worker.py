@@ -635,8 +635,9 @@ class Worker(AsyncClient):
                 self._action_tasks.add(task)
                 task.add_done_callback(self._action_tasks.discard)
             case MutexLost(fence=fence, reason=reason):
-                if self._lease is not None and self._lease.fence == fence:
-                    self._lease.mark_lost(reason)
+                lease = self._lease
+                if lease is not None and lease.fence == fence and not lease.lost:
+                    lease.mark_lost(reason)
                     log.warning("pierhead: mutex lease %d lost (%s)", fence, reason)
             case ErrorReply():
                 log.error("pierhead: the broker refused a frame: %s %s", frame.code, frame.message)
@@ -649,9 +650,12 @@ class Worker(AsyncClient):
         if lease is not None and (
             semaphores.holder != self.run_id or semaphores.fence != lease.fence
         ):
-            # Lost while away (grace ran out, or broken): no mutex_lost could reach us then.
-            lease.mark_lost("expired" if semaphores.fence == lease.fence else "broken")
-            log.warning("pierhead: mutex lease %d lost while disconnected", lease.fence)
+            # Lost while away, when no mutex_lost could reach us; or told here first, since the
+            # broker sends mutex_lost once the change is durable, after the commit's push.
+            reason = _lost_reason(semaphores, lease.fence)
+            if not lease.lost:
+                log.warning("pierhead: mutex lease %d lost (%s)", lease.fence, reason)
+            lease.mark_lost(reason)
         if semaphores.caught:
             self._released.clear()
             self._caught.set()
@@ -667,6 +671,15 @@ class Worker(AsyncClient):
     async def _request(self, frame: Any) -> BrokerFrame:
         await self._connection.wait_connected()
         return await self._connection.request(frame)
+
+
+def _lost_reason(semaphores: WorkspaceSemaphores, fence: int) -> str:
+    """Why the lease with ``fence`` is gone, from the semaphores that no longer show it."""
+    if semaphores.mutex_change in ("broken", "expired") and semaphores.fence == fence:
+        return semaphores.mutex_change
+    # The next waiter's grant in the same commit hides the reason (so do older brokers): a
+    # new fence means another run was granted; the same one, that the lease ran out.
+    return "expired" if semaphores.fence == fence else "broken"
 
 
 def _checked(

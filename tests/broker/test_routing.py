@@ -363,6 +363,44 @@ def test_a_holder_that_disconnects_keeps_the_mutex_for_the_grace_then_the_waiter
     assert presence == schema.Presence(run_id="holder", state="expired")
 
 
+def test_a_release_is_answered_and_a_broken_holder_told_only_once_the_change_is_durable() -> None:
+    # Told before, a holder whose release was lost with the node would ask again after a
+    # restart, find itself the stored holder and be handed the fence it had given up.
+    core = router()
+    holder_peer, holder, _ = start_worker(core, "ws", "holder")
+    waiter_peer, waiter, _ = start_worker(core, "ws", "waiter")
+    commit(core, core.mutex_acquire(holder, acquire(1), at(1)))
+    core.mutex_acquire(waiter, acquire(2, wait=True), at(2))
+    released = core.mutex_release(holder, schema.MutexRelease(id=3), at(3))
+    assert of(Send, released) == []
+    after = commit(core, released)
+    assert schema.Ok(id=3) in frames(holder_peer, of(Send, after))
+    assert schema.MutexGranted(id=2, fence=2) in frames(waiter_peer, after)
+    admin = FakePeer("admin")
+    broken = core.mutex_break(Reply(admin, 4), "ws", by="admin", now=at(4))
+    assert of(Send, broken) == []
+    after = commit(core, broken)
+    assert schema.MutexLost(fence=2, reason="broken") in frames(waiter_peer, of(Send, after))
+
+
+def test_a_holder_asking_again_is_answered_with_its_fence_once_that_fence_is_durable() -> None:
+    core = router()
+    holder_peer, holder, _ = start_worker(core, "ws", "holder")
+    first = core.mutex_acquire(holder, acquire(1), at(1))
+    # Its answer was lost to a reconnect before the grant was stored: the second answer waits.
+    again = core.mutex_acquire(holder, acquire(2), at(2))
+    assert of(Send, again) == []
+    assert schema.MutexGranted(id=2, fence=1) in frames(holder_peer, again)
+    after = commit(core, [*first, *again])
+    grants = [
+        frame for frame in frames(holder_peer, after) if isinstance(frame, schema.MutexGranted)
+    ]
+    assert grants == [schema.MutexGranted(id=1, fence=1), schema.MutexGranted(id=2, fence=1)]
+    # Once the fence is stored, asking again is answered at once.
+    stored = core.mutex_acquire(holder, acquire(3), at(3))
+    assert frames(holder_peer, of(Send, stored)) == [schema.MutexGranted(id=3, fence=1)]
+
+
 def test_a_run_back_within_the_grace_keeps_its_place_and_its_expiry_is_cancelled() -> None:
     core = router()
     _, run, _ = start_worker(core, "ws", "r")

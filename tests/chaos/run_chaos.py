@@ -2,9 +2,10 @@
 
 Runs the scenario of ``tests.chaos.scenario`` ``--runs`` times, each on a fresh data directory
 with its own seed (``--seed`` plus the run's number), and prints each run's report. Stops at
-the first failure: prints what broke and the seed, keeps that run's data directory (with each
-node's logs, ``node<i>.log``) for a look, and exits with status 1. Exits with 0 when every run
-passed.
+the first failure: prints what broke and the seed, keeps that run's data directory for a look
+(each node's log, ``node<i>.log``; what was printed, ``failure.txt``; after a timeout, where
+each task waited, ``tasks-at-timeout.txt``), and exits with status 1. Exits with 0 when every
+run passed.
 
 ``--cluster`` runs it against three nodes on one Redis server instead of one node on SQLite:
 the SIGKILLs and the SIGTERM hit a random node, which stays down a moment before it restarts,
@@ -91,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = asyncio.run(run_scenario(directory, config))
         except Exception as exc:
-            traceback.print_exc()
-            print(f"FAILED (seed {config.seed}): {type(exc).__name__}: {exc}")  # noqa: T201
+            why = f"FAILED (seed {config.seed}): {type(exc).__name__}: {exc}"
+            failure = f"{traceback.format_exc()}{why}\n"
+            # Kept with the data too: a terminal's scrollback is no place for the only copy.
+            (directory / "failure.txt").write_text(failure)
+            print(failure, end="")  # noqa: T201
             print(f"data kept in {directory}")  # noqa: T201
             return 1
         print(report.summary(), flush=True)  # noqa: T201

@@ -225,13 +225,44 @@ class ChaosReport:
 async def run_scenario(directory: Path, config: ChaosConfig) -> ChaosReport:
     """Run the scenario with its store in ``directory / "data"``; raise ChaosError or report."""
     scene = Scene(config)
+    stacks = directory / "tasks-at-timeout.txt"
+    # Written just before the timeout, while every client still runs: where each task waits.
+    recorder = asyncio.create_task(_record_tasks(stacks, after_s=config.timeout_s - 1.0))
     try:
         async with starvation_watchdog(config.starved_s), asyncio.timeout(config.timeout_s):
             return await _run(directory, scene)
     except TimeoutError as exc:
         raise ChaosError(
-            f"timed out ({config.timeout_s:g} s in all) while {scene.stage}:\n{scene.describe()}"
+            f"timed out ({config.timeout_s:g} s in all) while {scene.stage} (where each task "
+            f"waited: {stacks}):\n{scene.describe()}"
         ) from exc
+    finally:
+        recorder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recorder
+
+
+async def _record_tasks(path: Path, *, after_s: float) -> None:
+    await asyncio.sleep(after_s)
+    current = asyncio.current_task()
+    tasks = sorted(asyncio.all_tasks() - {current}, key=lambda task: task.get_name())
+    path.write_text("".join(f"{task.get_name()}\n{awaiting(task)}\n" for task in tasks))
+
+
+def awaiting(task: asyncio.Task[object]) -> str:
+    """The chain of awaits a task is suspended in, outermost first, one line each (a task's
+    own ``get_stack`` gives only its outermost frame while it is suspended)."""
+    lines = []
+    step: object = task.get_coro()
+    while step is not None:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+        if frame is None:
+            lines.append(f"  {step!r}")
+            break
+        code = frame.f_code
+        lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+    return "\n".join(lines)
 
 
 @dataclass(slots=True)
