@@ -394,8 +394,16 @@ class Connection:
         except InvalidURI as exc:
             raise _FatalError(ClosedError(f"invalid broker url {self.url!r}: {exc}")) from exc
         try:
+            # close() may have run during the handshake, with no socket yet to close. Its owner
+            # cancels this task as well, but not every await keeps a cancellation (3.11's
+            # wait_for dropped one that came with the welcome, and the connection served on).
+            if self._closing_now():
+                return
             await socket.send(self.codec.encode(self._owner.hello()), text=self.codec.text)
-            welcome = await asyncio.wait_for(self._first_frame(socket), self._open_timeout_s)
+            async with asyncio.timeout(self._open_timeout_s):
+                welcome = await self._first_frame(socket)
+            if self._closing_now():
+                return
             self._socket = socket
             self.welcome = welcome
             self.generation += 1
