@@ -290,7 +290,8 @@ class _Session:
                     model.update_states(watcher.state)
                     live.update(render_rich(model, _now(), console), refresh=True)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), 1.0)
+                        async with asyncio.timeout(1.0):
+                            await self.wake.wait()
                     await asyncio.sleep(FRAME_INTERVAL_S)
             return self.outcome.result()
         finally:

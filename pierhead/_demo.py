@@ -128,7 +128,8 @@ def _caught_for(state: WorkspaceState) -> float | None:
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()
 
 
 async def run_demo(*, json_output: bool, seconds: float | None) -> int:

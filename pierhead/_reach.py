@@ -128,7 +128,8 @@ async def _first_contact(url: str, token: str | None, *, client: str) -> Watcher
     watcher = Watcher(url, token=token, client=client, reconnect=False)
     await watcher.start()
     try:
-        await asyncio.wait_for(watcher.connected(), CONNECT_TIMEOUT_S)
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await watcher.connected()
     except (ClosedError, TimeoutError) as exc:
         await watcher.close()
         cause = exc.__cause__
