@@ -693,8 +693,9 @@ class Router:
             return [_error(Reply(peer, frame.id), ErrorCode.RATE_LIMITED, message)]
         grant = followers.grant_of(peer)
         sub = followers.new_subscription(peer, frame.pattern, frame.kinds)
-        recovered = True
         snapshot = []
+        # Why a resume is not exact, one line per workspace: the reader is told only that.
+        inexact: list[Effect] = []
         for workspace in self.workspaces.values():
             if not sub.matches(workspace.name) or not grant.covers(workspace.name):
                 continue
@@ -706,7 +707,8 @@ class Router:
                 last_offset=workspace.state.last_offset,
                 may_lag=workspace.mirror,
             )
-            recovered = recovered and exact
+            if not exact:
+                inexact.append(_inexact_resume(workspace.name, frame.from_, workspace))
             sub.cursors[workspace.name] = cursor
             snapshot.append(workspace.state)
         if isinstance(frame.from_, dict):
@@ -717,10 +719,12 @@ class Router:
                     # Perhaps written elsewhere and not read here yet: resumed when it arrives.
                     sub.awaited[name] = ReadCursor(given.epoch, given.offset)
                 else:
-                    recovered = False  # a workspace the reader followed is gone
+                    # A workspace the reader followed is gone.
+                    inexact.append(_inexact_resume(name, frame.from_, None))
         followers.add(peer, sub)
+        recovered = not inexact
         subscribed = Subscribed(id=frame.id, sub=sub.sub, snapshot=snapshot, recovered=recovered)
-        return [Send(peer, subscribed), Wake((peer,))]
+        return [*inexact, Send(peer, subscribed), Wake((peer,))]
 
     def unsubscribe(self, peer: WatcherPeer, frame: Unsubscribe) -> list[Effect]:
         if self.followers.remove(peer, frame.sub) is None:
@@ -933,6 +937,26 @@ def _holder_changes(
                 held = {"has_mutex": True, "holder": run_id, "fence": fence}
                 changes.append(_change(plain, **held, mutex_change="granted", mutex_by=run_id))
     return changes
+
+
+def _inexact_resume(name: str, start: object, workspace: Workspace | None) -> Log:
+    """Why a reader's resume cursor for ``name`` does not continue exactly here (``workspace``
+    is this node's, ``None`` when it has none)."""
+    assert isinstance(start, dict)
+    given = start[name]
+    fields: dict[str, Any] = {
+        "workspace": name,
+        "cursor_epoch": given.epoch,
+        "cursor_offset": given.offset,
+    }
+    if workspace is not None:
+        fields |= {
+            "epoch": workspace.epoch,
+            "first_offset": workspace.first_offset,
+            "last_offset": workspace.state.last_offset,
+            "mirror": workspace.mirror,
+        }
+    return Log("resume_not_exact", fields)
 
 
 def _same_holder(a: WorkspaceSemaphores, b: WorkspaceSemaphores) -> bool:

@@ -24,6 +24,7 @@ from broker._effects import (
     CancelTimer,
     Close,
     LeaseDue,
+    Log,
     Reply,
     RunExpiry,
     Send,
@@ -173,6 +174,40 @@ def test_a_workspace_created_later_is_joined_from_its_start_and_a_deleted_one_re
     (removed,) = frames(watcher, ended)
     assert removed == schema.Removed(sub=1, workspace="deploy-1", epoch=workspace.epoch)
     assert core.followers.of(["deploy-1"]) == set()
+
+
+def test_a_resume_that_is_not_exact_says_why_in_the_log() -> None:
+    core = router()
+    workspace, created = core.workspace("deploy-1", at(0))
+    commit(core, created)
+    watcher = FakePeer("watcher")
+    core.watcher_started(watcher, OPEN)
+    exact = {"deploy-1": schema.Cursor(epoch=workspace.epoch, offset=0)}
+    resumed = core.subscribe(watcher, schema.Subscribe(id=1, pattern="deploy-*", from_=exact))
+    assert of(Log, resumed) == []
+    elsewhere = {
+        "deploy-1": schema.Cursor(epoch=workspace.epoch - 1, offset=7),
+        "deploy-2": schema.Cursor(epoch=3, offset=2),
+    }
+    resumed = core.subscribe(watcher, schema.Subscribe(id=2, pattern="deploy-*", from_=elsewhere))
+    (subscribed,) = frames(watcher, resumed)
+    assert isinstance(subscribed, schema.Subscribed)
+    assert not subscribed.recovered
+    assert of(Log, resumed) == [
+        Log(
+            "resume_not_exact",
+            {
+                "workspace": "deploy-1",
+                "cursor_epoch": workspace.epoch - 1,
+                "cursor_offset": 7,
+                "epoch": workspace.epoch,
+                "first_offset": 1,
+                "last_offset": 0,
+                "mirror": False,
+            },
+        ),
+        Log("resume_not_exact", {"workspace": "deploy-2", "cursor_epoch": 3, "cursor_offset": 2}),
+    ]
 
 
 def test_a_subscription_past_the_limit_is_refused() -> None:
