@@ -705,6 +705,7 @@ class Router:
                 epoch=workspace.epoch,
                 first_offset=workspace.first_offset,
                 last_offset=workspace.state.last_offset,
+                assigned_offset=workspace.next_offset - 1,
                 may_lag=workspace.mirror,
             )
             if not exact:

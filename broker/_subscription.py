@@ -50,12 +50,15 @@ def start_cursor(
     epoch: int,
     first_offset: int,
     last_offset: int,
+    assigned_offset: int | None = None,
     may_lag: bool = False,
 ) -> tuple[ReadCursor, bool]:
     """Where a new subscription starts reading a workspace, and whether that loses nothing.
 
     ``last_offset`` is the committed end of the stream; ``first_offset`` the oldest stored;
-    ``may_lag``: the stream is this node's copy of one another node writes, which may be behind.
+    ``assigned_offset`` the last offset given here, durable or on its way (``last_offset`` when
+    not given); ``may_lag``: the stream is this node's copy of one another node writes, which
+    may be behind.
     A resume cursor whose events are gone (retention) or whose epoch ended still starts, and
     the delivery loop reports the hole with a ``gap`` frame; the result says it was not
     recovered.
@@ -73,9 +76,11 @@ def start_cursor(
     if given.epoch != epoch:
         return earliest, False
     if given.offset > last_offset:
-        if may_lag:
-            # This node's copy of a workspace another node writes is behind the store: the
-            # reader goes on from its cursor once the copy has caught up.
+        if may_lag or given.offset <= (assigned_offset or last_offset):
+            # Behind the reader here: this node's copy of a workspace another node writes, or
+            # this node's own commit that another node read from the store (and delivered)
+            # before its answer came back here. The reader goes on from its cursor once the
+            # stream here has caught up.
             return ReadCursor(epoch, given.offset), True
         # Ahead of the stream in the same epoch cannot happen with a durable store; the reader
         # is confused, so it is put at the end and told the resume was not exact.

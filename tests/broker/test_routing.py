@@ -210,6 +210,35 @@ def test_a_resume_that_is_not_exact_says_why_in_the_log() -> None:
     ]
 
 
+def test_a_reader_ahead_of_the_writers_commit_resumes_where_it_is_once_the_commit_lands() -> None:
+    # Another node reads a commit from the store, and delivers it, as soon as it is there; the
+    # writer counts it as committed only when the store's answer comes back. A reader that
+    # moves to the writer in between is neither told it lost something nor sent it again.
+    core = router()
+    _, run, _ = start_worker(core, "ws", "r")
+    workspace = core.workspaces["ws"]
+    on_its_way = core.publish(run, schema.Publish(seq=1, events=events("a", "b")), at(1))
+    assigned_end = published(on_its_way)[-1][1]
+    assert assigned_end == workspace.state.last_offset + 2
+    watcher = FakePeer("watcher")
+    core.watcher_started(watcher, OPEN)
+    cursor = {"ws": schema.Cursor(epoch=workspace.epoch, offset=assigned_end)}
+    resumed = core.subscribe(watcher, schema.Subscribe(id=1, pattern="ws", from_=cursor))
+    (subscribed,) = frames(watcher, resumed)
+    assert isinstance(subscribed, schema.Subscribed)
+    assert subscribed.recovered
+    assert of(Log, resumed) == []
+    (sub,) = core.followers.subscriptions(watcher).values()
+    assert sub.cursors["ws"].offset == assigned_end
+    commit(core, on_its_way)
+    assert workspace.state.last_offset == assigned_end  # nothing left to deliver to it
+    beyond = {"ws": schema.Cursor(epoch=workspace.epoch, offset=assigned_end + 1)}
+    confused = core.subscribe(watcher, schema.Subscribe(id=2, pattern="ws", from_=beyond))
+    (subscribed,) = frames(watcher, confused)
+    assert isinstance(subscribed, schema.Subscribed)
+    assert not subscribed.recovered
+
+
 def test_a_subscription_past_the_limit_is_refused() -> None:
     core = Router(RoutingLimits(max_subscriptions_per_session=1))
     watcher = FakePeer("watcher")

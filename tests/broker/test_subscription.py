@@ -26,6 +26,22 @@ def test_start_cursor(start: object, cursor: ReadCursor, exact: bool) -> None:
     assert start_cursor(start, **WHERE) == (cursor, exact)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("offset", "cursor", "exact"),
+    [
+        (55, ReadCursor(7, 55), True),  # the end of a commit still on its way here
+        (56, ReadCursor(7, 50), False),  # past anything given here
+    ],
+)
+def test_a_cursor_past_the_committed_end_resumes_within_what_was_given_here(
+    offset: int, cursor: ReadCursor, exact: bool
+) -> None:
+    # Another node reads a commit from the store, and delivers it, as soon as it is there; the
+    # writer marks it committed only when the store's answer comes back.
+    start = {"w": Cursor(epoch=7, offset=offset)}
+    assert start_cursor(start, **WHERE, assigned_offset=55) == (cursor, exact)  # type: ignore[arg-type]
+
+
 def test_patterns_and_kinds() -> None:
     sub = Subscription(1, "deploy-[ab]*", ["event"])
     assert sub.matches("deploy-a1")
