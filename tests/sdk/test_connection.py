@@ -74,9 +74,10 @@ async def test_a_second_process_with_the_same_run_replaces_the_first() -> None:
                 await second.connected()
                 # The first hears of its replacement on its own socket, in no set order with
                 # the second's welcome.
-                changes = first.state_changes()
-                while await asyncio.wait_for(anext(changes), 10) is not sdk.ConnectionState.CLOSED:
-                    pass
+                async with asyncio.timeout(10):
+                    async for state in first.state_changes():
+                        if state is sdk.ConnectionState.CLOSED:
+                            break
                 with pytest.raises(sdk.ClosedError) as closed:
                     await first.checkpoint()
                 assert isinstance(closed.value.__cause__, sdk.ReplacedError)
@@ -110,8 +111,9 @@ async def test_a_connection_closed_during_its_handshake_stops_without_being_canc
         connection = worker._connection
         proxy.stall()
         running = asyncio.create_task(connection.run())
-        while proxy.bytes_held == 0:  # the upgrade request, held
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):
+            while proxy.bytes_held == 0:  # the upgrade request, held
+                await asyncio.sleep(0.01)
         await connection.close()
         proxy.stall(False)
         await asyncio.wait_for(running, 10)
