@@ -71,6 +71,7 @@ from ._followers import Followers
 from ._forwarding import ForwardedRequester
 from ._limits import CappedCounts
 from ._notifier import NOTHING_TO_QUEUE, Notifier
+from ._page import StoredEvents
 from ._peer import Peer, WatcherPeer, WorkerPeer
 from ._routing import Router, RoutingLimits, Run
 from ._store import Commit, HistoryFilter, Store, StoreUnavailableError
@@ -629,9 +630,17 @@ class Broker:
         items = [ws.state for ws in self.router.matching(frame.pattern) if grant.covers(ws.name)]
         return Workspaces(id=frame.id, items=items)
 
-    async def read(self, workspace: Workspace, after: int, limit: int) -> list[EventMsg]:
+    async def read(self, workspace: Workspace, after: int, limit: int) -> StoredEvents:
+        """Up to ``limit`` stored events after ``after``, for a watcher the in-memory tail no
+        longer serves. Watchers asking for the same events while they are read share that
+        read (watchers resuming together from one cursor, or joining a workspace another
+        node created)."""
         name, epoch = workspace.key
-        return await self.threads.run(lambda: self.store.read(name, epoch, after, limit))
+        key = (name, epoch, after, limit)
+        self.counters["store_reads_shared" if self.threads.sharing(key) else "store_reads"] += 1
+        return await self.threads.run_shared(
+            key, lambda: StoredEvents(self.store.read(name, epoch, after, limit))
+        )
 
     async def history(self, frame: HistoryQuery) -> HistoryPage | ErrorReply:
         if not await self._known(frame.workspace):

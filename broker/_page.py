@@ -34,6 +34,25 @@ class Page:
         return frame
 
 
+class StoredEvents:
+    """Events read from the store for watchers the in-memory tail no longer serves, and the
+    pages made of them.
+
+    Watchers that asked for the same read at once share it (a crowd resuming from one
+    cursor), and its pages: one encoding per codec and filter, not one per watcher. The pages
+    live as long as a watcher holds the read, not in the workspace, where a long replay of a
+    quiet stream would pile them up.
+    """
+
+    __slots__ = ("events", "pages")
+
+    def __init__(self, events: list[EventMsg]) -> None:
+        self.events = events
+        """In offset order; shared, so not to be changed."""
+        self.pages: dict[tuple[str, frozenset[str] | None], Page] = {}
+        """By codec subprotocol and kinds filter."""
+
+
 def make_page(
     events: Sequence[EventMsg],
     *,

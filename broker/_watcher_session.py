@@ -185,7 +185,8 @@ class WatcherSession(Session):
             if entries is not None:
                 page = workspace.pages[key] = self._page(sub, entries)
             else:
-                stored = await self.broker.read(workspace, cursor.offset, limit)
+                read = await self.broker.read(workspace, cursor.offset, limit)
+                stored = read.events
                 if sub.cursors.get(workspace.name) is not cursor or not stored:
                     # Unsubscribed or removed while reading; or retention raced the read,
                     # and the next round reports the gap.
@@ -193,7 +194,11 @@ class WatcherSession(Session):
                 if stored[0].offset > cursor.offset + 1:
                     # Retention removed events between the check above and the read.
                     await self._send_gap(sub, workspace, cursor, stored[0].offset - 1)
-                page = self._page(sub, stored)
+                wanted = (self.codec.subprotocol, sub.kinds)
+                shared = read.pages.get(wanted)
+                if shared is None:
+                    shared = read.pages[wanted] = self._page(sub, stored)
+                page = shared
         cursor.offset = page.last
         if page.array is not None:
             await self.outbox.put(page.frame(sub.sub, self.codec))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
 
@@ -125,3 +128,62 @@ async def test_all_workspaces_share_one_bound_on_the_events_kept_in_memory(
     for event in received:
         by_workspace[event.workspace].append(event.seq)
     assert all(seqs == list(range(1, per_workspace + 1)) for seqs in by_workspace.values())
+
+
+async def test_watchers_resuming_together_share_each_read_of_the_store(
+    broker_store: BrokerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published, watchers = 1000, 5
+    async with broker_store.running_broker(tail_events=100) as broker:
+        assert broker.broker is not None
+        node = broker.broker
+        async with wire_client(broker.url, worker_hello("crowd", "run-1")) as worker:
+            for seq in range(1, published + 1, BATCH):
+                await worker.publish(seq, scalars(seq, BATCH))
+            while (await worker.expect(schema.Ack)).seq < published:
+                pass
+            # The store answers no read until every watcher has asked for its first page:
+            # without sharing, each would make a read of its own.
+            store, release = node.store, threading.Event()
+            read = store.read
+            reads: list[tuple[Any, ...]] = []
+
+            def held_read(*args: Any) -> list[schema.EventMsg]:
+                reads.append(args)
+                release.wait(timeout=10)
+                return read(*args)
+
+            monkeypatch.setattr(store, "read", held_read)
+            async with AsyncExitStack() as stack:
+                clients = [
+                    await stack.enter_async_context(wire_client(broker.url, watcher_hello()))
+                    for _ in range(watchers)
+                ]
+                subs = []
+                for client in clients:
+                    reply = await client.request(
+                        schema.Subscribe(
+                            id=client.next_id(), pattern="crowd", from_="earliest", kinds=["scalar"]
+                        )
+                    )
+                    assert isinstance(reply, schema.Subscribed)
+                    subs.append(reply.sub)
+                collectors = [
+                    asyncio.create_task(collect(client, sub, published))
+                    for client, sub in zip(clients, subs, strict=True)
+                ]
+                try:
+                    async with asyncio.timeout(10):
+                        while node.counters["store_reads_shared"] < watchers - 1:
+                            await asyncio.sleep(0.01)
+                except TimeoutError:
+                    pytest.fail(f"{len(reads)} reads of the store for {watchers} watchers")
+                finally:
+                    release.set()
+                results = await asyncio.gather(*collectors)
+    first = reads[0]
+    assert first[2] == 0  # the first page, from the start of the stream
+    assert reads.count(first) == 1
+    assert node.counters["store_reads"] == len(reads)
+    for events in results:
+        assert [event.seq for event in events] == list(range(1, published + 1))

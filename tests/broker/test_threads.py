@@ -48,3 +48,58 @@ async def test_a_waiting_caller_still_gets_the_failure() -> None:
 
     with pytest.raises(ConnectionError, match="no reply"):
         await threads.run(store_call)
+
+
+async def test_callers_asking_for_the_same_key_at_once_share_one_call() -> None:
+    threads = StoreThreads()
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def store_call(key: str) -> list[str]:
+        calls.append(key)
+        started.set()
+        release.wait(timeout=10)
+        return [key]
+
+    first = asyncio.create_task(threads.run_shared("a", lambda: store_call("a")))
+    await asyncio.to_thread(started.wait, 10)
+    assert threads.sharing("a")
+    assert not threads.sharing("b")
+    second = asyncio.create_task(threads.run_shared("a", lambda: store_call("a")))
+    other = asyncio.create_task(threads.run_shared("b", lambda: store_call("b")))
+    await asyncio.sleep(0)  # both have asked before the call returns
+    release.set()
+    results = await asyncio.gather(first, second, other)
+    assert results[0] is results[1]
+    assert list(results) == [["a"], ["a"], ["b"]]
+    assert sorted(calls) == ["a", "b"]
+    # Once it has returned, the next caller makes a call of its own.
+    assert not threads.sharing("a")
+    assert await threads.run_shared("a", lambda: store_call("a")) == ["a"]
+    assert sorted(calls) == ["a", "a", "b"]
+
+
+async def test_a_shared_call_outlives_a_cancelled_caller_and_fails_for_all_that_wait() -> None:
+    threads = StoreThreads()
+    started, release = threading.Event(), threading.Event()
+
+    def store_call() -> None:
+        started.set()
+        release.wait(timeout=10)
+        raise ConnectionError("no reply")
+
+    first = asyncio.create_task(threads.run_shared("k", store_call))
+    await asyncio.to_thread(started.wait, 10)
+    second = asyncio.create_task(threads.run_shared("k", store_call))
+    third = asyncio.create_task(threads.run_shared("k", store_call))
+    await asyncio.sleep(0)
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    assert threads.sharing("k")
+    release.set()
+    for waiting in (second, third):
+        with pytest.raises(ConnectionError, match="no reply"):
+            await waiting
+    await threads.wait_idle()
+    assert not threads.sharing("k")
