@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from broker._tokens import ROLES, TokenStore
+from broker._tokens import ROLES, SqliteTokenStore
 
 from ._procs import Child, ChildError, Fleet, run_queue_wait_s
 from ._report import Goal, Report
@@ -108,7 +108,7 @@ class _Broker:
 
 def _made_token(data_dir: Path) -> str:
     """A token with every role over every workspace, in a broker's data directory."""
-    store = TokenStore(data_dir)
+    store = SqliteTokenStore(data_dir)
     try:
         return store.create("bench", ROLES, "*")[1]
     finally:

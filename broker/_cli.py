@@ -20,7 +20,14 @@ from ._notify_config import check_public_url, load_notify_config
 from ._redis_url import parse_redis_url
 from ._server import BrokerFailedError, BrokerServer, InsecureBindError, StartError
 from ._sqlite_store import DATABASE_NAME
-from ._tokens import TOKENS_FILE, TokenError, TokenStore, check_scope, parse_duration
+from ._tokens import (
+    TOKENS_FILE,
+    SqliteTokenStore,
+    TokenError,
+    TokenStore,
+    check_scope,
+    parse_duration,
+)
 
 EXIT_FAILED = 1
 """The broker could not start (a port in use, a data directory in use) or stopped on a fault."""
@@ -394,7 +401,7 @@ def _open_tokens(data: Path, *, create: bool) -> TokenStore | int:
         problem = f"there is no pierhead store in {data} (is --data right?)"
     if problem is None:
         try:
-            return TokenStore(data)
+            return SqliteTokenStore(data)
         except (OSError, sqlite3.Error) as exc:
             problem = f"cannot open the tokens in {data}: {exc}"
     print(f"pierhead token: {problem}", file=sys.stderr)

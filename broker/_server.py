@@ -68,7 +68,7 @@ from ._sqlite_store import (
     lock_directory,
 )
 from ._store import Store
-from ._tokens import TokenStore
+from ._tokens import SqliteTokenStore, TokenStore
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
 from ._workspace import WorkspaceClosedError
@@ -226,7 +226,7 @@ class BrokerServer:
         if isinstance(store, RedisStore):
             self._claims_task = asyncio.create_task(self._watch(self._renew_claims(store)))
         if config.auth == "token":
-            self._tokens = TokenStore(config.data_dir)
+            self._tokens = SqliteTokenStore(config.data_dir)
             self._revocation_task = asyncio.create_task(self._watch(self._enforce_revocations()))
         try:
             self._server = await self._listen()

@@ -32,9 +32,9 @@ class StoreThreads:
 
     async def run_shared(self, key: Hashable, job: Callable[[], T]) -> T:
         """As :meth:`run`, for a call whose result depends on ``key`` alone: a caller that
-        asks while the call for ``key`` runs waits for that call instead of making another.
-        Every such caller gets the same object, so none may change it. A caller cancelled
-        meanwhile leaves the call running for the others."""
+        asks while the call for ``key`` runs waits for that call instead of making another,
+        and gets the same object. A caller cancelled meanwhile leaves the call running for
+        the others."""
         future: asyncio.Future[T] | None = self._shared.get(key)
         if future is None:
             future = self._shared[key] = self._start(job, None)

@@ -1,8 +1,9 @@
 """Access tokens: random secrets shown once, stored as hashes with roles, scope and expiry.
 
-The table lives in its own SQLite file (``tokens.db`` in the data directory), so that
-``pierhead token ...`` can change it while a broker runs: the broker notices through SQLite's
-``data_version`` and closes the sessions of a revoked token within a second.
+On one node the table lives in its own SQLite file (``tokens.db`` in the data directory), so
+that ``pierhead token ...`` can change it while a broker runs; nodes on Redis keep their
+tokens there, for every node alike. A broker looks every half second and closes the sessions
+of a revoked or expired token.
 
 A token reads ``ph_<id>_<secret>``: the id finds the row, the secret (256 random bits) is
 compared by its SHA-256 in constant time. Nothing but the hash is ever stored or logged.
@@ -70,19 +71,11 @@ class TokenError(ValueError):
 
 
 class TokenStore:
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            data_dir / TOKENS_FILE, isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        # One connection, used by the broker's worker threads one at a time.
-        self._lock = threading.Lock()
+    """Where tokens are kept; what a token is, and how one is checked, is the same wherever.
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    :class:`SqliteTokenStore` keeps them in a node's data directory; a node on Redis keeps
+    them in Redis (``broker._redis_tokens``), shared by every node of the cluster.
+    """
 
     def create(
         self,
@@ -101,28 +94,93 @@ class TokenStore:
         if not name or len(name) > 128:
             raise TokenError("a token needs a name of 1 to 128 characters")
         check_scope(scope)
-        created = now or datetime.datetime.now(datetime.UTC)
         token_id = secrets.token_hex(6)
         secret = f"ph_{token_id}_{secrets.token_urlsafe(32)}"
-        row = (
-            token_id,
-            name,
-            _digest(secret),
-            ",".join(sorted(wanted)),
-            scope,
-            created.isoformat(),
-            expires.isoformat() if expires else None,
+        token = Token(
+            id=token_id,
+            name=name,
+            roles=wanted,
+            scope=scope,
+            created=now or datetime.datetime.now(datetime.UTC),
+            expires=expires,
+            last_used=None,
+            revoked=None,
         )
+        if not self._insert(token, _digest(secret)):
+            raise TokenError(f"a token named {name!r} exists; revoke it first")
+        return token, secret
+
+    def authenticate(
+        self, presented: str | None, *, now: datetime.datetime | None = None
+    ) -> Token | Refusal:
+        """The token a secret belongs to, or why it is refused."""
+        if not presented:
+            return "missing"
+        shape = _SHAPE.match(presented)
+        if shape is None:
+            return "malformed"
+        moment = now or datetime.datetime.now(datetime.UTC)
+        found = self._find(shape.group(1))
+        # Compared in constant time: how much of a guess matched must not show in timing.
+        if found is None or not hmac.compare_digest(found[1], _digest(presented)):
+            return "unknown"
+        token = found[0]
+        if token.revoked is not None:
+            return "revoked"
+        if token.expires is not None and token.expires <= moment:
+            return "expired"
+        self._used(token.id, moment)
+        return token
+
+    def refused_ids(self, *, now: datetime.datetime | None = None) -> set[str]:
+        """Ids of tokens that may no longer be used: revoked, or expired by ``now``."""
+        moment = now or datetime.datetime.now(datetime.UTC)
+        return {
+            token.id
+            for token in self.tokens(include_revoked=True)
+            if token.revoked is not None or (token.expires is not None and token.expires <= moment)
+        }
+
+    def tokens(self, *, include_revoked: bool = False) -> list[Token]:
+        """The tokens, oldest first."""
+        raise NotImplementedError
+
+    def revoke(self, name: str, *, now: datetime.datetime | None = None) -> Token:
+        """Revoke the live token ``name``; :class:`TokenError` when there is none."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _insert(self, token: Token, digest: str) -> bool:
+        """Keep a new token; False when a live token has its name."""
+        raise NotImplementedError
+
+    def _find(self, token_id: str) -> tuple[Token, str] | None:
+        """The token ``token_id`` and the digest of its secret."""
+        raise NotImplementedError
+
+    def _used(self, token_id: str, moment: datetime.datetime) -> None:
+        """Note when the token was last presented."""
+        raise NotImplementedError
+
+
+class SqliteTokenStore(TokenStore):
+    """Tokens in ``tokens.db`` in a data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            data_dir / TOKENS_FILE, isolation_level=None, check_same_thread=False, timeout=5.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        # One connection, used by the broker's worker threads one at a time.
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
         with self._lock:
-            try:
-                self._db.execute(
-                    "INSERT INTO tokens (id, name, hash, roles, scope, created, expires)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-            except sqlite3.IntegrityError:
-                raise TokenError(f"a token named {name!r} exists; revoke it first") from None
-            return self._get(token_id), secret
+            self._db.close()
 
     def tokens(self, *, include_revoked: bool = False) -> list[Token]:
         query = "SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked IS NULL")
@@ -140,41 +198,44 @@ class TokenStore:
                 raise TokenError(f"no live token named {name!r}")
             return self._get(row[0])
 
-    def authenticate(
-        self, presented: str | None, *, now: datetime.datetime | None = None
-    ) -> Token | Refusal:
-        """The token a secret belongs to, or why it is refused."""
-        if not presented:
-            return "missing"
-        shape = _SHAPE.match(presented)
-        if shape is None:
-            return "malformed"
-        moment = now or datetime.datetime.now(datetime.UTC)
+    def digests(self) -> list[tuple[Token, str]]:
+        """Every token, revoked ones too, with the digest of its secret: what a cluster takes
+        over from a node's own file."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM tokens WHERE id = ?", (shape.group(1),)
-            ).fetchone()
-            # Compared in constant time: how much of a guess matched must not show in timing.
-            if row is None or not hmac.compare_digest(row[2], _digest(presented)):
-                return "unknown"
-            token = _token(row)
-            if token.revoked is not None:
-                return "revoked"
-            if token.expires is not None and token.expires <= moment:
-                return "expired"
-            self._db.execute(
-                "UPDATE tokens SET last_used = ? WHERE id = ?", (moment.isoformat(), token.id)
-            )
-        return token
+            rows = self._db.execute("SELECT * FROM tokens ORDER BY created").fetchall()
+        return [(_token(row), row[2]) for row in rows]
 
-    def refused_ids(self, *, now: datetime.datetime | None = None) -> set[str]:
-        """Ids of tokens that may no longer be used: revoked, or expired by ``now``."""
-        moment = now or datetime.datetime.now(datetime.UTC)
-        return {
-            token.id
-            for token in self.tokens(include_revoked=True)
-            if token.revoked is not None or (token.expires is not None and token.expires <= moment)
-        }
+    def _insert(self, token: Token, digest: str) -> bool:
+        row = (
+            token.id,
+            token.name,
+            digest,
+            ",".join(sorted(token.roles)),
+            token.scope,
+            token.created.isoformat(),
+            token.expires.isoformat() if token.expires else None,
+        )
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO tokens (id, name, hash, roles, scope, created, expires)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def _find(self, token_id: str) -> tuple[Token, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return None if row is None else (_token(row), row[2])
+
+    def _used(self, token_id: str, moment: datetime.datetime) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE tokens SET last_used = ? WHERE id = ?", (moment.isoformat(), token_id)
+            )
 
     def _get(self, token_id: str) -> Token:
         return _token(self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone())

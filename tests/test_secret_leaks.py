@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from tests.secret_leaks import (
     WINDOW,
     candidates,
@@ -25,7 +25,7 @@ UNMADE = "ph_0123456789ab_" + "Q" * 43
 
 @pytest.fixture
 def secrets(tmp_path: Path) -> dict[str, str]:
-    store = TokenStore(tmp_path)
+    store = SqliteTokenStore(tmp_path)
     try:
         return {name: store.create(name, ["watcher"])[1] for name in ("first", "second")}
     finally:

@@ -19,14 +19,14 @@ import sys
 import re
 from pathlib import Path
 
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import broker_process
 
 CLI = [sys.executable, "-c", "from pierhead._cli import main; raise SystemExit(main())"]
 
 
 def made_here(data: Path) -> str:
-    store = TokenStore(data)
+    store = SqliteTokenStore(data)
     try:
         return store.create("here", ["watcher"])[1]
     finally:

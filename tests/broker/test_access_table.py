@@ -35,7 +35,7 @@ import pytest
 import schema
 from broker._server import BrokerServer
 from broker._sqlite_store import DATABASE_NAME
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import running_broker
 from tests.broker.wire import WireClient, closed_with, watcher_hello, wire_client, worker_hello
 from tests.support import PROTOCOL
@@ -395,7 +395,7 @@ class Table:
 
 @asynccontextmanager
 async def table_broker(data: Path) -> AsyncIterator[Table]:
-    tokens = TokenStore(data)
+    tokens = SqliteTokenStore(data)
     secrets = {name: tokens.create(name, roles, SCOPE)[1] for name, roles in TOKENS.items()}
     secrets["root"] = tokens.create("root", ["worker", "watcher", "operator", "admin"])[1]
     tokens.close()

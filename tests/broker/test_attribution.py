@@ -12,7 +12,7 @@ from typing import Literal
 import pytest
 
 import schema
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import running_broker
 from tests.broker.wire import WireClient, watcher_hello, wire_client, worker_hello
 
@@ -58,7 +58,7 @@ async def test_catch_release_and_call_name_the_token_when_auth_is_on(
     tmp_path: Path, auth: Literal["token", "none"]
 ) -> None:
     data = tmp_path / "data"
-    store = TokenStore(data)
+    store = SqliteTokenStore(data)
     operator_secret = store.create("alice-ops", ["watcher", "operator"], "deploy-*")[1]
     worker_secret = store.create("trainer-ci", ["worker"], "deploy-*")[1]
     store.close()

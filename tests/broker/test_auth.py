@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 import schema
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import running_broker
 from tests.broker.wire import closed_with, watcher_hello, wire_client, worker_hello
 
@@ -21,7 +21,7 @@ NOW = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
 
 
 def test_tokens_are_stored_as_hashes_and_refused_for_every_reason(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path)
+    store = SqliteTokenStore(tmp_path)
     token, secret = store.create("ci", ["worker"], "deploy-*", now=NOW)
     assert secret.startswith(f"ph_{token.id}_")
     assert secret.encode() not in (tmp_path / "tokens.db").read_bytes()
@@ -49,7 +49,7 @@ def test_tokens_are_stored_as_hashes_and_refused_for_every_reason(tmp_path: Path
 
 @pytest.fixture
 def tokens(tmp_path: Path) -> dict[str, str]:
-    store = TokenStore(tmp_path / "data")
+    store = SqliteTokenStore(tmp_path / "data")
     made = {
         name: store.create(name, roles, scope)[1]
         for name, roles, scope in [
@@ -67,7 +67,7 @@ async def test_every_kind_of_bad_token_is_refused_with_4001(
     tmp_path: Path, tokens: dict[str, str]
 ) -> None:
     async with running_broker(tmp_path / "data", auth="token") as broker:
-        store = TokenStore(tmp_path / "data")
+        store = SqliteTokenStore(tmp_path / "data")
         _, gone = store.create("gone", ["watcher"])
         store.revoke("gone")
         store.close()
@@ -168,7 +168,7 @@ def test_token_cli_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> N
     )  # fmt: skip
     secret = made.stdout.splitlines()[-1]
     assert secret.startswith("ph_")
-    store = TokenStore(tmp_path)
+    store = SqliteTokenStore(tmp_path)
     assert not isinstance(store.authenticate(secret), str)
     store.close()
     listed = subprocess.run([*command, "list", *data], capture_output=True, text=True, check=True)

@@ -21,7 +21,7 @@ from websockets.typing import Subprotocol
 import schema
 import sdk
 from broker._cluster import IDLE_FOLLOW_S
-from broker._tokens import TOKENS_FILE, TokenStore
+from broker._tokens import TOKENS_FILE, SqliteTokenStore
 from broker.testing import BrokerProcess, broker_process
 from tests.broker.cluster_support import (
     QUICK_FAILOVER,
@@ -286,7 +286,7 @@ async def test_a_token_in_the_authorization_header_goes_on_with_a_relayed_worker
     header reaches the writer through another node with it."""
     first = tmp_path / "node0"
     first.mkdir()
-    tokens = TokenStore(first)
+    tokens = SqliteTokenStore(first)
     _, secret = tokens.create("ci", ["worker", "watcher"])
     tokens.close()
     second = tmp_path / "node1"

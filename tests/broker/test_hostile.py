@@ -40,7 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 import schema
-from broker._tokens import ROLES, TokenStore
+from broker._tokens import ROLES, SqliteTokenStore
 from broker._worker_session import PACING_WINDOW_BATCHES
 from broker.testing import BrokerProcess, broker_process
 from schema._limits import MAX_COUNTER, MAX_REQUEST_ID, MAX_TIMEOUT_S
@@ -116,7 +116,7 @@ def make_tokens(data_dir: Path) -> dict[str, str]:
     """Secrets by role in the attacks: the good pair's, two hostile ones with every role (their
     scope keeps them off good-*), a flooder's, made for the good workers' workspaces, and an
     admin's, for the broker's stats."""
-    store = TokenStore(data_dir)
+    store = SqliteTokenStore(data_dir)
     try:
         return {
             "worker": store.create("good-worker", ["worker"], "good-*")[1],

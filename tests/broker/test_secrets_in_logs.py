@@ -25,7 +25,7 @@ from websockets.typing import Subprotocol
 
 import schema
 import sdk
-from broker._tokens import ROLES, TokenStore
+from broker._tokens import ROLES, SqliteTokenStore
 from broker.testing import BrokerProcess, broker_process
 from tests.broker.wire import closed_with, scalars, watcher_hello, wire_client, worker_hello
 from tests.secret_leaks import leaked
@@ -172,7 +172,7 @@ async def revocation_of_a_live_session(
 
 
 def made_tokens(data: Path) -> dict[str, str]:
-    store = TokenStore(data)
+    store = SqliteTokenStore(data)
     try:
         past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
         return {

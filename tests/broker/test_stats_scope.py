@@ -11,7 +11,7 @@ import pytest
 
 import schema
 from broker._config import BrokerConfig
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker._worker_session import WorkerSession
 from broker.testing import broker_process, running_broker
 from tests.broker.wire import scalars, watcher_hello, wire_client, worker_hello
@@ -22,7 +22,7 @@ LOG_WAIT_S = 20.0
 @pytest.mark.asyncio
 async def test_a_scoped_admin_sees_only_the_counters_of_its_workspaces(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    store = TokenStore(data)
+    store = SqliteTokenStore(data)
     scoped = store.create("deploy-admin", ["watcher", "admin"], "deploy-*")[1]
     everything = store.create("root", ["worker", "watcher", "admin"], "*")[1]
     store.close()

@@ -15,7 +15,7 @@ import pytest
 
 import schema
 import sdk
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import FaultProxy, running_broker
 from tests.broker.wire import wire_client, worker_hello
 from tests.support import WAIT_S, BrokerStore
@@ -54,7 +54,7 @@ async def semaphores_until(
 
 async def test_a_break_by_an_admin_token_is_attributed_to_the_token(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    tokens = TokenStore(data)
+    tokens = SqliteTokenStore(data)
     _, admin = tokens.create("alice-admin", ["watcher", "admin"], "deploy-*")
     _, worker_token = tokens.create("trainer", ["worker"], "deploy-*")
     tokens.close()

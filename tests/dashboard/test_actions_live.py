@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Locator, Page, expect
 
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import running_broker
 from sdk import BadCallError, Watcher, Worker
 from tests.dashboard.live import LivePage, chromium, dashboard
@@ -122,7 +122,7 @@ async def test_the_form_of_a_worker_gone_offline_is_disabled_with_the_reason() -
 
 @pytest.mark.asyncio
 async def test_a_token_without_the_operator_role_sees_the_form_disabled(tmp_path: Path) -> None:
-    tokens = TokenStore(tmp_path)
+    tokens = SqliteTokenStore(tmp_path)
     _, worker_token = tokens.create("trainer", ["worker"])
     _, watcher_token = tokens.create("viewer", ["watcher"])
     tokens.close()

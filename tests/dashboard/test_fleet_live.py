@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Locator, Page, expect
 
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import running_broker
 from sdk import Watcher, Worker
 from tests.dashboard.live import chromium, dashboard
@@ -147,7 +147,7 @@ async def test_the_keys_of_pierhead_watch_select_catch_and_release() -> None:
 
 
 def make_tokens(data: Path) -> dict[str, str]:
-    store = TokenStore(data)
+    store = SqliteTokenStore(data)
     try:
         return {
             name: store.create(name, roles, "*")[1]

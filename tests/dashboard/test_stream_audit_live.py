@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from broker._tokens import TokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import running_broker
 from sdk import ActionFailedError, Watcher, Worker
 from tests.dashboard.live import chromium, dashboard
@@ -21,7 +21,7 @@ WORKSPACE = "deploy-audit"
 
 @pytest.mark.asyncio
 async def test_the_audit_shows_a_break_with_the_token_that_broke_it(tmp_path: Path) -> None:
-    tokens = TokenStore(tmp_path)
+    tokens = SqliteTokenStore(tmp_path)
     _, admin = tokens.create("alice-admin", ["watcher", "operator", "admin"])
     _, worker_token = tokens.create("trainer", ["worker"])
     tokens.close()
