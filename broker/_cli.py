@@ -17,8 +17,10 @@ import structlog
 from ._config import BrokerConfig
 from ._logging import configure_logging
 from ._notify_config import check_public_url, load_notify_config
-from ._redis_url import parse_redis_url
-from ._server import BrokerFailedError, BrokerServer, InsecureBindError, StartError
+from ._redis_store import StoreUnavailableError, StoreUnusableError
+from ._redis_tokens import open_redis_tokens
+from ._redis_url import StoreUrlError, parse_redis_url
+from ._server import NODE_FILE, BrokerFailedError, BrokerServer, InsecureBindError, StartError
 from ._sqlite_store import DATABASE_NAME
 from ._tokens import (
     TOKENS_FILE,
@@ -335,12 +337,21 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     token = commands.add_parser(
         "token",
         help="create, list and revoke access tokens",
-        description="Manage the tokens of a broker's data directory (running or not); "
-        "a broker started with --auth token accepts them.",
+        description="Manage the tokens of a broker's data directory, or with --store those "
+        "that nodes on Redis share (running or not); a broker started with --auth token "
+        "accepts them.",
     )
     actions = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", type=Path, default=_DEFAULTS.data_dir, help="the broker's store")
+    data.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="the Redis of nodes started with --store, which share their tokens there"
+        " (the same URL; the password may come from PIERHEAD_REDIS_PASSWORD);"
+        " default: the tokens of --data",
+    )
 
     create = actions.add_parser("create", parents=[data], help="make a token; prints its secret")
     create.add_argument("--name", required=True)
@@ -388,15 +399,33 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def _open_tokens(data: Path, *, create: bool) -> TokenStore | int:
-    """The token store of ``--data``; or, after a one-line message, the exit code.
+def _open_tokens(args: argparse.Namespace, *, create: bool) -> TokenStore | int:
+    """The token store of ``--store``, else of ``--data``; or, after a one-line message, the
+    exit code.
 
     Only ``create`` makes a store where there is none (tokens may be made before the broker
-    first starts): listing or revoking in a mistyped directory says so instead.
+    first starts): listing or revoking in a mistyped directory says so instead. The data
+    directory of a node on Redis is refused: its tokens are in Redis, and a change to the
+    file would change nothing a node checks.
     """
+    data: Path = args.data
+    if args.store is not None:
+        try:
+            return open_redis_tokens(parse_redis_url(args.store, os.environ))
+        except StoreUrlError as exc:
+            print(f"pierhead token: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (StoreUnusableError, StoreUnavailableError) as exc:
+            print(f"pierhead token: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     problem = None
     if data.exists() and not data.is_dir():
         problem = f"--data {data} is not a directory"
+    elif (data / NODE_FILE).exists():
+        problem = (
+            f"{data} belongs to a node on Redis, which keeps its tokens there: give --store"
+            " with the node's Redis URL"
+        )
     elif not create and not any((data / name).exists() for name in (TOKENS_FILE, DATABASE_NAME)):
         problem = f"there is no pierhead store in {data} (is --data right?)"
     if problem is None:
@@ -409,7 +438,7 @@ def _open_tokens(data: Path, *, create: bool) -> TokenStore | int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    store = _open_tokens(args.data, create=True)
+    store = _open_tokens(args, create=True)
     if isinstance(store, int):
         return store
     try:
@@ -417,7 +446,7 @@ def _token_create(args: argparse.Namespace) -> int:
         if args.expires:
             expires = datetime.datetime.now(datetime.UTC) + args.expires
         token, secret = store.create(args.name, args.roles, args.workspaces, expires=expires)
-    except TokenError as exc:
+    except (TokenError, StoreUnavailableError) as exc:
         print(f"pierhead token: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -433,11 +462,14 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    store = _open_tokens(args.data, create=False)
+    store = _open_tokens(args, create=False)
     if isinstance(store, int):
         return store
     try:
         tokens = store.tokens(include_revoked=args.all)
+    except StoreUnavailableError as exc:
+        print(f"pierhead token: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         store.close()
     rows = [("NAME", "ROLES", "WORKSPACES", "CREATED", "EXPIRES", "LAST USED", "REVOKED")]
@@ -462,12 +494,12 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    store = _open_tokens(args.data, create=False)
+    store = _open_tokens(args, create=False)
     if isinstance(store, int):
         return store
     try:
         token = store.revoke(args.name)
-    except TokenError as exc:
+    except (TokenError, StoreUnavailableError) as exc:
         print(f"pierhead token: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -1080,6 +1080,15 @@ class RedisStore:
     def reachable(self) -> bool:
         return self._unreachable_since is None
 
+    @property
+    def client(self) -> Any:
+        """The blocking client, which the node's tokens share (:mod:`broker._redis_tokens`)."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def interrupt(self) -> None:
         self._closed = True
 

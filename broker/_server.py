@@ -58,6 +58,7 @@ from ._redis_store import (
     StoreUnavailableError,
     StoreUnusableError,
 )
+from ._redis_tokens import RedisTokenStore
 from ._redis_url import StoreUrlError, parse_redis_url
 from ._relay import WRITER_UNREACHABLE, relay
 from ._session import Session, SessionContext
@@ -68,7 +69,7 @@ from ._sqlite_store import (
     lock_directory,
 )
 from ._store import Store
-from ._tokens import SqliteTokenStore, TokenStore
+from ._tokens import TOKENS_FILE, SqliteTokenStore, TokenStore
 from ._watcher_session import WatcherSession
 from ._worker_session import WorkerSession
 from ._workspace import WorkspaceClosedError
@@ -226,7 +227,7 @@ class BrokerServer:
         if isinstance(store, RedisStore):
             self._claims_task = asyncio.create_task(self._watch(self._renew_claims(store)))
         if config.auth == "token":
-            self._tokens = SqliteTokenStore(config.data_dir)
+            self._tokens = await self._token_store(store)
             self._revocation_task = asyncio.create_task(self._watch(self._enforce_revocations()))
         try:
             self._server = await self._listen()
@@ -368,6 +369,25 @@ class BrokerServer:
             self._data_lock = None
         if self._tokens is not None:
             self._tokens.close()
+
+    async def _token_store(self, store: Store) -> TokenStore:
+        """The data directory's tokens on one node; on Redis, the cluster's, with those of
+        the data directory taken over (a node that kept them there before)."""
+        data_dir = self.config.data_dir
+        if not isinstance(store, RedisStore):
+            return SqliteTokenStore(data_dir)
+        tokens = RedisTokenStore(store.client, prefix=store.prefix, waitaof=store.traits.waitaof)
+        if (data_dir / TOKENS_FILE).exists():
+            own = SqliteTokenStore(data_dir)
+            try:
+                renamed = await asyncio.to_thread(tokens.adopt, own)
+            except StoreUnavailableError as exc:
+                raise StartError(f"cannot take the tokens of {data_dir} to Redis: {exc}") from exc
+            finally:
+                own.close()
+            for old, new in renamed.items():
+                log.warning("token_renamed", name=old, now=new, reason="name taken in Redis")
+        return tokens
 
     async def _renew_claims(self, store: RedisStore) -> None:
         """Keep this node's claim on the workspaces it writes; losing one (this node was
@@ -641,7 +661,13 @@ class BrokerServer:
 
         # Without tokens there is nothing to look up: a thread hop per session would only slow
         # down a crowd of sessions coming back after a restart.
-        result = decide() if tokens is None else await self.broker.threads.run(decide)
+        try:
+            result = decide() if tokens is None else await self.broker.threads.run(decide)
+        except StoreUnavailableError as exc:
+            # The tokens are in Redis, away for now: the client tries again, as after 1011.
+            log.warning("session_refused", peer=address, role=hello.role, reason=str(exc))
+            message = "cannot check the token now: the store cannot be reached; try again"
+            return Refused(ErrorCode.INTERNAL, 1011, message)
         if isinstance(result, Refused):
             # Who and why, never what was presented.
             log.warning("session_refused", peer=address, role=hello.role, reason=result.message)
@@ -652,9 +678,18 @@ class BrokerServer:
         assert self.broker is not None
         assert self._tokens is not None
         broker, tokens = self.broker, self._tokens
+        unreachable = False
         while True:
             await asyncio.sleep(0.5)
-            refused = await broker.threads.run(tokens.refused_ids)
+            try:
+                refused = await broker.threads.run(tokens.refused_ids)
+            except StoreUnavailableError as exc:
+                # Once per outage; the sessions stay as they were until the tokens can be read.
+                if not unreachable:
+                    log.warning("token_check_failed", error=str(exc))
+                unreachable = True
+                continue
+            unreachable = False
             for session in list(self._sessions):
                 if session.grant.token_id in refused:
                     session.log.info("session_token_withdrawn", token=session.grant.token_name)

@@ -23,10 +23,5 @@ def broker_store(request: pytest.FixtureRequest) -> Iterator[BrokerStore]:
     if request.param == "sqlite":
         yield BrokerStore("sqlite")
         return
-    server: RedisServer = request.getfixturevalue("session_redis")
+    server: RedisServer = request.getfixturevalue("emptied_redis")
     yield BrokerStore("redis", server)
-    client = server.client()
-    try:
-        client.flushall()
-    finally:
-        client.close()

@@ -245,6 +245,17 @@ def session_redis() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture
+def emptied_redis(session_redis: RedisServer) -> Iterator[RedisServer]:
+    """The session's server, emptied after the test."""
+    yield session_redis
+    client = session_redis.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
 class Sentinel:
     """One Sentinel process on a loopback port, watching ``primary`` as ``service`` with a
     quorum of one, quick to declare it down (1 s) and to fail over.

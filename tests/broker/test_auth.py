@@ -184,6 +184,25 @@ def test_token_cli_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> N
     assert "exists" in again.stderr
 
 
+@pytest.mark.parametrize(
+    ("store", "code", "said"),
+    [
+        ("redis://127.0.0.1:1/0", 1, "the tokens in Redis cannot be reached: "),
+        ("http://127.0.0.1/", 2, "store URL scheme 'http://' is not one of"),
+    ],
+)
+def test_token_cli_says_why_a_redis_store_cannot_be_used(store: str, code: int, said: str) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "pierhead", "token", "list", "--store", store],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (listed.returncode, listed.stdout) == (code, "")
+    assert listed.stderr.startswith(f"pierhead token: {said}"), listed.stderr
+    assert "Traceback" not in listed.stderr
+
+
 @pytest.mark.asyncio
 async def test_sdk_and_cli_report_a_refused_token_once_without_retrying(
     tmp_path: Path, tokens: dict[str, str]

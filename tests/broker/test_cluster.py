@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from websockets.typing import Subprotocol
 import schema
 import sdk
 from broker._cluster import IDLE_FOLLOW_S
-from broker._tokens import TOKENS_FILE, SqliteTokenStore
+from broker._tokens import SqliteTokenStore
 from broker.testing import BrokerProcess, broker_process
 from tests.broker.cluster_support import (
     QUICK_FAILOVER,
@@ -31,8 +30,8 @@ from tests.broker.cluster_support import (
     offsets,
     stored,
 )
-from tests.broker.wire import WireClient, closed_with, wire_client, worker_hello
-from tests.support import until_answered
+from tests.broker.wire import WireClient, closed_with, watcher_hello, wire_client, worker_hello
+from tests.support import pierhead, until_answered
 
 pytestmark = pytest.mark.asyncio
 
@@ -279,19 +278,44 @@ async def test_a_run_that_connects_to_another_node_takes_over_with_4009(tmp_path
                 assert (await second.expect(schema.Ack)).seq == 1
 
 
+async def test_a_token_made_once_works_on_every_node_and_its_revocation_reaches_all(
+    tmp_path: Path,
+) -> None:
+    async with nodes_on_redis(tmp_path, 2, "--auth", "token") as (redis, (a, b)):
+        code, out, err = await pierhead(
+            "token", "create", "--store", redis.url, "--name", "ops", "--role", "watcher"
+        )
+        assert code == 0, err
+        secret = out.splitlines()[-1]
+        # The data directory of a node on Redis is not where its tokens are.
+        code, _, err = await pierhead("token", "revoke", "ops", "--data", str(tmp_path / "node0"))
+        assert code == 2
+        assert "belongs to a node on Redis" in err
+        async with (
+            wire_client(a.url, watcher_hello(token=secret)) as on_a,
+            wire_client(b.url, watcher_hello(token=secret)) as on_b,
+        ):
+            code, out, err = await pierhead("token", "revoke", "ops", "--store", redis.url)
+            assert code == 0, err
+            assert [await closed_with(on_a), await closed_with(on_b)] == [4001, 4001]
+        async with wire_client(b.url) as again:
+            await again.send(watcher_hello(token=secret))
+            refused = await again.expect(schema.ErrorReply)
+            assert (refused.code, refused.message) == ("unauthorized", "this token was revoked")
+            assert await closed_with(again) == 4001
+
+
 async def test_a_token_in_the_authorization_header_goes_on_with_a_relayed_worker(
     tmp_path: Path,
 ) -> None:
-    """Nodes share their tokens (the file copied); a worker that sends its token only as a
-    header reaches the writer through another node with it."""
+    """A token one node kept in its data directory is taken to Redis when the node starts,
+    so the other node knows it too; a worker that sends it only as a header reaches the
+    writer through the other node with it."""
     first = tmp_path / "node0"
     first.mkdir()
     tokens = SqliteTokenStore(first)
     _, secret = tokens.create("ci", ["worker", "watcher"])
     tokens.close()
-    second = tmp_path / "node1"
-    second.mkdir()
-    shutil.copy(first / TOKENS_FILE, second / TOKENS_FILE)
     async with nodes_on_redis(tmp_path, 2, "--auth", "token") as (_redis, (a, b)):
         async with sdk.Worker(a.url, WS, run_id="first", token=secret) as writer_side:
             await writer_side.log("claimed by node A")

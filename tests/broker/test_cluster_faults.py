@@ -21,8 +21,8 @@ from tests.broker.cluster_support import (
     stored,
     wait_for_log,
 )
-from tests.broker.wire import wire_client, worker_hello
-from tests.support import until, until_answered
+from tests.broker.wire import closed_with, watcher_hello, wire_client, worker_hello
+from tests.support import pierhead, until, until_answered
 
 pytestmark = pytest.mark.asyncio
 
@@ -260,3 +260,34 @@ async def test_a_node_stopped_while_redis_is_paused_exits_and_says_why(tmp_path:
         assert not [record for record in node.logs if "exception" in record], node.describe()
         raw = [record["raw"] for record in node.logs if "raw" in record]
         assert not [line for line in raw if "Traceback" in line], node.describe()
+
+
+async def test_a_session_whose_token_cannot_be_checked_is_told_to_come_back(
+    tmp_path: Path,
+) -> None:
+    """With the tokens in a paused Redis, a new session is refused with 1011, a close the SDK
+    retries after, not with 4001 (a bad token, which it gives up on); its token works once
+    Redis answers again, and the sessions already open stay open meanwhile."""
+    async with nodes_on_redis(tmp_path, 1, "--auth", "token") as (redis, (node,)):
+        code, out, err = await pierhead(
+            "token", "create", "--store", redis.url, "--name", "ops", "--role", "watcher"
+        )
+        assert code == 0, err
+        secret = out.splitlines()[-1]
+        async with wire_client(node.url, watcher_hello(token=secret)) as open_before:
+            redis.pause()
+            try:
+                async with wire_client(node.url) as refused:
+                    await refused.send(watcher_hello(token=secret))
+                    error = await refused.expect(schema.ErrorReply)
+                    assert await closed_with(refused) == 1011
+            finally:
+                redis.resume()
+            assert error.code is schema.ErrorCode.INTERNAL
+            assert "cannot check the token now" in error.message
+            async with wire_client(node.url, watcher_hello(token=secret)) as admitted:
+                assert admitted.welcome is not None
+            listed = await open_before.request(
+                schema.ListWorkspaces(id=open_before.next_id(), pattern="*")
+            )
+            assert isinstance(listed, schema.Workspaces)

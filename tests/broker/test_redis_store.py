@@ -69,14 +69,9 @@ def owner_key(workspace: str = NAME) -> str:
 
 
 @pytest.fixture
-def server(session_redis: RedisServer) -> Iterator[RedisServer]:
+def server(emptied_redis: RedisServer) -> RedisServer:
     """The session's server, emptied after the test."""
-    yield session_redis
-    client = session_redis.client()
-    try:
-        client.flushall()
-    finally:
-        client.close()
+    return emptied_redis
 
 
 def opener(server: RedisServer) -> Iterator[OpenStore]:
