@@ -18,7 +18,7 @@ from http import HTTPStatus
 from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -78,6 +78,9 @@ from ._writer import StoreFailedError
 log = structlog.get_logger("pierhead.server")
 
 NODE_FILE = "node"
+STORE_UNREACHABLE: Final = 1013
+"""Close code (try again later) of a session whose token cannot be checked: the tokens are in a
+Redis that does not answer now."""
 """In the data directory: the node's name among the nodes sharing a Redis store."""
 
 YOUNG_COLLECTION_THRESHOLD = 10_000
@@ -664,10 +667,10 @@ class BrokerServer:
         try:
             result = decide() if tokens is None else await self.broker.threads.run(decide)
         except StoreUnavailableError as exc:
-            # The tokens are in Redis, away for now: the client tries again, as after 1011.
+            # The tokens are in Redis, away for now: the client tries again later.
             log.warning("session_refused", peer=address, role=hello.role, reason=str(exc))
             message = "cannot check the token now: the store cannot be reached; try again"
-            return Refused(ErrorCode.INTERNAL, 1011, message)
+            return Refused(ErrorCode.INTERNAL, STORE_UNREACHABLE, message)
         if isinstance(result, Refused):
             # Who and why, never what was presented.
             log.warning("session_refused", peer=address, role=hello.role, reason=result.message)

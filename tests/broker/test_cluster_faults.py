@@ -265,9 +265,10 @@ async def test_a_node_stopped_while_redis_is_paused_exits_and_says_why(tmp_path:
 async def test_a_session_whose_token_cannot_be_checked_is_told_to_come_back(
     tmp_path: Path,
 ) -> None:
-    """With the tokens in a paused Redis, a new session is refused with 1011, a close the SDK
-    retries after, not with 4001 (a bad token, which it gives up on); its token works once
-    Redis answers again, and the sessions already open stay open meanwhile."""
+    """With the tokens in a paused Redis, a new session is refused with 1013 (try again
+    later), a close the SDK retries after, not with 4001 (a bad token, which it gives up on);
+    its token works once Redis answers again, and the sessions already open stay open
+    meanwhile."""
     async with nodes_on_redis(tmp_path, 1, "--auth", "token") as (redis, (node,)):
         code, out, err = await pierhead(
             "token", "create", "--store", redis.url, "--name", "ops", "--role", "watcher"
@@ -280,7 +281,7 @@ async def test_a_session_whose_token_cannot_be_checked_is_told_to_come_back(
                 async with wire_client(node.url) as refused:
                     await refused.send(watcher_hello(token=secret))
                     error = await refused.expect(schema.ErrorReply)
-                    assert await closed_with(refused) == 1011
+                    assert await closed_with(refused) == 1013
             finally:
                 redis.resume()
             assert error.code is schema.ErrorCode.INTERNAL
