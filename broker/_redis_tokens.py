@@ -120,6 +120,22 @@ class RedisTokenStore(TokenStore):
             found = [token for token in found if token.revoked is None]
         return sorted(found, key=lambda token: (token.created, token.id))
 
+    def refused_ids(self, *, now: datetime.datetime | None = None) -> set[str]:
+        # Every node asks twice a second: the records and revocations only, not the last uses,
+        # which every admission rewrites.
+        moment = now or datetime.datetime.now(datetime.UTC)
+        with _reaching():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hgetall(self._records)
+            pipe.hkeys(self._revoked)
+            records, revoked = pipe.execute()
+        expired = {
+            token_id
+            for token_id, body in records.items()
+            if (expires := _decoder.decode(body).expires) is not None and expires <= moment
+        }
+        return {token_id.decode() for token_id in expired | set(revoked)}
+
     def revoke(self, name: str, *, now: datetime.datetime | None = None) -> Token:
         moment = (now or datetime.datetime.now(datetime.UTC)).isoformat()
         token_id = self._write(_REVOKE, [self._names, self._revoked], [name, moment])
