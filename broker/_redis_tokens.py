@@ -14,8 +14,10 @@ suffixes):
 * ``ph:tokens:revoked``: hash, token id -> when it was revoked;
 * ``ph:tokens:used``: hash, token id -> when it was last presented.
 
-A change waits for the server's append-only file (``WAITAOF 1 0``) where the server has it: a
-revocation the server loses in a restart would give a withdrawn secret back its power.
+A change waits for the server's append-only file (``WAITAOF 1 0``) where the server has it,
+and for a replica's as well (``WAITAOF 1 1``) where the nodes run with ``--redis-durability
+replica``: a revocation the server loses in a restart or a failover would give a withdrawn
+secret back its power.
 """
 
 from __future__ import annotations
@@ -89,11 +91,19 @@ class RedisTokenStore(TokenStore):
     of their own (:func:`open_redis_tokens`)."""
 
     def __init__(
-        self, client: Any, *, prefix: str = "ph", waitaof: bool, owns_client: bool = False
+        self,
+        client: Any,
+        *,
+        prefix: str = "ph",
+        waitaof: bool,
+        replicas: int = 0,
+        owns_client: bool = False,
     ) -> None:
         self._client = client
         self._owns_client = owns_client
         self._waitaof = waitaof
+        self._replicas = replicas
+        """Replicas whose append-only file a change waits for (0 or 1)."""
         self._records = f"{prefix}:tokens"
         self._names = f"{prefix}:tokens:names"
         self._revoked = f"{prefix}:tokens:revoked"
@@ -194,11 +204,12 @@ class RedisTokenStore(TokenStore):
             pipe = self._client.pipeline(transaction=False)
             pipe.eval(script, len(keys), *keys, *args)
             if self._waitaof:
-                pipe.execute_command("WAITAOF", 1, 0, _DURABLE_WAIT_MS)
+                pipe.execute_command("WAITAOF", 1, self._replicas, _DURABLE_WAIT_MS)
             replies = pipe.execute()
-        if self._waitaof and int(replies[1][0]) < 1:
+        if self._waitaof and (int(replies[1][0]) < 1 or int(replies[1][1]) < self._replicas):
             raise StoreUnavailableError(
-                "Redis has not written the token change to its append-only file within"
+                "Redis has not written the token change to its append-only file (and a"
+                " replica's, where asked) within"
                 f" {_DURABLE_WAIT_MS / 1000:g} s; it is stored, and will be there unless the"
                 " server stops first"
             )
@@ -223,7 +234,10 @@ def open_redis_tokens(target: RedisTarget) -> RedisTokenStore:
     except BaseException:
         client.close()
         raise
-    return RedisTokenStore(client, waitaof=traits.waitaof, owns_client=True)
+    # The command does not know the nodes' durability: with a replica connected, it waits for
+    # one, as nodes with --redis-durability replica do.
+    replicas = 1 if traits.waitaof and traits.replicas > 0 else 0
+    return RedisTokenStore(client, waitaof=traits.waitaof, replicas=replicas, owns_client=True)
 
 
 @contextlib.contextmanager

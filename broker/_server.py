@@ -379,7 +379,12 @@ class BrokerServer:
         data_dir = self.config.data_dir
         if not isinstance(store, RedisStore):
             return SqliteTokenStore(data_dir)
-        tokens = RedisTokenStore(store.client, prefix=store.prefix, waitaof=store.traits.waitaof)
+        tokens = RedisTokenStore(
+            store.client,
+            prefix=store.prefix,
+            waitaof=store.traits.waitaof,
+            replicas=1 if store.durability == "replica" else 0,
+        )
         if (data_dir / TOKENS_FILE).exists():
             own = SqliteTokenStore(data_dir)
             try:
