@@ -130,6 +130,9 @@ class RedisServer:
             "--appendonly", "yes",
             "--appendfsync", self.fsync,
             "--save", "",
+            # A replica's first sync starts at once rather than after 5 s (the diskless
+            # default, which waits for more replicas to share the transfer).
+            "--repl-diskless-sync-delay", "0",
             "--daemonize", "no",
             "--logfile", str(self.log),
         ]  # fmt: skip

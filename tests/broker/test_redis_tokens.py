@@ -14,6 +14,7 @@ from broker._redis_tokens import RedisTokenStore, open_redis_tokens
 from broker._redis_url import parse_redis_url
 from broker._tokens import SqliteTokenStore, TokenError
 from tests.redis_server import RedisServer, primary_replica_sentinel
+from tests.support import until
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -117,22 +118,25 @@ def test_a_server_that_cannot_be_reached_is_said_so() -> None:
         open_redis_tokens(parse_redis_url("redis://127.0.0.1:1/0", {}))
 
 
-def test_with_a_replica_a_change_waits_for_it_too() -> None:
+@pytest.mark.asyncio
+async def test_with_a_replica_a_change_waits_for_it_too() -> None:
     with primary_replica_sentinel() as (primary, replica, _sentinel):
+        await until(
+            lambda: replica.replication().get("master_link_status") == "up",
+            "the replica's first sync",
+        )
         tokens = open_redis_tokens(parse_redis_url(primary.url, {}))
+        client = replica.client()
         try:
+            made, _ = tokens.create("replicated", ["watcher"])
+            # Answered once the replica has it: no waiting here.
+            assert client.hexists("ph:tokens", made.id)
             replica.pause()
             try:
                 with pytest.raises(StoreUnavailableError, match="a replica's"):
                     tokens.create("unreplicated", ["watcher"])
             finally:
                 replica.resume()
-            made, _ = tokens.create("replicated", ["watcher"])
-        finally:
-            tokens.close()
-        client = replica.client()
-        try:
-            # Answered once the replica has it: no waiting here.
-            assert client.hexists("ph:tokens", made.id)
         finally:
             client.close()
+            tokens.close()
