@@ -61,6 +61,9 @@ MUTEX = "mutex"
 VALUE_BASE = 1_000_000
 """A scalar's value is ``worker index * VALUE_BASE + sequence``."""
 
+PAUSE_LATE_S = 0.25
+"""A pause longer than asked by this much is noted in the chaos log with its real length."""
+
 EventKey = tuple[object, ...]
 """What identifies a worker's event: ``("scalar", value, step)`` or ``("mutex", phase, fence)``."""
 
@@ -236,6 +239,8 @@ async def run_scenario(directory: Path, config: ChaosConfig) -> ChaosReport:
             f"timed out ({config.timeout_s:g} s in all) while {scene.stage} (where each task "
             f"waited: {stacks}):\n{scene.describe()}"
         ) from exc
+    except ChaosError as exc:
+        raise ChaosError(f"{exc}\n{scene.describe()}") from exc
     finally:
         recorder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -688,7 +693,7 @@ async def _chaos(
                     await faulting
                 log.actions.append(f"{action}{which}{down}@{progress():.2f}")
                 fault = (
-                    _pause(node, config.pause_s)
+                    _pause(node, config.pause_s, log, which)
                     if action == "pause"
                     else _restart(node, index, links, graceful=action == "term", down_s=down_s)
                 )
@@ -711,12 +716,18 @@ async def _chaos(
         stalled.stall(False)
 
 
-async def _pause(node: BrokerProcess, seconds: float) -> None:
+async def _pause(node: BrokerProcess, seconds: float, log: ChaosLog, which: str) -> None:
+    """SIGSTOP ``node`` for ``seconds``; a pause this runner's own loop made longer (a loaded
+    machine) is noted with its real length: past the claim lease, the node rightly stops."""
+    started = time.monotonic()
     node.pause()
     try:
         await asyncio.sleep(seconds)
     finally:
         node.resume()
+        stopped = time.monotonic() - started
+        if stopped > seconds + PAUSE_LATE_S:
+            log.actions.append(f"(pause{which} lasted {stopped:.2f}s)")
 
 
 async def _stall(link: ClientLinks, seconds: float) -> None:
