@@ -18,7 +18,7 @@ CONNECTION_CASES = [
     "a request past its time fails with timeout; its late reply is dropped",
     "ids stay within 2^53-1, wrap to 1 and skip ids in use; the caller's frame is left alone",
     "4001, 4003, 4009 and 4000 end the session with a message",
-    "drops, drains, slow consumers and rate limits reconnect",
+    "drops, drains, unreachable nodes, slow consumers and rate limits reconnect",
 ]
 
 

@@ -117,15 +117,21 @@ function closesThatEndForGood() {
 }
 
 function closesThatReconnect() {
-  const outcomes = [1000, 1001, 1006, 1011, 4008, 4029, 4999].map((code) => {
+  const outcomes = [1000, 1001, 1006, 1011, 1012, 1013, 4008, 4029, 4999].map((code) => {
     const outcome = closeOutcome(code, code === 4999 ? "odd" : "");
     return [outcome.final, outcome.needsToken, outcome.message];
   });
-  return check("drops, drains, slow consumers and rate limits reconnect", outcomes, [
+  return check("drops, drains, unreachable nodes, slow consumers and rate limits reconnect", outcomes, [
     [false, false, "the broker closed the connection"],
     [false, false, "the broker is restarting"],
     [false, false, "the connection to the broker was lost"],
     [false, false, "the broker had an internal error (1011)"],
+    [false, false, "the broker node behind this connection went away (1012); reconnecting"],
+    [
+      false,
+      false,
+      "the broker cannot reach its store or another node right now (1013); trying again",
+    ],
     [false, false, "the page fell behind the stream (4008); resuming"],
     [false, false, "too many attempts (4029); backing off"],
     [false, false, "the connection closed (4999: odd)"],

@@ -17,6 +17,11 @@ const BY_CODE = {
   1006: { ...RETRY, text: "the connection to the broker was lost" },
   1009: { ...RETRY, text: "a frame was too large for the broker (1009)" },
   1011: { ...RETRY, text: "the broker had an internal error (1011)" },
+  1012: { ...RETRY, text: "the broker node behind this connection went away (1012); reconnecting" },
+  1013: {
+    ...RETRY,
+    text: "the broker cannot reach its store or another node right now (1013); trying again",
+  },
   4000: { ...FINAL, text: "the broker refused this page's protocol (4000); reload the page" },
   4001: {
     final: true,
