@@ -191,12 +191,12 @@ class SqliteTokenStore(TokenStore):
         moment = (now or datetime.datetime.now(datetime.UTC)).isoformat()
         with self._lock:
             row = self._db.execute(
-                "UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL RETURNING id",
+                "UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL RETURNING *",
                 (moment, name),
             ).fetchone()
-            if row is None:
-                raise TokenError(f"no live token named {name!r}")
-            return self._get(row[0])
+        if row is None:
+            raise TokenError(f"no live token named {name!r}")
+        return _token(row)
 
     def digests(self) -> list[tuple[Token, str]]:
         """Every token, revoked ones too, with the digest of its secret: what a cluster takes
@@ -236,9 +236,6 @@ class SqliteTokenStore(TokenStore):
             self._db.execute(
                 "UPDATE tokens SET last_used = ? WHERE id = ?", (moment.isoformat(), token_id)
             )
-
-    def _get(self, token_id: str) -> Token:
-        return _token(self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone())
 
 
 def _digest(secret: str) -> str:
