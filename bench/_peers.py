@@ -390,10 +390,12 @@ async def publish(params: Params, commands: Commands) -> None:
 class Follower:
     """One watcher connection's count of the events it was sent."""
 
-    __slots__ = ("count", "last_ns", "latencies_us", "warmed")
+    __slots__ = ("count", "frames", "last_ns", "latencies_us", "warmed")
 
     def __init__(self) -> None:
         self.count = 0
+        self.frames = 0
+        """Frames that brought measured events (after the warm-up)."""
         self.last_ns = 0
         self.warmed = False
         self.latencies_us: list[int] = []
@@ -414,6 +416,7 @@ async def _follow(
         frame = decode(data)
         if frame.type in ("gap", "error", "removed"):
             raise RuntimeError(f"unexpected {frame.type!r} frame: {bytes(data)[:300]!r}")
+        before = follower.count
         for event in frame.events:
             payload = event.payload
             if payload.kind != kind:
@@ -421,6 +424,8 @@ async def _follow(
             follower.count += 1
             if latency and follower.count > warm and payload.step is not None:
                 follower.latencies_us.append((now - payload.step) // 1000)
+        if follower.count > max(before, warm):
+            follower.frames += 1
         follower.last_ns = now
         if not follower.warmed and follower.count >= warm:
             follower.warmed = True
@@ -468,6 +473,7 @@ async def watch(params: Params, commands: Commands) -> None:
     emit(
         "result",
         events=sum(follower.count - params["warm"] for follower in followers),
+        frames=sum(follower.frames for follower in followers),
         last_ns=max(follower.last_ns for follower in followers),
         latencies_us=latencies,
         cpu_s=time.process_time() - cpu,

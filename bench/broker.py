@@ -261,6 +261,8 @@ class StreamOutcome:
     """CPU time of :attr:`Servers.store` over the same span; None without one or unknown."""
     others_cpu_s: Mapping[str, float | None] = field(default_factory=dict)
     """CPU time of each of :attr:`Placement.others` over the same span, by name."""
+    frames_by_url: Mapping[str, int] = field(default_factory=dict)
+    """Frames that brought the measured events to the watchers, by the URL they followed."""
 
     @property
     def end_ns(self) -> int:
@@ -393,6 +395,9 @@ def run_stream(stream: Stream, placement: Placement, label: str) -> StreamOutcom
     )
     machine.stop(own_server_cpu_s, client_cpu_s)
     delivered = sum(int(result["events"]) for result in received)
+    frames_by_url: dict[str, int] = {}
+    for (url, _), result in zip(watcher_urls, received, strict=True):
+        frames_by_url[url] = frames_by_url.get(url, 0) + int(result["frames"])
     if delivered != stream.events * stream.watchers:
         raise ChildError(
             f"{stream.target}: {delivered} deliveries, expected"
@@ -413,6 +418,7 @@ def run_stream(stream: Stream, placement: Placement, label: str) -> StreamOutcom
         window_s=machine.wall_s,
         store_cpu_s=store_cpu_s,
         others_cpu_s=others_cpu_s,
+        frames_by_url=frames_by_url,
     )
 
 
