@@ -59,6 +59,12 @@ class Spread:
         return f"{median} ({low}..{high})"
 
 
+def spread_cell(values: Iterable[float | None], spec: str) -> str:
+    """``median (min..max)`` of the values that are known, for one column; ``n/a`` without."""
+    known = [value for value in values if value is not None]
+    return Spread.of(known).cell(spec) if known else "n/a"
+
+
 def spread_header(figure: str) -> tuple[str, str, str]:
     """Column names for :meth:`Spread.cells`."""
     return (f"min {figure}", f"median {figure}", f"max {figure}")

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ._procs import system_cpu_seconds
-from ._report import Spread
+from ._report import Spread, spread_cell
 
 # Rates ----------------------------------------------------------------------------------------
 
@@ -123,8 +123,7 @@ def paired_ratio(rates: Rates, baseline: Rates) -> float:
 
 def load_cell(cores: Iterable[float | None]) -> str:
     """A load column's cell: ``median (min..max)`` over the repeats that know it."""
-    known = [value for value in cores if value is not None]
-    return Spread.of(known).cell(".2f") if known else "n/a"
+    return spread_cell(cores, ".2f")
 
 
 def rate_row(rates: Rates, ratio: float, *cells: str) -> tuple[str, ...]:

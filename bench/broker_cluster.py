@@ -30,7 +30,7 @@ from broker import BrokerConfig
 from . import broker
 from ._peer_servers import PeerMissingError, redis_client_version, start_store_redis
 from ._procs import Child, Fleet
-from ._report import Goal, Report, Spread, spread_header
+from ._report import Goal, Report, Spread, spread_cell, spread_header
 from ._stats import Latencies, load_average, load_cell, machine_note
 from .broker import BATCH, BROKER, TICK_S, WINDOW, Placement, Stream, StreamOutcome
 
@@ -663,11 +663,6 @@ def _ratio(value: float | None) -> str:
     return MISSING if value is None else f"{value:.2f}x"
 
 
-def _spread_cell(values: Sequence[float | None], spec: str) -> str:
-    known = [value for value in values if value is not None]
-    return Spread.of(known).cell(spec) if known else MISSING
-
-
 def _fanout_row(layout: FanoutLayout, result: FanoutMeasurement) -> tuple[str, ...]:
     repeats = result.repeats(layout)
     placed = fanout_layout(layout, result.watchers)
@@ -683,8 +678,8 @@ def _fanout_row(layout: FanoutLayout, result: FanoutMeasurement) -> tuple[str, .
         load_cell(repeat.other_load for repeat in repeats),
         load_cell(repeat.node_us_per_delivery(WRITER) for repeat in repeats),
         load_cell(repeat.node_us_per_delivery("B") for repeat in repeats),
-        _spread_cell([repeat.events_per_frame(WRITER) for repeat in repeats], ",.0f"),
-        _spread_cell([repeat.events_per_frame("B") for repeat in repeats], ",.0f"),
+        spread_cell((repeat.events_per_frame(WRITER) for repeat in repeats), ",.0f"),
+        spread_cell((repeat.events_per_frame("B") for repeat in repeats), ",.0f"),
     )
 
 

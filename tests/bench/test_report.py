@@ -16,6 +16,7 @@ from bench._report import (
     recorded_command,
     render_markdown,
     render_text,
+    spread_cell,
     spread_header,
     write_section,
 )
@@ -56,6 +57,11 @@ def test_a_spread_renders_as_three_cells_or_one() -> None:
     assert spread.cells(",.0f") == ("1,000", "2,250", "3,500")
     assert spread.cell(",.0f") == "2,250 (1,000..3,500)"
     assert spread_header("ms") == ("min ms", "median ms", "max ms")
+
+
+def test_a_spread_cell_leaves_out_unknown_values_and_says_when_none_is_known() -> None:
+    assert spread_cell([None, 3.0, 1.0, None, 2.0], ".1f") == "2.0 (1.0..3.0)"
+    assert spread_cell([None, None], ".1f") == "n/a"
 
 
 def test_markdown_has_command_machine_table_plot_links_and_goals() -> None:
