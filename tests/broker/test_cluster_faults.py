@@ -152,7 +152,7 @@ async def test_redis_killed_mid_stream_and_restarted_loses_nothing_acknowledged(
             redis.restart()
             await job.flush(timeout=GUARD_S)
             assert acked_before == 2000
-            end = await last_offset(b.url, WS)
+            end = await last_offset(a.url, WS)
             delivered = await asyncio.wait_for(collect(subscription, WS, end), GUARD_S)
         history = await stored(b.url, WS)
         assert scalar_seqs(history, "job") == list(range(1, 4001))
@@ -182,7 +182,7 @@ async def test_a_store_that_went_back_moves_the_workspace_to_a_new_epoch(tmp_pat
             for index in range(100, 200):
                 await job.scalar("step", index)
             await job.flush(timeout=GUARD_S)
-            end = await last_offset(b.url, WS)
+            end = await last_offset(a.url, WS)
             seen = await asyncio.wait_for(collect(subscription, WS, end), GUARD_S)
             old_epoch = watcher.state[WS].epoch
             for key, value in earlier.items():
