@@ -159,20 +159,76 @@ def _missing_report(name: str, title: str, goals: Sequence[str], why: str) -> Re
 # Publish-to-watcher latency across nodes ----------------------------------------------------
 
 
+def interleaved(
+    variants: Sequence[str], repeats: int, measure: Callable[[str], list[float]]
+) -> dict[str, list[list[float]]]:
+    """Each variant's samples from ``measure``, per repeat; the variants take turns, the
+    order alternating so that neither always runs on a machine the other warmed."""
+    samples: dict[str, list[list[float]]] = {name: [] for name in variants}
+    for repeat in range(repeats):
+        order = list(variants) if repeat % 2 == 0 else list(reversed(variants))
+        for name in order:
+            samples[name].append(measure(name))
+    return samples
+
+
+def cross_node_report(
+    result: CrossNodeLatencies,
+    *,
+    name: str,
+    title: str,
+    nodes: int,
+    workload: tuple[str, ...],
+    unit: str,
+    goal: Goal,
+) -> Report:
+    """A latency on the writer and across nodes: the notes every such report has around the
+    ``workload`` notes, a row per variant against the same-node p99, and the ``goal``."""
+    notes = (
+        _setup_note(result.server, nodes),
+        *workload,
+        f"{result.repeats} interleaved repeats (the order alternating) of {result.count:,}"
+        f" {unit} after {result.warm:,} warm-up {unit}",
+        broker.LATENCY_NOTE,
+        machine_note(result.broker_warnings, result.load_average),
+    )
+    baseline = result.same_node.p99_spread.median
+    rows = tuple(
+        broker.latency_row(latencies, baseline)
+        for latencies in (result.same_node, result.cross_node)
+    )
+    return Report(
+        name=name,
+        title=title,
+        notes=notes,
+        header=broker.latency_header("same node"),
+        rows=rows,
+        goals=(goal,),
+    )
+
+
 @dataclass(frozen=True, slots=True)
-class LatencyMeasurement:
+class CrossNodeLatencies:
+    """One latency measured with the clients on the writer (the baseline), then on another
+    node, in interleaved repeats."""
+
     same_node: Latencies
-    """Watchers on the writer: the baseline."""
+    """The clients on the writer: the baseline."""
     cross_node: Latencies
-    """Watchers on another node."""
-    rate: int
-    watchers: int
+    """The clients on another node."""
     repeats: int
     warm: int
     count: int
+    """Measured events or requests per repeat, after ``warm``."""
     server: str
     broker_warnings: int
     load_average: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyMeasurement(CrossNodeLatencies):
+    rate: int
+    watchers: int
 
     @property
     def added_p99_ms(self) -> float:
@@ -209,23 +265,31 @@ def measure_latency(
     """Publish on node A to watchers on node A, then on node B, ``repeats`` times in turn."""
     warm, events = round(rate * warm_seconds), round(rate * seconds)
     variants = latency_variants(watchers)
-    samples: dict[str, list[list[float]]] = {name: [] for name in variants}
     load = load_average()
     with running_cluster((WRITER, "B")) as cluster:
-        for repeat in range(repeats):
-            # Alternate which goes first, so neither always runs on a machine the other warmed.
-            order = list(variants) if repeat % 2 == 0 else list(reversed(variants))
-            for name in order:
-                stream = Stream("broker", "json", "paced", watchers, warm, events, rate)
-                outcome = broker.run_stream(
-                    stream, cluster.placement(variants[name]), "cluster-latency"
-                )
-                samples[name].append([value / 1000 for value in outcome.latencies_us])
+
+        def latencies_ms(name: str) -> list[float]:
+            stream = Stream("broker", "json", "paced", watchers, warm, events, rate)
+            outcome = broker.run_stream(
+                stream, cluster.placement(variants[name]), "cluster-latency"
+            )
+            return [value / 1000 for value in outcome.latencies_us]
+
+        samples = interleaved(list(variants), repeats, latencies_ms)
         warnings = cluster.broker_warnings
         server = cluster.server
     same, cross = (Latencies.of(name, samples[name]) for name in variants)
     return LatencyMeasurement(
-        same, cross, rate, watchers, repeats, warm, events, server, warnings, load
+        same_node=same,
+        cross_node=cross,
+        repeats=repeats,
+        warm=warm,
+        count=events,
+        server=server,
+        broker_warnings=warnings,
+        load_average=load,
+        rate=rate,
+        watchers=watchers,
     )
 
 
@@ -237,8 +301,7 @@ def latency_goal_description(rate: int, watchers: int) -> str:
 
 
 def latency_report(result: LatencyMeasurement) -> Report:
-    notes = (
-        _setup_note(result.server, 2),
+    workload = (
         f"`broker-latency`'s workload: one worker on node {WRITER} publishes {result.rate:,}"
         f" `Scalar` events per second in small batches (one every {TICK_S * 1000:g} ms), each"
         f" carrying its send time; each of {result.watchers} watchers subtracts it from its own"
@@ -247,15 +310,6 @@ def latency_report(result: LatencyMeasurement) -> Report:
         f"Baseline: the same watchers on node {WRITER}, the writer. Across nodes: on node B,"
         " which hears the commit script's pub/sub hint, reads the new events from the stream"
         " and folds them into its mirror before sending them",
-        f"{result.repeats} interleaved repeats (the order alternating) of {result.count:,}"
-        f" events after {result.warm:,} warm-up events",
-        broker.LATENCY_NOTE,
-        machine_note(result.broker_warnings, result.load_average),
-    )
-    baseline = result.same_node.p99_spread.median
-    rows = tuple(
-        broker.latency_row(latencies, baseline)
-        for latencies in (result.same_node, result.cross_node)
     )
     goal = Goal(
         latency_goal_description(result.rate, result.watchers),
@@ -264,13 +318,14 @@ def latency_report(result: LatencyMeasurement) -> Report:
         f" {result.paired_added_p99_ms:+.2f} ms)",
         passed=result.added_p99_ms <= LATENCY_ADDED_GOAL_MS,
     )
-    return Report(
+    return cross_node_report(
+        result,
         name="cluster-latency",
         title=f"publish-to-watcher latency across nodes at {result.rate:,} events/s",
-        notes=notes,
-        header=broker.latency_header("same node"),
-        rows=rows,
-        goals=(goal,),
+        nodes=2,
+        workload=workload,
+        unit="events",
+        goal=goal,
     )
 
 
@@ -296,17 +351,8 @@ def run_latency(*, quick: bool) -> Report:
 
 
 @dataclass(frozen=True, slots=True)
-class CatchMeasurement:
-    same_node: Latencies
-    """The operator on the worker's node: the baseline."""
-    cross_node: Latencies
-    """The operator on node C."""
-    repeats: int
-    warm: int
-    count: int
-    server: str
-    broker_warnings: int
-    load_average: float | None
+class CatchMeasurement(CrossNodeLatencies):
+    """The operator on the worker's node (the baseline), then on node C."""
 
 
 CATCH_VARIANTS: Final[dict[str, str]] = {
@@ -328,32 +374,38 @@ def measure_catch(
 ) -> CatchMeasurement:
     """An operator's catch or release to the worker's ``semaphores`` push, the worker on node
     A, the operator on node A, then on node C (three nodes), ``repeats`` times in turn."""
-    samples: dict[str, list[list[float]]] = {name: [] for name in CATCH_VARIANTS}
     load = load_average()
     with running_cluster((WRITER, "B", CATCH_OPERATOR)) as cluster:
-        for repeat in range(repeats):
-            order = list(CATCH_VARIANTS) if repeat % 2 == 0 else list(reversed(CATCH_VARIANTS))
-            for name in order:
-                operator = cluster.nodes[CATCH_VARIANTS[name]]
-                samples[name].append(
-                    broker.catch_round(
-                        "broker",
-                        cluster.writer.url,
-                        operator.url,
-                        warm=warm,
-                        count=round_trips,
-                        gap_s=gap_s,
-                    )
-                )
+
+        def latencies_ms(name: str) -> list[float]:
+            operator = cluster.nodes[CATCH_VARIANTS[name]]
+            return broker.catch_round(
+                "broker",
+                cluster.writer.url,
+                operator.url,
+                warm=warm,
+                count=round_trips,
+                gap_s=gap_s,
+            )
+
+        samples = interleaved(list(CATCH_VARIANTS), repeats, latencies_ms)
         warnings = cluster.broker_warnings
         server = cluster.server
     same, cross = (Latencies.of(name, samples[name]) for name in CATCH_VARIANTS)
-    return CatchMeasurement(same, cross, repeats, warm, round_trips, server, warnings, load)
+    return CatchMeasurement(
+        same_node=same,
+        cross_node=cross,
+        repeats=repeats,
+        warm=warm,
+        count=round_trips,
+        server=server,
+        broker_warnings=warnings,
+        load_average=load,
+    )
 
 
 def catch_report(result: CatchMeasurement) -> Report:
-    notes = (
-        _setup_note(result.server, 3),
+    workload = (
         "`broker-catch`'s workload: an operator (watcher session) sends `catch` and `release`"
         f" in turn, waiting {broker.CATCH_GAP_S * 1000:g}-{broker.CATCH_GAP_S * 1500:g} ms after"
         f" each `ok`; the workspace's worker, on node {WRITER}, times the arrival of each"
@@ -361,28 +413,20 @@ def catch_report(result: CatchMeasurement) -> Report:
         f"Baseline: the operator on node {WRITER}. Across nodes: on node {CATCH_OPERATOR}, which"
         f" forwards the request to node {WRITER} over Redis pub/sub; node {WRITER} stores the"
         " change, pushes it to the worker and answers back the same way",
-        f"{result.repeats} interleaved repeats (the order alternating) of {result.count:,}"
-        f" requests after {result.warm:,} warm-up requests",
-        broker.LATENCY_NOTE,
-        machine_note(result.broker_warnings, result.load_average),
-    )
-    baseline = result.same_node.p99_spread.median
-    rows = tuple(
-        broker.latency_row(latencies, baseline)
-        for latencies in (result.same_node, result.cross_node)
     )
     goal = Goal(
         CATCH_GOAL,
         f"{result.cross_node.p99_ms:.2f} ms (same node {result.same_node.p99_ms:.2f} ms)",
         passed=result.cross_node.p99_ms <= CATCH_GOAL_MS,
     )
-    return Report(
+    return cross_node_report(
+        result,
         name="cluster-catch",
         title="catch-to-worker latency across nodes",
-        notes=notes,
-        header=broker.latency_header("same node"),
-        rows=rows,
-        goals=(goal,),
+        nodes=3,
+        workload=workload,
+        unit="requests",
+        goal=goal,
     )
 
 
