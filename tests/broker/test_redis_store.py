@@ -1,6 +1,7 @@
-"""RedisStore against a real Redis-protocol server: round trips, history, retention, claims of
-workspaces by nodes, resent commits, durability checks, a server killed and restarted on its
-AOF, and what ``pierhead serve --store`` says when it cannot use the server."""
+"""RedisStore against a real Redis-protocol server: what only it does (claims of workspaces by
+nodes, resent commits, follows, chunked reads, durability checks, a server killed and restarted
+on its AOF, and what ``pierhead serve --store`` says when it cannot use the server). The cases
+every store passes are in test_store.py."""
 
 from __future__ import annotations
 
@@ -30,18 +31,15 @@ from broker._redis_store import (
     check_server,
 )
 from broker._redis_url import parse_redis_url
-from broker._store import Commit, HistoryFilter, Store, StoredWorkspace
+from broker._store import Commit, HistoryFilter
 from schema import EventMsg
 from tests.broker.store_cases import (
     LONG_AGO,
-    MINUTE,
     NAME,
     T0,
     batch,
     by_key,
     check_history_and_read_against_the_model,
-    fold,
-    history_cases,
     make_event,
     offsets,
     ten_events,
@@ -103,28 +101,7 @@ def store(
     return open_store()
 
 
-def test_is_a_store(store: RedisStore) -> None:
-    checked: Store = store
-    assert checked.load() == []
-
-
 # -- commit and load ---------------------------------------------------------------------------
-
-
-def test_commit_and_load_round_trip(store: RedisStore) -> None:
-    events = [make_event(n, run_id="r1", seq=n) for n in range(1, 6)]
-    store.commit(batch(NAME, 3, events, run_seqs={"r1": 5}))
-    store.commit(Commit(states={("idle", 1): fold("idle", 1, [])}))
-
-    loaded = by_key(store.load())
-
-    assert set(loaded) == {(NAME, 3), ("idle", 1)}
-    assert loaded[NAME, 3] == StoredWorkspace(
-        state=fold(NAME, 3, events), first_offset=1, run_seqs={"r1": 5}
-    )
-    assert loaded["idle", 1] == StoredWorkspace(
-        state=fold("idle", 1, []), first_offset=1, run_seqs={}
-    )
 
 
 def test_a_restarted_node_loads_and_writes_its_workspaces(open_store: OpenStore) -> None:
@@ -258,34 +235,6 @@ def test_a_node_that_lost_its_claim_cannot_trim_or_delete(
     assert offsets(new.read(NAME, 1, 0, 10)) == [1, 2, 3]
 
 
-def test_run_seq_never_decreases(store: RedisStore) -> None:
-    store.commit(batch(NAME, 1, [], run_seqs={"r1": 5, "r2": 1}))
-    store.commit(batch(NAME, 1, [], run_seqs={"r1": 3, "r2": 2}))
-    assert store.load()[0].run_seqs == {"r1": 5, "r2": 2}
-
-
-def test_delete_then_recreate_with_a_new_epoch(store: RedisStore) -> None:
-    old = [make_event(n, run_id="r1", seq=n) for n in range(1, 6)]
-    store.commit(batch(NAME, 1, old, run_seqs={"r1": 5}))
-    store.commit(batch("other", 1, [make_event(1, workspace="other")]))
-
-    # Same offsets as the old epoch: they only fit because the delete is applied first.
-    new = [make_event(n) for n in range(1, 3)]
-    store.commit(batch(NAME, 2, new, run_seqs={"r1": 1}, deleted=[(NAME, 1), ("never", 1)]))
-
-    loaded = by_key(store.load())
-    assert set(loaded) == {(NAME, 2), ("other", 1)}
-    assert loaded[NAME, 2].run_seqs == {"r1": 1}
-    assert loaded[NAME, 2].state.last_offset == 2
-    assert store.read(NAME, 1, 0, 100) == []
-    assert store.read(NAME, 2, 0, 100) == new
-    assert offsets(store.read("other", 1, 0, 100)) == [1]
-
-    store.commit(Commit(deleted=[(NAME, 2)]))
-    assert set(by_key(store.load())) == {("other", 1)}
-    assert store.history(HistoryFilter(NAME, 2)) == ([], False)
-
-
 def test_events_of_a_workspace_without_state_are_refused(store: RedisStore) -> None:
     # Unlike SQLite, which files stateless events under the stored epoch: the broker always
     # sends a workspace's state with its events, and Redis needs it to check the epoch.
@@ -377,21 +326,6 @@ def test_large_events_are_split_into_chunks_of_about_a_mebibyte(
 # -- read --------------------------------------------------------------------------------------
 
 
-def test_read_pages_in_offset_order(store: RedisStore) -> None:
-    events = [make_event(n) for n in range(1, 11)]
-    store.commit(batch(NAME, 1, events[:6]))
-    store.commit(batch(NAME, 1, events[6:], before=events[:6]))
-
-    pages = []
-    after = 0
-    while page := store.read(NAME, 1, after, 4):
-        pages.append(offsets(page))
-        after = page[-1].offset
-    assert pages == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
-    assert store.read(NAME, 1, 3, 2) == events[3:5]
-    assert store.read(NAME, 1, 10, 5) == []
-
-
 def test_read_spans_more_chunks_than_one_script_call_returns(store: RedisStore) -> None:
     events = [make_event(n) for n in range(1, 201)]
     for start in range(0, 200, 2):
@@ -424,12 +358,6 @@ def test_a_page_of_a_long_backlog_fetches_only_the_chunks_it_needs(
     assert page == events[100:1100]
     # The page spans three chunks: what the server sent is about those, not the whole backlog.
     assert fetched < 4 * CHUNK_EVENTS * len(line)
-
-
-def test_read_of_an_unknown_workspace_or_epoch_is_empty(store: RedisStore) -> None:
-    store.commit(batch(NAME, 1, [make_event(1)]))
-    assert store.read("unknown", 1, 0, 10) == []
-    assert store.read(NAME, 2, 0, 10) == []
 
 
 def test_follow_reads_head_state_and_the_events_a_follower_lacks(store: RedisStore) -> None:
@@ -550,26 +478,6 @@ def test_readers_on_another_thread_see_only_whole_commits(open_store: OpenStore)
 # -- history -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ten(store: RedisStore) -> list[EventMsg]:
-    events = ten_events()
-    store.commit(batch(NAME, 1, events, run_seqs={"r1": 9}))
-    return events
-
-
-@history_cases
-def test_history(
-    store: RedisStore,
-    ten: list[EventMsg],
-    query: HistoryFilter,
-    expected: list[int],
-    more: bool,
-) -> None:
-    events, has_more = store.history(query)
-    assert (offsets(events), has_more) == (expected, more)
-    assert events == [ten[offset - 1] for offset in expected]
-
-
 def test_history_and_read_match_a_simple_model(
     open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -578,23 +486,6 @@ def test_history_and_read_match_a_simple_model(
 
 
 # -- retention ---------------------------------------------------------------------------------
-
-
-def test_trim_by_count(store: RedisStore) -> None:
-    events = [make_event(n) for n in range(1, 11)]
-    store.commit(batch(NAME, 1, events))
-    store.commit(batch("small", 1, [make_event(1, workspace="small")]))
-    state_before = by_key(store.load())[NAME, 1].state
-
-    trimmed = store.trim(max_events=3, max_age=LONG_AGO, now=T0)
-
-    assert trimmed == {(NAME, 1): 8}
-    assert offsets(store.read(NAME, 1, 0, 100)) == [8, 9, 10]
-    loaded = by_key(store.load())
-    assert loaded[NAME, 1].first_offset == 8
-    assert loaded[NAME, 1].state == state_before
-    assert loaded["small", 1].first_offset == 1
-    assert store.trim(max_events=3, max_age=LONG_AGO, now=T0) == {}
 
 
 def test_a_cut_inside_a_chunk_hides_the_events_below_first(
@@ -617,50 +508,6 @@ def test_a_cut_inside_a_chunk_hides_the_events_below_first(
     assert store.history(HistoryFilter(NAME, 1, after=0, limit=2)) == (events[7:9], True)
     assert store.history(HistoryFilter(NAME, 1, before=9, run_id="r1")) == ([], False)
     assert store.load()[0].first_offset == 8
-
-
-def test_trim_by_age(store: RedisStore) -> None:
-    # Offset n is received at T0 + n minutes.
-    store.commit(batch(NAME, 1, [make_event(n) for n in range(1, 11)]))
-
-    trimmed = store.trim(max_events=1000, max_age=5 * MINUTE, now=T0 + 10 * MINUTE)
-
-    # Offset 5 was received exactly at the cut-off, so it stays.
-    assert trimmed == {(NAME, 1): 5}
-    assert offsets(store.read(NAME, 1, 0, 100)) == [5, 6, 7, 8, 9, 10]
-    assert store.load()[0].first_offset == 5
-
-
-def test_trim_takes_the_stricter_of_count_and_age(store: RedisStore) -> None:
-    store.commit(batch(NAME, 1, [make_event(n) for n in range(1, 11)]))
-    assert store.trim(max_events=2, max_age=5 * MINUTE, now=T0 + 10 * MINUTE) == {(NAME, 1): 9}
-    assert store.trim(max_events=2, max_age=0 * MINUTE, now=T0 + 10 * MINUTE) == {(NAME, 1): 10}
-
-
-def test_trim_of_every_event_leaves_the_state(store: RedisStore) -> None:
-    events = [make_event(n) for n in range(1, 6)]
-    store.commit(batch(NAME, 1, events))
-
-    assert store.trim(max_events=1000, max_age=MINUTE, now=T0 + 60 * MINUTE) == {(NAME, 1): 6}
-
-    assert store.read(NAME, 1, 0, 100) == []
-    assert store.history(HistoryFilter(NAME, 1)) == ([], False)
-    assert store.load() == [
-        StoredWorkspace(state=fold(NAME, 1, events), first_offset=6, run_seqs={})
-    ]
-    # The stream carries on after the trimmed offsets.
-    store.commit(batch(NAME, 1, [make_event(6)], before=events))
-    assert offsets(store.read(NAME, 1, 0, 100)) == [6]
-
-
-def test_trim_by_age_only_removes_a_prefix(store: RedisStore) -> None:
-    # Receive times stepping backwards: offset 4 is old but sits behind young offset 3.
-    minutes = {1: 1, 2: 2, 3: 9, 4: 3, 5: 10}
-    events = [make_event(n, received=T0 + m * MINUTE) for n, m in minutes.items()]
-    store.commit(batch(NAME, 1, events))
-
-    assert store.trim(max_events=1000, max_age=5 * MINUTE, now=T0 + 10 * MINUTE) == {(NAME, 1): 3}
-    assert offsets(store.read(NAME, 1, 0, 100)) == [3, 4, 5]
 
 
 DAY = datetime.timedelta(days=1)
