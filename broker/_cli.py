@@ -123,13 +123,15 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--max-connections-per-address",
         type=int,
         default=_DEFAULTS.max_connections_per_address,
-        help="(default: %(default)s)",
+        help="open sessions from one client address; more are closed with 4029 (behind a"
+        " load balancer every client is its address: raise this) (default: %(default)s)",
     )
     serve.add_argument(
         "--max-connections-per-token",
         type=int,
         default=_DEFAULTS.max_connections_per_token,
-        help="(default: %(default)s)",
+        help="with --auth token: open sessions on one token; more are closed with 4029"
+        " (default: %(default)s)",
     )
     serve.add_argument(
         "--allowed-origin",
