@@ -43,7 +43,7 @@ _DEFAULTS = BrokerConfig()
 def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
-        help="run a broker on an embedded store",
+        help="run a broker (on its embedded store, or on Redis with --store)",
         description="Run a pierhead broker. SIGTERM or SIGINT drains it: sessions are told, "
         "everything queued is made durable, sockets close with 1001.",
     )

@@ -35,7 +35,7 @@ from ._reach import UnreachableError, split_urls, url_problem
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
 BROKER_COMMANDS = {
-    "serve": "run a broker on an embedded store",
+    "serve": "run a broker (on its embedded store, or on Redis with --store)",
     "token": "create, list and revoke access tokens",
     "notify": "check the sinks of a notifications file",
 }

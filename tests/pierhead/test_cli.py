@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 
@@ -9,6 +10,7 @@ import pytest
 
 import sdk
 from broker.testing import running_broker
+from pierhead._cli import BROKER_COMMANDS, _parser
 from tests.support import PIERHEAD
 from tests.support import pierhead as run_pierhead
 
@@ -146,3 +148,17 @@ async def test_stats_prints_the_counters_a_pattern_picks() -> None:
         report = json.loads(out)
         assert report["counters"]["events_committed"] >= 2
         assert report["uptime_s"] >= 0
+
+
+async def test_the_broker_commands_are_summed_up_as_the_broker_package_does() -> None:
+    # `pierhead --help` lists them without importing the broker package: its own copy of
+    # their one-line help must not drift from the parsers the broker adds.
+    def summaries(parser: argparse.ArgumentParser) -> dict[str, str | None]:
+        (commands,) = [
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        ]
+        return {choice.dest: choice.help for choice in commands._choices_actions}
+
+    with_broker = summaries(_parser(with_broker=True))
+    assert {name: with_broker[name] for name in BROKER_COMMANDS} == BROKER_COMMANDS
+    assert summaries(_parser(with_broker=False)) == with_broker
