@@ -115,7 +115,9 @@ def add_operator_commands(
 
     catch = command(commands, "catch", "pause a workspace")
     catch.add_argument("workspace")
-    catch.add_argument("--reason", default=None)
+    catch.add_argument(
+        "--reason", default=None, help="why, shown with the catch to its workers and watchers"
+    )
     catch.set_defaults(
         run=lambda a: _simple(
             a, schema.Catch, lambda w: w.catch(a.workspace, a.reason), workspace=a.workspace,
