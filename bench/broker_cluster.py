@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from broker import BrokerConfig
 
@@ -76,6 +76,8 @@ a fifth either way on a 2-core machine whose clients take most of both cores; th
 judged on the medians."""
 
 MISSING: Final = "n/a"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ def running_cluster(names: Sequence[str]) -> Iterator[Cluster]:
         yield Cluster(nodes, redis.process, f"{redis.name} {redis.version}; the nodes' {client}")
 
 
-def _setup_note(cluster: str, nodes: int) -> str:
+def setup_note(cluster: str, nodes: int) -> str:
     return (
         f"{nodes} nodes (`pierhead serve --store redis://... {' '.join(NODE_OPTIONS)}`, default"
         " `--position-check`, a repair path only) on one Redis server started by the benchmark"
@@ -145,7 +147,7 @@ def _setup_note(cluster: str, nodes: int) -> str:
     )
 
 
-def _missing_report(name: str, title: str, goals: Sequence[str], why: str) -> Report:
+def missing_report(name: str, title: str, goals: Sequence[str], why: str) -> Report:
     return Report(
         name=name,
         title=title,
@@ -160,11 +162,11 @@ def _missing_report(name: str, title: str, goals: Sequence[str], why: str) -> Re
 
 
 def interleaved(
-    variants: Sequence[str], repeats: int, measure: Callable[[str], list[float]]
-) -> dict[str, list[list[float]]]:
-    """Each variant's samples from ``measure``, per repeat; the variants take turns, the
-    order alternating so that neither always runs on a machine the other warmed."""
-    samples: dict[str, list[list[float]]] = {name: [] for name in variants}
+    variants: Sequence[str], repeats: int, measure: Callable[[str], T]
+) -> dict[str, list[T]]:
+    """Each variant's result from ``measure``, per repeat; the variants take turns, the
+    order alternating so that none always runs on a machine another warmed."""
+    samples: dict[str, list[T]] = {name: [] for name in variants}
     for repeat in range(repeats):
         order = list(variants) if repeat % 2 == 0 else list(reversed(variants))
         for name in order:
@@ -185,7 +187,7 @@ def cross_node_report(
     """A latency on the writer and across nodes: the notes every such report has around the
     ``workload`` notes, a row per variant against the same-node p99, and the ``goal``."""
     notes = (
-        _setup_note(result.server, nodes),
+        setup_note(result.server, nodes),
         *workload,
         f"{result.repeats} interleaved repeats (the order alternating) of {result.count:,}"
         f" {unit} after {result.warm:,} warm-up {unit}",
@@ -341,7 +343,7 @@ def run_latency(*, quick: bool) -> Report:
             result = measure_latency()
     except PeerMissingError as exc:
         goal = latency_goal_description(LATENCY_RATE, LATENCY_WATCHERS)
-        return _missing_report(
+        return missing_report(
             "cluster-latency", "publish-to-watcher latency across nodes", (goal,), str(exc)
         )
     return latency_report(result)
@@ -441,7 +443,7 @@ def run_catch(*, quick: bool) -> Report:
         else:
             result = measure_catch()
     except PeerMissingError as exc:
-        return _missing_report(
+        return missing_report(
             "cluster-catch", "catch-to-worker latency across nodes", (CATCH_GOAL,), str(exc)
         )
     return catch_report(result)
@@ -760,7 +762,7 @@ def fanout_report(result: FanoutMeasurement) -> Report:
     writer_event = result.median(FanoutRound.writer_us_per_event)
     follower_event = result.median(FanoutRound.follower_us_per_event)
     notes = (
-        _setup_note(result.server, 2),
+        setup_note(result.server, 2),
         f"`broker-fanout`'s workload: one worker on node {WRITER} floods `publish` frames of"
         f" {BATCH} `LogRecord` events (at most {WINDOW} unacknowledged); {result.watchers}"
         " watchers follow the workspace and count the events and the frames that bring them."
@@ -842,7 +844,7 @@ def run_fanout(*, quick: bool) -> Report:
         else:
             result = measure_fanout()
     except PeerMissingError as exc:
-        return _missing_report(
+        return missing_report(
             "cluster-fanout",
             "fan-out over one node and over two",
             fanout_goal_descriptions(FANOUT_WATCHERS),
