@@ -36,9 +36,11 @@ def test_every_variant_is_measured_in_every_repeat(measured: IdleNodeMeasurement
             assert repeat.seconds > 0
             assert set(repeat.cpu_s) == {"A", "B"}
             if name != IDLE:
-                # Node A committed what was published, and node B heard of it.
+                # Node A's own counter: up to date once the publisher had its acks.
                 assert repeat.commits > 0
-                assert repeat.hints > 0
+    # Node B hears of a commit a moment after it is acknowledged, counted in the span during
+    # which the hint arrived: over every span, it heard of them.
+    assert sum(r.hints for repeats in measured.repeats.values() for r in repeats) > 0
     assert measured.server.startswith(("Valkey", "Redis"))
 
 
