@@ -158,9 +158,6 @@ def missing_report(name: str, title: str, goals: Sequence[str], why: str) -> Rep
     )
 
 
-# Publish-to-watcher latency across nodes ----------------------------------------------------
-
-
 def interleaved(
     variants: Sequence[str], repeats: int, measure: Callable[[str], T]
 ) -> dict[str, list[T]]:
@@ -207,6 +204,9 @@ def cross_node_report(
         rows=rows,
         goals=(goal,),
     )
+
+
+# Publish-to-watcher latency across nodes ----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
