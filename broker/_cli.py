@@ -124,7 +124,8 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=int,
         default=_DEFAULTS.max_connections_per_address,
         help="open sessions from one client address; more are closed with 4029 (behind a"
-        " load balancer every client is its address: raise this) (default: %(default)s)",
+        " load balancer every client has the balancer's address: raise this)"
+        " (default: %(default)s)",
     )
     serve.add_argument(
         "--max-connections-per-token",

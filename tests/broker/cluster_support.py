@@ -74,8 +74,9 @@ async def stored(url: str, workspace: str) -> list[EventMsg]:
 
 async def last_offset(url: str, workspace: str) -> int:
     """The last offset of ``workspace`` as the node at ``url`` holds it. Ask the node that
-    writes it for what was acknowledged: a node that follows it learns of commits a follow
-    later (after the store was away, up to a retry later), and may not list it at all yet."""
+    writes it for what was acknowledged: a node that follows it learns of a commit when it
+    next reads the workspace (after a failed read, half a second later), and may not list a
+    workspace created a moment ago at all."""
     async with sdk.Watcher(url) as watcher:
         (state,) = await watcher.workspaces(workspace)
     return state.last_offset

@@ -1,4 +1,5 @@
-"""Every operator subcommand as a real process against a real broker: output and exit codes."""
+"""Every operator subcommand as a real process against a real broker: output and exit codes;
+and the command's parser, built with and without the broker package."""
 
 from __future__ import annotations
 
