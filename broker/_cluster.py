@@ -616,33 +616,47 @@ class RedisCoordinator:
 
     async def cluster_counters(self, mine: dict[str, int | float]) -> dict[str, int | float]:
         """Counters of every live node: ``node.<name>.<counter>`` each (the others' as they
-        last reported them, at most a third of ``--claim-lease`` ago), and ``cluster.<counter>``
-        their sums for the counters that add up."""
+        last reported them, at most a third of ``--claim-lease`` ago: ``report_age_s`` says
+        how long ago), and ``cluster.<counter>`` their sums for the counters that add up."""
         try:
             async with self._replied():
                 names = sorted(
                     key.decode() for key in await self._client.hkeys(f"{self._prefix}:nodes")
                 )
                 others = [name for name in names if name != self._node]
-                reports = (
-                    await self._client.mget([self._stats_key(name) for name in others])
-                    if others
-                    else []
-                )
+                reports: list[bytes | None] = []
+                remaining_ms: list[int] = []
+                if others:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        pipe.mget([self._stats_key(name) for name in others])
+                        for name in others:
+                            pipe.pttl(self._stats_key(name))
+                        reports, *remaining_ms = await pipe.execute()
         except StoreUnavailableError as exc:
             log.warning("cluster_stats_unavailable", error=str(exc))
             return {"cluster.nodes_reporting": 1}
         by_node: dict[str, dict[str, int | float]] = {self._node: mine}
-        for name, report in zip(others, reports, strict=True):
+        ages_s: dict[str, float] = {self._node: 0.0}
+        for name, report, ttl_ms in zip(others, reports, remaining_ms, strict=True):
             if report is not None:
                 by_node[name] = _COUNTERS_DECODER.decode(report)
+                ages_s[name] = _report_age_s(self._lease_ms, ttl_ms)
         counters: dict[str, int | float] = {"cluster.nodes_reporting": len(by_node)}
         for name, values in sorted(by_node.items()):
+            counters[f"node.{name}.report_age_s"] = ages_s[name]
             for key in _NODE_COUNTERS:
                 if key in values:
                     counters[f"node.{name}.{key}"] = values[key]
                     counters[f"cluster.{key}"] = counters.get(f"cluster.{key}", 0) + values[key]
         return counters
+
+
+def _report_age_s(lease_ms: int, ttl_ms: int) -> float:
+    """How long ago a node wrote its report, from the time its key has left to live: on the
+    server's clock, as the nodes' own clocks may differ. Each report is written with the whole
+    lease to live (the same ``--claim-lease`` on every node); a key that expired between the
+    read and its time to live (negative) lived all of it."""
+    return (max(0, lease_ms - ttl_ms) if ttl_ms >= 0 else lease_ms) / 1000
 
 
 def _differs(position: tuple[int, int] | None, head: WorkspaceHead) -> bool:

@@ -19,7 +19,7 @@ from websockets.typing import Subprotocol
 
 import schema
 import sdk
-from broker._cluster import IDLE_FOLLOW_S
+from broker._cluster import IDLE_FOLLOW_S, _report_age_s
 from broker._tokens import SqliteTokenStore
 from broker.testing import BrokerProcess, broker_process
 from tests.broker.cluster_support import (
@@ -163,6 +163,19 @@ async def test_stats_show_each_node_and_the_whole_cluster(tmp_path: Path) -> Non
             # lease ago.
             await until_answered(reported, "every node's counters", timeout=30)
             assert counters["workspaces_followed"] == 1
+            # How old each report is: node B's own is now; node A's was written at most a
+            # claim lease ago (2 s here), or it would have expired.
+            assert counters[f"node.{node_name(b)}.report_age_s"] == 0
+            assert 0 <= counters[f"node.{node_name(a)}.report_age_s"] <= 2.0
+
+
+async def test_a_reports_age_is_the_lease_less_what_its_key_has_left_to_live() -> None:
+    assert _report_age_s(lease_ms=30_000, ttl_ms=30_000) == 0
+    assert _report_age_s(lease_ms=30_000, ttl_ms=20_500) == 9.5
+    # Written by a node with a longer lease: not in the future.
+    assert _report_age_s(lease_ms=30_000, ttl_ms=45_000) == 0
+    # Expired between the read of the report and of its time to live.
+    assert _report_age_s(lease_ms=30_000, ttl_ms=-2) == 30.0
 
 
 async def test_a_node_reads_a_workspace_none_of_its_watchers_follows_a_few_times_a_second(
