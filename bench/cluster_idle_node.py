@@ -19,7 +19,7 @@ import sdk.sync
 
 from . import broker
 from ._peer_servers import PeerMissingError
-from ._report import Goal, Report, spread_cell
+from ._report import Goal, Report, Spread, spread_cell
 from ._stats import load_average, machine_note
 from .broker import TICK_S, Stream
 from .broker_cluster import (
@@ -203,13 +203,14 @@ def report(result: IdleNodeMeasurement) -> Report:
     )
     judged = [result.idle_vs_writer(r) for r in result.repeats[variant(RATES[-1])]]
     known = [ratio for ratio in judged if ratio is not None]
-    ratio = statistics.median(known) if known else None
+    spread = Spread.of(known) if known else None
     goal = Goal(
         GOAL,
         "not measured"
-        if ratio is None
-        else f"{ratio:.2f}x (median over the repeats, {min(known):.2f} to {max(known):.2f})",
-        passed=ratio is not None and ratio <= IDLE_VS_WRITER_GOAL,
+        if spread is None
+        else f"{spread.median:.2f}x (median over the repeats, {spread.min:.2f} to"
+        f" {spread.max:.2f})",
+        passed=spread is not None and spread.median <= IDLE_VS_WRITER_GOAL,
     )
     return Report(
         name=NAME,
