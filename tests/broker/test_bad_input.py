@@ -103,6 +103,10 @@ async def test_frames_of_the_wrong_role_are_forbidden() -> None:
          schema.ErrorCode.BAD_FRAME),
         (b'{"type":"hello","protocol":7,"role":"watcher"}', schema.ErrorCode.UNSUPPORTED_VERSION),
         (b"\x00\x01", schema.ErrorCode.BAD_FRAME),
+        # The error quotes the value: far over a close frame's 123 bytes of reason in UTF-8,
+        # though under 123 characters.
+        (b'{"type":"hello","protocol":1,"role":"' + "\U0001f6a2".encode() * 60 + b'"}',
+         schema.ErrorCode.BAD_FRAME),
     ],
 )  # fmt: skip
 async def test_a_broken_handshake_gets_an_error_and_close_4000(

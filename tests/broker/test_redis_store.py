@@ -44,8 +44,8 @@ from tests.broker.store_cases import (
     offsets,
     ten_events,
 )
-from tests.redis_server import RedisServer, free_port
-from tests.support import pierhead
+from tests.redis_server import RedisServer
+from tests.support import free_port, pierhead
 
 WAIT_S = 15.0
 """The longest a test waits for any one condition before it fails."""

@@ -12,15 +12,15 @@ from playwright.async_api import expect
 from broker.testing import broker_process
 from sdk import Worker
 from tests.dashboard.live import chromium, dashboard
+from tests.support import free_port
 
 
 @pytest.mark.asyncio
 async def test_the_page_reconnects_and_resumes_after_the_broker_is_killed_and_restarted(
     tmp_path: Path,
 ) -> None:
-    data = tmp_path / "data"
-    async with broker_process(data) as first, chromium() as browser:
-        port = first.port
+    data, port = tmp_path / "data", free_port()
+    async with broker_process(data, "--port", str(port)) as first, chromium() as browser:
         async with Worker(first.url, "deploy-prod", reconnect_max_s=0.5) as worker:
             await worker.event("before the kill")
             await worker.flush()

@@ -22,7 +22,7 @@ from tests.dashboard.workspace_live import (
     shown_past_state,
     stored_events,
 )
-from tests.support import WAIT_S
+from tests.support import WAIT_S, free_port
 
 
 @pytest.mark.asyncio
@@ -32,7 +32,7 @@ async def test_the_log_view_ends_with_exactly_the_stored_events_after_a_sigkill_
     data = tmp_path / "data"
     data.mkdir()
     async with AsyncExitStack() as stack, chromium() as browser:
-        first = BrokerProcess(data)
+        first = BrokerProcess(data, "--port", str(free_port()))
         await first.start()
         stack.push_async_callback(first.close)
         async with Worker(first.url, "deploy-prod") as worker:

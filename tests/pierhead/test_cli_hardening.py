@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ import trustme
 
 import sdk
 from broker.testing import broker_process, running_broker
-from tests.support import Tail, pierhead, subscribed
+from tests.support import Tail, free_port, pierhead, subscribed
 
 pytestmark = pytest.mark.asyncio
 
@@ -79,13 +78,6 @@ async def http_server(tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
     server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=tls)
     async with server:
         yield server.sockets[0].getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port: int = unused.getsockname()[1]
-    return port
 
 
 async def test_cannot_reach_says_why() -> None:
@@ -178,8 +170,9 @@ async def test_tail_tells_the_first_change_it_shows_from_the_one_before_it() -> 
 @pytest.mark.parametrize("stop", ["kill", "terminate"])
 async def test_tail_follows_across_a_broker_restart(tmp_path: Path, stop: str) -> None:
     data = tmp_path / "data"
-    async with broker_process(data) as first:
-        port, url = first.port, first.url
+    port = free_port()
+    async with broker_process(data, "--port", str(port)) as first:
+        url = first.url
         async with sdk.Worker(url, "job", run_id="r1") as job:
             await job.post_event("before")
         tail = await Tail.start("job", "--url", url)

@@ -35,7 +35,7 @@ from schema import (
     WorkspaceSemaphores,
     WorkspaceState,
 )
-from tests.support import until
+from tests.support import free_port, until
 from tests.terminal import Terminal
 
 T0 = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -330,8 +330,9 @@ async def test_json_goes_on_across_a_broker_restart_without_gaps_or_duplicates(
     output = Output()
     monkeypatch.setattr(sys, "stdout", output)
     data = tmp_path / "data"
-    async with running_broker(data) as broker:
-        port, url = broker.port, broker.url
+    port = free_port()
+    async with running_broker(data, port=port) as broker:
+        url = broker.url
         task = asyncio.create_task(run_watch(url, None, "job-*", json_output=True))
         await until(lambda: subscriptions(broker) == 1)
         async with sdk.Worker(url, "job-1", run_id="r") as job:

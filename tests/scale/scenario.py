@@ -26,6 +26,7 @@ from broker.testing import BrokerProcess
 from tests.scale.layout import ScaleLayout
 from tests.scale.limits import SPARE_FILES, FileLimit, raise_open_files
 from tests.scale.memory import Resident, settled_rss
+from tests.support import free_port
 
 _QUIET_WARNINGS = frozenset({"auth_off"})
 """The warning every broker without --auth gives: not a sign of trouble."""
@@ -173,7 +174,11 @@ async def run_scale(
     layout = config.layout
     # The broker inherits this process's limit; each client process raises its own.
     files = raise_open_files(layout.sessions)
-    options = ("--max-connections-per-address", str(layout.sessions + SPARE_FILES))
+    # A port of its own: the broker is restarted on it after a SIGKILL.
+    options = (
+        "--max-connections-per-address", str(layout.sessions + SPARE_FILES),
+        "--port", str(free_port()),
+    )  # fmt: skip
     data = directory / "data"
     broker = BrokerProcess(data, *options)
     first_logs = broker.logs
@@ -207,7 +212,7 @@ async def run_scale(
             killed = time.monotonic()
             broker.kill()
             await broker.wait()
-            broker = BrokerProcess(data, *options, "--port", str(broker.port))
+            broker = BrokerProcess(data, *options)
             await broker.start()
             restart_s = time.monotonic() - killed
             backs = await _expect_all(clients, "back", config.reconnect_timeout_s + 30.0)

@@ -9,6 +9,7 @@ import pytest
 import schema
 import sdk
 from broker.testing import FaultProxy, running_broker
+from tests.support import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -23,8 +24,8 @@ async def states_until(
 
 
 async def test_states_through_a_drain_and_a_restart() -> None:
-    async with running_broker() as broker:
-        port = broker.port
+    port = free_port()
+    async with running_broker(port=port) as broker:
         worker = sdk.Worker(broker.url, "w", reconnect_max_s=0.2)
         changes: asyncio.Queue[sdk.ConnectionState] = asyncio.Queue()
 

@@ -20,6 +20,7 @@ import schema
 import sdk
 from broker.testing import BrokerProcess, broker_process, running_broker
 from sdk import sync
+from tests.support import free_port
 
 GUARD_S = 30
 """Only a guard against hanging the suite."""
@@ -141,7 +142,7 @@ async def test_a_blocking_worker_given_a_dead_address_first_connects_to_the_next
 async def test_a_watcher_fails_over_when_its_broker_is_killed_and_comes_round_again(
     tmp_path: Path,
 ) -> None:
-    first = BrokerProcess(tmp_path / "a")
+    first = BrokerProcess(tmp_path / "a", "--port", str(free_port()))
     await first.start()
     async with killed_on_exit(first), broker_process(tmp_path / "b") as second:
         first_url, first_port = first.url, first.port

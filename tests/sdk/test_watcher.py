@@ -9,6 +9,7 @@ import pytest
 import schema
 import sdk
 from broker.testing import running_broker
+from tests.support import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,8 +66,8 @@ async def test_the_subscription_resumes_across_a_broker_restart_without_gaps_or_
     from pathlib import Path
 
     data = Path(str(tmp_path)) / "data"
-    async with running_broker(data) as broker:
-        port = broker.port
+    port = free_port()
+    async with running_broker(data, port=port) as broker:
         url = broker.url
         watcher = sdk.Watcher(url, reconnect_max_s=0.2)
         await watcher.start()

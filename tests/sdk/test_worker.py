@@ -9,6 +9,7 @@ import pytest
 import schema
 import sdk
 from broker.testing import running_broker
+from tests.support import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -48,9 +49,8 @@ async def test_a_hardware_sample_is_stored_as_sent() -> None:
 
 
 async def test_events_queued_while_the_broker_is_down_arrive_later(tmp_path: object) -> None:
-    async with running_broker() as broker:
-        port = broker.port
-    # The broker is gone: the worker queues, then delivers when one comes back on the port.
+    port = free_port()
+    # No broker yet: the worker queues, then delivers once one listens on the port.
     async with sdk.Worker(f"ws://127.0.0.1:{port}", "offline", reconnect_max_s=0.2) as worker:
         for i in range(50):
             worker.queue_event(f"queued {i}")
@@ -108,8 +108,7 @@ async def test_caught_is_pushed_and_checkpoint_waits_for_release() -> None:
 
 
 async def test_checkpoint_when_the_broker_is_unreachable() -> None:
-    async with running_broker() as broker:
-        port = broker.port
+    port = free_port()
     async with sdk.Worker(f"ws://127.0.0.1:{port}", "w", reconnect_max_s=0.2) as worker:
         await asyncio.wait_for(worker.checkpoint(unreachable="proceed"), 1)
         waiting = asyncio.create_task(worker.checkpoint(unreachable="wait"))
@@ -170,8 +169,7 @@ async def test_actions_sync_async_errors_and_unknown_names() -> None:
 
 
 async def test_outbox_policies_at_their_bounds() -> None:
-    async with running_broker() as broker:
-        port = broker.port
+    port = free_port()
     offline = f"ws://127.0.0.1:{port}"
     # No broker: nothing is acknowledged, so the outbox fills up and each policy shows.
     async with sdk.Worker(
