@@ -14,7 +14,7 @@ import datetime
 import time
 from collections import defaultdict
 from collections.abc import Collection, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -84,6 +84,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 log = structlog.get_logger("pierhead.broker")
+
+_GLOB_CHARACTERS: Final = frozenset("*?[")
+"""A workspace pattern without any of these names one workspace."""
 
 
 def utcnow() -> datetime.datetime:
@@ -629,6 +632,21 @@ class Broker:
     def list_workspaces(self, frame: ListWorkspaces, grant: Grant) -> Workspaces:
         items = [ws.state for ws in self.router.matching(frame.pattern) if grant.covers(ws.name)]
         return Workspaces(id=frame.id, items=items)
+
+    def list_looks_in_store(self, frame: ListWorkspaces, grant: Grant) -> bool:
+        """Whether a list waits for a look in the store first: it names one workspace (no
+        wildcard) that this node has not heard of, though another node may have created it
+        a moment ago. A pattern lists what this node knows, as it knows it."""
+        name = frame.pattern
+        return (
+            self._unknown_here(name)
+            and not _GLOB_CHARACTERS.intersection(name)
+            and grant.covers(name)
+        )
+
+    async def list_once_looked_up(self, frame: ListWorkspaces, grant: Grant) -> Workspaces:
+        await self._known(frame.pattern)
+        return self.list_workspaces(frame, grant)
 
     async def read(self, workspace: Workspace, after: int, limit: int) -> StoredEvents:
         """Up to ``limit`` stored events after ``after``, for a watcher the in-memory tail no

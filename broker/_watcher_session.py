@@ -77,8 +77,14 @@ class WatcherSession(Session):
     def on_unsubscribe(self, frame: Unsubscribe) -> None:
         self.broker.unsubscribe(self, frame)
 
-    def on_list(self, frame: ListWorkspaces) -> None:
+    def on_list(self, frame: ListWorkspaces) -> Coroutine[Any, Any, None] | None:
+        if self.broker.list_looks_in_store(frame, self.grant):
+            return self._list_once_looked_up(frame)
         self.send(self.broker.list_workspaces(frame, self.grant))
+        return None
+
+    async def _list_once_looked_up(self, frame: ListWorkspaces) -> None:
+        self.send(await self.broker.list_once_looked_up(frame, self.grant))
 
     async def on_history(self, frame: HistoryQuery) -> None:
         self.send(await self.broker.history(frame))

@@ -282,6 +282,51 @@ async def test_a_delete_on_one_node_removes_the_workspace_on_every_node(tmp_path
                         await anext(aiter(watcher.history(WS)))
 
 
+def naming(kind: str, request_id: int) -> schema.ClientFrame:
+    """A request of ``kind`` that names the workspace ``WS``."""
+    if kind == "list":
+        return schema.ListWorkspaces(id=request_id, pattern=WS)
+    if kind == "history":
+        return schema.HistoryQuery(id=request_id, workspace=WS, after=0)
+    return schema.ActionCall(id=request_id, workspace=WS, run_id="job", action="ping")
+
+
+@pytest.mark.parametrize("kind", ["list", "history", "call"])
+async def test_a_request_naming_a_workspace_another_node_just_created_finds_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """Node B is paused while node A creates the workspace, and the request waits in B's
+    socket: B takes it before the commit's hint can have brought the workspace to B, and
+    looks in the store for it instead of answering that there is none."""
+    async with nodes_on_redis(tmp_path, 2, "--position-check", "600") as (_redis, (a, b)):
+        job = sdk.Worker(a.url, WS, run_id="job")
+
+        @job.action("ping")
+        def ping() -> str:
+            return "pong"
+
+        async with wire_client(b.url, watcher_hello()) as watcher:
+            b.pause()
+            try:
+                async with job:  # its hello creates the workspace
+                    await job.log("created on node A")
+                    await job.flush()
+                    await watcher.send(naming(kind, 1))
+                    b.resume()
+                    reply = await watcher.receive()  # the worker still connected, for a call
+            finally:
+                b.resume()
+    match reply:
+        case schema.Workspaces(items=[found]):
+            assert found.name == WS
+        case schema.HistoryPage(events=[first, *_]):
+            assert first.offset == 1
+        case schema.CallResult(ok=True, result="pong"):
+            pass
+        case _:
+            raise AssertionError(f"node B answered {reply!r}")
+
+
 async def test_a_run_that_connects_to_another_node_takes_over_with_4009(tmp_path: Path) -> None:
     async with nodes_on_redis(tmp_path, 2) as (_redis, (a, b)):
         async with wire_client(a.url, worker_hello(WS, "job")) as first:
