@@ -158,6 +158,9 @@ QUEUE_DELAY_S: Final = 0.25
 """How long notifications made from events wait before they are queued (``queue_delay``):
 many commits' worth at full ingest, and little beside a sink's coalescing window (2 s by
 default)."""
+QUEUE_DELAY_MOST_S: Final = 60.0
+"""The longest ``queue_delay``: it delays every notification, and its notifications wait in
+memory meanwhile."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -27,6 +27,7 @@ from typing import Final, NoReturn, cast, get_args
 from schema import Severity
 
 from ._notify import (
+    QUEUE_DELAY_MOST_S,
     QUEUE_DELAY_S,
     SEVERITY_RANK,
     TRIGGERS,
@@ -198,7 +199,9 @@ class _Parser:
             stall_after = self.seconds(document, "stall_after", "", positive=True)
         queue_delay = QUEUE_DELAY_S
         if "queue_delay" in document:
-            queue_delay = self.seconds(document, "queue_delay", "", positive=False)
+            queue_delay = self.seconds(
+                document, "queue_delay", "", positive=False, most=QUEUE_DELAY_MOST_S
+            )
         finished = FinalStatus()
         if "finished" in document:
             finished = self.finished(self.table(document["finished"], "finished"))
@@ -448,7 +451,15 @@ class _Parser:
             self.fail(_join(where, key), f"{value!r} is not one of {', '.join(choices)}")
         return value
 
-    def seconds(self, table: dict[str, object], key: str, where: str, *, positive: bool) -> float:
+    def seconds(
+        self,
+        table: dict[str, object],
+        key: str,
+        where: str,
+        *,
+        positive: bool,
+        most: float = math.inf,
+    ) -> float:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(_join(where, key), f"expected a number of seconds, got {_kind(value)}")
@@ -456,6 +467,8 @@ class _Parser:
             self.fail(
                 _join(where, key), f"{value} is not {'more than' if positive else 'at least'} 0"
             )
+        if value > most:
+            self.fail(_join(where, key), f"{value} is more than the most, {most:g}")
         return float(value)
 
     def integer(self, table: dict[str, object], key: str, where: str, *, least: int) -> int:

@@ -208,6 +208,7 @@ def sink(**keys: str) -> str:
         ("stall_after = nan\n" + SINK, "notify.toml: stall_after: nan is not more than 0"),
         ("stall_after = 60\n" + SINK, 'notify.toml: stall_after: no sink lists the "stalled"'),
         ("queue_delay = -1\n" + SINK, "notify.toml: queue_delay: -1 is not at least 0"),
+        ("queue_delay = 61\n" + SINK, "notify.toml: queue_delay: 61 is more than the most, 60"),
         ("public_url = 'ftp://x'\n" + SINK, "notify.toml: public_url: must be an http:// or"),
         ("public_url = 'https://x/#a'\n" + SINK, "notify.toml: public_url: must have no query"),
         ("finished = 'state'\n" + SINK, "notify.toml: finished: expected a table, got a string"),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import schema
+from broker._notify import QUEUE_DELAY_MOST_S
 from broker._sqlite_store import DATABASE_NAME
 from broker.testing import BrokerProcess, broker_process
 from tests.broker.cluster_support import QUICK_FAILOVER, nodes_on_redis
@@ -120,8 +121,8 @@ async def test_notifications_a_killed_broker_left_waiting_are_made_again_at_its_
     receiver = NotifyReceiver()
     await receiver.start()
     await receiver.stop()
-    # Long enough that nothing made is queued before the kill: only the mark is committed.
-    options = ("--notify", notify_file(tmp_path, receiver.url, queue_delay=600))
+    # The longest: nothing made is queued before the kill, only the mark is committed.
+    options = ("--notify", notify_file(tmp_path, receiver.url, queue_delay=QUEUE_DELAY_MOST_S))
     async with broker_process(data, *options) as broker:
         async with wire_client(broker.url, worker_hello("deploy", "r1")) as worker:
             await publish_errors(worker, 1, ["disk full"])
@@ -142,7 +143,8 @@ async def test_notifications_a_killed_broker_left_waiting_are_made_again_at_its_
 
 async def test_a_broker_restarted_without_notify_drops_the_marks_it_finds(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    options = ("--notify", notify_file(tmp_path, "http://127.0.0.1:9/hook", queue_delay=600))
+    delay = QUEUE_DELAY_MOST_S
+    options = ("--notify", notify_file(tmp_path, "http://127.0.0.1:9/hook", queue_delay=delay))
     async with broker_process(data, *options) as broker:
         async with wire_client(broker.url, worker_hello("deploy", "r1")) as worker:
             await publish_errors(worker, 1, ["disk full"])
