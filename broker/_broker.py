@@ -361,13 +361,15 @@ class Broker:
         reason: str | None = None,
         force: bool = False,
     ) -> None:
+        # The ``_here`` forms: the public ones would ask again whether the workspace is
+        # written elsewhere, and for one that exists nowhere they would never stop asking.
         if op in ("catch", "release"):
-            self.set_caught(peer, request_id, name, op == "catch", by=by, reason=reason)
+            self._set_caught_here(peer, request_id, name, op == "catch", by=by, reason=reason)
         elif op == "break":
-            self.mutex_break(peer, request_id, name, by=by)
+            self._mutex_break_here(peer, request_id, name, by=by)
         else:
             frame = DeleteWorkspace(id=request_id, workspace=name, force=force)
-            self.answer_later(peer, request_id, self.delete_workspace(peer, frame, by=by))
+            self.answer_later(peer, request_id, self._delete_here(peer, frame, by=by))
 
     async def _carry_forwarded(self, notice: Forwarded) -> None:
         """Another node's request about a workspace this node writes."""
@@ -566,6 +568,18 @@ class Broker:
             elsewhere = self._elsewhere(peer, request_id, op, workspace, by=by, reason=reason)
             self.answer_later(peer, request_id, elsewhere)
             return
+        self._set_caught_here(peer, request_id, workspace, caught, by=by, reason=reason)
+
+    def _set_caught_here(
+        self,
+        peer: Peer,
+        request_id: int,
+        workspace: Workspace | str,
+        caught: bool,
+        *,
+        by: str,
+        reason: str | None,
+    ) -> None:
         reply = Reply(peer, request_id)
         now = self._now()
         self.carry_out(
@@ -612,6 +626,9 @@ class Broker:
                 peer, request_id, self._elsewhere(peer, request_id, "break", name, by=by)
             )
             return
+        self._mutex_break_here(peer, request_id, name, by=by)
+
+    def _mutex_break_here(self, peer: Peer, request_id: int, name: str, *, by: str) -> None:
         reply = Reply(peer, request_id)
         self.carry_out(self.router.mutex_break(reply, name, by=by, now=self._now()))
 
@@ -620,6 +637,9 @@ class Broker:
             fields = {"by": by, "force": frame.force}
             await self._elsewhere(peer, frame.id, "delete", frame.workspace, **fields)
             return
+        await self._delete_here(peer, frame, by=by)
+
+    async def _delete_here(self, peer: Peer, frame: DeleteWorkspace, *, by: str) -> None:
         reply = Reply(peer, frame.id)
         workspace, effects = self.router.delete_begin(reply, frame.workspace, force=frame.force)
         self.carry_out(effects)

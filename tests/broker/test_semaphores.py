@@ -147,3 +147,24 @@ async def test_mutex_wait_times_out_with_a_typed_error(broker_store: BrokerStore
             reply = await b.request(schema.MutexAcquire(id=b.next_id(), wait=True, timeout_s=0.2))
             assert isinstance(reply, schema.ErrorReply)
             assert reply.code is schema.ErrorCode.TIMEOUT
+
+
+@pytest.mark.parametrize("kind", ["catch", "release", "mutex_break", "delete"])
+async def test_a_request_about_a_workspace_that_exists_nowhere_is_not_found(
+    broker_store: BrokerStore, kind: str
+) -> None:
+    """On Redis the node first looks in the store for a workspace another node may have
+    made; finding none, it answers at once (it once looked again and again, unanswered)."""
+    frames: dict[str, schema.ClientFrame] = {
+        "catch": schema.Catch(id=1, workspace="nowhere"),
+        "release": schema.Release(id=1, workspace="nowhere"),
+        "mutex_break": schema.MutexBreak(id=1, workspace="nowhere"),
+        "delete": schema.DeleteWorkspace(id=1, workspace="nowhere"),
+    }
+    async with (
+        broker_store.running_broker() as broker,
+        wire_client(broker.url, watcher_hello()) as operator,
+    ):
+        reply = await operator.request(frames[kind])
+    assert isinstance(reply, schema.ErrorReply), reply
+    assert reply.code is schema.ErrorCode.NOT_FOUND, reply
