@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import math
 import os
 import sqlite3
 import sys
@@ -184,7 +185,7 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     serve.add_argument(
         "--retention-days",
-        type=float,
+        type=_days,
         default=_DEFAULTS.retention_age.days,
         help="days events are kept (default: %(default)s)",
     )
@@ -196,7 +197,7 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     serve.add_argument(
         "--forget-runs-after",
-        type=float,
+        type=_days,
         default=_DEFAULTS.forget_runs_after.days,
         help="days after which a run with no session and no retained events loses its dedupe"
         " position (default: %(default)s)",
@@ -387,6 +388,18 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     revoke = actions.add_parser("revoke", parents=[data], help="revoke a token at once")
     revoke.add_argument("name")
     revoke.set_defaults(run=_token_revoke)
+
+
+def _days(text: str) -> float:
+    """An argparse ``type``: a number of days, 0 or more, that a timedelta holds."""
+    try:
+        days = float(text)
+        if days < 0 or math.isnan(days):
+            raise ValueError
+        datetime.timedelta(days=days)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days, 0 or more") from None
+    return days
 
 
 def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:

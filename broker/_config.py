@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,8 @@ from typing import Literal
 from ._notify import NotifyConfig
 
 MiB = 1024 * 1024
+MIN_FRAME_BYTES = 1024
+"""The smallest ``max_frame_bytes``: a hello with a token, a small publish."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,13 +120,13 @@ class BrokerConfig:
             raise ValueError(f"port {self.port} is not in 0..65535")
         if self.max_batch < 1 or self.commit_max_events < self.max_batch:
             raise ValueError("max_batch must be at least 1 and at most commit_max_events")
-        if not 0 < self.heartbeat_s < self.heartbeat_timeout_s:
+        if not 0 < self.heartbeat_s < self.heartbeat_timeout_s < math.inf:
             raise ValueError(
                 "the heartbeat interval must be positive and the heartbeat timeout longer"
             )
-        if self.max_events_per_s <= 0:
+        if not 0 < self.max_events_per_s < math.inf:
             raise ValueError("the events-per-second limit must be positive")
-        if self.retention_interval_s <= 0:
+        if not 0 < self.retention_interval_s < math.inf:
             raise ValueError("the retention interval must be positive")
         if self.forget_runs_after <= datetime.timedelta(0):
             raise ValueError("the time after which runs are forgotten must be positive")
@@ -131,10 +134,24 @@ class BrokerConfig:
             raise ValueError("tail_events must be at least 1")
         if self.listen_backlog < 1:
             raise ValueError("listen_backlog must be at least 1")
-        if min(self.cluster_check_s, self.cluster_probe_s, self.cluster_claim_s) <= 0:
+        intervals = (self.cluster_check_s, self.cluster_probe_s, self.cluster_claim_s)
+        if not all(0 < interval < math.inf for interval in intervals):
             raise ValueError("the cluster's intervals must be positive")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key")
+        # Written ``not 0 <= x`` and the like: NaN is refused too.
+        if self.retention_age < datetime.timedelta(0):
+            raise ValueError("the retention age must not be negative")
+        if self.retention_events < 1:
+            raise ValueError("the events kept per workspace must be at least 1")
+        if not 0 <= self.mutex_grace_s < math.inf:
+            raise ValueError("the grace must be a number of seconds, 0 or more")
+        if not 0 <= self.drain_timeout_s < math.inf:
+            raise ValueError("the drain timeout must be a number of seconds, 0 or more")
+        if self.max_frame_bytes < MIN_FRAME_BYTES:
+            raise ValueError(f"the largest frame must be at least {MIN_FRAME_BYTES} bytes")
+        if min(self.max_connections_per_address, self.max_connections_per_token) < 1:
+            raise ValueError("the connection limits must be at least 1")
 
     @property
     def loopback_only(self) -> bool:

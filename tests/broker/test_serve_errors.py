@@ -80,6 +80,21 @@ async def test_a_start_that_fails_lets_go_of_the_data_directory(
             "pierhead serve: the heartbeat interval must be positive and the heartbeat timeout"
             " longer",
         ),
+        # Each was once taken: -1 days of retention deleted every event at the next pass.
+        (
+            ["--retention-days", "-1"],
+            "pierhead serve: error: argument --retention-days: '-1' is not a number of days,",
+        ),
+        (
+            ["--forget-runs-after", "inf"],
+            "pierhead serve: error: argument --forget-runs-after: 'inf' is not a number of days",
+        ),
+        (["--retention-interval", "nan"], "pierhead serve: the retention interval must be pos"),
+        (["--retention-events", "0"], "pierhead serve: the events kept per workspace must be"),
+        (["--grace", "-5"], "pierhead serve: the grace must be a number of seconds, 0 or more"),
+        (["--drain-timeout", "-1"], "pierhead serve: the drain timeout must be a number of sec"),
+        (["--max-frame-bytes", "10"], "pierhead serve: the largest frame must be at least 1024"),
+        (["--max-connections-per-address", "0"], "pierhead serve: the connection limits must"),
     ],
 )
 async def test_unusable_serve_options_are_usage_errors(
