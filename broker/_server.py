@@ -63,6 +63,7 @@ from ._redis_url import StoreUrlError, parse_redis_url
 from ._relay import WRITER_UNREACHABLE, relay
 from ._session import Session, SessionContext
 from ._sqlite_store import (
+    DATABASE_NAME,
     DataDirectoryInUseError,
     SQLiteStore,
     StoreVersionError,
@@ -858,6 +859,13 @@ def _open_store(config: BrokerConfig) -> tuple[Store, int | None]:
             os.close(lock)
             raise
         return store, lock
+    node_file, database = config.data_dir / NODE_FILE, config.data_dir / DATABASE_NAME
+    if node_file.exists() and not database.exists():
+        # A node on Redis restarted without its --store would start empty, and serve nothing
+        # of what its workers and watchers expect.
+        raise StartError(
+            f"{config.data_dir} belongs to a node on Redis: give --store with the node's Redis URL"
+        )
     try:
         return SQLiteStore(config.data_dir, synchronous=config.synchronous), None
     except (DataDirectoryInUseError, StoreVersionError) as exc:

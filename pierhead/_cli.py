@@ -30,7 +30,7 @@ from sdk import (
 
 from ._cli_ops import UsageError, add_operator_commands, checked
 from ._console import run_watch
-from ._exit import EXIT_REFUSED, EXIT_UNREACHABLE
+from ._exit import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE
 from ._reach import UnreachableError, split_urls, url_problem
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
@@ -72,7 +72,8 @@ def _parser(*, with_broker: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pierhead",
         description="A websocket message broker for long-running jobs and their watchers.",
-        epilog="exit codes: 0 done, 1 refused by the broker, 2 usage error, 3 broker unreachable",
+        epilog="exit codes: 0 done, 1 refused by the broker, 2 usage error, 3 broker unreachable,"
+        " 130 interrupted (Ctrl-C ends watch, tail and demo with 0)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_connection_options(parser, defaults=True)
@@ -127,6 +128,13 @@ def _print_version() -> int:
     return 0
 
 
+def _runs_until_stopped(args: argparse.Namespace) -> bool:
+    """Whether Ctrl-C is how the command ends, rather than a cut short."""
+    if args.command == "tail":
+        return not args.no_follow
+    return args.command in ("watch", "demo")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # The command reports in one line of its own; the SDK's log lines would repeat it.
     logging.getLogger("pierhead.sdk").addHandler(logging.NullHandler())
@@ -150,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
     except KeyboardInterrupt:
-        return 0
+        return EXIT_OK if _runs_until_stopped(args) else EXIT_INTERRUPTED
     except UsageError as exc:
         assert command_parser is not None
         command_parser.error(str(exc))

@@ -9,3 +9,6 @@ EXIT_REFUSED: Final = 1
 """The broker refused: its message is printed."""
 EXIT_USAGE: Final = 2
 EXIT_UNREACHABLE: Final = 3
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C cut the command short (128 + SIGINT, as a shell reports it). Ctrl-C is how ``watch``,
+``tail`` and ``demo`` end, which then exit 0."""

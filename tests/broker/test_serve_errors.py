@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broker._server import StartError
+from broker._server import NODE_FILE, StartError
 from broker._sqlite_store import DATABASE_NAME, SCHEMA_VERSION, SQLiteStore
 from broker.testing import running_broker
 from tests.support import pierhead
@@ -119,6 +119,22 @@ async def test_a_store_from_a_newer_pierhead_is_one_line_and_exit_1(tmp_path: Pa
     )
     assert code == 1
     assert "newer than version" in last_line(stderr)
+
+
+async def test_a_redis_node_s_directory_without_store_is_one_line_and_exit_1(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / NODE_FILE).write_text("node-a\n")  # what a node on Redis leaves there
+    code, _, stderr = await pierhead(
+        "serve", "--port", "0", "--data", "data", "--log-level", "error", cwd=tmp_path
+    )
+    assert code == 1
+    assert last_line(stderr) == (
+        "pierhead serve: data belongs to a node on Redis: give --store with the node's Redis URL"
+    )
+    assert not (data / DATABASE_NAME).exists()  # no empty SQLite store made beside it
 
 
 @pytest.mark.parametrize("command", [["list"], ["revoke", "ci"]])

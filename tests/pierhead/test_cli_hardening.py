@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ import trustme
 
 import sdk
 from broker.testing import broker_process, running_broker
-from tests.support import Tail, free_port, pierhead, subscribed
+from tests.support import PIERHEAD, WAIT_S, Tail, free_port, pierhead, subscribed
 
 pytestmark = pytest.mark.asyncio
 
@@ -211,3 +212,41 @@ async def test_tail_waits_for_a_workspace_that_does_not_exist_yet() -> None:
         code, _, err = await pierhead("tail", "never", "--no-follow", "--url", broker.url)
     assert code == 1
     assert "not_found" in err
+
+
+@pytest.mark.parametrize(("command", "code"), [(["ls"], 130), (["tail", "job"], 0)])
+async def test_ctrl_c_cuts_a_command_short_with_130_and_ends_tail_with_0(
+    command: list[str], code: int
+) -> None:
+    """Against a server that accepts and never answers: Ctrl-C once the command has
+    connected, so it is past its start and waiting on the broker."""
+    connected, finished = asyncio.Event(), asyncio.Event()
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await finished.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    async with await asyncio.start_server(hold, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            *PIERHEAD,
+            *command,
+            "--url",
+            f"ws://127.0.0.1:{port}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await asyncio.wait_for(connected.wait(), WAIT_S)
+            process.send_signal(signal.SIGINT)
+            _, stderr = await asyncio.wait_for(process.communicate(), WAIT_S)
+        finally:
+            finished.set()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == code
+    assert "Traceback" not in stderr.decode()
