@@ -274,6 +274,23 @@ class Broker:
     def mirrors(self) -> list[tuple[str, int]]:
         return [(ws.name, ws.epoch) for ws in self.router.workspaces.values() if ws.mirror]
 
+    def mirrors_with_connected_runs(self) -> list[str]:
+        return [
+            ws.name
+            for ws in self.router.workspaces.values()
+            if ws.mirror and any(worker.connected for worker in ws.state.workers)
+        ]
+
+    def adopt(self, name: str) -> None:
+        self.spawn(self._adopt(name))
+
+    async def _adopt(self, name: str) -> None:
+        try:
+            await self.written_here(name)
+        except StoreUnavailableError as exc:
+            # The next position check finds it again.
+            log.warning("workspace_not_adopted", workspace=name, error=str(exc))
+
     def mirrored(
         self, state: WorkspaceState, first_offset: int, events: Sequence[EventMsg]
     ) -> None:

@@ -147,6 +147,15 @@ class ClusterMember(NodeInbox, Protocol):
         """Whether a watcher here follows ``name``."""
         ...
 
+    def mirrors_with_connected_runs(self) -> list[str]:
+        """The mirrors whose state shows a run connected (to the node that writes it)."""
+        ...
+
+    def adopt(self, name: str) -> None:
+        """Claim ``name``, which no live node writes, in the background: its runs go
+        offline, and expire after their grace, as after a restart."""
+        ...
+
     def counters_now(self) -> dict[str, int | float]:
         """This node's stats counters."""
         ...
@@ -165,6 +174,7 @@ class RedisCoordinator:
         check_s: float = 5.0,
         probe_s: float = 10.0,
         request_timeout_s: float = 10.0,
+        adopt_after_s: float = 30.0,
     ) -> None:
         self.store = store
         self.url = ""
@@ -176,6 +186,10 @@ class RedisCoordinator:
         self._lease_ms = store.lease_ms
         self._probe_s = probe_s
         self.request_timeout_s = request_timeout_s
+        self._adopt_after_s = adopt_after_s
+        """How long a workspace stays without a writer, runs shown connected, before this node
+        claims it: the grace in which its workers are expected back, each on some node."""
+        self._unwritten_since: dict[str, float] = {}
         self._client: Any = open_client(
             target, asynchronous=True, socket_connect_timeout=2.0, socket_timeout=None
         )
@@ -199,6 +213,7 @@ class RedisCoordinator:
             "cluster_follows": 0,
             "cluster_hints": 0,
             "cluster_repairs": 0,
+            "cluster_adoptions": 0,
             "cluster_resubscribes": 0,
         }
 
@@ -588,6 +603,30 @@ class RedisCoordinator:
             for name, _epoch in member.mirrors():
                 if name not in heads:
                     self._mark(name)
+            await self._adopt_orphans(member, heads)
+
+    async def _adopt_orphans(self, member: ClusterMember, heads: dict[str, WorkspaceHead]) -> None:
+        """Claim the workspaces whose writer died with runs connected to it, once they have
+        been without a writer for the grace. Nothing else would: a claim is made when a
+        worker or a request comes, and until then every node would show those runs connected,
+        and never expire them. Within the grace, a worker that comes back claims the
+        workspace on the node it reaches."""
+        shown = [name for name in member.mirrors_with_connected_runs() if name in heads]
+        orphans: list[str] = []
+        if shown:
+            try:
+                orphans = await asyncio.to_thread(self.store.unwritten, shown)
+            except StoreUnavailableError as exc:
+                log.warning("cluster_check_failed", error=str(exc))
+                return
+        now = asyncio.get_running_loop().time()
+        since = {name: self._unwritten_since.get(name, now) for name in orphans}
+        self._unwritten_since = since
+        for name, first_seen in list(since.items()):
+            if now - first_seen >= self._adopt_after_s:
+                del self._unwritten_since[name]
+                self.counters["cluster_adoptions"] += 1
+                member.adopt(name)
 
     def advertise(self, url: str) -> None:
         """This node listens now, reachable at ``url``: enter the node list."""

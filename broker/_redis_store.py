@@ -446,6 +446,15 @@ class RedisStore:
             holder = self._client.get(self._keys(name).owner)
         return None if holder is None else _claim_holder(holder)
 
+    def unwritten(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` no live node writes (their writer's claim lapsed), in one
+        round trip."""
+        with self._reads(), self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(self._keys(name).owner)
+            holders = pipe.execute()
+        return [name for name, holder in zip(names, holders, strict=True) if holder is None]
+
     def stored(self, name: str) -> StoredWorkspace | None:
         """The workspace as stored (for the node that just claimed it); ``None`` if it is
         not stored."""

@@ -214,6 +214,7 @@ class BrokerServer:
                 node=store.node,
                 check_s=config.cluster_check_s,
                 probe_s=config.cluster_probe_s,
+                adopt_after_s=config.mutex_grace_s,
             )
         broker = Broker(config, store, server=self.server_name, cluster=cluster)
         self.broker = broker

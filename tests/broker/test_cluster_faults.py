@@ -90,7 +90,13 @@ async def test_a_killed_node_loses_nothing_and_its_run_is_reached_on_its_new_nod
             assert job.url == b.url
             answer = await operator.call(WS, "job", "ping", {"text": "after"}, timeout=10)
             assert answer == "pong after"
-            await wait_for_log(b, "workspace_claimed")
+            # Node B, where the worker came back, or node C, which takes over a workspace left
+            # without a writer for the grace, if the worker was slower: either writes it now.
+            await until(
+                lambda: any(node.events("workspace_claimed") for node in (b, c)),
+                "a live node to claim the workspace",
+                timeout=GUARD_S,
+            )
             # The holder's node died with it: its lease ends after the grace.
             delivered = await asyncio.wait_for(until_expired(subscription), GUARD_S)
         history = await stored(b.url, WS)
@@ -100,6 +106,33 @@ async def test_a_killed_node_loses_nothing_and_its_run_is_reached_on_its_new_nod
         changes = mutex_changes(history)
         assert ("granted", held_fence) in changes
         assert ("expired", held_fence) in changes
+
+
+async def test_a_killed_node_s_run_that_never_comes_back_expires_on_another_node(
+    tmp_path: Path,
+) -> None:
+    """The worker does not fail over and nothing asks for its workspace: a position check
+    of node A finds the workspace's writer gone with a run still shown connected, and
+    claims it, so that the run goes offline and expires after its grace."""
+    async with nodes_on_redis(tmp_path, 2, *QUICK_FAILOVER) as (_redis, (a, b)):
+        async with sdk.Watcher(a.url) as watcher:
+            subscription = await watcher.subscribe(WS, since="earliest", kinds=["presence"])
+            async with wire_client(b.url, worker_hello(WS, "lost")) as lost:
+                await lost.publish(1, [schema.Scalar(name="step", value=1.0)])
+                await lost.expect(schema.Ack)
+                b.kill()
+                await b.wait()
+            states: list[str] = []
+            while "expired" not in states:
+                delivery = await asyncio.wait_for(anext(subscription), GUARD_S)
+                assert isinstance(delivery, schema.EventMsg), delivery
+                assert isinstance(delivery.payload, schema.Presence), delivery
+                states.append(delivery.payload.state)
+            (workspace,) = await watcher.workspaces(WS)
+            adoptions = (await watcher.stats()).counters["cluster_adoptions"]
+    assert states == ["connected", "disconnected", "expired"]
+    assert not workspace.workers
+    assert adoptions == 1
 
 
 async def test_a_node_paused_past_its_claim_is_fenced_out(tmp_path: Path) -> None:
