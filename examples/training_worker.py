@@ -56,6 +56,7 @@ if __name__ == "__main__":
     parser.add_argument("--workspace", default="train-demo")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--pace", type=float, default=0.05, help="seconds per step")
+    # About four minutes in all: time to try every command of the README on it while it runs.
+    parser.add_argument("--pace", type=float, default=1.0, help="seconds per step")
     args = parser.parse_args()
     asyncio.run(main(args.url, args.workspace, args.epochs, args.steps, args.pace))
