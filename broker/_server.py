@@ -369,6 +369,9 @@ class BrokerServer:
             await broker.cancel_tasks()
             # No thread may still be inside the store when it closes.
             await broker.threads.wait_idle()
+        if isinstance(self._store, RedisStore) and self._store.reachable:
+            # Not when it is known not to answer: the stop would wait for it, for nothing.
+            self._release_claims(self._store)
         if self._store is not None:
             self._store.close()
         if self._data_lock is not None:
@@ -376,6 +379,16 @@ class BrokerServer:
             self._data_lock = None
         if self._tokens is not None:
             self._tokens.close()
+
+    @staticmethod
+    def _release_claims(store: RedisStore) -> None:
+        try:
+            released = store.release_claims()
+        except StoreUnavailableError as exc:
+            # They lapse after the claim lease instead.
+            log.warning("claims_not_released", error=str(exc))
+        else:
+            log.info("claims_released", workspaces=released)
 
     async def _token_store(self, store: Store) -> TokenStore:
         """The data directory's tokens on one node; on Redis, the cluster's, with those of

@@ -108,6 +108,25 @@ async def test_a_killed_node_loses_nothing_and_its_run_is_reached_on_its_new_nod
         assert ("expired", held_fence) in changes
 
 
+async def test_a_node_that_stops_hands_its_workspaces_over_at_once(tmp_path: Path) -> None:
+    """A drained node gives up its claims. The claim lease is far longer than the test may
+    take: the worker goes on through node B only because node A released the claim."""
+    async with nodes_on_redis(tmp_path, 2, "--claim-lease", "600") as (_redis, (a, b)):
+        async with sdk.Worker([a.url, b.url], WS, run_id="job") as job:
+            await job.scalar("step", 0)
+            await job.flush(timeout=GUARD_S)
+            assert job.url == a.url
+            a.terminate()
+            assert await a.wait() == 0
+            await job.scalar("step", 1)
+            await job.flush(timeout=GUARD_S)
+            assert job.url == b.url
+        (released,) = a.events("claims_released")
+        history = await stored(b.url, WS)
+    assert released["workspaces"] == 1
+    assert scalar_seqs(history, "job") == [1, 2]
+
+
 async def test_a_killed_node_s_run_that_never_comes_back_expires_on_another_node(
     tmp_path: Path,
 ) -> None:
