@@ -114,6 +114,10 @@ class ConnectionOwner(Protocol):
 REQUEST_TIMEOUT_S = 30.0
 """How long a reply may take beyond what the request itself asks the broker to wait."""
 
+_TRY_AGAIN_LATER = 1013
+"""The close of a hello the broker cannot take now (a node on Redis that cannot check the
+token): retried like a lost connection, not given up on."""
+
 _FATAL_CLOSE: dict[int, type[ClosedError]] = {
     CloseCode.UNAUTHORIZED: AuthenticationError,
     CloseCode.FORBIDDEN: ForbiddenError,
@@ -311,18 +315,22 @@ class Connection:
         """Connect, and reconnect after every loss, until closed or refused for good."""
         try:
             while not self._closing:
+                lost: Exception = ConnectionLostError("the connection dropped")
                 try:
                     await self._session()
                 except _FatalError as fatal:
                     self.failure = fatal.error
                     log.error("pierhead connection to %s stopped: %s", self.url, fatal.error)
                     return
+                except _RefusedForNowError as refused:
+                    log.info("pierhead connection to %s refused for now: %s", self.url, refused)
+                    lost = refused.error
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                     log.info("pierhead connection to %s lost: %r", self.url, exc)
                 if self._closing_now():
                     return  # closed by the owner during the session: no reconnect to plan
                 if not self._reconnect:
-                    self.failure = ConnectionLostError("the connection dropped")
+                    self.failure = lost
                     return
                 self._set_state(ConnectionState.RECONNECTING)
                 self._url_index = (self._url_index + 1) % len(self.urls)
@@ -450,7 +458,11 @@ class Connection:
         if isinstance(frame, Welcome):
             return frame
         if isinstance(frame, ErrorReply):
-            error: Exception = BrokerRefusedError(frame.code, frame.message, frame.detail)
+            refusal = BrokerRefusedError(frame.code, frame.message, frame.detail)
+            await socket.wait_closed()  # the broker closes right after it refuses
+            if socket.close_code == _TRY_AGAIN_LATER:
+                raise _RefusedForNowError(refusal)
+            error: Exception = refusal
             if frame.code is ErrorCode.UNAUTHORIZED:
                 error = AuthenticationError(frame.message)
             elif frame.code is ErrorCode.FORBIDDEN:
@@ -487,6 +499,14 @@ def abandon(future: asyncio.Future[Any]) -> None:
         future.cancel()
     elif not future.cancelled():
         future.exception()
+
+
+class _RefusedForNowError(Exception):
+    """The broker refused the hello for now (1013): tried again with the backoff."""
+
+    def __init__(self, error: BrokerRefusedError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _FatalError(Exception):

@@ -327,6 +327,8 @@ async def test_a_session_whose_token_cannot_be_checked_is_told_to_come_back(
         )
         assert code == 0, err
         secret = out.splitlines()[-1]
+        watcher = sdk.Watcher(node.url, token=secret, reconnect_max_s=0.2)
+        states = watcher.state_changes()
         async with wire_client(node.url, watcher_hello(token=secret)) as open_before:
             redis.pause()
             try:
@@ -334,8 +336,17 @@ async def test_a_session_whose_token_cannot_be_checked_is_told_to_come_back(
                     await refused.send(watcher_hello(token=secret))
                     error = await refused.expect(schema.ErrorReply)
                     assert await closed_with(refused) == 1013
+                # The SDK is refused the same way, and tries again.
+                await watcher.start()
+                async with asyncio.timeout(GUARD_S):
+                    while await anext(states) is not sdk.ConnectionState.RECONNECTING:
+                        pass
             finally:
                 redis.resume()
+            try:
+                await asyncio.wait_for(watcher.connected(), GUARD_S)
+            finally:
+                await watcher.close()
             assert error.code is schema.ErrorCode.INTERNAL
             assert "cannot check the token now" in error.message
             async with wire_client(node.url, watcher_hello(token=secret)) as admitted:
