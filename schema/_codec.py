@@ -18,7 +18,7 @@ from ._envelope import EventMsg
 from ._errors import ErrorCode, SchemaError
 from ._limits import PROTOCOL_VERSION
 from ._payloads import Custom, Hyperparameters
-from ._types import RequestId
+from ._types import PATTERN_MEANINGS, RequestId
 
 JSON_SUBPROTOCOL: Final = "pierhead.v1.json"
 MSGPACK_SUBPROTOCOL: Final = "pierhead.v1.msgpack"
@@ -40,6 +40,9 @@ def _schema_error(exc: Exception) -> SchemaError:
         message, marker, path = text.partition(_PATH_MARKER)
         field = path.rstrip("`") if marker else None
         code = ErrorCode.TOO_LARGE if "length <=" in message else ErrorCode.BAD_FRAME
+        for pattern, meaning in PATTERN_MEANINGS.items():
+            if message == f"Expected `str` matching regex {pattern!r}":
+                text = f"Expected {meaning}{marker}{path}"
         return SchemaError(code, text, field=field)
     if isinstance(exc, RecursionError):
         return SchemaError(ErrorCode.BAD_FRAME, "frame is nested too deeply")

@@ -7,7 +7,7 @@ Struct exists.
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from msgspec import Meta
 
@@ -27,6 +27,18 @@ WORKSPACE_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_CHARS - 1}}}
 RUN_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_NAME_CHARS - 1}}}\Z"
 WORKSPACE_PATTERN_PATTERN = rf"^[A-Za-z0-9_.*?\[\]!-]{{1,{MAX_PATTERN_CHARS}}}\Z"
 ACTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
+
+PATTERN_MEANINGS: Final = {
+    WORKSPACE_NAME_PATTERN: f"a workspace name: 1 to {MAX_NAME_CHARS} letters, digits, '_', '.'"
+    " or '-', the first a letter or digit",
+    RUN_ID_PATTERN: f"a run id: 1 to {MAX_NAME_CHARS} letters, digits, '_', '.', ':' or '-',"
+    " the first a letter or digit",
+    WORKSPACE_PATTERN_PATTERN: f"a workspace pattern: 1 to {MAX_PATTERN_CHARS} letters, digits,"
+    " '_', '.', '-' and the wildcards '*', '?', '[', ']', '!'",
+    ACTION_NAME_PATTERN: "an action name: 1 to 64 letters, digits, '_', '.' or '-', the first a"
+    " letter or '_'",
+}
+"""What each name pattern allows, in words: an error says this rather than the expression."""
 
 WorkspaceName = Annotated[str, Meta(pattern=WORKSPACE_NAME_PATTERN)]
 RunId = Annotated[str, Meta(pattern=RUN_ID_PATTERN)]

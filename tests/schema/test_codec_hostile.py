@@ -243,6 +243,11 @@ def test_bad_workspace_names_are_refused(name: str) -> None:
     frame = {"type": "release", "id": 1, "workspace": name}
     error = refused(schema.JSON_CODEC.decode_client_frame, json_frame(**frame))
     assert (error.code, error.field) == (ErrorCode.BAD_FRAME, "$.workspace")
+    # What a name may be, in words, not the regular expression that checks it.
+    assert str(error) == (
+        "Expected a workspace name: 1 to 128 letters, digits, '_', '.' or '-', the first a"
+        " letter or digit - at `$.workspace`"
+    )
 
 
 @pytest.mark.parametrize("name", ["a", "deploy-prod.eu_1", "A" * 128, "0"])
@@ -257,6 +262,7 @@ def test_bad_patterns_are_refused(pattern: str) -> None:
         schema.JSON_CODEC.decode_client_frame, json_frame(type="list", id=1, pattern=pattern)
     )
     assert error.field == "$.pattern"
+    assert str(error).startswith("Expected a workspace pattern: 1 to"), str(error)
 
 
 def test_hello_rules() -> None:
