@@ -29,6 +29,7 @@ from ._tokens import (
     TokenError,
     TokenStore,
     check_scope,
+    check_token_name,
     parse_duration,
 )
 
@@ -358,7 +359,7 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
 
     create = actions.add_parser("create", parents=[data], help="make a token; prints its secret")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, type=_argument(check_token_name))
     create.add_argument(
         "--role",
         dest="roles",

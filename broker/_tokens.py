@@ -262,6 +262,19 @@ def _token(row: tuple[str, ...]) -> Token:
     )
 
 
+_TOKEN_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+def check_token_name(name: str) -> str:
+    """``name`` if it suits a token: it is shown in logs and in who caught a workspace."""
+    if _TOKEN_NAME.fullmatch(name) is None:
+        raise TokenError(
+            f"{name!r} is not a token name (1 to 64 letters, digits, _ . @ -, the first a letter"
+            " or digit, e.g. ci-deploy)"
+        )
+    return name
+
+
 def check_scope(scope: str) -> str:
     """``scope`` if it is a workspace pattern as ``list`` and ``subscribe`` take them."""
     try:

@@ -173,6 +173,8 @@ async def test_token_commands_do_not_make_a_store_where_there_is_none(
             "argument --workspaces: 'deploy prod' is not a workspace",
         ),
         (["--workspaces", ""], "argument --workspaces: '' is not a workspace pattern"),
+        (["--name", "a b/c"], "argument --name: 'a b/c' is not a token name (1 to 64 letters"),
+        (["--name", "x" * 65], "argument --name: 'xxxxxxxx"),
     ],
 )
 async def test_bad_token_settings_are_usage_errors(
