@@ -71,6 +71,9 @@ def connect_failure(error: BaseException) -> str:
             return f"not a websocket server ({error})"
         case TimeoutError():
             return f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        case ConnectionResetError():
+            # What a server without TLS does with a TLS hello (a wss:// URL to a ws:// broker).
+            return "the server reset the connection during the handshake (wss:// to ws://?)"
         case OSError(strerror=str(reason)):
             return reason
         case _:

@@ -85,7 +85,11 @@ async def test_cannot_reach_says_why() -> None:
     authority = trustme.CA()
     untrusted = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("127.0.0.1").configure_cert(untrusted)
-    async with http_server() as http, http_server(untrusted) as https:
+    async with (
+        http_server() as http,
+        http_server(untrusted) as https,
+        running_broker() as plain,
+    ):
         cases = {
             f"ws://127.0.0.1:{free_port()}": "connection refused",
             "ws://no-such-host.invalid:8765": "the host name does not resolve",
@@ -93,6 +97,7 @@ async def test_cannot_reach_says_why() -> None:
             "HTTP 200 OK)",
             f"wss://127.0.0.1:{http}": "TLS handshake failed",
             f"wss://127.0.0.1:{https}": "TLS: the certificate is not trusted",
+            f"wss://127.0.0.1:{plain.port}": "the server reset the connection during the handshake",
         }
         results = await asyncio.gather(*(pierhead("ls", "--url", url) for url in cases))
     for (url, reason), (code, out, err) in zip(cases.items(), results, strict=True):
