@@ -774,7 +774,10 @@ class Router:
                 limit=limit,
                 now=now,
             )
-        message = f"run {frame.run_id} is not connected to workspace {frame.workspace!r}"
+        if frame.workspace in self.workspaces:
+            message = f"run {frame.run_id} is not connected to workspace {frame.workspace!r}"
+        else:
+            message = f"no workspace {frame.workspace!r}"
         return [_error(Reply(peer, frame.id), ErrorCode.NOT_FOUND, message)]
 
     def _connected_elsewhere(self, name: str, run_id: str) -> bool:

@@ -122,9 +122,12 @@ def published(effects: Sequence[Effect]) -> list[tuple[int | None, int]]:
 # Dedupe by (workspace, run, seq) -----------------------------------------------------------
 
 
-def call(run_id: str = "r", action: str = "restart", request_id: int = 5) -> schema.ActionCall:
+def call(
+    run_id: str = "r", action: str = "restart", request_id: int = 5, workspace: str = "ws"
+) -> schema.ActionCall:
+    args = {"n": 1}
     return schema.ActionCall(
-        id=request_id, workspace="ws", run_id=run_id, action=action, args={"n": 1}, timeout_s=2.0
+        id=request_id, workspace=workspace, run_id=run_id, action=action, args=args, timeout_s=2.0
     )
 
 

@@ -297,11 +297,16 @@ def test_a_call_to_an_unknown_run_or_action_is_not_found() -> None:
     core.watcher_started(caller, OPEN)
     (no_run,) = frames(caller, core.call(caller, call(run_id="x"), label="ops", now=at(0)))
     (no_action,) = frames(caller, core.call(caller, call(action="nope"), label="ops", now=at(0)))
-    for refused in (no_run, no_action):
+    (nowhere,) = frames(caller, core.call(caller, call(workspace="nope"), label="ops", now=at(0)))
+    for refused in (no_run, no_action, nowhere):
         assert isinstance(refused, schema.ErrorReply)
         assert refused.code == schema.ErrorCode.NOT_FOUND
+    assert isinstance(no_run, schema.ErrorReply)
+    assert no_run.message == "run x is not connected to workspace 'ws'"
     assert isinstance(no_action, schema.ErrorReply)
     assert "offers: restart" in no_action.message
+    assert isinstance(nowhere, schema.ErrorReply)
+    assert nowhere.message == "no workspace 'nope'"
 
 
 def test_a_call_to_a_run_held_by_another_node_is_forwarded_and_answered_back() -> None:
