@@ -133,8 +133,9 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def run_demo(*, json_output: bool, seconds: float | None) -> int:
-    # The console owns the terminal: the broker logs only what needs attention.
-    configure_logging("json", "warning")
+    # The console owns the terminal: the broker logs only errors. Its warnings are for an
+    # operator's broker (auth off, which is the demo's choice on loopback, among them).
+    configure_logging("json", "error")
     with tempfile.TemporaryDirectory(prefix="pierhead-demo-") as data:
         config = BrokerConfig(host="127.0.0.1", port=0, data_dir=Path(data))
         async with BrokerServer(config) as broker:
