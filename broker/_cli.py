@@ -68,8 +68,9 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--store",
         default=None,
         metavar="URL",
-        help="keep the workspaces in Redis: redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://..."
-        " (TLS) or unix:///PATH[?db=N]; the password may come from PIERHEAD_REDIS_PASSWORD"
+        help="keep the workspaces in Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],"
+        " rediss://... (TLS), unix:///PATH[?db=N] or sentinel://HOST[:PORT][,HOST[:PORT]...]"
+        "/SERVICE[/DB] (docs/storage.md); the password may come from PIERHEAD_REDIS_PASSWORD"
         " (default: the embedded SQLite store in --data)",
     )
     serve.add_argument(
